@@ -1,0 +1,53 @@
+"""flowrt: an asyncio-native workflow runtime with correct failure semantics.
+
+Build a ``Workflow`` of nodes wrapping your async or sync functions, then ``await wf.run(input)``.
+"""
+
+from ._conditions import Condition as Condition
+from ._errors import DefinitionError as DefinitionError
+from ._errors import FlowError as FlowError
+from ._errors import InputError as InputError
+from ._errors import MaxLoopsExceeded as MaxLoopsExceeded
+from ._errors import NoMatch as NoMatch
+from ._errors import TooManyFailures as TooManyFailures
+from ._errors import WorkflowFailed as WorkflowFailed
+from ._events import configure_logging as configure_logging
+from ._graph import Branch as Branch
+from ._graph import Choice as Choice
+from ._graph import Node as Node
+from ._graph import Workflow as Workflow
+from ._kinds import Final as Final
+from ._models import AttemptRecord as AttemptRecord
+from ._models import ErrorHandling as ErrorHandling
+from ._models import ErrorInfo as ErrorInfo
+from ._models import Event as Event
+from ._models import NodeResult as NodeResult
+from ._models import RunResult as RunResult
+from ._models import WorkflowRetry as WorkflowRetry
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AttemptRecord",
+    "Branch",
+    "Choice",
+    "Condition",
+    "DefinitionError",
+    "ErrorHandling",
+    "ErrorInfo",
+    "Event",
+    "Final",
+    "FlowError",
+    "InputError",
+    "MaxLoopsExceeded",
+    "NoMatch",
+    "Node",
+    "NodeResult",
+    "RunResult",
+    "TooManyFailures",
+    "Workflow",
+    "WorkflowFailed",
+    "WorkflowRetry",
+    "__version__",
+    "configure_logging",
+]

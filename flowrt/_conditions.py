@@ -1,0 +1,151 @@
+"""Conditions for Choice options: ``Condition(path, op, value)`` combined with ``&``, ``|``, ``~``."""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Collection, Mapping
+from typing import Any, Literal, get_args
+
+from ._errors import DefinitionError
+from ._resolve import Value, compile_selector
+
+Op = Literal["==", "!=", "<", "<=", ">", ">=", "in", "not_in", "contains", "exists", "not_exists"]
+OPS: frozenset[str] = frozenset(get_args(Op))
+
+
+def _contains(left: Any, right: Any) -> bool:
+    return right in left
+
+
+def _not_in(left: Any, right: Any) -> bool:
+    return left not in right
+
+
+_BINARY: dict[str, Callable[[Any, Any], Any]] = {
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "in": lambda left, right: left in right,
+    "not_in": _not_in,
+    "contains": _contains,
+}
+
+
+class Expr:
+    """Base of conditions: combine with ``&`` (and), ``|`` (or), ``~`` (not)."""
+
+    def __and__(self, other: Expr) -> Expr:
+        return _All((self, other))
+
+    def __or__(self, other: Expr) -> Expr:
+        return _Any((self, other))
+
+    def __invert__(self) -> Expr:
+        return _Not(self)
+
+    def compile(self, known: Collection[str]) -> CompiledCondition:
+        """Check the condition against the workflow's names and precompile its paths.
+
+        Raises:
+            DefinitionError: an unknown operator, or a malformed path or one naming an unknown node.
+        """
+        raise DefinitionError(f"{type(self).__name__} cannot be compiled")
+
+
+CompiledCondition = Callable[[Mapping[str, Any]], bool]
+
+
+class Condition(Expr):
+    """``Condition(path, op, value)``: whether the value at ``path`` compares to ``value``.
+
+    ``op`` is one of ``== != < <= > >= in not_in contains exists not_exists``; ``exists`` holds
+    when the path resolves to a non-null value. A comparison between values that cannot be compared
+    (``None < 3``) does not hold.
+    """
+
+    def __init__(self, path: str, op: Op, value: Any = None) -> None:
+        self.path = path
+        self.op = op
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"Condition({self.path!r}, {self.op!r}, {self.value!r})"
+
+    def compile(self, known: Collection[str]) -> CompiledCondition:
+        if self.op not in OPS:
+            raise DefinitionError(f"unknown operator {self.op!r}; use one of {sorted(OPS)}")
+        if not isinstance(self.path, str) or not self.path.startswith("$"):
+            raise DefinitionError(f"condition path {self.path!r} is not a selector ($...)")
+        selector = compile_selector(self.path, known)
+        return _Test(selector, self.op, self.value)
+
+
+class _Test:
+    __slots__ = ("names", "needs_view", "op", "selector", "value")
+
+    def __init__(self, selector: Value, op: str, value: Any) -> None:
+        self.selector = selector
+        self.op = op
+        self.value = value
+        self.names = selector.names
+        self.needs_view = selector.needs_view
+
+    def __call__(self, data: Mapping[str, Any]) -> bool:
+        found = self.selector(data)
+        if self.op == "exists":
+            return found is not None
+        if self.op == "not_exists":
+            return found is None
+        try:
+            return bool(_BINARY[self.op](found, self.value))
+        except TypeError:
+            return False
+
+
+class _All(Expr):
+    def __init__(self, parts: tuple[Expr, ...]) -> None:
+        self.parts = parts
+
+    def compile(self, known: Collection[str]) -> CompiledCondition:
+        compiled = [part.compile(known) for part in self.parts]
+        return _named(lambda data: all(test(data) for test in compiled), compiled)
+
+
+class _Any(_All):
+    def compile(self, known: Collection[str]) -> CompiledCondition:
+        compiled = [part.compile(known) for part in self.parts]
+        return _named(lambda data: any(test(data) for test in compiled), compiled)
+
+
+class _Not(Expr):
+    def __init__(self, part: Expr) -> None:
+        self.part = part
+
+    def compile(self, known: Collection[str]) -> CompiledCondition:
+        inner = self.part.compile(known)
+        return _named(lambda data: not inner(data), [inner])
+
+
+class _Combined:
+    __slots__ = ("names", "needs_view", "test")
+
+    def __init__(self, test: CompiledCondition, names: frozenset[str]) -> None:
+        self.test = test
+        self.names = names
+        self.needs_view = True
+
+    def __call__(self, data: Mapping[str, Any]) -> bool:
+        return self.test(data)
+
+
+def _named(test: CompiledCondition, parts: list[CompiledCondition]) -> _Combined:
+    return _Combined(test, frozenset().union(*(names_of(part) for part in parts)))
+
+
+def names_of(compiled: CompiledCondition) -> frozenset[str]:
+    """The store keys a compiled condition reads (empty for a plain callable)."""
+    names = getattr(compiled, "names", frozenset())
+    return names if isinstance(names, frozenset) else frozenset()

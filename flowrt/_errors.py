@@ -1,0 +1,75 @@
+"""The flowrt exception tree.
+
+```
+FlowError
+├── DefinitionError (ValueError)   a workflow definition is wrong: raised by validate() and run()
+├── InputError (ValueError)        a node's inputs could not be resolved (a failure envelope's type)
+├── NoMatch                        a Choice had no option whose condition held and no default
+├── MaxLoopsExceeded               a loop ran max_loops steps without returning Final
+├── TooManyFailures                a map had more failed items than tolerated_failures
+└── WorkflowFailed                 raised by RunResult.raise_for_status() for a failed run
+```
+
+Node functions' own exceptions are never wrapped: a node's envelope records their class name and
+message. The classes above that a node can fail with appear as the `type` of its `ErrorInfo`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._models import ErrorInfo
+
+
+class FlowError(Exception):
+    """Root of every exception flowrt defines."""
+
+
+class DefinitionError(FlowError, ValueError):
+    """A workflow definition is invalid.
+
+    Attributes:
+        node: the node at fault, or None for a workflow-level problem.
+        field: the field at fault (``"depends"``, ``"inputs.text"``, ...), or None.
+        reason: what is wrong, in words.
+    """
+
+    def __init__(self, reason: str, *, node: str | None = None, field: str | None = None) -> None:
+        self.node = node
+        self.field = field
+        self.reason = reason
+        where = ".".join(part for part in (f"node {node!r}" if node else None, field) if part)
+        super().__init__(f"{where}: {reason}" if where else reason)
+
+
+class InputError(FlowError, ValueError):
+    """A node's input could not be resolved (a parameter with no value, a map's items not a list)."""
+
+
+class NoMatch(FlowError):
+    """No option of a Choice node held and it has no default option."""
+
+
+class MaxLoopsExceeded(FlowError):
+    """A loop node reached its ``max_loops`` without its step returning ``Final``."""
+
+
+class TooManyFailures(FlowError):
+    """A map node had more failed items than its ``tolerated_failures`` allows."""
+
+
+class WorkflowFailed(FlowError):
+    """A run failed; raised by ``RunResult.raise_for_status()``.
+
+    Attributes:
+        error: the error that failed the run.
+        run_id: the failed run's id.
+    """
+
+    def __init__(self, workflow: str, run_id: str, error: ErrorInfo | None) -> None:
+        self.workflow = workflow
+        self.run_id = run_id
+        self.error = error
+        detail = f"{error.type}: {error.message}" if error else "unknown error"
+        super().__init__(f"workflow {workflow!r} run {run_id} failed: {detail}")

@@ -1,0 +1,86 @@
+"""Run events: built only when someone listens (a ``stream`` consumer, or structlog configured by
+the application or by ``configure_logging``), so an unobserved run pays one attribute check."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+
+from ._models import ErrorInfo, Event
+
+_LEVELS = {"node.retrying": "warning", "run.retrying": "warning"}
+
+
+def _structlog_logger() -> Any:
+    # An unconfigured structlog prints to stdout: a library must not, so log only once configured.
+    structlog = sys.modules.get("structlog")
+    if structlog is None or not structlog.is_configured():
+        return None
+    return structlog.get_logger("flowrt")
+
+
+class Emitter:
+    """Sends a run's events to a sink (``stream``) and to structlog."""
+
+    __slots__ = ("logger", "run_id", "sink", "start", "workflow")
+
+    def __init__(self, workflow: str, run_id: str, sink: Callable[[Event], None] | None) -> None:
+        self.workflow = workflow
+        self.run_id = run_id
+        self.sink = sink
+        self.logger = _structlog_logger()
+        self.start = anyio.current_time()
+
+    @property
+    def active(self) -> bool:
+        """Whether anyone listens."""
+        return self.sink is not None or self.logger is not None
+
+    def __call__(
+        self,
+        kind: Any,
+        node: str | None = None,
+        *,
+        attempt: int | None = None,
+        status: str | None = None,
+        error: dict[str, str] | None = None,
+        wait: float | None = None,
+        duration: float | None = None,
+    ) -> None:
+        time = anyio.current_time() - self.start
+        info = ErrorInfo.model_construct(**error) if error else None
+        if self.sink is not None:
+            self.sink(
+                Event.model_construct(
+                    kind=kind, run_id=self.run_id, node=node, attempt=attempt, status=status,
+                    error=info, wait=wait, time=time,
+                )
+            )
+        if self.logger is not None:
+            level = "warning" if status == "failure" else _LEVELS.get(kind, "info")
+            getattr(self.logger, level)(
+                kind, run_id=self.run_id, workflow=self.workflow, node=node, attempt=attempt,
+                status=status, wait=wait, duration=duration, time=round(time, 6),
+                error=f"{error['type']}: {error['message']}" if error else None,
+            )
+
+
+def configure_logging(json: bool = False) -> None:
+    """Set up structlog to print flowrt's events (and the application's) to stderr: readable
+    key-value lines, or one JSON object per line with ``json=True``. flowrt never calls this by
+    itself; the CLI does."""
+    import structlog
+
+    renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso"),
+            renderer,
+        ],
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )

@@ -1,0 +1,295 @@
+"""Workflow definitions: ``Workflow``, ``Node`` handles, Choice branches. Pure: no async, no user
+code runs here. Definitions are only recorded; ``validate()`` (``_plan.compile_plan``) checks them
+all and compiles the plan that ``run`` executes."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
+
+from ._conditions import Expr
+from ._models import ErrorHandling, Event, RunResult, WorkflowRetry
+
+if TYPE_CHECKING:
+    from ._plan import Plan
+
+Trigger = Literal["all", "any", "always", "on_failure"]
+Executor = Literal["thread", "process"]
+F = TypeVar("F", bound=Callable[..., Any])
+OptionCondition = Expr | Callable[[dict[str, Any]], bool] | None
+
+
+@dataclass(frozen=True, slots=True)
+class MapSpec:
+    """A map node's settings: where its items come from and how many run at once."""
+
+    items: Any
+    concurrency: int | None
+    tolerated_failures: int | float | None
+
+
+@dataclass(frozen=True, slots=True)
+class LoopSpec:
+    """A loop node's settings: the step limit and what happens when it is reached."""
+
+    max_loops: int
+    on_max_loops: Literal["raise", "return"]
+    finalize: Callable[[Any], Any] | None
+
+
+class Branch:
+    """One option of a Choice node, usable in ``depends``: ``route["ok"]``."""
+
+    __slots__ = ("choice", "option")
+
+    def __init__(self, choice: str, option: str) -> None:
+        self.choice = choice
+        self.option = option
+
+    def __repr__(self) -> str:
+        return f"{self.choice}.{self.option}"
+
+
+
+
+class Node:
+    """A handle on a node of a workflow, usable in another node's ``depends``.
+
+    Attributes: ``name``, ``fn`` (None for a Choice), ``depends``, ``inputs``, ``error_handling``,
+    ``trigger``, ``executor``, ``kind`` (``"task"``, ``"choice"``, ``"map"`` or ``"loop"``).
+    """
+
+    kind: Literal["task", "choice", "map", "loop"] = "task"
+
+    def __init__(
+        self,
+        name: str,
+        fn: Callable[..., Any] | None,
+        *,
+        depends: Sequence[Node | Branch | str],
+        inputs: Mapping[str, Any] | None,
+        error_handling: ErrorHandling | Mapping[str, Any] | None,
+        trigger: Trigger,
+        executor: Executor,
+    ) -> None:
+        self.name = name
+        self.fn = fn
+        self.depends = tuple(depends) if isinstance(depends, list | tuple) else (depends,)
+        self.inputs = dict(inputs or {})
+        self.error_handling = error_handling
+        self.trigger = trigger
+        self.executor = executor
+        self.map: MapSpec | None = None
+        self.loop: LoopSpec | None = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+class Choice(Node):
+    """A Choice node: routes to the first option whose condition holds. ``choice["ok"]`` is the
+    branch to name in ``depends``; its output is the chosen option's name."""
+
+    kind: Literal["choice"] = "choice"
+
+    def __init__(self, name: str, options: Mapping[str, OptionCondition], **rest: Any) -> None:
+        super().__init__(name, None, trigger="all", executor="thread", inputs=None, **rest)
+        self.options = options
+
+    def __getitem__(self, option: str) -> Branch:
+        return Branch(self.name, option)
+
+
+class Workflow:
+    """A DAG of nodes; ``await wf.run(input)`` executes it.
+
+    Args:
+        name: the workflow's name (in results, events and logs).
+        output: the run's output mapping, resolved like node inputs; without one the output is the
+            dict of the sink nodes' outputs.
+        retry: workflow-level retry of a failed run.
+        max_concurrency: how many nodes may run at once (None: no cap).
+        rng: the random source for retry jitter (inject a seeded one for reproducible waits).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        output: Mapping[str, Any] | None = None,
+        retry: WorkflowRetry | None = None,
+        max_concurrency: int | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.name = name
+        self.output = output
+        self.retry = retry or WorkflowRetry()
+        self.max_concurrency = max_concurrency
+        self.rng = rng or random.Random()
+        self._nodes: list[Node] = []
+        self._plan: Plan | None = None
+
+    @property
+    def nodes(self) -> dict[str, Node]:
+        """The nodes by name, in the order they were added."""
+        return {node.name: node for node in self._nodes}
+
+    def _add(self, node: Node) -> Node:
+        self._nodes.append(node)
+        self._plan = None
+        return node
+
+    @overload
+    def node(self, fn: F, /, **options: Any) -> Node: ...
+    @overload
+    def node(self, fn: None = None, /, **options: Any) -> Callable[[F], Node]: ...
+    def node(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        depends: Sequence[Node | Branch | str] = (),
+        inputs: Mapping[str, Any] | None = None,
+        error_handling: ErrorHandling | Mapping[str, Any] | None = None,
+        trigger: Trigger = "all",
+        executor: Executor = "thread",
+    ) -> Node | Callable[[F], Node]:
+        """Add a node running ``fn`` (async on the loop; sync in a worker thread or process).
+
+        Usable as ``@wf.node``, ``@wf.node(...)`` or ``wf.node(fn, ...)``; returns a ``Node``.
+        Definitions are checked by ``validate()`` (and so by ``run``).
+        """
+
+        def add(fn: Callable[..., Any]) -> Node:
+            return self._add(
+                Node(
+                    name or _name_of(fn),
+                    fn,
+                    depends=depends,
+                    inputs=inputs,
+                    error_handling=error_handling,
+                    trigger=trigger,
+                    executor=executor,
+                )
+            )
+
+        return add if fn is None else add(fn)
+
+    def choice(
+        self,
+        name: str,
+        options: Mapping[str, OptionCondition],
+        *,
+        depends: Sequence[Node | Branch | str] = (),
+        error_handling: ErrorHandling | Mapping[str, Any] | None = None,
+    ) -> Choice:
+        """Add a Choice node; options are tried in order, a ``None`` condition is the default
+        (it must be last). Nodes depending on an option not taken are skipped."""
+        node = Choice(name, options, depends=depends, error_handling=error_handling)
+        self._add(node)
+        return node
+
+    @overload
+    def map(self, fn: F, /, **options: Any) -> Node: ...
+    @overload
+    def map(self, fn: None = None, /, **options: Any) -> Callable[[F], Node]: ...
+    def map(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        items: Any,
+        concurrency: int | None = None,
+        tolerated_failures: int | float | None = None,
+        **options: Any,
+    ) -> Node | Callable[[F], Node]:
+        """Add a node that calls ``fn`` once per item (its first parameter), at most
+        ``concurrency`` at a time, each item under the node's error handling. Its output is the
+        list of per-item envelopes ``{status, output, error}`` in item order. Other options as
+        ``node``."""
+        spec = MapSpec(items, concurrency, tolerated_failures)
+
+        def add(fn: Callable[..., Any]) -> Node:
+            node = self.node(fn, **options)
+            node.kind = "map"
+            node.map = spec
+            return node
+
+        return add if fn is None else add(fn)
+
+    @overload
+    def loop(self, fn: F, /, **options: Any) -> Node: ...
+    @overload
+    def loop(self, fn: None = None, /, **options: Any) -> Callable[[F], Node]: ...
+    def loop(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        max_loops: int,
+        on_max_loops: Literal["raise", "return"] = "raise",
+        finalize: Callable[[Any], Any] | None = None,
+        **options: Any,
+    ) -> Node | Callable[[F], Node]:
+        """Add an agent-style loop: ``fn(state)`` is called until it returns ``Final(value)``, the
+        state being first the dict of the node's inputs, then each step's return value. Other
+        options as ``node``."""
+        spec = LoopSpec(max_loops, on_max_loops, finalize)
+
+        def add(fn: Callable[..., Any]) -> Node:
+            node = self.node(fn, **options)
+            node.kind = "loop"
+            node.loop = spec
+            return node
+
+        return add if fn is None else add(fn)
+
+    def validate(self) -> None:
+        """Check the whole definition.
+
+        Raises:
+            DefinitionError: names the node, the field and what is wrong (a cycle, an unknown or
+                duplicate name, a malformed selector or template, a bad option, ...).
+        """
+        self.compiled()
+
+    def compiled(self) -> Plan:
+        """The validated, compiled plan (cached until a node is added)."""
+        if self._plan is None:
+            from ._plan import compile_plan
+
+            self._plan = compile_plan(self)
+        return self._plan
+
+    async def run(self, input: Any = None, *, timeout: float | None = None) -> RunResult:
+        """Run the workflow once (plus workflow-level retries) and return its result.
+
+        Node failures never raise: they are in the result. ``timeout`` is a deadline for each run
+        attempt: at expiry running nodes are cancelled and the run fails.
+
+        Raises:
+            DefinitionError: the workflow is invalid.
+        """
+        from ._run import run
+
+        return await run(self, input, timeout=timeout)
+
+    def run_sync(self, input: Any = None, *, timeout: float | None = None) -> RunResult:
+        """``run`` for scripts: starts an event loop with ``anyio.run``."""
+        import anyio
+
+        return anyio.run(lambda: self.run(input, timeout=timeout))
+
+    def stream(self, input: Any = None, *, timeout: float | None = None) -> AsyncIterator[Event]:
+        """Run the workflow, yielding each ``Event`` as it happens; leaving the loop early
+        cancels the run."""
+        from ._run import stream
+
+        return stream(self, input, timeout=timeout)
+
+
+def _name_of(fn: Callable[..., Any]) -> str:
+    return str(getattr(fn, "__name__", "") or type(fn).__name__)

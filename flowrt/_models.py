@@ -1,0 +1,194 @@
+"""Pydantic models users pass in (ErrorHandling, WorkflowRetry) or read back (NodeResult, RunResult,
+Event). Inside the hot path flowrt keeps plain dicts and slotted records; these are built at the
+boundary with ``model_construct`` (the values are already known to be valid)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ._errors import DefinitionError, WorkflowFailed
+
+Status = Literal["success", "failure", "skip"]
+Behavior = Literal["raise", "return"]
+RetryOn = tuple[type[BaseException], ...] | Callable[[BaseException], bool]
+
+
+def definition_error(exc: ValidationError, *, node: str | None, prefix: str) -> DefinitionError:
+    """Turn pydantic's first validation error into a DefinitionError naming node and field."""
+    first = exc.errors()[0]
+    field = ".".join(str(part) for part in (prefix, *first["loc"]) if part != "")
+    return DefinitionError(f"{first['msg']} (got {first.get('input')!r})", node=node, field=field)
+
+
+class _Config(BaseModel):
+    """Base of user-facing configuration: frozen, no unknown fields, DefinitionError on bad values."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise definition_error(exc, node=None, prefix=type(self).__name__) from None
+
+
+class ErrorHandling(_Config):
+    """How a node reacts to failure: retries with backoff, a per-attempt timeout, raise or return.
+
+    A node attempts up to ``max_retries + 1`` times; before retry k (k = 0, 1, ...) it waits
+    ``retry_interval_seconds * backoff_rate ** k``, capped by ``max_interval_seconds``; ``jitter``
+    randomizes that fraction of each wait. Only exceptions matching ``retry_on`` are retried.
+
+    Raises:
+        DefinitionError: a field is out of range (negative retries, backoff_rate < 1, ...).
+    """
+
+    behavior: Behavior = "raise"
+    max_retries: int = Field(default=0, ge=0)
+    retry_interval_seconds: float = Field(default=1.0, ge=0)
+    backoff_rate: float = Field(default=1.0, ge=1)
+    timeout_seconds: float | None = Field(default=None, gt=0)
+    max_interval_seconds: float | None = Field(default=None, ge=0)
+    jitter: float = Field(default=0.0, ge=0, le=1)
+    retry_on: RetryOn = (Exception,)
+
+    @field_validator("retry_on", mode="before")
+    @classmethod
+    def _one_class_is_a_tuple(cls, value: Any) -> Any:
+        # A lone exception class is callable too: without this it would be taken for a predicate.
+        if isinstance(value, type) and issubclass(value, BaseException):
+            return (value,)
+        if isinstance(value, list):
+            return tuple(value)
+        return value
+
+    @classmethod
+    def fail(cls) -> ErrorHandling:
+        """No retries; a failure skips the node's dependents and fails the run."""
+        return cls(behavior="raise")
+
+    @classmethod
+    def ignore(cls) -> ErrorHandling:
+        """No retries; a failure becomes the node's result and the run goes on."""
+        return cls(behavior="return")
+
+    @classmethod
+    def retry(
+        cls, attempts: int = 3, seconds: float = 10, ignore_final_error: bool = False
+    ) -> ErrorHandling:
+        """Retry up to ``attempts`` times (``attempts + 1`` calls in all), ``seconds`` apart.
+
+        With ``ignore_final_error`` the last failure is returned instead of raised.
+        """
+        behavior: Behavior = "return" if ignore_final_error else "raise"
+        return cls(behavior=behavior, max_retries=attempts, retry_interval_seconds=seconds)
+
+    def retries(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is one this policy retries (``retry_on``)."""
+        if isinstance(self.retry_on, tuple):
+            return isinstance(exc, self.retry_on)
+        return bool(self.retry_on(exc))
+
+
+class WorkflowRetry(_Config):
+    """Re-run a failed run from its first node, same input, after
+    ``delay_seconds * backoff_rate ** k``, up to ``max_retries`` times.
+
+    Raises:
+        DefinitionError: a field is out of range.
+    """
+
+    max_retries: int = Field(default=0, ge=0)
+    delay_seconds: float = Field(default=0.0, ge=0)
+    backoff_rate: float = Field(default=1.0, ge=1)
+
+
+class ErrorInfo(BaseModel):
+    """A failure: the exception's class name and message."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: str
+    message: str
+
+
+class AttemptRecord(BaseModel):
+    """One attempt of a node: when it started (run clock, seconds), how long, its error, the wait
+    that followed it before the next attempt (None for the last)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    attempt: int
+    started: float
+    duration: float
+    error: ErrorInfo | None = None
+    wait: float | None = None
+
+
+class NodeResult(BaseModel):
+    """A node's envelope: ``status``, ``output`` (None unless success), ``error``.
+
+    ``attempts`` counts the attempts made (0 for a skipped node); ``duration`` is the node's wall
+    time in seconds; ``reason`` says why a node was skipped; ``trace`` lists each attempt.
+    """
+
+    status: Status
+    output: Any = None
+    error: ErrorInfo | None = None
+    attempts: int = 0
+    duration: float = 0.0
+    reason: str | None = None
+    trace: list[AttemptRecord] = Field(default_factory=list)
+
+
+class RunResult(BaseModel):
+    """The outcome of one run. ``result["node"]`` is ``result.nodes["node"]``."""
+
+    workflow: str
+    run_id: str
+    status: Literal["success", "failure"]
+    output: Any = None
+    error: ErrorInfo | None = None
+    nodes: dict[str, NodeResult] = Field(default_factory=dict)
+    attempts: int = 1
+    started_at: datetime
+    finished_at: datetime
+    duration: float
+
+    def __getitem__(self, node: str) -> NodeResult:
+        return self.nodes[node]
+
+    def raise_for_status(self) -> Self:
+        """Return self for a successful run.
+
+        Raises:
+            WorkflowFailed: the run failed.
+        """
+        if self.status == "failure":
+            raise WorkflowFailed(self.workflow, self.run_id, self.error)
+        return self
+
+
+EventKind = Literal[
+    "run.started", "node.started", "node.retrying", "node.finished", "run.retrying", "run.finished"
+]
+
+
+class Event(BaseModel):
+    """Something that happened during a run. ``time`` is seconds since the run started; ``wait``
+    is the delay before a retry (node.retrying, run.retrying)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: EventKind
+    run_id: str
+    node: str | None = None
+    attempt: int | None = None
+    status: str | None = None
+    error: ErrorInfo | None = None
+    wait: float | None = None
+    time: float = 0.0

@@ -1,0 +1,242 @@
+"""Pure, sync: compile input values (selectors, templates, coalesce chains, literals) once at
+validation, then resolve them against the result store on every run.
+
+A compiled value names the store keys it reads (``names``): the scheduler turns them into implicit
+dependencies, and values that can walk the whole store (wildcards, filters, ``$..x``) resolve
+against a view holding only the node's own dependencies, so what a node sees never depends on
+timing. Plain paths (``$.scraper.output.content``, ``$.input.items[0]``) compile to a key walk,
+the rest goes to jsonpath-python; templates are rendered by a sandboxed Jinja2 environment.
+"""
+
+from __future__ import annotations
+
+import ast
+from abc import ABC, abstractmethod
+import copy
+import re
+from collections.abc import Collection, Mapping
+from typing import TYPE_CHECKING, Any
+
+from ._errors import DefinitionError, InputError
+
+if TYPE_CHECKING:
+    from jinja2 import Template
+    from jinja2.sandbox import SandboxedEnvironment
+    from jsonpath import JSONPath
+
+NAME = r"[A-Za-z_][A-Za-z0-9_-]*"
+_SIMPLE_PATH = re.compile(rf"\$((?:\.{NAME}|\[\d+\]|\['[^']*'\]|\[\"[^\"]*\"\])+)")
+_SEGMENT = re.compile(rf"\.({NAME})|\[(\d+)\]|\['([^']*)'\]|\[\"([^\"]*)\"\]")
+_HEAD = re.compile(rf"\$(?:\.({NAME})|\['([^']*)'\]|\[\"([^\"]*)\"\])")
+_FILTER = re.compile(r"\[\?\((.*?)\)\]")
+_MISSING = object()
+_env: SandboxedEnvironment | None = None
+
+
+class Value(ABC):
+    """A compiled input value. ``names`` are the store keys it reads; ``needs_view`` is True when
+    it must see only the node's dependencies rather than the whole store."""
+
+    __slots__ = ("names", "needs_view")
+
+    def __init__(self, names: frozenset[str] = frozenset(), needs_view: bool = False) -> None:
+        self.names = names
+        self.needs_view = needs_view
+
+    @abstractmethod
+    def __call__(self, data: Mapping[str, Any]) -> Any:
+        """Resolve against ``data`` (the store, or the node's view of it)."""
+
+
+class Constant(Value):
+    """A literal: resolves to itself."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        super().__init__()
+        self.value = value
+
+    def __call__(self, data: Mapping[str, Any]) -> Any:
+        return self.value
+
+
+class Path(Value):
+    """A plain path: a walk over dict keys and list indexes, as jsonpath-python would do it."""
+
+    __slots__ = ("keys",)
+
+    def __init__(self, keys: tuple[str, ...]) -> None:
+        super().__init__(frozenset(keys[:1]))
+        self.keys = keys
+
+    def __call__(self, data: Mapping[str, Any]) -> Any:
+        value: Any = data
+        for key in self.keys:
+            if isinstance(value, dict):
+                value = value.get(key, _MISSING)
+                if value is _MISSING:
+                    return None
+            elif isinstance(value, list) and key.isdigit() and int(key) < len(value):
+                value = value[int(key)]
+            else:
+                return None
+        return value
+
+
+class Selector(Value):
+    """Any other JSONPath: one match -> the value, several -> a list, none -> None."""
+
+    __slots__ = ("compiled",)
+
+    def __init__(self, compiled: JSONPath, names: frozenset[str]) -> None:
+        super().__init__(names, needs_view=True)
+        self.compiled = compiled
+
+    def __call__(self, data: Mapping[str, Any]) -> Any:
+        # JSONPath keeps its matches on the instance: a shallow copy keeps concurrent runs apart.
+        matches = copy.copy(self.compiled).parse(dict(data))
+        if not matches:
+            return None
+        return matches[0] if len(matches) == 1 else matches
+
+
+class Render(Value):
+    """A Jinja2 template, compiled once, rendered with the store keys it names as variables."""
+
+    __slots__ = ("source", "template")
+
+    def __init__(self, template: Template, names: frozenset[str], source: str) -> None:
+        super().__init__(names)
+        self.template = template
+        self.source = source
+
+    def __call__(self, data: Mapping[str, Any]) -> Any:
+        try:
+            return self.template.render({name: data.get(name) for name in self.names})
+        except Exception as exc:
+            raise InputError(f"template {self.source!r} failed: {exc}") from exc
+
+
+class Coalesce(Value):
+    """``a || b || default``: the first selector with a non-null value; a literal ends the chain."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self, parts: list[Value]) -> None:
+        names = frozenset().union(*(part.names for part in parts))
+        super().__init__(names, any(part.needs_view for part in parts))
+        self.parts = parts
+
+    def __call__(self, data: Mapping[str, Any]) -> Any:
+        for part in self.parts:
+            value = part(data)
+            if value is not None or not isinstance(part, Path | Selector):
+                return value
+        return None
+
+
+def compile_value(spec: Any, known: Collection[str]) -> Value:
+    """Compile one input value. ``known`` are the names a selector or template may read.
+
+    Raises:
+        DefinitionError: a malformed selector or template, or one naming an unknown node
+            (``field`` is left for the caller to fill in).
+    """
+    if not isinstance(spec, str):
+        return Constant(spec)
+    if " || " in spec:
+        return Coalesce([_compile_one(part.strip(), known) for part in spec.split(" || ")])
+    return _compile_one(spec, known)
+
+
+def is_dynamic(spec: Any) -> bool:
+    """Whether ``spec`` is read from the store (a selector, template or coalesce chain)."""
+    return isinstance(spec, str) and (spec.startswith("$") or "{{" in spec or "{%" in spec)
+
+
+def _compile_one(spec: str, known: Collection[str]) -> Value:
+    if spec.startswith("$"):
+        return compile_selector(spec, known)
+    if "{{" in spec or "{%" in spec:
+        return compile_template(spec, known)
+    return Constant(spec)
+
+
+def compile_selector(spec: str, known: Collection[str]) -> Path | Selector:
+    """Compile a JSONPath selector; see ``compile_value``."""
+    head = _HEAD.match(spec)
+    name = next((group for group in head.groups() if group is not None), None) if head else None
+    if name is not None and name not in known:
+        raise DefinitionError(f"selector {spec!r} names unknown node {name!r}")
+    simple = _SIMPLE_PATH.fullmatch(spec)
+    if simple:
+        keys = tuple(
+            next(group for group in match.groups() if group is not None)
+            for match in _SEGMENT.finditer(simple.group(1))
+        )
+        return Path(keys)
+    _check_syntax(spec)
+    from jsonpath import JSONPath
+
+    return Selector(JSONPath(spec), frozenset({name} if name else ()))
+
+
+def _check_syntax(spec: str) -> None:
+    """jsonpath-python accepts almost any text; refuse what cannot be a JSONPath."""
+    depth = {"[": 0, "(": 0}
+    closing = {"]": "[", ")": "("}
+    quote = None
+    for char in spec:
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in depth:
+            depth[char] += 1
+        elif char in closing:
+            depth[closing[char]] -= 1
+            if depth[closing[char]] < 0:
+                raise DefinitionError(f"malformed selector {spec!r}: unbalanced {char!r}")
+    if quote or any(depth.values()):
+        raise DefinitionError(f"malformed selector {spec!r}: unclosed bracket or quote")
+    if not re.match(r"\$(\.|\[|$)", spec) or re.search(r"\.{3,}|\.$|\.\[|\[\]", spec):
+        raise DefinitionError(f"malformed selector {spec!r}")
+    for expression in _FILTER.findall(spec):
+        python = re.sub(r"=~\s*/.*?/", "== ''", expression).replace("@", "_at_")
+        try:
+            ast.parse(python, mode="eval")
+        except SyntaxError:
+            raise DefinitionError(f"malformed filter {expression!r} in selector {spec!r}") from None
+
+
+def environment() -> SandboxedEnvironment:
+    """The shared sandboxed Jinja2 environment (missing values render empty)."""
+    global _env
+    if _env is None:
+        from jinja2 import ChainableUndefined
+        from jinja2.sandbox import SandboxedEnvironment
+
+        _env = SandboxedEnvironment(undefined=ChainableUndefined, keep_trailing_newline=True)
+    return _env
+
+
+def compile_template(spec: str, known: Collection[str]) -> Render:
+    """Compile a Jinja2 template; see ``compile_value``."""
+    from jinja2 import TemplateSyntaxError, meta
+
+    env = environment()
+    try:
+        parsed = env.parse(spec)
+    except TemplateSyntaxError as exc:
+        raise DefinitionError(f"template {spec!r} has a syntax error: {exc.message}") from None
+    names = meta.find_undeclared_variables(parsed) - set(env.globals)
+    unknown = sorted(names - set(known))
+    if unknown:
+        raise DefinitionError(f"template {spec!r} names unknown node {unknown[0]!r}")
+    return Render(env.from_string(parsed), frozenset(names), spec)
+
+
+def view(store: Mapping[str, Any], names: Collection[str]) -> dict[str, Any]:
+    """The part of ``store`` a node may read: its dependencies and the run input."""
+    return {name: store[name] for name in names if name in store}

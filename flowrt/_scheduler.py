@@ -1,0 +1,145 @@
+"""One run attempt: a single task group; a node starts the moment its own dependencies have
+finished and its trigger allows it, skips cascade without spawning tasks, and every finish costs
+O(the finished node's dependents)."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from ._attempt import Done
+from ._kinds import RUNNERS
+
+if TYPE_CHECKING:
+    from ._events import Emitter
+    from ._plan import Plan, PlanNode
+
+
+class Scheduler:
+    """Executes a plan once against one input; ``done[i]`` is node i's record."""
+
+    __slots__ = ("cap", "done", "emit", "handled", "nodes", "order", "pending", "queue", "rng", "running", "store", "tg")
+
+    def __init__(self, plan: Plan, input: Any, emit: Emitter | None, rng: Any, cap: int | None) -> None:
+        self.nodes = plan.nodes
+        self.store: dict[str, Any] = {"input": input}
+        self.done: list[Done | None] = [None] * len(plan.nodes)
+        self.pending = [len(pn.deps) for pn in plan.nodes]
+        self.order: list[int] = []
+        self.handled: set[int] = set()
+        self.emit = emit
+        self.rng = rng
+        self.cap = cap
+        self.running = 0
+        self.queue: deque[int] = deque()
+        self.tg: anyio.abc.TaskGroup | None = None
+
+    async def execute(self, roots: list[int], timeout: float | None) -> bool:
+        """Run every node; return False if the run's deadline expired first."""
+        with anyio.move_on_after(timeout) as scope:
+            async with anyio.create_task_group() as self.tg:
+                self._settle(roots)
+        if scope.cancelled_caught:
+            self._expire(timeout)
+            return False
+        return True
+
+    def _start(self, i: int) -> None:
+        if self.cap is not None and self.running >= self.cap:
+            self.queue.append(i)
+            return
+        self.running += 1
+        assert self.tg is not None
+        self.tg.start_soon(self._run, i)
+
+    async def _run(self, i: int) -> None:
+        pn = self.nodes[i]
+        done = self.done[i] = Done()
+        start = anyio.current_time()
+        await RUNNERS[pn.node.kind](pn, self.store, done, self.emit, self.rng)
+        done.duration = anyio.current_time() - start
+        self.running -= 1
+        self._finish(i, done)
+        while self.queue and (self.cap is None or self.running < self.cap):
+            self._start(self.queue.popleft())
+
+    def _finish(self, i: int, done: Done) -> None:
+        """Record node i, then settle every dependent whose last dependency it was."""
+        ready: list[int] = []
+        self._record(i, done, ready)
+        self._settle(ready)
+
+    def _record(self, i: int, done: Done, ready: list[int]) -> None:
+        pn = self.nodes[i]
+        self.store[pn.name] = done.envelope()
+        self.order.append(i)
+        if self.emit is not None:
+            self.emit("node.finished", pn.name, attempt=done.attempts, status=done.status, error=done.error, duration=done.duration)
+        for dependent in pn.dependents:
+            self.pending[dependent] -= 1
+            if not self.pending[dependent]:
+                ready.append(dependent)
+
+    def _settle(self, ready: list[int]) -> None:
+        """Start or skip nodes whose dependencies have all finished (a worklist: no recursion)."""
+        while ready:
+            i = ready.pop()
+            reason = self._blocked(self.nodes[i])
+            if reason is None:
+                self._start(i)
+            else:
+                self.done[i] = Done(status="skip", reason=reason)
+                self._record(i, self.done[i], ready)  # type: ignore[arg-type]
+
+    def _blocked(self, pn: PlanNode) -> str | None:
+        """Why ``pn`` must skip under its trigger, or None if it runs."""
+        trigger = pn.trigger
+        if trigger == "always":
+            return None
+        blocker = None
+        succeeded = failed = False
+        for dep, option in pn.edges:
+            done, upstream = self.done[dep], self.nodes[dep]
+            assert done is not None
+            status = done.status
+            if option is not None and (status != "success" or done.output != option):
+                status, why = "skip", f"branch '{upstream.name}.{option}' was not taken"
+            else:
+                why = f"'{upstream.name}' {'failed' if status == 'failure' else 'was skipped'}"
+                if status == "success" or not upstream.raises:
+                    why = None
+            succeeded |= status == "success"
+            failed |= status == "failure"
+            blocker = blocker or why
+        if trigger == "all":
+            return blocker
+        if trigger == "any":
+            return None if succeeded or not pn.edges else "no dependency succeeded"
+        if not failed:
+            return "no dependency failed"
+        self.handled.update(dep for dep, _ in pn.edges if self.done[dep].status == "failure")  # type: ignore[union-attr]
+        return None
+
+    def _expire(self, timeout: float | None) -> None:
+        """The deadline passed: running nodes fail with TimeoutError, unstarted ones skip."""
+        ignored: list[int] = []
+        for pn in self.nodes:
+            done = self.done[pn.index]
+            if done is None:
+                done = Done(status="skip", reason=f"the run timed out after {timeout:g}s before it started")
+                self.done[pn.index] = done
+            elif done.status is None:
+                done.fail(TimeoutError(f"node {pn.name!r} was cancelled at attempt {done.attempts}: the run timed out after {timeout:g}s"))
+            else:
+                continue
+            self._record(pn.index, done, ignored)
+
+    def first_failure(self) -> Done | None:
+        """The earliest failure of a raise node not taken by an on_failure handler."""
+        for i in self.order:
+            done = self.done[i]
+            if done is not None and done.status == "failure" and self.nodes[i].raises and i not in self.handled:
+                return done
+        return None
