@@ -1,4 +1,4 @@
-"""Conditions for Choice options: ``Condition(path, op, value)`` combined with ``&``, ``|``, ``~``."""
+"""Choice conditions: ``Condition(path, op, value)``, combined with ``&``, ``|`` and ``~``."""
 
 from __future__ import annotations
 
@@ -142,10 +142,11 @@ class _Combined:
 
 
 def _named(test: CompiledCondition, parts: list[CompiledCondition]) -> _Combined:
-    return _Combined(test, frozenset().union(*(names_of(part) for part in parts)))
+    names: frozenset[str] = frozenset().union(*(names_of(part) for part in parts))
+    return _Combined(test, names)
 
 
 def names_of(compiled: CompiledCondition) -> frozenset[str]:
     """The store keys a compiled condition reads (empty for a plain callable)."""
-    names = getattr(compiled, "names", frozenset())
+    names: object = getattr(compiled, "names", None)
     return names if isinstance(names, frozenset) else frozenset()

@@ -44,7 +44,7 @@ class DefinitionError(FlowError, ValueError):
 
 
 class InputError(FlowError, ValueError):
-    """A node's input could not be resolved (a parameter with no value, a map's items not a list)."""
+    """A node's input could not be resolved (a parameter without a value, map items not a list)."""
 
 
 class NoMatch(FlowError):

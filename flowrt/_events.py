@@ -9,7 +9,7 @@ from typing import Any
 
 import anyio
 
-from ._models import ErrorInfo, Event
+from ._models import Event, error_info
 
 _LEVELS = {"node.retrying": "warning", "run.retrying": "warning"}
 
@@ -51,19 +51,31 @@ class Emitter:
         duration: float | None = None,
     ) -> None:
         time = anyio.current_time() - self.start
-        info = ErrorInfo.model_construct(**error) if error else None
         if self.sink is not None:
             self.sink(
                 Event.model_construct(
-                    kind=kind, run_id=self.run_id, node=node, attempt=attempt, status=status,
-                    error=info, wait=wait, time=time,
+                    kind=kind,
+                    run_id=self.run_id,
+                    node=node,
+                    attempt=attempt,
+                    status=status,
+                    error=error_info(error),
+                    wait=wait,
+                    time=time,
                 )
             )
         if self.logger is not None:
             level = "warning" if status == "failure" else _LEVELS.get(kind, "info")
             getattr(self.logger, level)(
-                kind, run_id=self.run_id, workflow=self.workflow, node=node, attempt=attempt,
-                status=status, wait=wait, duration=duration, time=round(time, 6),
+                kind,
+                run_id=self.run_id,
+                workflow=self.workflow,
+                node=node,
+                attempt=attempt,
+                status=status,
+                wait=wait,
+                duration=duration,
+                time=round(time, 6),
                 error=f"{error['type']}: {error['message']}" if error else None,
             )
 
@@ -74,7 +86,9 @@ def configure_logging(json: bool = False) -> None:
     itself; the CLI does."""
     import structlog
 
-    renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    )
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar, Unpack, overload
 
 from ._conditions import Expr
 from ._models import ErrorHandling, Event, RunResult, WorkflowRetry
@@ -19,6 +19,17 @@ Trigger = Literal["all", "any", "always", "on_failure"]
 Executor = Literal["thread", "process"]
 F = TypeVar("F", bound=Callable[..., Any])
 OptionCondition = Expr | Callable[[dict[str, Any]], bool] | None
+
+
+class NodeOptions(TypedDict, total=False):
+    """The options ``Workflow.node`` takes, shared by ``map`` and ``loop``."""
+
+    name: str | None
+    depends: Sequence[Node | Branch | str]
+    inputs: Mapping[str, Any] | None
+    error_handling: ErrorHandling | Mapping[str, Any] | None
+    trigger: Trigger
+    executor: Executor
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +61,6 @@ class Branch:
 
     def __repr__(self) -> str:
         return f"{self.choice}.{self.option}"
-
-
 
 
 class Node:
@@ -142,9 +151,9 @@ class Workflow:
         return node
 
     @overload
-    def node(self, fn: F, /, **options: Any) -> Node: ...
+    def node(self, fn: F, /, **options: Unpack[NodeOptions]) -> Node: ...
     @overload
-    def node(self, fn: None = None, /, **options: Any) -> Callable[[F], Node]: ...
+    def node(self, fn: None = None, /, **options: Unpack[NodeOptions]) -> Callable[[F], Node]: ...
     def node(
         self,
         fn: Callable[..., Any] | None = None,
@@ -193,9 +202,27 @@ class Workflow:
         return node
 
     @overload
-    def map(self, fn: F, /, **options: Any) -> Node: ...
+    def map(
+        self,
+        fn: F,
+        /,
+        *,
+        items: Any,
+        concurrency: int | None = None,
+        tolerated_failures: int | float | None = None,
+        **options: Unpack[NodeOptions],
+    ) -> Node: ...
     @overload
-    def map(self, fn: None = None, /, **options: Any) -> Callable[[F], Node]: ...
+    def map(
+        self,
+        fn: None = None,
+        /,
+        *,
+        items: Any,
+        concurrency: int | None = None,
+        tolerated_failures: int | float | None = None,
+        **options: Unpack[NodeOptions],
+    ) -> Callable[[F], Node]: ...
     def map(
         self,
         fn: Callable[..., Any] | None = None,
@@ -204,7 +231,7 @@ class Workflow:
         items: Any,
         concurrency: int | None = None,
         tolerated_failures: int | float | None = None,
-        **options: Any,
+        **options: Unpack[NodeOptions],
     ) -> Node | Callable[[F], Node]:
         """Add a node that calls ``fn`` once per item (its first parameter), at most
         ``concurrency`` at a time, each item under the node's error handling. Its output is the
@@ -221,9 +248,27 @@ class Workflow:
         return add if fn is None else add(fn)
 
     @overload
-    def loop(self, fn: F, /, **options: Any) -> Node: ...
+    def loop(
+        self,
+        fn: F,
+        /,
+        *,
+        max_loops: int,
+        on_max_loops: Literal["raise", "return"] = "raise",
+        finalize: Callable[[Any], Any] | None = None,
+        **options: Unpack[NodeOptions],
+    ) -> Node: ...
     @overload
-    def loop(self, fn: None = None, /, **options: Any) -> Callable[[F], Node]: ...
+    def loop(
+        self,
+        fn: None = None,
+        /,
+        *,
+        max_loops: int,
+        on_max_loops: Literal["raise", "return"] = "raise",
+        finalize: Callable[[Any], Any] | None = None,
+        **options: Unpack[NodeOptions],
+    ) -> Callable[[F], Node]: ...
     def loop(
         self,
         fn: Callable[..., Any] | None = None,
@@ -232,7 +277,7 @@ class Workflow:
         max_loops: int,
         on_max_loops: Literal["raise", "return"] = "raise",
         finalize: Callable[[Any], Any] | None = None,
-        **options: Any,
+        **options: Unpack[NodeOptions],
     ) -> Node | Callable[[F], Node]:
         """Add an agent-style loop: ``fn(state)`` is called until it returns ``Final(value)``, the
         state being first the dict of the node's inputs, then each step's return value. Other

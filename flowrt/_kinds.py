@@ -34,7 +34,9 @@ class Final(Generic[T]):
         return f"Final({self.value!r})"
 
 
-def calling(pn: PlanNode, fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> Callable[[], Awaitable[Any]]:
+def calling(
+    pn: PlanNode, fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]
+) -> Callable[[], Awaitable[Any]]:
     """A zero-argument coroutine function making one call of ``fn`` the node's way: on the loop
     (async), in a worker thread abandoned on cancel (sync), or in a worker process killed on
     cancel (``executor="process"``)."""
@@ -48,7 +50,9 @@ def calling(pn: PlanNode, fn: Callable[..., Any], args: list[Any], kwargs: dict[
     return lambda: anyio.to_thread.run_sync(bound, abandon_on_cancel=True)
 
 
-async def run_task(pn: PlanNode, store: Mapping[str, Any], done: Done, emit: Emitter | None, rng: Any) -> Done:
+async def run_task(
+    pn: PlanNode, store: Mapping[str, Any], done: Done, emit: Emitter | None, rng: Any
+) -> Done:
     """A plain node: resolve the arguments once, then attempt the call."""
     try:
         args, kwargs = pn.arguments(store)
@@ -71,7 +75,9 @@ def choose(pn: PlanNode, data: Mapping[str, Any]) -> str:
     raise NoMatch(f"Choice {pn.name!r}: no option matched and it has no default option")
 
 
-async def run_choice(pn: PlanNode, store: Mapping[str, Any], done: Done, emit: Emitter | None, rng: Any) -> Done:
+async def run_choice(
+    pn: PlanNode, store: Mapping[str, Any], done: Done, emit: Emitter | None, rng: Any
+) -> Done:
     """A Choice node: its output is the name of the option taken."""
     data = pn.data(store)
 
@@ -81,7 +87,9 @@ async def run_choice(pn: PlanNode, store: Mapping[str, Any], done: Done, emit: E
     return await attempt(pn, pick, done, emit, rng)
 
 
-async def run_map(pn: PlanNode, store: Mapping[str, Any], done: Done, emit: Emitter | None, rng: Any) -> Done:
+async def run_map(
+    pn: PlanNode, store: Mapping[str, Any], done: Done, emit: Emitter | None, rng: Any
+) -> Done:
     """A map node: one call per item, each under the node's error handling."""
     done.attempts = 1
     try:
@@ -89,15 +97,26 @@ async def run_map(pn: PlanNode, store: Mapping[str, Any], done: Done, emit: Emit
         assert pn.items is not None
         items = pn.items(pn.data(store))
         if not isinstance(items, list | tuple):
-            raise InputError(f"map {pn.name!r}: items resolved to {type(items).__name__}, not a list: {items!r:.80}")
+            raise InputError(
+                f"map {pn.name!r}: items resolved to {type(items).__name__}, "
+                f"not a list: {items!r:.80}"
+            )
     except InputError as exc:
         return done.fail(exc)
     return await _map_items(pn, items, args, kwargs, done, rng)
 
 
-async def _map_items(pn: PlanNode, items: list[Any] | tuple[Any, ...], args: list[Any], kwargs: dict[str, Any], done: Done, rng: Any) -> Done:
+async def _map_items(
+    pn: PlanNode,
+    items: list[Any] | tuple[Any, ...],
+    args: list[Any],
+    kwargs: dict[str, Any],
+    done: Done,
+    rng: Any,
+) -> Done:
     spec = pn.node.map
-    assert spec is not None and pn.node.fn is not None
+    assert spec is not None
+    assert pn.node.fn is not None
     fn, count = pn.node.fn, len(items)
     limit = spec.tolerated_failures
     allowed = math.floor(limit * count) if isinstance(limit, float) else limit
@@ -120,10 +139,18 @@ async def _map_items(pn: PlanNode, items: list[Any] | tuple[Any, ...], args: lis
             tg.start_soon(worker, tg.cancel_scope)
     if pn.raises and failed:
         error = results[failed[0]]["error"]  # type: ignore[index]
-        done.status, done.error = "failure", {"type": error["type"], "message": f"item {failed[0]}: {error['message']}"}
+        done.status, done.error = (
+            "failure",
+            {"type": error["type"], "message": f"item {failed[0]}: {error['message']}"},
+        )
         return done
     if allowed is not None and len(failed) > allowed:
-        return done.fail(TooManyFailures(f"map {pn.name!r}: {len(failed)} of {count} items failed, more than the {allowed} tolerated"))
+        return done.fail(
+            TooManyFailures(
+                f"map {pn.name!r}: {len(failed)} of {count} items failed, "
+                f"more than the {allowed} tolerated"
+            )
+        )
     done.status, done.output = "success", results
     return done
 
@@ -135,10 +162,13 @@ async def call_any(fn: Callable[..., Any], arg: Any) -> Any:
     return await anyio.to_thread.run_sync(fn, arg, abandon_on_cancel=True)
 
 
-async def run_loop(pn: PlanNode, store: Mapping[str, Any], done: Done, emit: Emitter | None, rng: Any) -> Done:
+async def run_loop(
+    pn: PlanNode, store: Mapping[str, Any], done: Done, emit: Emitter | None, rng: Any
+) -> Done:
     """A loop node: one attempt runs the step until ``Final``, up to ``max_loops`` times."""
     spec = pn.node.loop
-    assert spec is not None and pn.node.fn is not None
+    assert spec is not None
+    assert pn.node.fn is not None
     step = pn.node.fn
     try:
         _, initial = pn.arguments(store)
@@ -149,13 +179,18 @@ async def run_loop(pn: PlanNode, store: Mapping[str, Any], done: Done, emit: Emi
     async def loop() -> Any:
         state: Any = dict(initial)
         for _ in range(spec.max_loops):
-            state = await (step(state) if pn.is_async else anyio.to_thread.run_sync(step, state, abandon_on_cancel=True))
+            state = await (
+                step(state)
+                if pn.is_async
+                else anyio.to_thread.run_sync(step, state, abandon_on_cancel=True)
+            )
             if isinstance(state, Final):
                 return state.value
         if spec.on_max_loops == "return":
             return state if spec.finalize is None else await call_any(spec.finalize, state)
         raise MaxLoopsExceeded(
-            f"Agent {pn.name!r} has reached the maximum loop limit of {spec.max_loops} without finding a final answer"
+            f"Agent {pn.name!r} has reached the maximum loop limit of {spec.max_loops} "
+            "without finding a final answer"
         )
 
     return await attempt(pn, loop, done, emit, rng)

@@ -25,7 +25,7 @@ def definition_error(exc: ValidationError, *, node: str | None, prefix: str) -> 
 
 
 class _Config(BaseModel):
-    """Base of user-facing configuration: frozen, no unknown fields, DefinitionError on bad values."""
+    """User-facing configuration: frozen, no unknown fields, DefinitionError on a bad value."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
@@ -114,6 +114,13 @@ class ErrorInfo(BaseModel):
 
     type: str
     message: str
+
+
+def error_info(error: dict[str, str] | None) -> ErrorInfo | None:
+    """The ErrorInfo of a plain ``{type, message}`` dict (no validation: flowrt built it)."""
+    if error is None:
+        return None
+    return ErrorInfo.model_construct(type=error["type"], message=error["message"])
 
 
 class AttemptRecord(BaseModel):

@@ -7,7 +7,7 @@ import inspect
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, get_args
+from typing import TYPE_CHECKING, Any, cast, get_args
 
 from pydantic import ValidationError
 
@@ -103,13 +103,17 @@ def compile_plan(wf: Workflow) -> Plan:
     _check_acyclic(nodes)
     output = None
     if wf.output is not None:
-        output = {key: _value(spec, known, None, f"output.{key}") for key, spec in wf.output.items()}
+        output = {
+            key: _value(spec, known, None, f"output.{key}") for key, spec in wf.output.items()
+        }
     roots = [pn.index for pn in nodes if not pn.deps]
     sinks = [pn.index for pn in nodes if not pn.dependents]
     if wf.max_concurrency is not None and (
         not isinstance(wf.max_concurrency, int) or wf.max_concurrency < 1
     ):
-        raise DefinitionError(f"must be an int >= 1, got {wf.max_concurrency!r}", field="max_concurrency")
+        raise DefinitionError(
+            f"must be an int >= 1, got {wf.max_concurrency!r}", field="max_concurrency"
+        )
     return Plan(nodes, index, roots, sinks, output)
 
 
@@ -123,7 +127,9 @@ def _check_names(nodes: list[Node]) -> dict[str, int]:
                 field="name",
             )
         if node.name == "input":
-            raise DefinitionError("'input' is reserved for the run input", node="input", field="name")
+            raise DefinitionError(
+                "'input' is reserved for the run input", node="input", field="name"
+            )
         if node.name in index:
             raise DefinitionError("duplicate node name", node=node.name, field="name")
         index[node.name] = i
@@ -133,9 +139,17 @@ def _check_names(nodes: list[Node]) -> dict[str, int]:
 def _compile_node(i: int, node: Node, known: frozenset[str], wf: Workflow) -> PlanNode:
     policy = _policy(node)
     if node.trigger not in TRIGGERS:
-        raise DefinitionError(f"must be one of {sorted(TRIGGERS)}, got {node.trigger!r}", node=node.name, field="trigger")
+        raise DefinitionError(
+            f"must be one of {sorted(TRIGGERS)}, got {node.trigger!r}",
+            node=node.name,
+            field="trigger",
+        )
     if node.executor not in EXECUTORS:
-        raise DefinitionError(f"must be one of {sorted(EXECUTORS)}, got {node.executor!r}", node=node.name, field="executor")
+        raise DefinitionError(
+            f"must be one of {sorted(EXECUTORS)}, got {node.executor!r}",
+            node=node.name,
+            field="executor",
+        )
     pn = PlanNode(i, node.name, node, policy, node.trigger)
     if isinstance(node, Choice):
         pn.options = _options(node, known)
@@ -160,8 +174,14 @@ def _policy(node: Node) -> ErrorHandling:
         except ValidationError as exc:
             raise definition_error(exc, node=node.name, prefix="error_handling") from None
         except DefinitionError as exc:
-            raise DefinitionError(exc.reason, node=node.name, field=f"error_handling.{exc.field}") from None
-    raise DefinitionError(f"must be an ErrorHandling or a dict, got {type(given).__name__}", node=node.name, field="error_handling")
+            raise DefinitionError(
+                exc.reason, node=node.name, field=f"error_handling.{exc.field}"
+            ) from None
+    raise DefinitionError(
+        f"must be an ErrorHandling or a dict, got {type(given).__name__}",
+        node=node.name,
+        field="error_handling",
+    )
 
 
 def _value(spec: Any, known: frozenset[str], node: str | None, field: str) -> Value:
@@ -178,8 +198,12 @@ def _bind(pn: PlanNode, node: Node, known: frozenset[str]) -> None:
         raise DefinitionError(f"must be callable, got {fn!r}", node=node.name, field="fn")
     pn.is_async = _is_async(fn)
     if node.executor == "process" and pn.is_async:
-        raise DefinitionError("executor='process' needs a plain (sync) function", node=node.name, field="executor")
-    inputs = {key: _value(spec, known, node.name, f"inputs.{key}") for key, spec in node.inputs.items()}
+        raise DefinitionError(
+            "executor='process' needs a plain (sync) function", node=node.name, field="executor"
+        )
+    inputs = {
+        key: _value(spec, known, node.name, f"inputs.{key}") for key, spec in node.inputs.items()
+    }
     if node.loop is not None:  # the step takes one argument, the state: the inputs dict
         pn.keywords = tuple(inputs.items())
         return
@@ -189,7 +213,9 @@ def _bind(pn: PlanNode, node: Node, known: frozenset[str]) -> None:
         return
     if node.map is not None:
         if not params or params[0].kind not in _POSITIONAL:
-            raise DefinitionError("a map function takes the item as its first parameter", node=node.name, field="fn")
+            raise DefinitionError(
+                "a map function takes the item as its first parameter", node=node.name, field="fn"
+            )
         pn.item_param = params[0].name
         params = params[1:]
     _match(pn, node.name, params, inputs)
@@ -205,8 +231,12 @@ def _parameters(fn: Callable[..., Any]) -> list[inspect.Parameter] | None:
         return None
 
 
-def _match(pn: PlanNode, name: str, params: list[inspect.Parameter], inputs: dict[str, Value]) -> None:
-    positional, keywords, from_input = [], [], []
+def _match(
+    pn: PlanNode, name: str, params: list[inspect.Parameter], inputs: dict[str, Value]
+) -> None:
+    positional: list[tuple[str, Value]] = []
+    keywords: list[tuple[str, Value]] = []
+    from_input: list[tuple[str, bool]] = []
     for param in params:
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             continue
@@ -214,14 +244,24 @@ def _match(pn: PlanNode, name: str, params: list[inspect.Parameter], inputs: dic
             bucket = positional if param.kind is param.POSITIONAL_ONLY else keywords
             bucket.append((param.name, inputs.pop(param.name)))
         elif param.kind is param.POSITIONAL_ONLY:
-            raise DefinitionError(f"positional-only parameter {param.name!r} needs an entry in inputs", node=name, field="inputs")
+            raise DefinitionError(
+                f"positional-only parameter {param.name!r} needs an entry in inputs",
+                node=name,
+                field="inputs",
+            )
         else:
             from_input.append((param.name, param.default is param.empty))
     if inputs and not any(param.kind is param.VAR_KEYWORD for param in params):
         key = next(iter(inputs))
-        raise DefinitionError(f"{key!r} is not a parameter of the function", node=name, field=f"inputs.{key}")
+        raise DefinitionError(
+            f"{key!r} is not a parameter of the function", node=name, field=f"inputs.{key}"
+        )
     keywords.extend(inputs.items())
-    pn.positional, pn.keywords, pn.from_input = tuple(positional), tuple(keywords), tuple(from_input)
+    pn.positional, pn.keywords, pn.from_input = (
+        tuple(positional),
+        tuple(keywords),
+        tuple(from_input),
+    )
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
@@ -229,16 +269,22 @@ def _is_async(fn: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call)
 
 
-def _options(node: Choice, known: frozenset[str]) -> tuple[tuple[str, CompiledCondition | None], ...]:
+def _options(
+    node: Choice, known: frozenset[str]
+) -> tuple[tuple[str, CompiledCondition | None], ...]:
     if not isinstance(node.options, Mapping) or not node.options:
-        raise DefinitionError("a Choice needs a non-empty dict of options", node=node.name, field="options")
+        raise DefinitionError(
+            "a Choice needs a non-empty dict of options", node=node.name, field="options"
+        )
     compiled: list[tuple[str, CompiledCondition | None]] = []
     last = len(node.options) - 1
     for position, (option, condition) in enumerate(node.options.items()):
         where = f"options.{option}"
         if condition is None:
             if position != last:
-                raise DefinitionError("the default option (None) must be last", node=node.name, field=where)
+                raise DefinitionError(
+                    "the default option (None) must be last", node=node.name, field=where
+                )
             compiled.append((option, None))
         elif isinstance(condition, Expr):
             try:
@@ -246,9 +292,13 @@ def _options(node: Choice, known: frozenset[str]) -> tuple[tuple[str, CompiledCo
             except DefinitionError as exc:
                 raise DefinitionError(exc.reason, node=node.name, field=where) from None
         elif callable(condition):
-            compiled.append((option, condition))
+            compiled.append((option, cast(CompiledCondition, condition)))
         else:
-            raise DefinitionError(f"must be a Condition, a callable or None, got {condition!r}", node=node.name, field=where)
+            raise DefinitionError(
+                f"must be a Condition, a callable or None, got {condition!r}",
+                node=node.name,
+                field=where,
+            )
     return tuple(compiled)
 
 
@@ -256,26 +306,45 @@ def _map_settings(pn: PlanNode, node: Node, known: frozenset[str]) -> None:
     spec = node.map
     assert spec is not None
     if not is_dynamic(spec.items) and not isinstance(spec.items, list | tuple):
-        raise DefinitionError(f"must be a selector or a list, got {spec.items!r}", node=node.name, field="items")
+        raise DefinitionError(
+            f"must be a selector or a list, got {spec.items!r}", node=node.name, field="items"
+        )
     pn.items = _value(spec.items, known, node.name, "items")
-    if spec.concurrency is not None and (not isinstance(spec.concurrency, int) or spec.concurrency < 1):
-        raise DefinitionError(f"must be an int >= 1, got {spec.concurrency!r}", node=node.name, field="concurrency")
+    if spec.concurrency is not None and (
+        not isinstance(spec.concurrency, int) or spec.concurrency < 1
+    ):
+        raise DefinitionError(
+            f"must be an int >= 1, got {spec.concurrency!r}", node=node.name, field="concurrency"
+        )
     tolerated = spec.tolerated_failures
     if tolerated is not None and not (
-        (isinstance(tolerated, int) and tolerated >= 0) or (isinstance(tolerated, float) and 0 < tolerated < 1)
+        (isinstance(tolerated, int) and tolerated >= 0)
+        or (isinstance(tolerated, float) and 0 < tolerated < 1)
     ):
-        raise DefinitionError(f"must be an int >= 0 or a float in (0, 1), got {tolerated!r}", node=node.name, field="tolerated_failures")
+        raise DefinitionError(
+            f"must be an int >= 0 or a float in (0, 1), got {tolerated!r}",
+            node=node.name,
+            field="tolerated_failures",
+        )
 
 
 def _loop_settings(node: Node) -> None:
     spec = node.loop
     assert spec is not None
     if not isinstance(spec.max_loops, int) or spec.max_loops < 1:
-        raise DefinitionError(f"must be an int >= 1, got {spec.max_loops!r}", node=node.name, field="max_loops")
+        raise DefinitionError(
+            f"must be an int >= 1, got {spec.max_loops!r}", node=node.name, field="max_loops"
+        )
     if spec.on_max_loops not in ("raise", "return"):
-        raise DefinitionError(f"must be 'raise' or 'return', got {spec.on_max_loops!r}", node=node.name, field="on_max_loops")
+        raise DefinitionError(
+            f"must be 'raise' or 'return', got {spec.on_max_loops!r}",
+            node=node.name,
+            field="on_max_loops",
+        )
     if spec.finalize is not None and not callable(spec.finalize):
-        raise DefinitionError(f"must be callable, got {spec.finalize!r}", node=node.name, field="finalize")
+        raise DefinitionError(
+            f"must be callable, got {spec.finalize!r}", node=node.name, field="finalize"
+        )
 
 
 def _link(pn: PlanNode, index: dict[str, int], nodes: list[PlanNode]) -> None:
@@ -292,14 +361,22 @@ def _link(pn: PlanNode, index: dict[str, int], nodes: list[PlanNode]) -> None:
         nodes[dep].dependents.append(pn.index)
     pn.visible = ("input", *(nodes[dep].name for dep in pn.deps))
     values = [value for _, value in (*pn.positional, *pn.keywords)]
-    pn.needs_view = any(value.needs_view for value in values) or bool(pn.options) or (
-        pn.items is not None and pn.items.needs_view
+    pn.needs_view = (
+        any(value.needs_view for value in values)
+        or bool(pn.options)
+        or (pn.items is not None and pn.items.needs_view)
     )
 
 
-def _edge(ref: Any, name: str, index: dict[str, int], nodes: list[PlanNode]) -> tuple[int, str | None]:
+def _edge(
+    ref: Any, name: str, index: dict[str, int], nodes: list[PlanNode]
+) -> tuple[int, str | None]:
     if isinstance(ref, Node):
-        ref = ref.name if nodes[index.get(ref.name, 0)].node is ref else f"<{ref.name} of another workflow>"
+        ref = (
+            ref.name
+            if nodes[index.get(ref.name, 0)].node is ref
+            else f"<{ref.name} of another workflow>"
+        )
     option = None
     if isinstance(ref, Branch):
         ref, option = ref.choice, ref.option
@@ -310,9 +387,15 @@ def _edge(ref: Any, name: str, index: dict[str, int], nodes: list[PlanNode]) -> 
     target = nodes[index[ref]]
     if option is not None:
         if not isinstance(target.node, Choice):
-            raise DefinitionError(f"{ref!r} is not a Choice, so it has no option {option!r}", node=name, field="depends")
+            raise DefinitionError(
+                f"{ref!r} is not a Choice, so it has no option {option!r}",
+                node=name,
+                field="depends",
+            )
         if option not in target.node.options:
-            raise DefinitionError(f"Choice {ref!r} has no option {option!r}", node=name, field="depends")
+            raise DefinitionError(
+                f"Choice {ref!r} has no option {option!r}", node=name, field="depends"
+            )
     return index[ref], option
 
 
@@ -335,5 +418,3 @@ def _check_acyclic(nodes: list[PlanNode]) -> None:
     cycle = [nodes[i].name for i in path[path.index(current) :]][::-1]
     cycle.append(cycle[0])
     raise DefinitionError(f"cycle: {' -> '.join(cycle)}", node=cycle[0], field="depends")
-
-

@@ -11,9 +11,9 @@ the rest goes to jsonpath-python; templates are rendered by a sandboxed Jinja2 e
 from __future__ import annotations
 
 import ast
-from abc import ABC, abstractmethod
 import copy
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 

@@ -13,7 +13,7 @@ import anyio
 
 from ._attempt import Done
 from ._events import Emitter
-from ._models import AttemptRecord, ErrorInfo, Event, NodeResult, RunResult
+from ._models import AttemptRecord, Event, NodeResult, RunResult, error_info
 from ._scheduler import Scheduler
 
 if TYPE_CHECKING:
@@ -21,7 +21,9 @@ if TYPE_CHECKING:
     from ._plan import Plan
 
 
-async def run(wf: Workflow, input: Any, *, timeout: float | None, sink: Callable[[Event], None] | None = None) -> RunResult:
+async def run(
+    wf: Workflow, input: Any, *, timeout: float | None, sink: Callable[[Event], None] | None = None
+) -> RunResult:
     """Run ``wf`` with workflow-level retries; see ``Workflow.run``."""
     plan = wf.compiled()
     if input is None:
@@ -53,8 +55,12 @@ async def run(wf: Workflow, input: Any, *, timeout: float | None, sink: Callable
         run_id=run_id,
         status=status,
         output=_output(plan, scheduler.store),
-        error=ErrorInfo.model_construct(**error) if error else None,
-        nodes={pn.name: _node_result(done) for pn, done in zip(plan.nodes, scheduler.done, strict=True) if done is not None},
+        error=error_info(error),
+        nodes={
+            pn.name: _node_result(done)
+            for pn, done in zip(plan.nodes, scheduler.done, strict=True)
+            if done is not None
+        },
         attempts=attempts,
         started_at=started_at,
         finished_at=finished_at,
@@ -62,10 +68,15 @@ async def run(wf: Workflow, input: Any, *, timeout: float | None, sink: Callable
     )
 
 
-def _run_error(wf: Workflow, scheduler: Scheduler, in_time: bool, timeout: float | None) -> dict[str, str] | None:
+def _run_error(
+    wf: Workflow, scheduler: Scheduler, in_time: bool, timeout: float | None
+) -> dict[str, str] | None:
     """What failed the run: its deadline, or the first unhandled failure of a raise node."""
     if not in_time:
-        return {"type": "TimeoutError", "message": f"workflow {wf.name!r} timed out after {timeout:g}s"}
+        return {
+            "type": "TimeoutError",
+            "message": f"workflow {wf.name!r} timed out after {timeout:g}s",
+        }
     failure = scheduler.first_failure()
     return None if failure is None else failure.error
 
@@ -80,14 +91,17 @@ def _node_result(done: Done) -> NodeResult:
     return NodeResult.model_construct(
         status=done.status,
         output=done.output,
-        error=ErrorInfo.model_construct(**done.error) if done.error else None,
+        error=error_info(done.error),
         attempts=done.attempts,
         duration=done.duration,
         reason=done.reason,
         trace=[
             AttemptRecord.model_construct(
-                attempt=number, started=started, duration=duration,
-                error=ErrorInfo.model_construct(**error) if error else None, wait=wait,
+                attempt=number,
+                started=started,
+                duration=duration,
+                error=error_info(error),
+                wait=wait,
             )
             for number, started, duration, error, wait in done.trace
         ],

@@ -20,9 +20,24 @@ if TYPE_CHECKING:
 class Scheduler:
     """Executes a plan once against one input; ``done[i]`` is node i's record."""
 
-    __slots__ = ("cap", "done", "emit", "handled", "nodes", "order", "pending", "queue", "rng", "running", "store", "tg")
+    __slots__ = (
+        "cap",
+        "done",
+        "emit",
+        "handled",
+        "nodes",
+        "order",
+        "pending",
+        "queue",
+        "rng",
+        "running",
+        "store",
+        "tg",
+    )
 
-    def __init__(self, plan: Plan, input: Any, emit: Emitter | None, rng: Any, cap: int | None) -> None:
+    def __init__(
+        self, plan: Plan, input: Any, emit: Emitter | None, rng: Any, cap: int | None
+    ) -> None:
         self.nodes = plan.nodes
         self.store: dict[str, Any] = {"input": input}
         self.done: list[Done | None] = [None] * len(plan.nodes)
@@ -76,7 +91,14 @@ class Scheduler:
         self.store[pn.name] = done.envelope()
         self.order.append(i)
         if self.emit is not None:
-            self.emit("node.finished", pn.name, attempt=done.attempts, status=done.status, error=done.error, duration=done.duration)
+            self.emit(
+                "node.finished",
+                pn.name,
+                attempt=done.attempts,
+                status=done.status,
+                error=done.error,
+                duration=done.duration,
+            )
         for dependent in pn.dependents:
             self.pending[dependent] -= 1
             if not self.pending[dependent]:
@@ -128,10 +150,17 @@ class Scheduler:
         for pn in self.nodes:
             done = self.done[pn.index]
             if done is None:
-                done = Done(status="skip", reason=f"the run timed out after {timeout:g}s before it started")
+                done = Done(
+                    status="skip", reason=f"the run timed out after {timeout:g}s before it started"
+                )
                 self.done[pn.index] = done
             elif done.status is None:
-                done.fail(TimeoutError(f"node {pn.name!r} was cancelled at attempt {done.attempts}: the run timed out after {timeout:g}s"))
+                done.fail(
+                    TimeoutError(
+                        f"node {pn.name!r} was cancelled at attempt {done.attempts}: "
+                        f"the run timed out after {timeout:g}s"
+                    )
+                )
             else:
                 continue
             self._record(pn.index, done, ignored)
@@ -140,6 +169,11 @@ class Scheduler:
         """The earliest failure of a raise node not taken by an on_failure handler."""
         for i in self.order:
             done = self.done[i]
-            if done is not None and done.status == "failure" and self.nodes[i].raises and i not in self.handled:
+            if (
+                done is not None
+                and done.status == "failure"
+                and self.nodes[i].raises
+                and i not in self.handled
+            ):
                 return done
         return None
