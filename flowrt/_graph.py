@@ -175,7 +175,7 @@ class Workflow:
         def add(fn: Callable[..., Any]) -> Node:
             return self._add(
                 Node(
-                    name or _name_of(fn),
+                    _name_of(fn) if name is None else name,
                     fn,
                     depends=depends,
                     inputs=inputs,

@@ -9,12 +9,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast, get_args
 
-from pydantic import ValidationError
-
 from ._conditions import CompiledCondition, Expr, names_of
 from ._errors import DefinitionError, InputError
 from ._graph import Branch, Choice, Executor, Node, Trigger
-from ._models import ErrorHandling, definition_error
+from ._models import ErrorHandling
 from ._resolve import NAME, Value, compile_value, is_dynamic, view
 
 if TYPE_CHECKING:
@@ -170,13 +168,10 @@ def _policy(node: Node) -> ErrorHandling:
         return given
     if isinstance(given, Mapping):
         try:
-            return ErrorHandling.model_validate(dict(given))
-        except ValidationError as exc:
-            raise definition_error(exc, node=node.name, prefix="error_handling") from None
-        except DefinitionError as exc:
-            raise DefinitionError(
-                exc.reason, node=node.name, field=f"error_handling.{exc.field}"
-            ) from None
+            return ErrorHandling(**given)
+        except DefinitionError as exc:  # field "ErrorHandling.x" -> "error_handling.x"
+            field = "error_handling." + (exc.field or "").partition(".")[2]
+            raise DefinitionError(exc.reason, node=node.name, field=field) from None
     raise DefinitionError(
         f"must be an ErrorHandling or a dict, got {type(given).__name__}",
         node=node.name,

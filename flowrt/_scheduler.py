@@ -54,8 +54,15 @@ class Scheduler:
     async def execute(self, roots: list[int], timeout: float | None) -> bool:
         """Run every node; return False if the run's deadline expired first."""
         with anyio.move_on_after(timeout) as scope:
-            async with anyio.create_task_group() as self.tg:
-                self._settle(roots)
+            try:
+                async with anyio.create_task_group() as self.tg:
+                    self._settle(list(roots))
+            except BaseExceptionGroup as group:
+                # Node code never raises Exception out of a node task; what gets here is a
+                # BaseException (KeyboardInterrupt, SystemExit...): re-raise it as itself.
+                if len(group.exceptions) == 1:
+                    raise group.exceptions[0] from None
+                raise
         if scope.cancelled_caught:
             self._expire(timeout)
             return False

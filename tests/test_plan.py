@@ -1,0 +1,201 @@
+"""Definitions: what validate() accepts and the DefinitionError it raises otherwise."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import pytest
+
+from flowrt import Condition, DefinitionError, ErrorHandling, Node, Workflow
+
+
+async def noop() -> None:
+    return None
+
+
+def test_node_works_bare_called_and_as_plain_call() -> None:
+    wf = Workflow("forms")
+
+    @wf.node
+    async def bare() -> int:
+        return 1
+
+    @wf.node(name="called", depends=[bare])
+    async def _called() -> int:
+        return 2
+
+    plain = wf.node(noop, name="plain", depends=["called"])
+    assert isinstance(bare, Node)
+    assert isinstance(plain, Node)
+    assert list(wf.nodes) == ["bare", "called", "plain"]
+    wf.validate()
+
+
+def test_unknown_dependency_names_node_and_field() -> None:
+    wf = Workflow("w")
+    wf.node(noop, name="a", depends=["ghost"])
+    with pytest.raises(DefinitionError, match="ghost") as info:
+        wf.validate()
+    assert (info.value.node, info.value.field) == ("a", "depends")
+
+
+def test_duplicate_name() -> None:
+    wf = Workflow("w")
+    wf.node(noop, name="a")
+    wf.node(noop, name="a")
+    with pytest.raises(DefinitionError, match="duplicate") as info:
+        wf.validate()
+    assert info.value.node == "a"
+
+
+def test_input_is_a_reserved_name() -> None:
+    wf = Workflow("w")
+    wf.node(noop, name="input")
+    with pytest.raises(DefinitionError, match="reserved"):
+        wf.validate()
+
+
+@pytest.mark.parametrize("name", ["1abc", "has space", "dot.ted", ""])
+def test_invalid_names(name: str) -> None:
+    wf = Workflow("w")
+    wf.node(noop, name=name)
+    with pytest.raises(DefinitionError, match="invalid name"):
+        wf.validate()
+
+
+def test_a_lambda_needs_a_name() -> None:
+    wf = Workflow("w")
+    wf.node(lambda: 1)
+    with pytest.raises(DefinitionError, match="pass name="):
+        wf.validate()
+
+
+def test_cycle_is_reported_with_its_path() -> None:
+    wf = Workflow("w")
+    wf.node(noop, name="start")
+    wf.node(noop, name="a", depends=["start", "c"])
+    wf.node(noop, name="b", depends=["a"])
+    wf.node(noop, name="c", depends=["b"])
+    with pytest.raises(DefinitionError, match=r"cycle: (a -> b -> c -> a|b -> c -> a -> b|c -> a -> b -> c)"):
+        wf.validate()
+
+
+def test_self_dependency_through_a_selector_is_a_cycle() -> None:
+    wf = Workflow("w")
+    wf.node(noop, name="a")
+    wf.node(lambda x: x, name="me", inputs={"x": "$.me.output"})
+    with pytest.raises(DefinitionError, match="cycle: me -> me"):
+        wf.validate()
+
+
+@pytest.mark.parametrize(
+    ("options", "field", "message"),
+    [
+        ({"trigger": "sometimes"}, "trigger", "sometimes"),
+        ({"executor": "gpu"}, "executor", "gpu"),
+        ({"error_handling": {"max_retries": -2}}, "error_handling.max_retries", "greater than or equal to 0"),
+        ({"error_handling": {"backoff_rate": 0.9}}, "error_handling.backoff_rate", "1"),
+        ({"error_handling": {"jitter": 2}}, "error_handling.jitter", "less than or equal to 1"),
+        ({"error_handling": {"timeout_seconds": -1}}, "error_handling.timeout_seconds", "greater than 0"),
+        ({"error_handling": "fast"}, "error_handling", "ErrorHandling or a dict"),
+        ({"inputs": {"nope": 1}}, "inputs.nope", "not a parameter"),
+        ({"inputs": {"x": "$.ghost.output"}}, "inputs.x", "unknown node 'ghost'"),
+        ({"inputs": {"x": "$.a.output["}}, "inputs.x", "malformed selector"),
+        ({"inputs": {"x": "{{ a.output"}}, "inputs.x", "syntax error"),
+    ],
+)
+def test_bad_node_fields_name_node_and_field(options: dict[str, Any], field: str, message: str) -> None:
+    wf = Workflow("w")
+    wf.node(noop, name="a")
+
+    async def target(x: int = 0) -> int:
+        return x
+
+    wf.node(target, name="t", **options)
+    with pytest.raises(DefinitionError, match=message) as info:
+        wf.validate()
+    assert (info.value.node, info.value.field) == ("t", field)
+    assert "'t'" in str(info.value) and field in str(info.value)
+
+
+def test_process_executor_needs_a_sync_function() -> None:
+    wf = Workflow("w")
+    wf.node(noop, executor="process")
+    with pytest.raises(DefinitionError, match="sync"):
+        wf.validate()
+
+
+def test_a_node_of_another_workflow_is_an_unknown_dependency() -> None:
+    other = Workflow("other")
+    foreign = other.node(noop, name="a")
+    wf = Workflow("w")
+    wf.node(noop, name="a")
+    wf.node(noop, name="b", depends=[foreign])
+    with pytest.raises(DefinitionError, match="another workflow"):
+        wf.validate()
+
+
+def test_max_concurrency_must_be_positive() -> None:
+    wf = Workflow("w", max_concurrency=0)
+    wf.node(noop)
+    with pytest.raises(DefinitionError, match="max_concurrency"):
+        wf.validate()
+
+
+def test_choice_default_must_be_last() -> None:
+    wf = Workflow("w")
+    wf.node(noop, name="a")
+    wf.choice("route", {"fallback": None, "ok": Condition("$.a.status", "==", "success")})
+    with pytest.raises(DefinitionError, match="must be last") as info:
+        wf.validate()
+    assert (info.value.node, info.value.field) == ("route", "options.fallback")
+
+
+def test_branch_of_a_missing_option() -> None:
+    wf = Workflow("w")
+    wf.node(noop, name="a")
+    route = wf.choice("route", {"ok": Condition("$.a.status", "==", "success")})
+    wf.node(noop, name="b", depends=[route["nope"]])
+    with pytest.raises(DefinitionError, match="no option 'nope'") as info:
+        wf.validate()
+    assert info.value.node == "b"
+
+
+def test_unknown_condition_operator() -> None:
+    wf = Workflow("w")
+    wf.node(noop, name="a")
+    wf.choice("route", {"ok": Condition("$.a.status", "~=", "x")})  # type: ignore[arg-type]
+    with pytest.raises(DefinitionError, match="unknown operator '~='"):
+        wf.validate()
+
+
+def test_plan_is_cached_until_a_node_is_added() -> None:
+    wf = Workflow("w")
+    wf.node(noop, name="a")
+    plan = wf.compiled()
+    assert wf.compiled() is plan
+    wf.node(noop, name="b")
+    assert wf.compiled() is not plan
+
+
+def test_partial_with_a_name_is_accepted() -> None:
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    wf = Workflow("w")
+    wf.node(functools.partial(add, y=2), name="add")
+    assert wf.run_sync({"x": 1})["add"].output == 3
+
+
+def test_run_validates_first() -> None:
+    wf = Workflow("w")
+    wf.node(noop, depends=["ghost"])
+    with pytest.raises(DefinitionError):
+        wf.run_sync()
+
+
+def test_error_handling_given_as_dict_is_accepted() -> None:
+    wf = Workflow("w")
+    wf.node(noop, error_handling={"behavior": "return", "max_retries": 2})
+    assert wf.compiled().nodes[0].policy == ErrorHandling(behavior="return", max_retries=2)
