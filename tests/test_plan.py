@@ -199,3 +199,27 @@ def test_error_handling_given_as_dict_is_accepted() -> None:
     wf = Workflow("w")
     wf.node(noop, error_handling={"behavior": "return", "max_retries": 2})
     assert wf.compiled().nodes[0].policy == ErrorHandling(behavior="return", max_retries=2)
+
+
+@pytest.mark.parametrize(
+    ("kind", "options", "field"),
+    [
+        ("map", {"items": "$.input.xs", "concurrency": 0}, "concurrency"),
+        ("map", {"items": 5}, "items"),
+        ("map", {"items": "$.input.xs[", "concurrency": 2}, "items"),
+        ("map", {"items": "$.input.xs", "tolerated_failures": 1.5}, "tolerated_failures"),
+        ("map", {"items": "$.input.xs", "tolerated_failures": -1}, "tolerated_failures"),
+        ("loop", {"max_loops": 0}, "max_loops"),
+        ("loop", {"max_loops": 3, "on_max_loops": "ignore"}, "on_max_loops"),
+    ],
+)
+def test_bad_map_and_loop_settings(kind: str, options: dict[str, Any], field: str) -> None:
+    wf = Workflow("w")
+
+    async def fn(item: Any) -> Any:
+        return item
+
+    getattr(wf, kind)(fn, name="k", **options)
+    with pytest.raises(DefinitionError) as info:
+        wf.validate()
+    assert (info.value.node, info.value.field) == ("k", field)

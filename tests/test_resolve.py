@@ -1,0 +1,148 @@
+"""Input resolution: JSONPath selectors, Jinja templates, coalesce chains, literals."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from flowrt import DefinitionError, ErrorHandling, Workflow
+from flowrt._resolve import compile_value
+
+STORE: dict[str, Any] = {
+    "input": {"user": {"name": "ada"}, "tags": ["a", "b"]},
+    "charge": {
+        "status": "success",
+        "output": [
+            {"status": "success", "output": 10, "error": None},
+            {"status": "failure", "output": None, "error": {"type": "CardDeclined", "message": "no"}},
+            {"status": "success", "output": 30, "error": None},
+        ],
+        "error": None,
+    },
+}
+KNOWN = {"input", "charge", "other"}
+
+
+def resolve(spec: Any) -> Any:
+    return compile_value(spec, KNOWN)(STORE)
+
+
+def test_one_match_is_the_value() -> None:
+    assert resolve("$.input.user.name") == "ada"
+    assert resolve("$.input.tags") == ["a", "b"]
+    assert resolve("$.input.tags[1]") == "b"
+    assert resolve("$['input']['user']['name']") == "ada"
+
+
+def test_no_match_resolves_to_none() -> None:
+    assert resolve("$.input.user.age") is None
+    assert resolve("$.input.tags[5]") is None
+    assert resolve("$.charge.output[?(@.status=='timeout')]") is None
+
+
+def test_several_matches_are_a_list() -> None:
+    assert resolve("$.charge.output[*].output") == [10, None, 30]
+
+
+def test_filters() -> None:
+    assert resolve("$.charge.output[?(@.status=='failure')].error.type") == "CardDeclined"
+    assert resolve("$.charge.output[?(@.status=='success')].output") == [10, 30]
+
+
+def test_literals_pass_through() -> None:
+    assert resolve("plain words") == "plain words"
+    assert resolve(42) == 42
+    assert resolve({"k": "$.not.resolved"}) == {"k": "$.not.resolved"}
+    assert resolve(None) is None
+
+
+def test_coalesce_takes_the_first_non_null_selector_then_a_literal_default() -> None:
+    assert resolve("$.input.user.age || $.input.user.name") == "ada"
+    assert resolve("$.input.user.age || $.input.nothing || unknown") == "unknown"
+    assert resolve("$.input.user.age || $.input.nothing") is None
+
+
+def test_templates_render_from_the_store() -> None:
+    assert resolve("Hi {{ input.user.name }}, {{ charge.output | length }} charges") == "Hi ada, 3 charges"
+    assert resolve("{% for t in input.tags %}{{ t }}{% endfor %}") == "ab"
+
+
+def test_a_template_reading_a_missing_value_renders_it_empty() -> None:
+    assert resolve("[{{ input.user.age }}][{{ charge.output[7].error.message }}][{{ other.output }}]") == "[][][]"
+
+
+def test_the_template_sandbox_refuses_internals() -> None:
+    rendered = resolve("{{ input.__class__.__mro__ }}{{ input.user.__init__.__globals__ }}")
+    assert "class" not in rendered and "builtins" not in rendered
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("$.ghost.output", "unknown node 'ghost'"),
+        ("$.charge.output[", "unclosed"),
+        ("$.charge.output]", "unbalanced"),
+        ("$.charge.", "malformed selector"),
+        ("$.charge.output[?(@.status==)]", "malformed filter"),
+        ("{{ charge.output", "syntax error"),
+        ("{% if %}", "syntax error"),
+        ("{{ ghost.output }}", "unknown node 'ghost'"),
+        ("$.charge.output || $.ghost.output", "unknown node 'ghost'"),
+    ],
+)
+def test_malformed_or_unknown_references_are_definition_errors(spec: str, message: str) -> None:
+    with pytest.raises(DefinitionError, match=message) as info:
+        compile_value(spec, KNOWN)
+    assert spec in str(info.value) or "ghost" in str(info.value)
+
+
+def test_compiled_values_name_the_nodes_they_read() -> None:
+    assert compile_value("$.charge.output[0]", KNOWN).names == {"charge"}
+    assert compile_value("{{ charge.status }} {{ other.output }}", KNOWN).names == {"charge", "other"}
+    assert compile_value("$.other.output || $.charge.output", KNOWN).names == {"charge", "other"}
+    assert compile_value("literal", KNOWN).names == set()
+
+
+@pytest.mark.anyio
+async def test_selectors_add_implicit_dependencies_even_when_defined_first() -> None:
+    wf = Workflow("implicit")
+
+    @wf.node(inputs={"text": "$.upstream.output", "prompt": "Say {{ upstream.output }}"})
+    async def downstream(text: str, prompt: str) -> str:
+        return f"{text} / {prompt}"
+
+    @wf.node
+    async def upstream() -> str:
+        return "hello"
+
+    result = await wf.run()
+    assert result["downstream"].output == "hello / Say hello"
+
+
+@pytest.mark.anyio
+async def test_templates_are_compiled_once_per_workflow_not_per_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flowrt import _resolve
+
+    compiled: list[str] = []
+    original = _resolve.compile_template
+
+    def counting(spec: str, known: Any) -> Any:
+        compiled.append(spec)
+        return original(spec, known)
+
+    monkeypatch.setattr(_resolve, "compile_template", counting)
+    wf = Workflow("once")
+    wf.node(lambda prompt: prompt, name="echo", inputs={"prompt": "{{ input.x }}!"})
+    for x in range(3):
+        assert (await wf.run({"x": x}))["echo"].output == f"{x}!"
+    assert compiled == ["{{ input.x }}!"]
+
+
+@pytest.mark.anyio
+async def test_a_template_that_fails_to_render_fails_the_node_with_input_error() -> None:
+    wf = Workflow("render")
+    wf.node(lambda p: p, name="echo", inputs={"p": "{{ 1 // input.zero }}"}, error_handling=ErrorHandling.ignore())
+    result = await wf.run({"zero": 0})
+    assert result["echo"].error is not None
+    assert result["echo"].error.type == "InputError"
