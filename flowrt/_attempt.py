@@ -20,7 +20,8 @@ Trace = tuple[int, float, float, "dict[str, str] | None", "float | None"]
 
 @dataclass(slots=True)
 class Done:
-    """A node's record while it runs and after: ``status`` is None until it finishes."""
+    """A node's record while it runs and after: ``status`` is None until it finishes; a skipped
+    node has a ``reason`` and the root ``cause`` of its skip."""
 
     status: str | None = None
     output: Any = None
@@ -28,6 +29,7 @@ class Done:
     attempts: int = 0
     duration: float = 0.0
     reason: str | None = None
+    cause: str | None = None
     trace: list[Trace] = field(default_factory=list)
 
     def envelope(self) -> dict[str, Any]:

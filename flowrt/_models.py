@@ -169,6 +169,12 @@ class RunResult(BaseModel):
     def __getitem__(self, node: str) -> NodeResult:
         return self.nodes[node]
 
+    def table(self) -> str:
+        """A readable table: node, status, attempts, duration, error or skip reason."""
+        from ._report import table
+
+        return table(self)
+
     def raise_for_status(self) -> Self:
         """Return self for a successful run.
 

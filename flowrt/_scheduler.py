@@ -115,15 +115,18 @@ class Scheduler:
         """Start or skip nodes whose dependencies have all finished (a worklist: no recursion)."""
         while ready:
             i = ready.pop()
-            reason = self._blocked(self.nodes[i])
-            if reason is None:
+            blocked = self._blocked(self.nodes[i])
+            if blocked is None:
                 self._start(i)
             else:
-                self.done[i] = Done(status="skip", reason=reason)
+                self.done[i] = Done(status="skip", reason=blocked[0], cause=blocked[1])
                 self._record(i, self.done[i], ready)  # type: ignore[arg-type]
 
-    def _blocked(self, pn: PlanNode) -> str | None:
-        """Why ``pn`` must skip under its trigger, or None if it runs."""
+    def _blocked(self, pn: PlanNode) -> tuple[str, str] | None:
+        """Why ``pn`` must skip under its trigger and the root cause of that, or None if it runs.
+
+        The root cause is carried down a skip cascade as is, so reasons stay short on long chains.
+        """
         trigger = pn.trigger
         if trigger == "always":
             return None
@@ -134,20 +137,24 @@ class Scheduler:
             assert done is not None
             status = done.status
             if option is not None and (status != "success" or done.output != option):
-                status, why = "skip", f"branch '{upstream.name}.{option}' was not taken"
-            else:
-                why = f"'{upstream.name}' {'failed' if status == 'failure' else 'was skipped'}"
-                if status == "success" or not upstream.raises:
-                    why = None
+                status = "skip"
+                why = f"branch '{upstream.name}.{option}' was not taken"
+                blocker = blocker or (why, why)
+            elif status == "failure" and upstream.raises:
+                why = f"'{upstream.name}' failed"
+                blocker = blocker or (why, why)
+            elif status == "skip" and upstream.raises:
+                cause = done.cause or ""
+                blocker = blocker or (f"'{upstream.name}' was skipped ({cause})", cause)
             succeeded |= status == "success"
             failed |= status == "failure"
-            blocker = blocker or why
         if trigger == "all":
             return blocker
         if trigger == "any":
-            return None if succeeded or not pn.edges else "no dependency succeeded"
+            why = "no dependency succeeded"
+            return None if succeeded or not pn.edges else (why, why)
         if not failed:
-            return "no dependency failed"
+            return ("no dependency failed", "no dependency failed")
         self.handled.update(dep for dep, _ in pn.edges if self.done[dep].status == "failure")  # type: ignore[union-attr]
         return None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from typing import Any
 
@@ -37,7 +38,11 @@ def relative(times: list[float]) -> list[float]:
 async def test_attempts_are_max_retries_plus_one() -> None:
     times: list[float] = []
     wf = Workflow("w")
-    wf.node(flaky(99, times), name="always", error_handling=ErrorHandling(max_retries=3, retry_interval_seconds=0))
+    wf.node(
+        flaky(99, times),
+        name="always",
+        error_handling=ErrorHandling(max_retries=3, retry_interval_seconds=0),
+    )
     result = await wf.run()
     assert result["always"].status == "failure"
     assert result["always"].attempts == 4
@@ -50,9 +55,17 @@ async def test_attempts_are_max_retries_plus_one() -> None:
 async def test_success_stops_retrying() -> None:
     times: list[float] = []
     wf = Workflow("w")
-    wf.node(flaky(2, times), name="twice", error_handling=ErrorHandling(max_retries=5, retry_interval_seconds=0))
+    wf.node(
+        flaky(2, times),
+        name="twice",
+        error_handling=ErrorHandling(max_retries=5, retry_interval_seconds=0),
+    )
     result = await wf.run()
-    assert (result["twice"].status, result["twice"].attempts, result["twice"].output) == ("success", 3, "ok")
+    assert (result["twice"].status, result["twice"].attempts, result["twice"].output) == (
+        "success",
+        3,
+        "ok",
+    )
 
 
 @pytest.mark.anyio
@@ -69,7 +82,9 @@ async def test_backoff_waits_interval_times_rate_to_the_k() -> None:
 async def test_max_interval_caps_each_wait() -> None:
     times: list[float] = []
     wf = Workflow("w")
-    policy = ErrorHandling(max_retries=3, retry_interval_seconds=1, backoff_rate=10, max_interval_seconds=5)
+    policy = ErrorHandling(
+        max_retries=3, retry_interval_seconds=1, backoff_rate=10, max_interval_seconds=5
+    )
     wf.node(flaky(3, times), name="n", error_handling=policy)
     await wf.run()
     assert relative(times) == [0, 1, 6, 11]
@@ -82,7 +97,7 @@ async def test_jitter_keeps_each_wait_within_bounds() -> None:
     policy = ErrorHandling(max_retries=6, retry_interval_seconds=2, jitter=0.5)
     wf.node(flaky(6, times), name="n", error_handling=policy)
     await wf.run()
-    waits = [b - a for a, b in zip(times, times[1:], strict=False)]
+    waits = [b - a for a, b in itertools.pairwise(times)]
     assert len(waits) == 6
     assert all(1 - 1e-9 <= wait <= 2 + 1e-9 for wait in waits)
     assert len({round(wait, 6) for wait in waits}) > 1
@@ -92,11 +107,19 @@ async def test_jitter_keeps_each_wait_within_bounds() -> None:
 async def test_trace_records_each_attempt_and_the_wait_after_it() -> None:
     times: list[float] = []
     wf = Workflow("w")
-    wf.node(flaky(2, times), name="n", error_handling=ErrorHandling(max_retries=2, retry_interval_seconds=3))
+    wf.node(
+        flaky(2, times),
+        name="n",
+        error_handling=ErrorHandling(max_retries=2, retry_interval_seconds=3),
+    )
     result = await wf.run()
     trace = result["n"].trace
     assert [(a.attempt, a.wait) for a in trace] == [(1, 3), (2, 3), (3, None)]
-    assert [a.error.type if a.error else None for a in trace] == ["ConnectionError", "ConnectionError", None]
+    assert [a.error.type if a.error else None for a in trace] == [
+        "ConnectionError",
+        "ConnectionError",
+        None,
+    ]
     assert trace[1].started - trace[0].started == pytest.approx(3)
 
 
@@ -124,7 +147,9 @@ async def test_retry_on_tuple_retries_matching_errors() -> None:
 async def test_retry_on_predicate() -> None:
     times: list[float] = []
     wf = Workflow("w")
-    policy = ErrorHandling(max_retries=5, retry_interval_seconds=0, retry_on=lambda exc: "failure 1" in str(exc))
+    policy = ErrorHandling(
+        max_retries=5, retry_interval_seconds=0, retry_on=lambda exc: "failure 1" in str(exc)
+    )
     wf.node(flaky(5, times), name="n", error_handling=policy)
     result = await wf.run()
     assert result["n"].attempts == 2  # retried after "failure 1", not after "failure 2"
@@ -148,10 +173,19 @@ async def test_timeout_then_retry_then_success_without_overlap() -> None:
     policy = ErrorHandling(max_retries=2, retry_interval_seconds=0.5, timeout_seconds=1)
     wf.node(slow_then_fast, name="fetch", error_handling=policy)
     result = await wf.run()
-    assert (result["fetch"].status, result["fetch"].output, result["fetch"].attempts) == ("success", "done on 2", 2)
+    assert (result["fetch"].status, result["fetch"].output, result["fetch"].attempts) == (
+        "success",
+        "done on 2",
+        2,
+    )
     t0 = log[0][2]
     # attempt 1 was cancelled at the 1 s limit, before attempt 2 started 0.5 s later
-    assert [(kind, n, t - t0) for kind, n, t in log] == [("start", 1, 0), ("end", 1, 1), ("start", 2, 1.5), ("end", 2, 1.5)]
+    assert [(kind, n, t - t0) for kind, n, t in log] == [
+        ("start", 1, 0),
+        ("end", 1, 1),
+        ("start", 2, 1.5),
+        ("end", 2, 1.5),
+    ]
     first = result["fetch"].trace[0]
     assert first.error is not None
     assert first.error.type == "TimeoutError"
@@ -164,7 +198,9 @@ async def test_timeouts_are_retried_only_if_retry_on_allows() -> None:
         await anyio.sleep(100)
 
     wf = Workflow("w")
-    wf.node(hang, error_handling=ErrorHandling(max_retries=3, timeout_seconds=1, retry_on=(ValueError,)))
+    wf.node(
+        hang, error_handling=ErrorHandling(max_retries=3, timeout_seconds=1, retry_on=(ValueError,))
+    )
     result = await wf.run()
     assert (result["hang"].status, result["hang"].attempts) == ("failure", 1)
     assert result["hang"].error is not None

@@ -26,7 +26,10 @@ async def test_backoff_waits_on_a_real_clock() -> None:
         return "up"
 
     wf = Workflow("real")
-    wf.node(flaky, error_handling=ErrorHandling(max_retries=2, retry_interval_seconds=0.05, backoff_rate=2))
+    wf.node(
+        flaky,
+        error_handling=ErrorHandling(max_retries=2, retry_interval_seconds=0.05, backoff_rate=2),
+    )
     result = await wf.run()
     assert result["flaky"].output == "up"
     first, second = calls[1] - calls[0], calls[2] - calls[1]

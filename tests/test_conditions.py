@@ -8,7 +8,11 @@ from flowrt import Condition
 
 DATA: dict[str, Any] = {
     "input": {},
-    "a": {"status": "success", "output": {"score": 0.7, "tags": ["x", "y"], "label": "spam"}, "error": None},
+    "a": {
+        "status": "success",
+        "output": {"score": 0.7, "tags": ["x", "y"], "label": "spam"},
+        "error": None,
+    },
 }
 KNOWN = {"input", "a"}
 
@@ -55,5 +59,7 @@ def test_combinators() -> None:
 
 
 def test_compiled_conditions_name_the_nodes_they_read() -> None:
-    compiled: Any = (Condition("$.a.status", "==", "x") | Condition("$.input.k", "exists")).compile(KNOWN)
+    compiled: Any = (Condition("$.a.status", "==", "x") | Condition("$.input.k", "exists")).compile(
+        KNOWN
+    )
     assert compiled.names == {"a", "input"}

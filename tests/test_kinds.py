@@ -21,7 +21,9 @@ def fallback_workflow(scraper_fails: bool) -> Workflow:
             raise ConnectionError("site down")
         return "page"
 
-    route = wf.choice("route", {"ok": Condition("$.scraper.status", "==", "success"), "fallback": None})
+    route = wf.choice(
+        "route", {"ok": Condition("$.scraper.status", "==", "success"), "fallback": None}
+    )
 
     @wf.node(depends=[route["ok"]], inputs={"page": "$.scraper.output"})
     async def summarize(page: str) -> str:
@@ -108,7 +110,11 @@ async def test_map_keeps_going_when_one_item_of_a_hundred_fails() -> None:
     assert result["charge"].status == "success"
     assert len(items) == 100
     assert [item["status"] for item in items].count("failure") == 1
-    assert items[42] == {"status": "failure", "output": None, "error": {"type": "ValueError", "message": "card declined for order 42"}}
+    assert items[42] == {
+        "status": "failure",
+        "output": None,
+        "error": {"type": "ValueError", "message": "card declined for order 42"},
+    }
     assert items[7] == {"status": "success", "output": 14, "error": None}
 
 
@@ -165,7 +171,9 @@ async def test_map_items_get_their_own_retries_and_timeouts() -> None:
 
     @wf.map(
         items=[1, 2, 3],
-        error_handling=ErrorHandling(behavior="return", max_retries=2, retry_interval_seconds=0, timeout_seconds=0.05),
+        error_handling=ErrorHandling(
+            behavior="return", max_retries=2, retry_interval_seconds=0, timeout_seconds=0.05
+        ),
     )
     async def work(item: int) -> int:
         attempts[item] = attempts.get(item, 0) + 1
@@ -182,11 +190,21 @@ async def test_map_items_get_their_own_retries_and_timeouts() -> None:
     assert result["work"].output[2]["error"]["type"] == "TimeoutError"
 
 
-@pytest.mark.parametrize(("tolerated", "failing", "status"), [(3, 3, "success"), (3, 4, "failure"), (0.25, 5, "success"), (0.25, 6, "failure")])
-async def test_tolerated_failures_bounds_a_return_map(tolerated: float, failing: int, status: str) -> None:
+@pytest.mark.parametrize(
+    ("tolerated", "failing", "status"),
+    [(3, 3, "success"), (3, 4, "failure"), (0.25, 5, "success"), (0.25, 6, "failure")],
+)
+async def test_tolerated_failures_bounds_a_return_map(
+    tolerated: float, failing: int, status: str
+) -> None:
     wf = Workflow("tolerant")
 
-    @wf.map(items="$.input.items", concurrency=1, tolerated_failures=tolerated, error_handling=ErrorHandling.ignore())
+    @wf.map(
+        items="$.input.items",
+        concurrency=1,
+        tolerated_failures=tolerated,
+        error_handling=ErrorHandling.ignore(),
+    )
     async def work(item: int) -> int:
         if item < failing:
             raise ValueError(str(item))
@@ -216,13 +234,22 @@ async def test_map_items_that_are_not_a_list_fail_with_input_error() -> None:
 async def test_map_passes_other_parameters_and_its_output_is_selectable() -> None:
     wf = Workflow("rates")
 
-    @wf.map(items="$.input.amounts", inputs={"rate": "$.input.rate"}, error_handling=ErrorHandling.ignore())
+    @wf.map(
+        items="$.input.amounts",
+        inputs={"rate": "$.input.rate"},
+        error_handling=ErrorHandling.ignore(),
+    )
     def convert(item: float, rate: float) -> float:
         if item < 0:
             raise ValueError("negative")
         return item * rate
 
-    @wf.node(inputs={"failed": "$.convert.output[?(@.status=='failure')].error.message", "ok": "$.convert.output[?(@.status=='success')].output"})
+    @wf.node(
+        inputs={
+            "failed": "$.convert.output[?(@.status=='failure')].error.message",
+            "ok": "$.convert.output[?(@.status=='success')].output",
+        }
+    )
     async def report(failed: Any, ok: Any) -> dict[str, Any]:
         return {"failed": failed, "ok": ok}
 

@@ -4,7 +4,14 @@ import json
 
 import pytest
 
-from flowrt import DefinitionError, ErrorHandling, NodeResult, Workflow, WorkflowFailed, WorkflowRetry
+from flowrt import (
+    DefinitionError,
+    ErrorHandling,
+    NodeResult,
+    Workflow,
+    WorkflowFailed,
+    WorkflowRetry,
+)
 
 
 def test_error_handling_defaults_match_the_contract() -> None:

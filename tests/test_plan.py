@@ -77,7 +77,9 @@ def test_cycle_is_reported_with_its_path() -> None:
     wf.node(noop, name="a", depends=["start", "c"])
     wf.node(noop, name="b", depends=["a"])
     wf.node(noop, name="c", depends=["b"])
-    with pytest.raises(DefinitionError, match=r"cycle: (a -> b -> c -> a|b -> c -> a -> b|c -> a -> b -> c)"):
+    with pytest.raises(
+        DefinitionError, match=r"cycle: (a -> b -> c -> a|b -> c -> a -> b|c -> a -> b -> c)"
+    ):
         wf.validate()
 
 
@@ -94,10 +96,18 @@ def test_self_dependency_through_a_selector_is_a_cycle() -> None:
     [
         ({"trigger": "sometimes"}, "trigger", "sometimes"),
         ({"executor": "gpu"}, "executor", "gpu"),
-        ({"error_handling": {"max_retries": -2}}, "error_handling.max_retries", "greater than or equal to 0"),
+        (
+            {"error_handling": {"max_retries": -2}},
+            "error_handling.max_retries",
+            "greater than or equal to 0",
+        ),
         ({"error_handling": {"backoff_rate": 0.9}}, "error_handling.backoff_rate", "1"),
         ({"error_handling": {"jitter": 2}}, "error_handling.jitter", "less than or equal to 1"),
-        ({"error_handling": {"timeout_seconds": -1}}, "error_handling.timeout_seconds", "greater than 0"),
+        (
+            {"error_handling": {"timeout_seconds": -1}},
+            "error_handling.timeout_seconds",
+            "greater than 0",
+        ),
         ({"error_handling": "fast"}, "error_handling", "ErrorHandling or a dict"),
         ({"inputs": {"nope": 1}}, "inputs.nope", "not a parameter"),
         ({"inputs": {"x": "$.ghost.output"}}, "inputs.x", "unknown node 'ghost'"),
@@ -105,7 +115,9 @@ def test_self_dependency_through_a_selector_is_a_cycle() -> None:
         ({"inputs": {"x": "{{ a.output"}}, "inputs.x", "syntax error"),
     ],
 )
-def test_bad_node_fields_name_node_and_field(options: dict[str, Any], field: str, message: str) -> None:
+def test_bad_node_fields_name_node_and_field(
+    options: dict[str, Any], field: str, message: str
+) -> None:
     wf = Workflow("w")
     wf.node(noop, name="a")
 
@@ -116,7 +128,8 @@ def test_bad_node_fields_name_node_and_field(options: dict[str, Any], field: str
     with pytest.raises(DefinitionError, match=message) as info:
         wf.validate()
     assert (info.value.node, info.value.field) == ("t", field)
-    assert "'t'" in str(info.value) and field in str(info.value)
+    assert "'t'" in str(info.value)
+    assert field in str(info.value)
 
 
 def test_process_executor_needs_a_sync_function() -> None:

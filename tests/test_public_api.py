@@ -8,9 +8,23 @@ import flowrt
 
 def test_all_lists_the_contract_and_is_sorted() -> None:
     contract = {
-        "Workflow", "ErrorHandling", "WorkflowRetry", "Condition", "Node", "NodeResult", "ErrorInfo",
-        "RunResult", "Event", "Final", "DefinitionError", "WorkflowFailed", "InputError",
-        "NoMatch", "MaxLoopsExceeded", "TooManyFailures", "FlowError",
+        "Workflow",
+        "ErrorHandling",
+        "WorkflowRetry",
+        "Condition",
+        "Node",
+        "NodeResult",
+        "ErrorInfo",
+        "RunResult",
+        "Event",
+        "Final",
+        "DefinitionError",
+        "WorkflowFailed",
+        "InputError",
+        "NoMatch",
+        "MaxLoopsExceeded",
+        "TooManyFailures",
+        "FlowError",
     }
     assert contract <= set(flowrt.__all__)
     assert list(flowrt.__all__) == sorted(flowrt.__all__)
@@ -32,6 +46,7 @@ def test_public_names_have_docstrings() -> None:
 
 
 def test_import_does_not_pull_in_heavy_optional_modules() -> None:
-    code = "import sys, flowrt; print(sorted(m for m in ('jinja2', 'jsonpath', 'yaml', 'fastapi') if m in sys.modules))"
+    heavy = ("jinja2", "jsonpath", "yaml", "fastapi")
+    code = f"import sys, flowrt; print(sorted(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

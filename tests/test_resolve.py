@@ -15,7 +15,11 @@ STORE: dict[str, Any] = {
         "status": "success",
         "output": [
             {"status": "success", "output": 10, "error": None},
-            {"status": "failure", "output": None, "error": {"type": "CardDeclined", "message": "no"}},
+            {
+                "status": "failure",
+                "output": None,
+                "error": {"type": "CardDeclined", "message": "no"},
+            },
             {"status": "success", "output": 30, "error": None},
         ],
         "error": None,
@@ -64,17 +68,24 @@ def test_coalesce_takes_the_first_non_null_selector_then_a_literal_default() -> 
 
 
 def test_templates_render_from_the_store() -> None:
-    assert resolve("Hi {{ input.user.name }}, {{ charge.output | length }} charges") == "Hi ada, 3 charges"
+    assert (
+        resolve("Hi {{ input.user.name }}, {{ charge.output | length }} charges")
+        == "Hi ada, 3 charges"
+    )
     assert resolve("{% for t in input.tags %}{{ t }}{% endfor %}") == "ab"
 
 
 def test_a_template_reading_a_missing_value_renders_it_empty() -> None:
-    assert resolve("[{{ input.user.age }}][{{ charge.output[7].error.message }}][{{ other.output }}]") == "[][][]"
+    assert (
+        resolve("[{{ input.user.age }}][{{ charge.output[7].error.message }}][{{ other.output }}]")
+        == "[][][]"
+    )
 
 
 def test_the_template_sandbox_refuses_internals() -> None:
     rendered = resolve("{{ input.__class__.__mro__ }}{{ input.user.__init__.__globals__ }}")
-    assert "class" not in rendered and "builtins" not in rendered
+    assert "class" not in rendered
+    assert "builtins" not in rendered
 
 
 @pytest.mark.parametrize(
@@ -99,7 +110,10 @@ def test_malformed_or_unknown_references_are_definition_errors(spec: str, messag
 
 def test_compiled_values_name_the_nodes_they_read() -> None:
     assert compile_value("$.charge.output[0]", KNOWN).names == {"charge"}
-    assert compile_value("{{ charge.status }} {{ other.output }}", KNOWN).names == {"charge", "other"}
+    assert compile_value("{{ charge.status }} {{ other.output }}", KNOWN).names == {
+        "charge",
+        "other",
+    }
     assert compile_value("$.other.output || $.charge.output", KNOWN).names == {"charge", "other"}
     assert compile_value("literal", KNOWN).names == set()
 
@@ -121,7 +135,9 @@ async def test_selectors_add_implicit_dependencies_even_when_defined_first() -> 
 
 
 @pytest.mark.anyio
-async def test_templates_are_compiled_once_per_workflow_not_per_run(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_templates_are_compiled_once_per_workflow_not_per_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from flowrt import _resolve
 
     compiled: list[str] = []
@@ -142,7 +158,12 @@ async def test_templates_are_compiled_once_per_workflow_not_per_run(monkeypatch:
 @pytest.mark.anyio
 async def test_a_template_that_fails_to_render_fails_the_node_with_input_error() -> None:
     wf = Workflow("render")
-    wf.node(lambda p: p, name="echo", inputs={"p": "{{ 1 // input.zero }}"}, error_handling=ErrorHandling.ignore())
+    wf.node(
+        lambda p: p,
+        name="echo",
+        inputs={"p": "{{ 1 // input.zero }}"},
+        error_handling=ErrorHandling.ignore(),
+    )
     result = await wf.run({"zero": 0})
     assert result["echo"].error is not None
     assert result["echo"].error.type == "InputError"

@@ -13,7 +13,9 @@ from flowrt import ErrorHandling, Workflow, WorkflowRetry
 pytestmark = pytest.mark.anyio
 
 
-def retried_workflow(seen: list[tuple[float, Any]], fail_runs: int, retry: WorkflowRetry) -> Workflow:
+def retried_workflow(
+    seen: list[tuple[float, Any]], fail_runs: int, retry: WorkflowRetry
+) -> Workflow:
     wf = Workflow("retried", retry=retry)
 
     @wf.node
@@ -52,7 +54,9 @@ async def test_workflow_retry_gives_up_after_max_retries() -> None:
 @pytest.mark.parametrize("anyio_backend", [("trio", {"clock": MockClock(autojump_threshold=0)})])
 async def test_workflow_retry_waits_delay_times_rate_to_the_k() -> None:
     seen: list[tuple[float, Any]] = []
-    wf = retried_workflow(seen, fail_runs=3, retry=WorkflowRetry(max_retries=3, delay_seconds=60, backoff_rate=2))
+    wf = retried_workflow(
+        seen, fail_runs=3, retry=WorkflowRetry(max_retries=3, delay_seconds=60, backoff_rate=2)
+    )
     result = await wf.run({"order": 1})
     assert result.attempts == 4
     starts = [t - seen[0][0] for t, _ in seen]

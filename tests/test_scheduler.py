@@ -37,7 +37,8 @@ async def test_raise_failure_skips_dependents_transitively() -> None:
     assert [result[n].status for n in "abcd"] == ["failure", "skip", "skip", "skip"]
     assert [result[n].attempts for n in "bcd"] == [0, 0, 0]
     assert result["b"].reason == "'a' failed"
-    assert result["d"].reason == "'c' was skipped"
+    assert result["c"].reason == "'b' was skipped ('a' failed)"
+    assert result["d"].reason == "'c' was skipped ('a' failed)"
     assert (result["x"].status, result["y"].status) == ("success", "success")
 
 
@@ -45,7 +46,13 @@ async def test_return_failure_is_readable_downstream_and_the_run_succeeds() -> N
     wf = Workflow("ret")
     wf.node(fail, name="scraper", error_handling=ErrorHandling.ignore())
 
-    @wf.node(inputs={"status": "$.scraper.status", "why": "$.scraper.error.message", "kind": "$.scraper.error.type"})
+    @wf.node(
+        inputs={
+            "status": "$.scraper.status",
+            "why": "$.scraper.error.message",
+            "kind": "$.scraper.error.type",
+        }
+    )
     async def report(status: str, why: str, kind: str) -> str:
         return f"{status}: {kind}: {why}"
 
@@ -65,7 +72,11 @@ async def test_a_skipped_return_node_does_not_block_its_dependents() -> None:
         return seen
 
     result = await wf.run()
-    assert (result["b"].status, result["c"].status, result["c"].output) == ("skip", "success", "skip")
+    assert (result["b"].status, result["c"].status, result["c"].output) == (
+        "skip",
+        "success",
+        "skip",
+    )
     assert result.status == "failure"  # a's raise failure still fails the run
 
 
@@ -295,7 +306,8 @@ async def test_a_parameter_without_a_value_fails_the_node_with_input_error() -> 
     assert calls == []
     assert result["needs"].error is not None
     assert result["needs"].error.type == "InputError"
-    assert "'url'" in result["needs"].error.message and "needs" in result["needs"].error.message
+    assert "'url'" in result["needs"].error.message
+    assert "needs" in result["needs"].error.message
 
 
 @pytest.mark.parametrize("bad_input", [5, "text", [1, 2], None])

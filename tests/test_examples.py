@@ -1,0 +1,70 @@
+"""Every example runs and prints what it promises."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def run_example(name: str, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_every_example_is_covered() -> None:
+    covered = {
+        "demo.py",
+        "fallback_choice.py",
+        "error_aware_prompt.py",
+        "error_to_output.py",
+        "map_orders.py",
+    }
+    assert {path.name for path in EXAMPLES.glob("*.py")} <= covered
+
+
+def test_demo_shows_retries_timeout_fallback_and_skip_cascade() -> None:
+    out = run_example("demo.py")
+    assert "fetch_price attempt 1: ConnectionError, retrying in 0.05s" in out
+    assert "fetch_price attempt 3: success" in out
+    assert "TimeoutError: node 'fetch_reviews' attempt 1 of 1 timed out after 0.2s" in out
+    assert "route_reviews chose 'cached'" in out
+    assert "'ship_order' was skipped ('charge_card' failed)" in out
+    assert "run failure" in out
+    assert "PermissionError: card declined" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"), [((), "'route': 'primary'"), (("--primary-down",), "'route': 'backup'")]
+)
+def test_fallback_choice(args: tuple[str, ...], expected: str) -> None:
+    assert expected in run_example("fallback_choice.py", *args)
+
+
+def test_error_aware_prompt() -> None:
+    out = run_example("error_aware_prompt.py")
+    assert "Summarize: the text of https://example.org/a" in out
+    assert "could not reach https://unreachable.invalid/b" in out
+
+
+def test_error_to_output() -> None:
+    out = run_example("error_to_output.py").splitlines()
+    assert '"error_type": "LookupError"' in out[1]
+    assert '"error": "none"' in out[0]
+
+
+def test_map_orders_keeps_going_past_declined_cards() -> None:
+    out = run_example("map_orders.py")
+    assert "charged 495 of 500 orders" in out
+    assert out.count("declined: card declined") == 5
