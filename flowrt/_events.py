@@ -3,14 +3,16 @@ the application or by ``configure_logging``), so an unobserved run pays one attr
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable
 from typing import Any
 
 import anyio
 
-from ._models import Event, error_info
+from ._models import Event, RunResult, error_info
 
+_stdlib_log = logging.getLogger("flowrt")
 _LEVELS = {"node.retrying": "warning", "run.retrying": "warning"}
 
 
@@ -25,19 +27,19 @@ def _structlog_logger() -> Any:
 class Emitter:
     """Sends a run's events to a sink (``stream``) and to structlog."""
 
-    __slots__ = ("logger", "run_id", "sink", "start", "workflow")
+    __slots__ = ("logger", "run_id", "sinks", "start", "workflow")
 
-    def __init__(self, workflow: str, run_id: str, sink: Callable[[Event], None] | None) -> None:
+    def __init__(self, workflow: str, run_id: str, sinks: list[Callable[[Event], None]]) -> None:
         self.workflow = workflow
         self.run_id = run_id
-        self.sink = sink
+        self.sinks = sinks
         self.logger = _structlog_logger()
         self.start = anyio.current_time()
 
     @property
     def active(self) -> bool:
         """Whether anyone listens."""
-        return self.sink is not None or self.logger is not None
+        return bool(self.sinks) or self.logger is not None
 
     def __call__(
         self,
@@ -49,21 +51,26 @@ class Emitter:
         error: dict[str, str] | None = None,
         wait: float | None = None,
         duration: float | None = None,
+        result: RunResult | None = None,
     ) -> None:
         time = anyio.current_time() - self.start
-        if self.sink is not None:
-            self.sink(
-                Event.model_construct(
-                    kind=kind,
-                    run_id=self.run_id,
-                    node=node,
-                    attempt=attempt,
-                    status=status,
-                    error=error_info(error),
-                    wait=wait,
-                    time=time,
-                )
+        if self.sinks:
+            event = Event.model_construct(
+                kind=kind,
+                run_id=self.run_id,
+                node=node,
+                attempt=attempt,
+                status=status,
+                error=error_info(error),
+                wait=wait,
+                time=time,
+                result=result,
             )
+            for sink in self.sinks:
+                try:
+                    sink(event)
+                except Exception:  # an observer's bug must not break the run it observes
+                    _stdlib_log.exception("flowrt event listener %r failed on %s", sink, kind)
         if self.logger is not None:
             level = "warning" if status == "failure" else _LEVELS.get(kind, "info")
             getattr(self.logger, level)(

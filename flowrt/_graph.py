@@ -5,7 +5,7 @@ all and compiles the plan that ``run`` executes."""
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar, Unpack, overload
 
@@ -14,6 +14,7 @@ from ._models import ErrorHandling, Event, RunResult, WorkflowRetry
 
 if TYPE_CHECKING:
     from ._plan import Plan
+    from ._stream import EventStream
 
 Trigger = Literal["all", "any", "always", "on_failure"]
 Executor = Literal["thread", "process"]
@@ -139,6 +140,22 @@ class Workflow:
         self.rng = rng or random.Random()
         self._nodes: list[Node] = []
         self._plan: Plan | None = None
+        self.listeners: list[Callable[[Event], None]] = []
+
+    def add_listener(self, listener: Callable[[Event], None]) -> Callable[[Event], None]:
+        """Call ``listener(event)`` for every event of every run of this workflow, synchronously,
+        as it happens (usable as a decorator). A listener that raises is logged (stdlib logger
+        ``flowrt``) and never breaks the run."""
+        self.listeners.append(listener)
+        return listener
+
+    def remove_listener(self, listener: Callable[[Event], None]) -> None:
+        """Stop calling ``listener``.
+
+        Raises:
+            ValueError: it was not added.
+        """
+        self.listeners.remove(listener)
 
     @property
     def nodes(self) -> dict[str, Node]:
@@ -328,12 +345,16 @@ class Workflow:
 
         return anyio.run(lambda: self.run(input, timeout=timeout))
 
-    def stream(self, input: Any = None, *, timeout: float | None = None) -> AsyncIterator[Event]:
+    def stream(self, input: Any = None, *, timeout: float | None = None) -> EventStream:
         """Run the workflow, yielding each ``Event`` as it happens; leaving the loop early
-        cancels the run."""
-        from ._run import stream
+        cancels the run. The last event, ``run.finished``, carries the RunResult.
 
-        return stream(self, input, timeout=timeout)
+        Raises:
+            DefinitionError: the workflow is invalid (raised here, before iterating).
+        """
+        from ._stream import EventStream
+
+        return EventStream(self, input, timeout)
 
 
 def _name_of(fn: Callable[..., Any]) -> str:

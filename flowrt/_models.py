@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 
 from ._errors import DefinitionError, WorkflowFailed
 
@@ -17,11 +18,36 @@ Behavior = Literal["raise", "return"]
 RetryOn = tuple[type[BaseException], ...] | Callable[[BaseException], bool]
 
 
+_REASONS = {
+    "greater_than_equal": "must be >= {ge}",
+    "greater_than": "must be > {gt}",
+    "less_than_equal": "must be <= {le}",
+    "less_than": "must be < {lt}",
+    "literal_error": "must be {expected}",
+    "extra_forbidden": "is not a known field",
+    "missing": "is required",
+}
+
+
+def place(loc: tuple[int | str, ...]) -> str:
+    """A validation error's location as a path: ``nodes[2].error_handling.backoff_rate``."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
+    return text
+
+
+def reason(error: ErrorDetails) -> str:
+    """A short reason for one pydantic error: ``must be >= 1 (got 0.5)``."""
+    template = _REASONS.get(error["type"])
+    text = template.format(**error.get("ctx", {})) if template else str(error["msg"])
+    return text if error["type"] == "missing" else f"{text} (got {error.get('input')!r})"
+
+
 def definition_error(exc: ValidationError, *, node: str | None, prefix: str) -> DefinitionError:
     """Turn pydantic's first validation error into a DefinitionError naming node and field."""
     first = exc.errors()[0]
-    field = ".".join(str(part) for part in (prefix, *first["loc"]) if part != "")
-    return DefinitionError(f"{first['msg']} (got {first.get('input')!r})", node=node, field=field)
+    return DefinitionError(reason(first), node=node, field=place((prefix, *first["loc"])))
 
 
 class _Config(BaseModel):
@@ -36,7 +62,21 @@ class _Config(BaseModel):
             raise definition_error(exc, node=None, prefix=type(self).__name__) from None
 
 
-class ErrorHandling(_Config):
+class PolicyFields(BaseModel):
+    """The plain-data fields of ``ErrorHandling`` (shared with the file format)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    behavior: Behavior = "raise"
+    max_retries: int = Field(default=0, ge=0)
+    retry_interval_seconds: float = Field(default=1.0, ge=0)
+    backoff_rate: float = Field(default=1.0, ge=1)
+    timeout_seconds: float | None = Field(default=None, gt=0)
+    max_interval_seconds: float | None = Field(default=None, ge=0)
+    jitter: float = Field(default=0.0, ge=0, le=1)
+
+
+class ErrorHandling(_Config, PolicyFields):
     """How a node reacts to failure: retries with backoff, a per-attempt timeout, raise or return.
 
     A node attempts up to ``max_retries + 1`` times; before retry k (k = 0, 1, ...) it waits
@@ -47,13 +87,8 @@ class ErrorHandling(_Config):
         DefinitionError: a field is out of range (negative retries, backoff_rate < 1, ...).
     """
 
-    behavior: Behavior = "raise"
-    max_retries: int = Field(default=0, ge=0)
-    retry_interval_seconds: float = Field(default=1.0, ge=0)
-    backoff_rate: float = Field(default=1.0, ge=1)
-    timeout_seconds: float | None = Field(default=None, gt=0)
-    max_interval_seconds: float | None = Field(default=None, ge=0)
-    jitter: float = Field(default=0.0, ge=0, le=1)
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
     retry_on: RetryOn = (Exception,)
 
     @field_validator("retry_on", mode="before")
@@ -193,7 +228,9 @@ EventKind = Literal[
 
 class Event(BaseModel):
     """Something that happened during a run. ``time`` is seconds since the run started; ``wait``
-    is the delay before a retry (node.retrying, run.retrying)."""
+    is the delay before a retry (node.retrying, run.retrying); ``result`` is the RunResult, on
+    run.finished only. A run cancelled by its caller ends with run.finished of status
+    ``"cancelled"``."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -205,3 +242,4 @@ class Event(BaseModel):
     error: ErrorInfo | None = None
     wait: float | None = None
     time: float = 0.0
+    result: RunResult | None = None

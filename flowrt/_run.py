@@ -3,9 +3,8 @@ event stream."""
 
 from __future__ import annotations
 
-import math
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -26,34 +25,24 @@ async def run(
 ) -> RunResult:
     """Run ``wf`` with workflow-level retries; see ``Workflow.run``."""
     plan = wf.compiled()
-    if input is None:
-        input = {}
-    run_id = uuid.uuid4().hex
+    input = {} if input is None else input
     started_at = datetime.now(UTC)
-    emitter = Emitter(wf.name, run_id, sink)
+    sinks = [*wf.listeners, sink] if sink is not None else list(wf.listeners)
+    emitter = Emitter(wf.name, uuid.uuid4().hex, sinks)
     emit = emitter if emitter.active else None
     if emit is not None:
         emit("run.started")
-    attempts = 0
-    while True:
-        attempts += 1
-        scheduler = Scheduler(plan, input, emit, wf.rng, wf.max_concurrency)
-        in_time = await scheduler.execute(plan.roots, timeout)
-        error = _run_error(wf, scheduler, in_time, timeout)
-        if error is None or attempts > wf.retry.max_retries:
-            break
-        wait = wf.retry.delay_seconds * wf.retry.backoff_rate ** (attempts - 1)
+    try:
+        scheduler, attempts, error = await _attempts(wf, plan, input, emit, timeout)
+    except BaseException:
         if emit is not None:
-            emit("run.retrying", attempt=attempts, error=error, wait=wait)
-        await anyio.sleep(wait)
-    status = "failure" if error else "success"
-    if emit is not None:
-        emit("run.finished", attempt=attempts, status=status, error=error)
+            emit("run.finished", status="cancelled")
+        raise
     finished_at = datetime.now(UTC)
-    return RunResult.model_construct(
+    result = RunResult.model_construct(
         workflow=wf.name,
-        run_id=run_id,
-        status=status,
+        run_id=emitter.run_id,
+        status="failure" if error else "success",
         output=_output(plan, scheduler.store),
         error=error_info(error),
         nodes={
@@ -66,6 +55,27 @@ async def run(
         finished_at=finished_at,
         duration=(finished_at - started_at).total_seconds(),
     )
+    if emit is not None:
+        emit("run.finished", attempt=attempts, status=result.status, error=error, result=result)
+    return result
+
+
+async def _attempts(
+    wf: Workflow, plan: Plan, input: Any, emit: Emitter | None, timeout: float | None
+) -> tuple[Scheduler, int, dict[str, str] | None]:
+    """Run the plan, again after a failure while workflow-level retries remain."""
+    attempts = 0
+    while True:
+        attempts += 1
+        scheduler = Scheduler(plan, input, emit, wf.rng, wf.max_concurrency)
+        in_time = await scheduler.execute(plan.roots, timeout)
+        error = _run_error(wf, scheduler, in_time, timeout)
+        if error is None or attempts > wf.retry.max_retries:
+            return scheduler, attempts, error
+        wait = wf.retry.delay_seconds * wf.retry.backoff_rate ** (attempts - 1)
+        if emit is not None:
+            emit("run.retrying", attempt=attempts, error=error, wait=wait)
+        await anyio.sleep(wait)
 
 
 def _run_error(
@@ -106,23 +116,3 @@ def _node_result(done: Done) -> NodeResult:
             for number, started, duration, error, wait in done.trace
         ],
     )
-
-
-async def stream(wf: Workflow, input: Any, *, timeout: float | None) -> AsyncIterator[Event]:
-    """Run ``wf`` in a task group, yielding its events as they happen; closing the iterator
-    (leaving ``async for`` under ``aclosing``) cancels the run."""
-    wf.validate()
-    send, receive = anyio.create_memory_object_stream[Event](math.inf)
-
-    async def produce() -> None:
-        with send:
-            await run(wf, input, timeout=timeout, sink=send.send_nowait)
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(produce)
-        try:
-            with receive:
-                async for event in receive:
-                    yield event
-        finally:
-            tg.cancel_scope.cancel()

@@ -99,14 +99,14 @@ def test_self_dependency_through_a_selector_is_a_cycle() -> None:
         (
             {"error_handling": {"max_retries": -2}},
             "error_handling.max_retries",
-            "greater than or equal to 0",
+            "must be >= 0",
         ),
         ({"error_handling": {"backoff_rate": 0.9}}, "error_handling.backoff_rate", "1"),
-        ({"error_handling": {"jitter": 2}}, "error_handling.jitter", "less than or equal to 1"),
+        ({"error_handling": {"jitter": 2}}, "error_handling.jitter", "must be <= 1"),
         (
             {"error_handling": {"timeout_seconds": -1}},
             "error_handling.timeout_seconds",
-            "greater than 0",
+            "must be > 0",
         ),
         ({"error_handling": "fast"}, "error_handling", "ErrorHandling or a dict"),
         ({"inputs": {"nope": 1}}, "inputs.nope", "not a parameter"),
