@@ -111,7 +111,9 @@ class EventStream:
 
     async def aclose(self) -> None:
         """Cancel the run if it is still going and wait until every node has stopped."""
-        if self._producer is not None:
+        if self._producer is None:
+            self._send.close()  # never started: the send side is still ours
+        else:
             self._producer.cancel()
             with anyio.CancelScope(shield=True):
                 await self._producer.stopped.wait()
@@ -127,7 +129,9 @@ class EventStream:
 
     def __del__(self) -> None:
         # A consumer that broke out of ``async for`` drops the stream: stop the run now.
-        if self._producer is not None:
+        if self._producer is None:
+            self._send.close()
+        else:
             with contextlib.suppress(RuntimeError):  # the event loop may be gone already
                 self._producer.cancel()
         self._receive.close()
