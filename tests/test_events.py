@@ -167,7 +167,8 @@ async def test_listeners_see_every_run_and_cannot_break_it(
     with caplog.at_level(logging.ERROR, logger="flowrt"):
         result = await wf.run()
     assert result.status == "success"
-    assert seen[0] == "run.started" and seen[-1] == "run.finished"
+    assert seen[0] == "run.started"
+    assert seen[-1] == "run.finished"
     assert "observer bug" in caplog.text
     wf.remove_listener(broken)
 
@@ -194,7 +195,8 @@ async def test_structlog_receives_every_event_with_its_context() -> None:
     with capture_logs() as logs:
         result = await retried_once().run()
     kinds = [entry["event"] for entry in logs]
-    assert kinds[0] == "run.started" and kinds[-1] == "run.finished"
+    assert kinds[0] == "run.started"
+    assert kinds[-1] == "run.finished"
     retry = next(entry for entry in logs if entry["event"] == "node.retrying")
     assert retry["log_level"] == "warning"
     assert retry["run_id"] == result.run_id
@@ -214,7 +216,7 @@ async def test_json_log_lines_parse_and_carry_the_run_id(
     result = await retried_once().run()
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
     assert {line["run_id"] for line in lines} == {result.run_id}
-    assert [line["event"] for line in lines][0] == "run.started"
+    assert next(line["event"] for line in lines) == "run.started"
     assert all("timestamp" in line and "level" in line for line in lines)
 
 

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+
+from flowrt import ErrorHandling, Workflow
+from flowrt.otel import instrument
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def exporter() -> InMemorySpanExporter:
+    return InMemorySpanExporter()
+
+
+@pytest.fixture
+def provider(exporter: InMemorySpanExporter) -> TracerProvider:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider
+
+
+async def test_one_span_per_run_and_per_attempt(
+    exporter: InMemorySpanExporter, provider: TracerProvider
+) -> None:
+    wf = Workflow("traced")
+    calls: list[int] = []
+
+    @wf.node(error_handling=ErrorHandling(max_retries=1, retry_interval_seconds=0.001))
+    async def flaky() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConnectionError("reset")
+        return "ok"
+
+    @wf.node(depends=[flaky])
+    async def boom() -> None:
+        raise ValueError("bad")
+
+    @wf.node(depends=[boom])
+    async def skipped() -> None:
+        return None
+
+    instrument(wf, provider)
+    result = await wf.run()
+    spans = {(s.name, s.attributes.get("flowrt.attempt")): s for s in exporter.get_finished_spans()}  # type: ignore[union-attr]
+    assert set(spans) == {
+        ("flowrt.run traced", None),
+        ("flowrt.node flaky", 1),
+        ("flowrt.node flaky", 2),
+        ("flowrt.node boom", 1),
+    }
+    run_span = spans[("flowrt.run traced", None)]
+    first, second = spans[("flowrt.node flaky", 1)], spans[("flowrt.node flaky", 2)]
+    attrs: Any = first.attributes
+    assert first.status.status_code == StatusCode.ERROR
+    assert attrs["error.type"] == "ConnectionError"
+    assert attrs["flowrt.retry.wait"] == 0.001
+    assert attrs["flowrt.run_id"] == result.run_id
+    assert second.status.status_code == StatusCode.OK
+    assert second.attributes["flowrt.status"] == "success"  # type: ignore[index]
+    for span in (first, second, spans[("flowrt.node boom", 1)]):
+        assert span.parent is not None
+        assert span.parent.span_id == run_span.context.span_id  # type: ignore[union-attr]
+    assert run_span.status.status_code == StatusCode.ERROR
+    assert run_span.attributes["error.type"] == "ValueError"  # type: ignore[index]
+    assert [e.name for e in run_span.events] == ["node.skipped"]
