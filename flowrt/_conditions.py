@@ -54,6 +54,10 @@ class Expr:
         """
         raise DefinitionError(f"{type(self).__name__} cannot be compiled")
 
+    def to_data(self) -> dict[str, Any]:
+        """The condition as plain data, the form workflow files use."""
+        raise DefinitionError(f"{type(self).__name__} has no data form")
+
 
 CompiledCondition = Callable[[Mapping[str, Any]], bool]
 
@@ -82,6 +86,10 @@ class Condition(Expr):
         selector = compile_selector(self.path, known)
         return _Test(selector, self.op, self.value)
 
+    def to_data(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"path": self.path, "op": self.op}
+        return data if self.value is None else {**data, "value": self.value}
+
 
 class _Test:
     __slots__ = ("names", "needs_view", "op", "selector", "value")
@@ -106,8 +114,13 @@ class _Test:
 
 
 class _All(Expr):
+    key = "all"
+
     def __init__(self, parts: tuple[Expr, ...]) -> None:
         self.parts = parts
+
+    def to_data(self) -> dict[str, Any]:
+        return {self.key: [part.to_data() for part in self.parts]}
 
     def compile(self, known: Collection[str]) -> CompiledCondition:
         compiled = [part.compile(known) for part in self.parts]
@@ -115,6 +128,8 @@ class _All(Expr):
 
 
 class _Any(_All):
+    key = "any"
+
     def compile(self, known: Collection[str]) -> CompiledCondition:
         compiled = [part.compile(known) for part in self.parts]
         return _named(lambda data: any(test(data) for test in compiled), compiled)
@@ -123,6 +138,9 @@ class _Any(_All):
 class _Not(Expr):
     def __init__(self, part: Expr) -> None:
         self.part = part
+
+    def to_data(self) -> dict[str, Any]:
+        return {"not": self.part.to_data()}
 
     def compile(self, known: Collection[str]) -> CompiledCondition:
         inner = self.part.compile(known)

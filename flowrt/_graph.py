@@ -4,6 +4,7 @@ all and compiles the plan that ``run`` executes."""
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -93,6 +94,7 @@ class Node:
         self.executor = executor
         self.map: MapSpec | None = None
         self.loop: LoopSpec | None = None
+        self.call: str | None = None  # "package.module:function", for nodes loaded from data
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
@@ -309,6 +311,40 @@ class Workflow:
 
         return add if fn is None else add(fn)
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Workflow:
+        """Build a workflow from plain data (the format of ``flowrt schema``) and validate it.
+
+        Raises:
+            DefinitionError: names the place in the data (``nodes[2].error_handling.backoff_rate``)
+                and what is wrong there, including a ``call`` whose module or attribute is missing.
+        """
+        from ._loader import from_dict
+
+        return from_dict(data)
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str]) -> Workflow:
+        """Build a workflow from a YAML (or JSON) file; see ``from_dict``.
+
+        Raises:
+            DefinitionError: the file cannot be read or parsed, or its content is invalid.
+        """
+        from ._loader import from_yaml
+
+        return from_yaml(path)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The workflow as plain data that ``from_dict`` reads back.
+
+        Raises:
+            DefinitionError: a node cannot be written as data (a lambda or local function, a
+                callable condition or ``retry_on`` predicate).
+        """
+        from ._loader import to_dict
+
+        return to_dict(self)
+
     def validate(self) -> None:
         """Check the whole definition.
 
@@ -325,6 +361,26 @@ class Workflow:
 
             self._plan = compile_plan(self)
         return self._plan
+
+    def mermaid(self) -> str:
+        """The workflow as a Mermaid flowchart (Choice options label their arrows).
+
+        Raises:
+            DefinitionError: the workflow is invalid.
+        """
+        from ._diagram import mermaid
+
+        return mermaid(self.compiled())
+
+    def stages(self) -> list[list[str]]:
+        """The plan: node names grouped into stages that can start together.
+
+        Raises:
+            DefinitionError: the workflow is invalid.
+        """
+        from ._diagram import stages
+
+        return stages(self.compiled())
 
     async def run(self, input: Any = None, *, timeout: float | None = None) -> RunResult:
         """Run the workflow once (plus workflow-level retries) and return its result.

@@ -40,7 +40,8 @@ def place(loc: tuple[int | str, ...]) -> str:
 def reason(error: ErrorDetails) -> str:
     """A short reason for one pydantic error: ``must be >= 1 (got 0.5)``."""
     template = _REASONS.get(error["type"])
-    text = template.format(**error.get("ctx", {})) if template else str(error["msg"])
+    bounds = {k: f"{v:g}" if isinstance(v, float) else v for k, v in error.get("ctx", {}).items()}
+    text = template.format(**bounds) if template else str(error["msg"])
     return text if error["type"] == "missing" else f"{text} (got {error.get('input')!r})"
 
 
@@ -129,17 +130,23 @@ class ErrorHandling(_Config, PolicyFields):
         return bool(self.retry_on(exc))
 
 
-class WorkflowRetry(_Config):
+class RetryFields(BaseModel):
+    """The fields of ``WorkflowRetry`` (shared with the file format)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_retries: int = Field(default=0, ge=0)
+    delay_seconds: float = Field(default=0.0, ge=0)
+    backoff_rate: float = Field(default=1.0, ge=1)
+
+
+class WorkflowRetry(_Config, RetryFields):
     """Re-run a failed run from its first node, same input, after
     ``delay_seconds * backoff_rate ** k``, up to ``max_retries`` times.
 
     Raises:
         DefinitionError: a field is out of range.
     """
-
-    max_retries: int = Field(default=0, ge=0)
-    delay_seconds: float = Field(default=0.0, ge=0)
-    backoff_rate: float = Field(default=1.0, ge=1)
 
 
 class ErrorInfo(BaseModel):

@@ -1,0 +1,340 @@
+"""Workflows as data: ``Workflow.from_dict`` / ``from_yaml`` / ``to_dict``.
+
+The file format is a pydantic schema (``WorkflowFile``; ``flowrt schema`` prints its JSON Schema).
+Nodes name their function as ``"package.module:function"``; errors name the place in the file:
+``nodes[2].error_handling.backoff_rate: must be >= 1 (got 0.5)``.
+"""
+
+from __future__ import annotations
+
+import builtins
+import functools
+import importlib
+import operator
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ._conditions import Condition, Expr, Op
+from ._errors import DefinitionError
+from ._graph import Choice, Executor, Node, Trigger
+from ._models import ErrorHandling, PolicyFields, RetryFields, WorkflowRetry, place, reason
+
+if TYPE_CHECKING:
+    from ._graph import Workflow
+
+CallRef = Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")]
+
+
+class _File(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ConditionFile(_File):
+    """``{path, op, value}``: see ``flowrt.Condition``."""
+
+    path: str
+    op: Op
+    value: Any = None
+
+
+class AllFile(_File):
+    """Every condition holds."""
+
+    all: list[ConditionData]
+
+
+class AnyFile(_File):
+    """At least one condition holds."""
+
+    any: list[ConditionData]
+
+
+class NotFile(_File):
+    """The condition does not hold."""
+
+    not_: ConditionData = Field(alias="not")
+
+
+ConditionData = ConditionFile | AllFile | AnyFile | NotFile
+
+
+class ErrorHandlingFile(PolicyFields):
+    """``ErrorHandling`` with ``retry_on`` as exception names (``ConnectionError``,
+    ``package.module:MyError``)."""
+
+    retry_on: list[str] | None = None
+
+
+class MapFile(_File):
+    """A map node's items (a selector or a list) and bounds."""
+
+    items: Any
+    concurrency: int | None = Field(default=None, ge=1)
+    tolerated_failures: int | float | None = Field(default=None, ge=0)
+
+
+class LoopFile(_File):
+    """A loop node's limit and what happens when it is reached."""
+
+    max_loops: int = Field(ge=1)
+    on_max_loops: Literal["raise", "return"] = "raise"
+    finalize: CallRef | None = None
+
+
+class NodeFile(_File):
+    """One node: ``call`` (a task, or with ``map``/``loop``) or ``choice``."""
+
+    name: str
+    description: str | None = None
+    call: CallRef | None = None
+    choice: dict[str, ConditionData | None] | None = None
+    map: MapFile | None = None
+    loop: LoopFile | None = None
+    depends: list[str] = Field(default_factory=list)
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    error_handling: ErrorHandlingFile | None = None
+    trigger: Trigger = "all"
+    executor: Executor = "thread"
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Self:
+        if (self.call is None) == (self.choice is None):
+            raise ValueError("a node has either `call` or `choice`")
+        if self.choice is not None and (self.map or self.loop or self.inputs):
+            raise ValueError("a choice node takes no `map`, `loop` or `inputs`")
+        if self.map is not None and self.loop is not None:
+            raise ValueError("a node is a map or a loop, not both")
+        return self
+
+
+class WorkflowFile(_File):
+    """A workflow file: its name, nodes, and optional output mapping, retry and concurrency cap."""
+
+    name: str
+    description: str | None = None
+    output: dict[str, Any] | None = None
+    retry: RetryFields | None = None
+    max_concurrency: int | None = Field(default=None, ge=1)
+    nodes: list[NodeFile] = Field(min_length=1)
+
+
+def load_call(ref: str, where: str) -> Any:
+    """Import ``"package.module:attr"`` (a node handle there stands for its function).
+
+    Raises:
+        DefinitionError: the module cannot be imported, or has no such attribute.
+    """
+    module_name, _, attr = ref.partition(":")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise DefinitionError(
+            f"cannot import module {module_name!r} ({exc})", field=where
+        ) from None
+    for part in attr.split("."):
+        if not hasattr(target, part):
+            raise DefinitionError(f"module {module_name!r} has no attribute {attr!r}", field=where)
+        target = getattr(target, part)
+    # A function decorated with @wf.node in its module is a Node handle there: take its function.
+    return target.fn if isinstance(target, Node) and target.fn is not None else target
+
+
+def _exception(name: str, where: str) -> type[BaseException]:
+    found = load_call(name, where) if ":" in name else getattr(builtins, name, None)
+    if not (isinstance(found, type) and issubclass(found, BaseException)):
+        raise DefinitionError(f"{name!r} is not an exception class", field=where)
+    return found
+
+
+def _condition(data: ConditionData) -> Expr:
+    if isinstance(data, ConditionFile):
+        return Condition(data.path, data.op, data.value)
+    if isinstance(data, AllFile):
+        return functools.reduce(operator.and_, map(_condition, data.all))
+    if isinstance(data, AnyFile):
+        return functools.reduce(operator.or_, map(_condition, data.any))
+    return ~_condition(data.not_)
+
+
+def _policy(spec: ErrorHandlingFile | None, where: str) -> ErrorHandling | None:
+    if spec is None:
+        return None
+    fields = spec.model_dump(exclude={"retry_on"}, exclude_unset=True)
+    if spec.retry_on is not None:
+        fields["retry_on"] = tuple(
+            _exception(name, f"{where}.retry_on[{i}]") for i, name in enumerate(spec.retry_on)
+        )
+    return ErrorHandling(**fields)
+
+
+def _add(wf: Workflow, spec: NodeFile, where: str) -> None:
+    options: dict[str, Any] = {
+        "depends": spec.depends,
+        "error_handling": _policy(spec.error_handling, f"{where}.error_handling"),
+    }
+    if spec.choice is not None:
+        options_ = {key: None if c is None else _condition(c) for key, c in spec.choice.items()}
+        wf.choice(spec.name, options_, **options)
+        return
+    assert spec.call is not None
+    fn = load_call(spec.call, f"{where}.call")
+    options |= {
+        "name": spec.name,
+        "inputs": spec.inputs,
+        "trigger": spec.trigger,
+        "executor": spec.executor,
+    }
+    if spec.map is not None:
+        node = wf.map(
+            fn,
+            items=spec.map.items,
+            concurrency=spec.map.concurrency,
+            tolerated_failures=spec.map.tolerated_failures,
+            **options,
+        )
+    elif spec.loop is not None:
+        finalize = (
+            load_call(spec.loop.finalize, f"{where}.loop.finalize") if spec.loop.finalize else None
+        )
+        node = wf.loop(
+            fn,
+            max_loops=spec.loop.max_loops,
+            on_max_loops=spec.loop.on_max_loops,
+            finalize=finalize,
+            **options,
+        )
+    else:
+        node = wf.node(fn, **options)
+    node.call = spec.call
+
+
+def from_dict(data: Any) -> Workflow:
+    """Build and validate a workflow from plain data; see ``Workflow.from_dict``."""
+    from ._graph import Workflow
+
+    try:
+        spec = WorkflowFile.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise DefinitionError(reason(first), field=place(first["loc"]) or "file") from None
+    retry = WorkflowRetry(**spec.retry.model_dump()) if spec.retry else None
+    wf = Workflow(spec.name, output=spec.output, retry=retry, max_concurrency=spec.max_concurrency)
+    for i, node in enumerate(spec.nodes):
+        _add(wf, node, f"nodes[{i}]")
+    try:
+        wf.validate()
+    except DefinitionError as exc:
+        index = next((i for i, node in enumerate(spec.nodes) if node.name == exc.node), None)
+        if index is None:
+            raise
+        located = DefinitionError(
+            f"{exc.reason} (node {exc.node!r})", field=f"nodes[{index}].{exc.field}"
+        )
+        located.node = exc.node
+        raise located from None
+    return wf
+
+
+def from_yaml(path: str | os.PathLike[str]) -> Workflow:
+    """Build a workflow from a YAML (or JSON) file; see ``Workflow.from_yaml``."""
+    import yaml
+
+    file = Path(path)
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise DefinitionError(f"cannot read {file}: {exc.strerror}", field="file") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" at line {mark.line + 1}" if mark is not None else ""
+        raise DefinitionError(f"{file} is not valid YAML{line}", field="file") from None
+    return from_dict(data)
+
+
+def _ref(fn: Any, node: str, call: str | None = None) -> str:
+    if call is not None:
+        return call
+    module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", "<none>")
+    if not module or "<" in qualname:
+        raise DefinitionError("its function has no importable name", node=node, field="fn")
+    return f"{module}:{qualname}"
+
+
+def _options_data(node: Choice) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for key, condition in node.options.items():
+        if condition is not None and not isinstance(condition, Expr):
+            raise DefinitionError(
+                "a callable condition has no data form", node=node.name, field=f"options.{key}"
+            )
+        data[key] = None if condition is None else condition.to_data()
+    return data
+
+
+def _exception_name(cls: type[BaseException]) -> str:
+    return (
+        cls.__name__
+        if getattr(builtins, cls.__name__, None) is cls
+        else f"{cls.__module__}:{cls.__qualname__}"
+    )
+
+
+def _policy_data(node: Node) -> dict[str, Any]:
+    policy = node.error_handling
+    if not isinstance(policy, ErrorHandling):
+        policy = ErrorHandling(**(policy or {}))
+    data: dict[str, Any] = policy.model_dump(exclude={"retry_on"}, exclude_defaults=True)
+    if policy.retry_on != (Exception,):
+        if not isinstance(policy.retry_on, tuple):
+            raise DefinitionError(
+                "a retry_on predicate has no data form",
+                node=node.name,
+                field="error_handling.retry_on",
+            )
+        data["retry_on"] = [_exception_name(cls) for cls in policy.retry_on]
+    return data
+
+
+def _node_data(node: Node) -> dict[str, Any]:
+    data: dict[str, Any] = {"name": node.name}
+    if isinstance(node, Choice):
+        data["choice"] = _options_data(node)
+    else:
+        data["call"] = _ref(node.fn, node.name, node.call)
+    if node.map is not None:
+        data["map"] = {
+            "items": node.map.items,
+            "concurrency": node.map.concurrency,
+            "tolerated_failures": node.map.tolerated_failures,
+        }
+    if node.loop is not None:
+        data["loop"] = {"max_loops": node.loop.max_loops, "on_max_loops": node.loop.on_max_loops}
+        if node.loop.finalize is not None:
+            data["loop"]["finalize"] = _ref(node.loop.finalize, node.name)
+    if node.depends:
+        data["depends"] = [ref.name if isinstance(ref, Node) else str(ref) for ref in node.depends]
+    if node.inputs:
+        data["inputs"] = dict(node.inputs)
+    if node.error_handling is not None:
+        data["error_handling"] = _policy_data(node)
+    if node.trigger != "all":
+        data["trigger"] = node.trigger
+    if node.executor != "thread":
+        data["executor"] = node.executor
+    return data
+
+
+def to_dict(wf: Workflow) -> dict[str, Any]:
+    """The workflow as plain data that ``from_dict`` reads back; see ``Workflow.to_dict``."""
+    data: dict[str, Any] = {"name": wf.name}
+    if wf.output is not None:
+        data["output"] = dict(wf.output)
+    if wf.retry != WorkflowRetry():
+        data["retry"] = wf.retry.model_dump()
+    if wf.max_concurrency is not None:
+        data["max_concurrency"] = wf.max_concurrency
+    data["nodes"] = [_node_data(node) for node in wf.nodes.values()]
+    return data

@@ -1,0 +1,216 @@
+"""The ``flowrt`` command line (also ``python -m flowrt``).
+
+    flowrt run FILE [--input JSON|@file.json] [--timeout S] [--json] [--dry-run]
+                    [--log console|json]
+    flowrt validate FILE
+    flowrt graph FILE
+    flowrt schema
+
+FILE is a workflow file (YAML or JSON, the format ``flowrt schema`` describes) or a Python
+workflow object as ``path/to/file.py:name`` or ``package.module:name``. Exit codes: 0 success,
+1 the run failed, 2 a bad file or bad usage (one line on stderr, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from ._errors import DefinitionError
+
+if TYPE_CHECKING:
+    from ._graph import Workflow
+    from ._models import Event, RunResult
+
+OK, FAILED, USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad arguments or a bad file: exit 2 with this one-line message."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flowrt", description="Run and inspect flowrt workflows.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run a workflow and show what happened")
+    run.add_argument("file", help="workflow file (.yaml/.json), or file.py:name / module:name")
+    run.add_argument("--input", default="{}", help="run input: JSON text, or @path to a JSON file")
+    run.add_argument("--timeout", type=float, default=None, help="deadline for the run, seconds")
+    run.add_argument("--json", action="store_true", help="print only the RunResult JSON")
+    run.add_argument("--dry-run", action="store_true", help="print the plan; call no function")
+    run.add_argument("--log", choices=["console", "json"], help="also log every event to stderr")
+    for name, text in (
+        ("validate", "check a workflow file"),
+        ("graph", "print a Mermaid flowchart"),
+    ):
+        commands.add_parser(name, help=text).add_argument("file")
+    commands.add_parser("schema", help="print the JSON Schema of workflow files")
+    return parser
+
+
+def load(target: str) -> Workflow:
+    """The workflow a FILE argument names.
+
+    Raises:
+        UsageError: the file or object cannot be loaded.
+        DefinitionError: the workflow is invalid.
+    """
+    from ._graph import Workflow
+
+    path, attr = target, ""
+    if ":" in target and not Path(target).exists():
+        path, _, attr = target.rpartition(":")
+    if attr:
+        found = _python_object(path, attr)
+        if not isinstance(found, Workflow):
+            raise UsageError(f"{target} is a {type(found).__name__}, not a flowrt Workflow")
+        found.validate()
+        return found
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"no such file: {file}")
+    sys.path[:0] = [str(file.resolve().parent), str(Path.cwd())]  # calls resolve beside the file
+    return Workflow.from_yaml(file)
+
+
+def _python_object(path: str, attr: str) -> Any:
+    if path.endswith(".py"):
+        spec = importlib.util.spec_from_file_location(Path(path).stem, path)
+        if spec is None or spec.loader is None or not Path(path).is_file():
+            raise UsageError(f"no such file: {path}")
+        sys.path.insert(0, str(Path(path).resolve().parent))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    else:
+        sys.path.insert(0, str(Path.cwd()))
+        try:
+            module = importlib.import_module(path)
+        except ImportError as exc:
+            raise UsageError(f"cannot import module {path!r} ({exc})") from None
+    if not hasattr(module, attr):
+        raise UsageError(f"{path} has no attribute {attr!r}")
+    return getattr(module, attr)
+
+
+def _input(text: str) -> Any:
+    source = text
+    if text.startswith("@"):
+        try:
+            source = Path(text[1:]).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"--input: cannot read {text[1:]}: {exc.strerror}") from None
+    try:
+        return json.loads(source)
+    except json.JSONDecodeError as exc:
+        raise UsageError(
+            f"--input is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+
+
+class Progress:
+    """Live progress on stderr: a rewritten status line on a terminal, and a line per retry or
+    failure everywhere."""
+
+    def __init__(self, total: int, out: IO[str]) -> None:
+        self.total = total
+        self.done = 0
+        self.out = out
+        self.tty = out.isatty()
+
+    def _line(self, text: str) -> None:
+        self.out.write(("\r\x1b[2K" if self.tty else "") + text + "\n")
+
+    def __call__(self, event: Event) -> None:
+        error = f"{event.error.type}: {event.error.message}" if event.error else ""
+        if event.kind == "node.retrying":
+            self._line(
+                f"  {event.node}: attempt {event.attempt} failed ({error}), "
+                f"retrying in {event.wait:g}s"
+            )
+        elif event.kind == "run.retrying":
+            self._line(
+                f"  run attempt {event.attempt} failed ({error}), running again in {event.wait:g}s"
+            )
+        elif event.kind == "node.finished":
+            self.done += 1
+            if event.status == "failure":
+                self._line(f"  {event.node}: failed ({error})")
+        if self.tty and event.kind in ("node.started", "node.finished", "node.retrying"):
+            self.out.write(
+                f"\r\x1b[2K[{self.done}/{self.total}] {event.kind.split('.')[1]} {event.node}"
+            )
+        if event.kind == "run.finished" and self.tty:
+            self.out.write("\r\x1b[2K")
+        self.out.flush()
+
+
+async def _run_live(wf: Workflow, data: Any, timeout: float | None) -> RunResult:
+    progress = Progress(len(wf.nodes), sys.stderr)
+    async with wf.stream(data, timeout=timeout) as events:
+        async for event in events:
+            progress(event)
+            if event.result is not None:
+                return event.result
+    raise RuntimeError("the run ended without a result")  # pragma: no cover - stream always ends so
+
+
+def _run(args: argparse.Namespace) -> int:
+    import anyio
+
+    wf = load(args.file)
+    data = _input(args.input)
+    if args.dry_run:
+        stages = wf.stages()
+        if args.json:
+            print(json.dumps({"workflow": wf.name, "stages": stages}))
+        else:
+            print(
+                f"workflow {wf.name!r}: {len(wf.nodes)} nodes in {len(stages)} stages "
+                "(no function called)"
+            )
+            for number, names in enumerate(stages, 1):
+                print(f"  stage {number}: {', '.join(names)}")
+        return OK
+    if args.log:
+        from ._events import configure_logging
+
+        configure_logging(json=args.log == "json")
+    if args.json:
+        result = anyio.run(lambda: wf.run(data, timeout=args.timeout))
+        print(result.model_dump_json())
+    else:
+        result = anyio.run(_run_live, wf, data, args.timeout)
+        print(result.table())
+    return OK if result.status == "success" else FAILED
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args)
+        if args.command == "schema":
+            from ._loader import WorkflowFile
+
+            print(json.dumps(WorkflowFile.model_json_schema(by_alias=True), indent=2))
+            return OK
+        wf = load(args.file)
+        if args.command == "graph":
+            print(wf.mermaid())
+        else:
+            print(f"ok: workflow {wf.name!r}, {len(wf.nodes)} nodes")
+        return OK
+    except (UsageError, DefinitionError) as exc:
+        print(f"flowrt: error: {exc}", file=sys.stderr)
+        return USAGE
+    except KeyboardInterrupt:
+        print("flowrt: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,163 @@
+"""The command line, through subprocess (as users run it)."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flowrt import ErrorInfo, Event
+from flowrt.cli import Progress
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def flowrt(*args: str, module: bool = False) -> subprocess.CompletedProcess[str]:
+    command = (
+        [sys.executable, "-m", "flowrt"]
+        if module
+        else [str(Path(sys.executable).parent / "flowrt")]
+    )
+    return subprocess.run(
+        [*command, *args], cwd=EXAMPLES, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_validate_ok() -> None:
+    done = flowrt("validate", "demo.yaml")
+    assert (done.returncode, done.stdout) == (0, "ok: workflow 'order-pipeline', 9 nodes\n")
+
+
+def test_validate_a_bad_file_exits_2_with_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "name: w\nnodes:\n  - {name: a, call: 'json:dumps', error_handling: {backoff_rate: 0.5}}\n"
+    )
+    done = flowrt("validate", str(bad))
+    assert done.returncode == 2
+    assert (
+        done.stderr
+        == "flowrt: error: nodes[0].error_handling.backoff_rate: must be >= 1 (got 0.5)\n"
+    )
+    assert "Traceback" not in done.stderr
+
+
+def test_run_prints_progress_and_a_table_and_exits_1_on_failure() -> None:
+    done = flowrt("run", "demo.yaml", "--input", '{"sku": "KB-1"}')
+    assert done.returncode == 1
+    assert "fetch_price: attempt 1 failed (ConnectionError" in done.stderr
+    assert "retrying in 0.05s" in done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split() == ["node", "status", "attempts", "duration", "error", "/", "reason"]
+    assert any(line.startswith("fetch_price") and "success  3" in line for line in lines)
+    assert lines[-1].startswith("run failure")
+
+
+def test_run_json_prints_only_the_run_result() -> None:
+    done = flowrt("run", "fallback_choice.yaml", "--input", '{"query": "q"}', "--json")
+    assert done.returncode == 0
+    result = json.loads(done.stdout)
+    assert result["status"] == "success"
+    assert result["output"] == {"answer": "primary hit for q", "route": "primary"}
+    assert done.stderr == ""
+
+
+def test_run_input_from_a_file(tmp_path: Path) -> None:
+    data = tmp_path / "in.json"
+    data.write_text('{"query": "q", "primary_down": true}')
+    done = flowrt("run", "fallback_choice.yaml", "--input", f"@{data}", "--json")
+    assert json.loads(done.stdout)["output"]["route"] == "backup"
+
+
+def test_dry_run_shows_the_plan_without_calling_anything() -> None:
+    done = flowrt("run", "demo.yaml", "--dry-run")
+    assert done.returncode == 0
+    assert done.stdout.splitlines() == [
+        "workflow 'order-pipeline': 9 nodes in 4 stages (no function called)",
+        "  stage 1: fetch_price, fetch_reviews",
+        "  stage 2: route_reviews, charge_card",
+        "  stage 3: rank_live_reviews, use_cached_reviews, ship_order",
+        "  stage 4: build_page, email_tracking_number",
+    ]
+    assert "fetch_price" not in done.stderr
+
+
+def test_graph_prints_mermaid_with_labelled_choice_edges() -> None:
+    done = flowrt("graph", "fallback_choice.yaml", module=True)
+    assert done.returncode == 0
+    assert done.stdout == (
+        "flowchart TD\n"
+        '    n0["primary_search"]\n'
+        '    n1{"route"}\n'
+        '    n2["backup_search"]\n'
+        '    n3["answer"]\n'
+        "    n0 --> n1\n"
+        "    n1 -->|backup| n2\n"
+        "    n0 --> n3\n"
+        "    n1 -->|primary| n3\n"
+        "    n2 --> n3\n"
+    )
+
+
+def test_a_python_workflow_object_can_be_named() -> None:
+    done = flowrt("run", "error_to_output.py:wf", "--input", '{"email": "x@y.com"}', "--json")
+    assert json.loads(done.stdout)["output"]["profile"]["company"] == "y.com"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("run", "missing.yaml"), "no such file: missing.yaml"),
+        (("run", "demo.yaml", "--input", "{bad"), "--input is not valid JSON"),
+        (("run", "demo.yaml", "--input", "@nowhere.json"), "--input: cannot read nowhere.json"),
+        (("run", "error_to_output.py:nothing"), "has no attribute 'nothing'"),
+        (("run", "demo.py:price_calls"), "is a int, not a flowrt Workflow"),
+    ],
+)
+def test_bad_usage_exits_2_with_one_line(args: tuple[str, ...], message: str) -> None:
+    done = flowrt(*args)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert len(done.stderr.splitlines()) == 1
+
+
+def test_unknown_command_is_a_usage_error() -> None:
+    assert flowrt("frobnicate").returncode == 2
+
+
+def test_schema_is_json_schema_of_the_file_format() -> None:
+    done = flowrt("schema")
+    schema = json.loads(done.stdout)
+    assert set(schema["required"]) == {"name", "nodes"}
+    assert "NodeFile" in schema["$defs"]
+
+
+def test_progress_rewrites_one_line_on_a_terminal() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    out = Terminal()
+    progress = Progress(2, out)
+    progress(Event(kind="node.started", run_id="r", node="a", attempt=1))
+    progress(
+        Event(
+            kind="node.retrying",
+            run_id="r",
+            node="a",
+            attempt=1,
+            wait=0.5,
+            error=ErrorInfo(type="E", message="m"),
+        )
+    )
+    progress(Event(kind="node.finished", run_id="r", node="a", attempt=2, status="success"))
+    progress(Event(kind="run.finished", run_id="r", status="success"))
+    text = out.getvalue()
+    assert "[0/2] started a" in text
+    assert "a: attempt 1 failed (E: m), retrying in 0.5s\n" in text
+    assert "[1/2] finished a" in text
+    assert text.endswith("\r\x1b[2K")
