@@ -68,3 +68,10 @@ def test_map_orders_keeps_going_past_declined_cards() -> None:
     out = run_example("map_orders.py")
     assert "charged 495 of 500 orders" in out
     assert out.count("declined: card declined") == 5
+
+
+@pytest.mark.parametrize(
+    ("needed", "expected"), [("3", "answer from 3 notes"), ("9", "best effort after 5 notes")]
+)
+def test_agent_loop(needed: str, expected: str) -> None:
+    assert expected in run_example("agent_loop.py", needed)
