@@ -30,6 +30,7 @@ def test_every_example_is_covered() -> None:
         "error_aware_prompt.py",
         "error_to_output.py",
         "map_orders.py",
+        "agent_loop.py",
     }
     assert {path.name for path in EXAMPLES.glob("*.py")} <= covered
 
