@@ -3,19 +3,18 @@ wait with backoff, retry; fill in the node's ``Done`` record as it goes."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from ._backoff import wait_before_retry
+from ._models import AttemptRecord, ErrorInfo, construct
 
 if TYPE_CHECKING:
     from ._events import Emitter
     from ._plan import PlanNode
-
-Trace = tuple[int, float, float, "dict[str, str] | None", "float | None"]
 
 
 @dataclass(slots=True)
@@ -30,7 +29,7 @@ class Done:
     duration: float = 0.0
     reason: str | None = None
     cause: str | None = None
-    trace: list[Trace] = field(default_factory=list)
+    trace: list[AttemptRecord] = field(default_factory=list)
 
     def envelope(self) -> dict[str, Any]:
         """The store's plain-data view: ``{status, output, error}``."""
@@ -42,16 +41,34 @@ class Done:
         return self
 
 
-def error_info(exc: BaseException) -> dict[str, str]:
-    """``{type, message}`` of an exception, even one whose ``str()`` raises."""
+def message_of(exc: BaseException) -> str:
+    """``str(exc)``, even for an exception whose ``str()`` raises."""
     try:
-        message = str(exc)
+        return str(exc)
     except Exception:
-        message = f"<{type(exc).__name__} whose str() raised>"
-    return {"type": type(exc).__name__, "message": message}
+        return f"<{type(exc).__name__} whose str() raised>"
+
+
+def error_info(exc: BaseException) -> dict[str, str]:
+    """``{type, message}`` of an exception, as envelopes hold it."""
+    return {"type": type(exc).__name__, "message": message_of(exc)}
+
+
+class Context:
+    """What every node of one run shares: the event emitter (None when nobody listens), the
+    random source for jitter, and the loop's clock."""
+
+    __slots__ = ("clock", "emit", "rng")
+
+    def __init__(self, emit: Emitter | None, rng: Any, clock: Callable[[], float]) -> None:
+        self.emit = emit
+        self.rng = rng
+        self.clock = clock
 
 
 def _retries(pn: PlanNode, exc: Exception) -> bool:
+    if pn.retry_types is not None:
+        return isinstance(exc, pn.retry_types)
     try:
         return pn.policy.retries(exc)
     except Exception:  # a retry_on predicate that raises does not retry
@@ -60,43 +77,54 @@ def _retries(pn: PlanNode, exc: Exception) -> bool:
 
 async def attempt(
     pn: PlanNode,
-    call: Callable[[], Awaitable[Any]],
+    fn: Callable[..., Awaitable[Any]],
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
     done: Done,
-    emit: Emitter | None,
-    rng: Any,
+    ctx: Context,
+    events: bool = True,
 ) -> Done:
-    """Call ``call`` until it succeeds or the policy says stop; fill in and return ``done``."""
+    """Await ``fn(*args, **kwargs)`` until it succeeds or the policy says stop; fill in and
+    return ``done``. ``events=False`` (map items) emits nothing."""
     policy = pn.policy
     timeout = policy.timeout_seconds
+    emit = ctx.emit if events else None
+    clock = ctx.clock
     while True:
         done.attempts += 1
         number = done.attempts
         if emit is not None:
             emit("node.started", pn.name, attempt=number)
-        start = anyio.current_time()
+        start = clock()
         try:
             if timeout is None:
-                output = await call()
+                output = await fn(*args, **kwargs)
             else:
                 with anyio.move_on_after(timeout) as scope:
-                    output = await call()
+                    output = await fn(*args, **kwargs)
                 if scope.cancelled_caught:
                     raise TimeoutError(
                         f"node {pn.name!r} attempt {number} of {policy.max_retries + 1} "
                         f"timed out after {timeout:g}s"
                     )
         except Exception as exc:
-            error = error_info(exc)
-            retry = number <= policy.max_retries and _retries(pn, exc)
-            wait = wait_before_retry(policy, number - 1, rng) if retry else None
-            done.trace.append((number, start, anyio.current_time() - start, error, wait))
+            info = construct(ErrorInfo, {"type": type(exc).__name__, "message": message_of(exc)})
+            wait = None
+            if number <= policy.max_retries and _retries(pn, exc):
+                waits = pn.waits
+                wait = (
+                    waits[number - 1] if waits else wait_before_retry(policy, number - 1, ctx.rng)
+                )
+            done.trace.append(AttemptRecord(number, start, clock() - start, info, wait))
             if wait is None:
+                error = {"type": info.type, "message": info.message}
                 done.status, done.output, done.error = "failure", None, error
                 return done
             if emit is not None:
-                emit("node.retrying", pn.name, attempt=number, error=error, wait=wait)
-            await anyio.sleep(wait)
+                emit("node.retrying", pn.name, attempt=number, error=info.__dict__, wait=wait)
+            if wait > 0:  # a zero wait retries at once
+                await anyio.sleep(wait)
         else:
-            done.trace.append((number, start, anyio.current_time() - start, None, None))
+            done.trace.append(AttemptRecord(number, start, clock() - start))
             done.status, done.output = "success", output
             return done

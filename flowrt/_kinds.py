@@ -6,17 +6,17 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
 import anyio.to_thread
 
-from ._attempt import Done, attempt
+from ._attempt import Context, Done, attempt, error_info
 from ._errors import InputError, MaxLoopsExceeded, NoMatch, TooManyFailures
+from ._native import task_group
 
 if TYPE_CHECKING:
-    from ._events import Emitter
     from ._plan import PlanNode
 
 T = TypeVar("T")
@@ -34,33 +34,44 @@ class Final(Generic[T]):
         return f"Final({self.value!r})"
 
 
-def calling(
-    pn: PlanNode, fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]
-) -> Callable[[], Awaitable[Any]]:
-    """A zero-argument coroutine function making one call of ``fn`` the node's way: on the loop
-    (async), in a worker thread abandoned on cancel (sync), or in a worker process killed on
-    cancel (``executor="process"``)."""
-    if pn.is_async:
-        return lambda: fn(*args, **kwargs)
+async def _in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     bound = functools.partial(fn, *args, **kwargs)
-    if pn.node.executor == "process":
-        from anyio import to_process  # imported on first use: it pulls in subprocess machinery
-
-        return lambda: to_process.run_sync(bound, cancellable=True)
-    return lambda: anyio.to_thread.run_sync(bound, abandon_on_cancel=True)
+    return await anyio.to_thread.run_sync(bound, abandon_on_cancel=True)
 
 
-async def run_task(
-    pn: PlanNode, store: Mapping[str, Any], done: Done, emit: Emitter | None, rng: Any
-) -> Done:
-    """A plain node: resolve the arguments once, then attempt the call."""
-    try:
-        args, kwargs = pn.arguments(store)
-    except InputError as exc:
-        done.attempts = 1
-        return done.fail(exc)
-    assert pn.node.fn is not None
-    return await attempt(pn, calling(pn, pn.node.fn, args, kwargs), done, emit, rng)
+async def _in_process(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    from anyio import to_process  # imported on first use: it pulls in subprocess machinery
+
+    return await to_process.run_sync(functools.partial(fn, *args, **kwargs), cancellable=True)
+
+
+def invoker(pn: PlanNode) -> Callable[..., Awaitable[Any]]:
+    """The node's function as a coroutine function, called the node's way: on the loop (async),
+    in a worker thread abandoned on cancel (sync), or in a worker process killed on cancel
+    (``executor="process"``). Made once per plan node."""
+    if pn.invoke is None:
+        fn = pn.node.fn
+        assert fn is not None
+        if pn.is_async:
+            pn.invoke = fn
+        elif pn.node.executor == "process":
+            pn.invoke = functools.partial(_in_process, fn)
+        else:
+            pn.invoke = functools.partial(_in_thread, fn)
+    return pn.invoke
+
+
+Call = tuple[Callable[..., Awaitable[Any]], Sequence[Any], Mapping[str, Any]]
+
+
+def prepare_task(pn: PlanNode, store: Mapping[str, Any]) -> Call:
+    """A plain node: its function with the arguments resolved once, before the first attempt.
+
+    Raises:
+        InputError: an argument could not be resolved.
+    """
+    args, kwargs = pn.arguments(store)
+    return invoker(pn), args, kwargs
 
 
 def choose(pn: PlanNode, data: Mapping[str, Any]) -> str:
@@ -75,21 +86,16 @@ def choose(pn: PlanNode, data: Mapping[str, Any]) -> str:
     raise NoMatch(f"Choice {pn.name!r}: no option matched and it has no default option")
 
 
-async def run_choice(
-    pn: PlanNode, store: Mapping[str, Any], done: Done, emit: Emitter | None, rng: Any
-) -> Done:
+async def _pick(pn: PlanNode, data: Mapping[str, Any]) -> str:
+    return choose(pn, data)
+
+
+def prepare_choice(pn: PlanNode, store: Mapping[str, Any]) -> Call:
     """A Choice node: its output is the name of the option taken."""
-    data = pn.data(store)
-
-    async def pick() -> str:
-        return choose(pn, data)
-
-    return await attempt(pn, pick, done, emit, rng)
+    return _pick, (pn, pn.data(store)), {}
 
 
-async def run_map(
-    pn: PlanNode, store: Mapping[str, Any], done: Done, emit: Emitter | None, rng: Any
-) -> Done:
+async def run_map(pn: PlanNode, store: Mapping[str, Any], done: Done, ctx: Context) -> Done:
     """A map node: one call per item, each under the node's error handling."""
     done.attempts = 1
     try:
@@ -103,46 +109,59 @@ async def run_map(
             )
     except InputError as exc:
         return done.fail(exc)
-    return await _map_items(pn, items, args, kwargs, done, rng)
+    return await _map_items(pn, items, args, kwargs, done, ctx)
 
 
 async def _map_items(
     pn: PlanNode,
     items: list[Any] | tuple[Any, ...],
-    args: list[Any],
-    kwargs: dict[str, Any],
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
     done: Done,
-    rng: Any,
+    ctx: Context,
 ) -> Done:
     spec = pn.node.map
     assert spec is not None
-    assert pn.node.fn is not None
-    fn, count = pn.node.fn, len(items)
+    count = len(items)
     limit = spec.tolerated_failures
     allowed = math.floor(limit * count) if isinstance(limit, float) else limit
     results: list[dict[str, Any] | None] = [None] * count
     pending = iter(range(count))
     failed: list[int] = []
+    plain = pn.policy.max_retries == 0 and pn.policy.timeout_seconds is None
+
+    invoke = invoker(pn)
+    bare = not args and not kwargs
 
     async def worker(scope: anyio.CancelScope) -> None:
         for i in pending:
-            item = await attempt(pn, calling(pn, fn, [items[i], *args], kwargs), Done(), None, rng)
-            results[i] = item.envelope()
-            if item.status == "failure":
+            if plain:  # no retries, no timeout: one call is the whole policy
+                try:
+                    if bare:
+                        output = await invoke(items[i])
+                    else:
+                        output = await invoke(items[i], *args, **kwargs)
+                    envelope = {"status": "success", "output": output, "error": None}
+                except Exception as exc:
+                    envelope = {"status": "failure", "output": None, "error": error_info(exc)}
+            else:
+                call = (items[i], *args)
+                envelope = (await attempt(pn, invoke, call, kwargs, Done(), ctx, False)).envelope()
+            results[i] = envelope
+            if envelope["status"] == "failure":
                 failed.append(i)
                 if pn.raises or (allowed is not None and len(failed) > allowed):
                     scope.cancel()
                     return
 
-    async with anyio.create_task_group() as tg:
-        for _ in range(min(spec.concurrency or count, count)):
-            tg.start_soon(worker, tg.cancel_scope)
+    with anyio.CancelScope() as scope:
+        async with task_group() as spawn:
+            for _ in range(min(spec.concurrency or count, count)):
+                spawn(worker, scope)
     if pn.raises and failed:
         error = results[failed[0]]["error"]  # type: ignore[index]
-        done.status, done.error = (
-            "failure",
-            {"type": error["type"], "message": f"item {failed[0]}: {error['message']}"},
-        )
+        message = f"item {failed[0]}: {error['message']}"
+        done.status, done.error = "failure", {"type": error["type"], "message": message}
         return done
     if allowed is not None and len(failed) > allowed:
         return done.fail(
@@ -162,38 +181,32 @@ async def call_any(fn: Callable[..., Any], arg: Any) -> Any:
     return await anyio.to_thread.run_sync(fn, arg, abandon_on_cancel=True)
 
 
-async def run_loop(
-    pn: PlanNode, store: Mapping[str, Any], done: Done, emit: Emitter | None, rng: Any
-) -> Done:
-    """A loop node: one attempt runs the step until ``Final``, up to ``max_loops`` times."""
+async def _loop(pn: PlanNode, initial: Mapping[str, Any]) -> Any:
     spec = pn.node.loop
     assert spec is not None
-    assert pn.node.fn is not None
-    step = pn.node.fn
-    try:
-        _, initial = pn.arguments(store)
-    except InputError as exc:
-        done.attempts = 1
-        return done.fail(exc)
-
-    async def loop() -> Any:
-        state: Any = dict(initial)
-        for _ in range(spec.max_loops):
-            state = await (
-                step(state)
-                if pn.is_async
-                else anyio.to_thread.run_sync(step, state, abandon_on_cancel=True)
-            )
-            if isinstance(state, Final):
-                return state.value
-        if spec.on_max_loops == "return":
-            return state if spec.finalize is None else await call_any(spec.finalize, state)
-        raise MaxLoopsExceeded(
-            f"Agent {pn.name!r} has reached the maximum loop limit of {spec.max_loops} "
-            "without finding a final answer"
-        )
-
-    return await attempt(pn, loop, done, emit, rng)
+    step = invoker(pn)
+    state: Any = dict(initial)
+    for _ in range(spec.max_loops):
+        state = await step(state)
+        if isinstance(state, Final):
+            return state.value
+    if spec.on_max_loops == "return":
+        return state if spec.finalize is None else await call_any(spec.finalize, state)
+    raise MaxLoopsExceeded(
+        f"Agent {pn.name!r} has reached the maximum loop limit of {spec.max_loops} "
+        "without finding a final answer"
+    )
 
 
-RUNNERS = {"task": run_task, "choice": run_choice, "map": run_map, "loop": run_loop}
+def prepare_loop(pn: PlanNode, store: Mapping[str, Any]) -> Call:
+    """A loop node: one attempt runs the step until ``Final``, up to ``max_loops`` times; the
+    first state is the dict of the node's inputs.
+
+    Raises:
+        InputError: an input could not be resolved.
+    """
+    _, initial = pn.arguments(store)
+    return _loop, (pn, initial), {}
+
+
+PREPARE = {"task": prepare_task, "choice": prepare_choice, "loop": prepare_loop}

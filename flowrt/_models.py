@@ -5,8 +5,9 @@ boundary with ``model_construct`` (the values are already known to be valid)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import ErrorDetails
@@ -158,18 +159,41 @@ class ErrorInfo(BaseModel):
     message: str
 
 
+M = TypeVar("M", bound=BaseModel)
+_set = object.__setattr__
+
+
+_all_fields: dict[type[BaseModel], set[str]] = {}
+
+
+def construct(cls: type[M], values: dict[str, Any]) -> M:
+    """Build ``cls`` from ``values`` that name every field and are known to be valid: what
+    ``model_construct`` does, without its per-field default handling, and with one fields-set
+    shared by every instance (all fields are set, so adding to it changes nothing). Results are
+    built once per node; tests/test_models.py checks this equals ``model_validate``."""
+    obj = cls.__new__(cls)
+    _set(obj, "__dict__", values)
+    fields = _all_fields.get(cls)
+    if fields is None:
+        fields = _all_fields[cls] = set(cls.model_fields)
+    _set(obj, "__pydantic_fields_set__", fields)
+    _set(obj, "__pydantic_extra__", None)
+    _set(obj, "__pydantic_private__", None)
+    return obj
+
+
 def error_info(error: dict[str, str] | None) -> ErrorInfo | None:
     """The ErrorInfo of a plain ``{type, message}`` dict (no validation: flowrt built it)."""
     if error is None:
         return None
-    return ErrorInfo.model_construct(type=error["type"], message=error["message"])
+    return construct(ErrorInfo, {"type": error["type"], "message": error["message"]})
 
 
-class AttemptRecord(BaseModel):
+@dataclass(slots=True)
+class AttemptRecord:
     """One attempt of a node: when it started (run clock, seconds), how long, its error, the wait
-    that followed it before the next attempt (None for the last)."""
-
-    model_config = ConfigDict(frozen=True)
+    that followed it before the next attempt (None for the last). A slotted dataclass (pydantic
+    validates and serialises it inside NodeResult): runs make one per attempt."""
 
     attempt: int
     started: float

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast, get_args
 
+from ._backoff import wait_before_retry
 from ._conditions import CompiledCondition, Expr, names_of
 from ._errors import DefinitionError, InputError
 from ._graph import Branch, Choice, Executor, Node, Trigger
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
     from ._graph import Workflow
 
 _NAME = re.compile(NAME)
+_NO_ARGS: tuple[Any, ...] = ()
+_NO_KWARGS: Mapping[str, Any] = {}  # never mutated: ``**`` unpacking copies it (a proxy is slower)
 TRIGGERS = frozenset(get_args(Trigger))
 EXECUTORS = frozenset(get_args(Executor))
 
@@ -44,6 +47,9 @@ class PlanNode:
     item_param: str | None = None
     items: Value | None = None
     options: tuple[tuple[str, CompiledCondition | None], ...] = ()
+    invoke: Callable[..., Awaitable[Any]] | None = None  # set by _kinds.invoker on first use
+    retry_types: tuple[type[BaseException], ...] | None = None  # retry_on, when not a predicate
+    waits: tuple[float, ...] | None = None  # the wait before each retry, when there is no jitter
 
     @property
     def raises(self) -> bool:
@@ -54,12 +60,14 @@ class PlanNode:
         """What this node's selectors read: the store, or only its dependencies' part of it."""
         return view(store, self.visible) if self.needs_view else store
 
-    def arguments(self, store: Mapping[str, Any]) -> tuple[list[Any], dict[str, Any]]:
-        """Resolve the function's arguments.
+    def arguments(self, store: Mapping[str, Any]) -> tuple[Sequence[Any], Mapping[str, Any]]:
+        """Resolve the function's arguments (shared empty ones for a function without any).
 
         Raises:
             InputError: a parameter has no value, or a template failed to render.
         """
+        if not (self.positional or self.keywords or self.from_input):
+            return _NO_ARGS, _NO_KWARGS
         data = self.data(store)
         args = [value(data) for _, value in self.positional]
         kwargs = {name: value(data) for name, value in self.keywords}
@@ -149,6 +157,10 @@ def _compile_node(i: int, node: Node, known: frozenset[str], wf: Workflow) -> Pl
             field="executor",
         )
     pn = PlanNode(i, node.name, node, policy, node.trigger)
+    if isinstance(policy.retry_on, tuple):
+        pn.retry_types = policy.retry_on
+    if not policy.jitter:
+        pn.waits = tuple(wait_before_retry(policy, k) for k in range(policy.max_retries))
     if isinstance(node, Choice):
         pn.options = _options(node, known)
     else:

@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._attempt import Done
+from ._attempt import Context, Done
 from ._events import Emitter
-from ._models import AttemptRecord, Event, NodeResult, RunResult, error_info
+from ._models import Event, NodeResult, RunResult, construct, error_info
+from ._native import clock
 from ._scheduler import Scheduler
 
 if TYPE_CHECKING:
@@ -64,10 +65,11 @@ async def _attempts(
     wf: Workflow, plan: Plan, input: Any, emit: Emitter | None, timeout: float | None
 ) -> tuple[Scheduler, int, dict[str, str] | None]:
     """Run the plan, again after a failure while workflow-level retries remain."""
+    ctx = Context(emit, wf.rng, clock())
     attempts = 0
     while True:
         attempts += 1
-        scheduler = Scheduler(plan, input, emit, wf.rng, wf.max_concurrency)
+        scheduler = Scheduler(plan, input, ctx, wf.max_concurrency)
         in_time = await scheduler.execute(plan.roots, timeout)
         error = _run_error(wf, scheduler, in_time, timeout)
         if error is None or attempts > wf.retry.max_retries:
@@ -98,21 +100,15 @@ def _output(plan: Plan, store: dict[str, Any]) -> Any:
 
 
 def _node_result(done: Done) -> NodeResult:
-    return NodeResult.model_construct(
-        status=done.status,
-        output=done.output,
-        error=error_info(done.error),
-        attempts=done.attempts,
-        duration=done.duration,
-        reason=done.reason,
-        trace=[
-            AttemptRecord.model_construct(
-                attempt=number,
-                started=started,
-                duration=duration,
-                error=error_info(error),
-                wait=wait,
-            )
-            for number, started, duration, error, wait in done.trace
-        ],
+    return construct(
+        NodeResult,
+        {
+            "status": done.status,
+            "output": done.output,
+            "error": error_info(done.error),
+            "attempts": done.attempts,
+            "duration": done.duration,
+            "reason": done.reason,
+            "trace": done.trace,  # the record's own list: runs are not copied
+        },
     )

@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._attempt import Done
-from ._kinds import RUNNERS
+from ._attempt import Context, Done, attempt
+from ._errors import InputError
+from ._kinds import PREPARE, run_map
+from ._native import Spawn, task_group
 
 if TYPE_CHECKING:
-    from ._events import Emitter
     from ._plan import Plan, PlanNode
 
 
@@ -22,6 +23,7 @@ class Scheduler:
 
     __slots__ = (
         "cap",
+        "ctx",
         "done",
         "emit",
         "handled",
@@ -29,33 +31,30 @@ class Scheduler:
         "order",
         "pending",
         "queue",
-        "rng",
         "running",
+        "spawn",
         "store",
-        "tg",
     )
 
-    def __init__(
-        self, plan: Plan, input: Any, emit: Emitter | None, rng: Any, cap: int | None
-    ) -> None:
+    def __init__(self, plan: Plan, input: Any, ctx: Context, cap: int | None) -> None:
         self.nodes = plan.nodes
         self.store: dict[str, Any] = {"input": input}
         self.done: list[Done | None] = [None] * len(plan.nodes)
         self.pending = [len(pn.deps) for pn in plan.nodes]
         self.order: list[int] = []
         self.handled: set[int] = set()
-        self.emit = emit
-        self.rng = rng
+        self.ctx = ctx
+        self.emit = ctx.emit
         self.cap = cap
         self.running = 0
         self.queue: deque[int] = deque()
-        self.tg: anyio.abc.TaskGroup | None = None
+        self.spawn: Spawn | None = None
 
     async def execute(self, roots: list[int], timeout: float | None) -> bool:
         """Run every node; return False if the run's deadline expired first."""
         with anyio.move_on_after(timeout) as scope:
             try:
-                async with anyio.create_task_group() as self.tg:
+                async with task_group() as self.spawn:
                     self._settle(list(roots))
             except BaseExceptionGroup as group:
                 # Node code never raises Exception out of a node task; what gets here is a
@@ -73,15 +72,26 @@ class Scheduler:
             self.queue.append(i)
             return
         self.running += 1
-        assert self.tg is not None
-        self.tg.start_soon(self._run, i)
+        assert self.spawn is not None
+        self.spawn(self._run, i)
 
     async def _run(self, i: int) -> None:
         pn = self.nodes[i]
         done = self.done[i] = Done()
-        start = anyio.current_time()
-        await RUNNERS[pn.node.kind](pn, self.store, done, self.emit, self.rng)
-        done.duration = anyio.current_time() - start
+        clock = self.ctx.clock
+        start = clock()
+        kind = pn.node.kind
+        if kind == "map":
+            await run_map(pn, self.store, done, self.ctx)
+        else:
+            try:
+                fn, args, kwargs = PREPARE[kind](pn, self.store)
+            except InputError as exc:
+                done.attempts = 1
+                done.fail(exc)
+            else:
+                await attempt(pn, fn, args, kwargs, done, self.ctx)
+        done.duration = clock() - start
         self.running -= 1
         self._finish(i, done)
         while self.queue and (self.cap is None or self.running < self.cap):
@@ -89,11 +99,13 @@ class Scheduler:
 
     def _finish(self, i: int, done: Done) -> None:
         """Record node i, then settle every dependent whose last dependency it was."""
-        ready: list[int] = []
-        self._record(i, done, ready)
-        self._settle(ready)
+        ready = self._record(i, done, None)
+        if ready:
+            self._settle(ready)
 
-    def _record(self, i: int, done: Done, ready: list[int]) -> None:
+    def _record(self, i: int, done: Done, ready: list[int] | None) -> list[int] | None:
+        """Store node i's envelope and return ``ready`` plus the dependents it released (the
+        list is made only when one is)."""
         pn = self.nodes[i]
         self.store[pn.name] = done.envelope()
         self.order.append(i)
@@ -106,10 +118,15 @@ class Scheduler:
                 error=done.error,
                 duration=done.duration,
             )
+        pending = self.pending
         for dependent in pn.dependents:
-            self.pending[dependent] -= 1
-            if not self.pending[dependent]:
-                ready.append(dependent)
+            pending[dependent] -= 1
+            if not pending[dependent]:
+                if ready is None:
+                    ready = [dependent]
+                else:
+                    ready.append(dependent)
+        return ready
 
     def _settle(self, ready: list[int]) -> None:
         """Start or skip nodes whose dependencies have all finished (a worklist: no recursion)."""
@@ -119,8 +136,8 @@ class Scheduler:
             if blocked is None:
                 self._start(i)
             else:
-                self.done[i] = Done(status="skip", reason=blocked[0], cause=blocked[1])
-                self._record(i, self.done[i], ready)  # type: ignore[arg-type]
+                done = self.done[i] = Done(status="skip", reason=blocked[0], cause=blocked[1])
+                self._record(i, done, ready)
 
     def _blocked(self, pn: PlanNode) -> tuple[str, str] | None:
         """Why ``pn`` must skip under its trigger and the root cause of that, or None if it runs.
@@ -160,7 +177,6 @@ class Scheduler:
 
     def _expire(self, timeout: float | None) -> None:
         """The deadline passed: running nodes fail with TimeoutError, unstarted ones skip."""
-        ignored: list[int] = []
         for pn in self.nodes:
             done = self.done[pn.index]
             if done is None:
@@ -177,7 +193,7 @@ class Scheduler:
                 )
             else:
                 continue
-            self._record(pn.index, done, ignored)
+            self._record(pn.index, done, None)
 
     def first_failure(self) -> Done | None:
         """The earliest failure of a raise node not taken by an on_failure handler."""

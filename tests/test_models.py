@@ -116,3 +116,24 @@ def test_raise_for_status() -> None:
     ok.node(lambda: 1, name="one")
     done = ok.run_sync()
     assert done.raise_for_status() is done
+
+
+def test_fast_construction_equals_validation() -> None:
+    from flowrt._models import AttemptRecord, ErrorInfo, construct
+
+    error = {"type": "E", "message": "m"}
+    values = {
+        "status": "failure",
+        "output": None,
+        "error": construct(ErrorInfo, dict(error)),
+        "attempts": 2,
+        "duration": 0.5,
+        "reason": None,
+        "trace": [AttemptRecord(attempt=1, started=0.0, duration=0.1, error=None, wait=1.0)],
+    }
+    built = construct(NodeResult, dict(values))
+    record = {"attempt": 1, "started": 0.0, "duration": 0.1, "error": None, "wait": 1.0}
+    validated = NodeResult.model_validate({**values, "error": error, "trace": [record]})
+    assert built == validated
+    assert built.model_dump_json() == validated.model_dump_json()
+    assert built.model_fields_set == validated.model_fields_set

@@ -1,0 +1,19 @@
+"""``make bench`` / ``python -m benchmarks``: every shape, one table each."""
+
+from __future__ import annotations
+
+from benchmarks import s1_fanout, s2_chain, s3_concurrency, s4_retries, s5_map, s6_timeouts
+
+
+def main() -> None:
+    s1_fanout.run(1000)
+    s1_fanout.run(10_000)
+    s2_chain.run(1000)
+    s3_concurrency.run(10_000)
+    s4_retries.run(1000)
+    s5_map.run(10_000)
+    s6_timeouts.run(10_000)
+
+
+if __name__ == "__main__":
+    main()
