@@ -4,7 +4,6 @@ wait with backoff, retry; fill in the node's ``Done`` record as it goes."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -17,27 +16,56 @@ if TYPE_CHECKING:
     from ._plan import PlanNode
 
 
-@dataclass(slots=True)
-class Done:
-    """A node's record while it runs and after: ``status`` is None until it finishes; a skipped
-    node has a ``reason`` and the root ``cause`` of its skip."""
+class Done(dict[str, Any]):
+    """A node's record while it runs and after. It is also the node's envelope in the result
+    store: as a dict it holds exactly ``status``, ``output`` and ``error`` (what selectors,
+    templates and conditions see); the rest lives in slots. ``status`` is None until the node
+    finishes; a skipped node has a ``reason`` and the root ``cause`` of its skip."""
 
-    status: str | None = None
-    output: Any = None
-    error: dict[str, str] | None = None
-    attempts: int = 0
-    duration: float = 0.0
-    reason: str | None = None
-    cause: str | None = None
-    trace: list[AttemptRecord] = field(default_factory=list)
+    __slots__ = ("attempts", "cause", "duration", "reason", "trace")
 
-    def envelope(self) -> dict[str, Any]:
-        """The store's plain-data view: ``{status, output, error}``."""
-        return {"status": self.status, "output": self.output, "error": self.error}
+    def __init__(
+        self, status: str | None = None, reason: str | None = None, cause: str | None = None
+    ):
+        self["status"] = status
+        self["output"] = None
+        self["error"] = None
+        self.attempts = 0
+        self.duration = 0.0
+        self.reason = reason
+        self.cause = cause
+        self.trace: list[AttemptRecord] = []
+
+    @property
+    def status(self) -> str | None:
+        """``"success"``, ``"failure"``, ``"skip"``, or None while running."""
+        return self["status"]  # type: ignore[no-any-return]
+
+    @property
+    def output(self) -> Any:
+        """The function's result (None unless success)."""
+        return self["output"]
+
+    @property
+    def error(self) -> dict[str, str] | None:
+        """``{type, message}`` of a failure."""
+        return self["error"]  # type: ignore[no-any-return]
+
+    def succeed(self, output: Any) -> Done:
+        """Finish as a success with ``output``."""
+        self["status"] = "success"
+        self["output"] = output
+        return self
 
     def fail(self, exc: BaseException) -> Done:
         """Finish as a failure with ``exc``'s type and message."""
-        self.status, self.output, self.error = "failure", None, error_info(exc)
+        return self.failed(error_info(exc))
+
+    def failed(self, error: dict[str, str]) -> Done:
+        """Finish as a failure with ``error`` (``{type, message}``)."""
+        self["status"] = "failure"
+        self["output"] = None
+        self["error"] = error
         return self
 
 
@@ -117,14 +145,11 @@ async def attempt(
                 )
             done.trace.append(AttemptRecord(number, start, clock() - start, info, wait))
             if wait is None:
-                error = {"type": info.type, "message": info.message}
-                done.status, done.output, done.error = "failure", None, error
-                return done
+                return done.failed({"type": info.type, "message": info.message})
             if emit is not None:
                 emit("node.retrying", pn.name, attempt=number, error=info.__dict__, wait=wait)
             if wait > 0:  # a zero wait retries at once
                 await anyio.sleep(wait)
         else:
             done.trace.append(AttemptRecord(number, start, clock() - start))
-            done.status, done.output = "success", output
-            return done
+            return done.succeed(output)

@@ -146,7 +146,7 @@ async def _map_items(
                     envelope = {"status": "failure", "output": None, "error": error_info(exc)}
             else:
                 call = (items[i], *args)
-                envelope = (await attempt(pn, invoke, call, kwargs, Done(), ctx, False)).envelope()
+                envelope = dict(await attempt(pn, invoke, call, kwargs, Done(), ctx, False))
             results[i] = envelope
             if envelope["status"] == "failure":
                 failed.append(i)
@@ -161,8 +161,7 @@ async def _map_items(
     if pn.raises and failed:
         error = results[failed[0]]["error"]  # type: ignore[index]
         message = f"item {failed[0]}: {error['message']}"
-        done.status, done.error = "failure", {"type": error["type"], "message": message}
-        return done
+        return done.failed({"type": error["type"], "message": message})
     if allowed is not None and len(failed) > allowed:
         return done.fail(
             TooManyFailures(
@@ -170,8 +169,7 @@ async def _map_items(
                 f"more than the {allowed} tolerated"
             )
         )
-    done.status, done.output = "success", results
-    return done
+    return done.succeed(results)
 
 
 async def call_any(fn: Callable[..., Any], arg: Any) -> Any:

@@ -107,7 +107,7 @@ class Scheduler:
         """Store node i's envelope and return ``ready`` plus the dependents it released (the
         list is made only when one is)."""
         pn = self.nodes[i]
-        self.store[pn.name] = done.envelope()
+        self.store[pn.name] = done  # the record is its own envelope
         self.order.append(i)
         if self.emit is not None:
             self.emit(
