@@ -51,6 +51,22 @@ class Done(dict[str, Any]):
         """``{type, message}`` of a failure."""
         return self["error"]  # type: ignore[no-any-return]
 
+    def attempted(self, start: float, end: float, output: Any) -> Done:
+        """Record a successful attempt (``start`` and ``end`` on the run's clock) and finish."""
+        self.trace.append(AttemptRecord(self.attempts, start, end - start))
+        return self.succeed(output)
+
+    def attempt_failed(
+        self, start: float, end: float, exc: Exception, wait: float | None
+    ) -> ErrorInfo:
+        """Record a failed attempt followed by ``wait`` (None: it was the last, and the node
+        fails); returns its error."""
+        info = construct(ErrorInfo, {"type": type(exc).__name__, "message": message_of(exc)})
+        self.trace.append(AttemptRecord(self.attempts, start, end - start, info, wait))
+        if wait is None:
+            self.failed({"type": info.type, "message": info.message})
+        return info
+
     def succeed(self, output: Any) -> Done:
         """Finish as a success with ``output``."""
         self["status"] = "success"
@@ -136,20 +152,18 @@ async def attempt(
                         f"timed out after {timeout:g}s"
                     )
         except Exception as exc:
-            info = construct(ErrorInfo, {"type": type(exc).__name__, "message": message_of(exc)})
             wait = None
             if number <= policy.max_retries and _retries(pn, exc):
                 waits = pn.waits
                 wait = (
                     waits[number - 1] if waits else wait_before_retry(policy, number - 1, ctx.rng)
                 )
-            done.trace.append(AttemptRecord(number, start, clock() - start, info, wait))
+            info = done.attempt_failed(start, clock(), exc, wait)
             if wait is None:
-                return done.failed({"type": info.type, "message": info.message})
+                return done
             if emit is not None:
                 emit("node.retrying", pn.name, attempt=number, error=info.__dict__, wait=wait)
             if wait > 0:  # a zero wait retries at once
                 await anyio.sleep(wait)
         else:
-            done.trace.append(AttemptRecord(number, start, clock() - start))
-            return done.succeed(output)
+            return done.attempted(start, clock(), output)
