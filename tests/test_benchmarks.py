@@ -1,0 +1,41 @@
+"""Every benchmark shape runs at a tiny size and reports every figure, so none of them rots."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks import _harness
+
+SHAPES = ["s1_fanout", "s2_chain", "s3_concurrency", "s4_retries", "s5_map", "s6_timeouts"]
+
+
+@pytest.fixture(autouse=True)
+def results_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setattr(_harness, "RESULTS", tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_shape_reports_every_figure(
+    shape: str, results_in_tmp: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    module: Any = importlib.import_module(f"benchmarks.{shape}")
+    record = module.run(n=20, repeats=1)
+    for side in ("flowrt", "baseline"):
+        assert record[side]["median_s"] > 0
+        assert record[side]["peak_bytes"] > 0
+        assert record["per_node_us"][side] > 0
+    assert record["ratio"] == pytest.approx(
+        record["flowrt"]["median_s"] / record["baseline"]["median_s"]
+    )
+    assert {"extra_bytes_per_node", "python", "machine", "date"} <= set(record)
+    written = json.loads(next(results_in_tmp.glob(f"{record['shape']}-20.json")).read_text())
+    assert written["ratio"] == record["ratio"]
+    table = capsys.readouterr().out
+    assert "flowrt / baseline" in table
+    assert "per node µs" in table
