@@ -382,18 +382,21 @@ class Workflow:
 
         return stages(self.compiled())
 
-    async def run(self, input: Any = None, *, timeout: float | None = None) -> RunResult:
+    async def run(
+        self, input: Any = None, *, timeout: float | None = None, run_id: str | None = None
+    ) -> RunResult:
         """Run the workflow once (plus workflow-level retries) and return its result.
 
         Node failures never raise: they are in the result. ``timeout`` is a deadline for each run
-        attempt: at expiry running nodes are cancelled and the run fails.
+        attempt: at expiry running nodes are cancelled and the run fails. ``run_id`` names the run
+        (a new uuid4 hex by default).
 
         Raises:
             DefinitionError: the workflow is invalid.
         """
         from ._run import run
 
-        return await run(self, input, timeout=timeout)
+        return await run(self, input, timeout=timeout, run_id=run_id)
 
     def run_sync(self, input: Any = None, *, timeout: float | None = None) -> RunResult:
         """``run`` for scripts: starts an event loop with ``anyio.run``."""

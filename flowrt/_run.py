@@ -22,14 +22,19 @@ if TYPE_CHECKING:
 
 
 async def run(
-    wf: Workflow, input: Any, *, timeout: float | None, sink: Callable[[Event], None] | None = None
+    wf: Workflow,
+    input: Any,
+    *,
+    timeout: float | None,
+    sink: Callable[[Event], None] | None = None,
+    run_id: str | None = None,
 ) -> RunResult:
     """Run ``wf`` with workflow-level retries; see ``Workflow.run``."""
     plan = wf.compiled()
     input = {} if input is None else input
     started_at = datetime.now(UTC)
     sinks = [*wf.listeners, sink] if sink is not None else list(wf.listeners)
-    emitter = Emitter(wf.name, uuid.uuid4().hex, sinks)
+    emitter = Emitter(wf.name, run_id or uuid.uuid4().hex, sinks)
     emit = emitter if emitter.active else None
     if emit is not None:
         emit("run.started")

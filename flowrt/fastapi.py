@@ -1,0 +1,245 @@
+"""Serve a workflow from FastAPI (``pip install flowrt[fastapi]``).
+
+``app.include_router(workflow_router(wf))`` adds:
+
+- ``POST /run``: runs the workflow inside the request; 200 with the RunResult JSON on success, 500
+  with the same body on a failed run. A client that disconnects cancels its run.
+- ``POST /runs``: starts a background run, 202 with its ``run_id``; ``GET /runs/{run_id}`` gives
+  its state and result; ``GET /runs/{run_id}/events`` streams its events as Server-Sent Events
+  (from its first event, then live). Background runs live in a task group owned by the app's
+  lifespan (merged in by ``include_router``) and are cancelled at shutdown.
+- ``GET /graph``: the workflow as a Mermaid flowchart.
+
+The request body is a pydantic model derived from the workflow's input parameters (the type hints
+of the parameters that come from ``$.input``), so ``/docs`` shows the real schema and a bad body
+gets a 422 naming the field. flowrt itself never imports this module.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, Literal, get_type_hints
+
+import anyio
+import anyio.abc
+from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, create_model
+
+from ._graph import Workflow
+from ._models import Event, RunResult
+from ._resolve import Path
+
+
+class RunState(BaseModel):
+    """A background run: ``status`` is ``running`` until it ends (``success``, ``failure``, or
+    ``cancelled`` when the app shut down first); ``result`` is then its RunResult."""
+
+    run_id: str
+    status: Literal["running", "success", "failure", "cancelled"]
+    result: RunResult | None = None
+
+
+class RunStarted(BaseModel):
+    """The answer to ``POST /runs``."""
+
+    run_id: str
+    status_url: str
+    events_url: str
+
+
+class _Run:
+    """A background run's state and its events so far; followers wait on ``changed``."""
+
+    def __init__(self, run_id: str) -> None:
+        self.state = RunState(run_id=run_id, status="running")
+        self.events: list[Event] = []
+        self.changed = anyio.Event()
+
+    def add(self, event: Event) -> None:
+        self.events.append(event)
+        if event.kind == "run.finished":
+            self.state.result = event.result
+            self.state.status = "cancelled" if event.status == "cancelled" else event.result.status  # type: ignore[union-attr]
+        changed, self.changed = self.changed, anyio.Event()
+        changed.set()
+
+
+def _model_name(wf: Workflow) -> str:
+    words = re.split(r"[^A-Za-z0-9]+", wf.name)
+    return "".join(word[:1].upper() + word[1:] for word in words if word) + "Input"
+
+
+def input_model(wf: Workflow) -> type[BaseModel]:
+    """The pydantic model of ``wf``'s run input: one field per function parameter that comes
+    from ``$.input`` (its type hint and default; required if a node needs it and has no
+    default), plus ``$.input.<name>`` selectors as optional fields; other fields pass through."""
+    fields: dict[str, Any] = {}
+    for pn in wf.compiled().nodes:
+        fn = pn.node.fn
+        if fn is None:
+            continue
+        try:
+            hints = get_type_hints(fn)
+        except Exception:  # unresolvable annotations: accept anything
+            hints = {}
+        try:
+            params = inspect.signature(fn).parameters
+        except (TypeError, ValueError):
+            params = {}  # type: ignore[assignment]
+        for name, required in pn.from_input:
+            default = ... if required else params[name].default
+            if name not in fields or fields[name][1] is not ...:
+                fields[name] = (hints.get(name, Any), default)
+        for _, value in (*pn.positional, *pn.keywords):
+            if isinstance(value, Path) and len(value.keys) == 2 and value.keys[0] == "input":
+                fields.setdefault(value.keys[1], (Any, None))
+        if pn.items is not None and isinstance(pn.items, Path) and pn.items.keys[0] == "input":
+            fields.setdefault(pn.items.keys[1], (list[Any], ...))
+    config = ConfigDict(extra="allow")
+    model: type[BaseModel] = create_model(_model_name(wf), __config__=config, **fields)
+    return model
+
+
+async def _run_until_disconnect(
+    wf: Workflow, request: Request, data: dict[str, Any], timeout: float | None
+) -> RunResult | None:
+    """Run ``wf``; if the client disconnects first, cancel the run and return None."""
+    result: RunResult | None = None
+    async with anyio.create_task_group() as tg:
+
+        async def watch() -> None:
+            # The body has been read: the next ASGI message is the client going away.
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(watch)
+        result = await wf.run(data, timeout=timeout)
+        tg.cancel_scope.cancel()
+    return result
+
+
+def _sse(event: Event) -> str:
+    return f"event: {event.kind}\ndata: {event.model_dump_json()}\n\n"
+
+
+def workflow_router(
+    wf: Workflow, *, timeout: float | None = None, keep: int = 1000, **router_options: Any
+) -> APIRouter:
+    """An APIRouter serving ``wf``: see the module docstring for its routes.
+
+    Args:
+        wf: the workflow (validated here).
+        timeout: the deadline of each run, in seconds.
+        keep: how many finished background runs stay readable (the oldest are forgotten).
+        router_options: passed to ``APIRouter`` (``prefix``, ``tags``, ...).
+
+    Raises:
+        DefinitionError: the workflow is invalid.
+    """
+    wf.validate()
+    body_model = input_model(wf)
+    runs: OrderedDict[str, _Run] = OrderedDict()
+    owner: list[anyio.abc.TaskGroup] = []
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with anyio.create_task_group() as tg:
+            owner.append(tg)
+            try:
+                yield
+            finally:
+                owner.remove(tg)
+                tg.cancel_scope.cancel()  # shutdown: cancel the background runs still going
+
+    router = APIRouter(lifespan=lifespan, **router_options)
+
+    async def run(request: Request, body: body_model) -> Response:  # type: ignore[valid-type]
+        data = body.model_dump(exclude_unset=True)  # type: ignore[attr-defined]
+        result = await _run_until_disconnect(wf, request, data, timeout)
+        if result is None:  # the client went away; nobody reads this
+            return Response(status_code=499)
+        code = 200 if result.status == "success" else 500
+        return JSONResponse(result.model_dump(mode="json"), status_code=code)
+
+    async def background(state: _Run, data: dict[str, Any]) -> None:
+        from ._run import run as run_workflow
+
+        with anyio.CancelScope() as scope:
+            await run_workflow(wf, data, timeout=timeout, sink=state.add, run_id=state.state.run_id)
+        if scope.cancelled_caught and state.state.status == "running":
+            state.state.status = "cancelled"
+
+    async def start(request: Request, body: body_model) -> RunStarted:  # type: ignore[valid-type]
+        if not owner:
+            raise HTTPException(503, "background runs need the app's lifespan to be running")
+        state = _Run(uuid.uuid4().hex)
+        runs[state.state.run_id] = state
+        while len(runs) > keep and (oldest := next(iter(runs.values()))).state.status != "running":
+            runs.pop(oldest.state.run_id)
+        owner[0].start_soon(background, state, body.model_dump(exclude_unset=True))  # type: ignore[attr-defined]
+        base = str(request.url).rstrip("/").removesuffix("/runs")
+        run_id = state.state.run_id
+        return RunStarted(
+            run_id=run_id,
+            status_url=f"{base}/runs/{run_id}",
+            events_url=f"{base}/runs/{run_id}/events",
+        )
+
+    def find(run_id: str) -> _Run:
+        state = runs.get(run_id)
+        if state is None:
+            raise HTTPException(404, f"no run {run_id!r}")
+        return state
+
+    async def status(run_id: str) -> RunState:
+        return find(run_id).state
+
+    async def events(run_id: str) -> StreamingResponse:
+        state = find(run_id)
+
+        async def stream() -> AsyncIterator[str]:
+            index = 0
+            while True:
+                changed = state.changed
+                while index < len(state.events):
+                    index += 1
+                    yield _sse(state.events[index - 1])
+                if state.state.status != "running":
+                    return
+                await changed.wait()
+
+        return StreamingResponse(stream(), media_type="text/event-stream")
+
+    async def graph() -> PlainTextResponse:
+        return PlainTextResponse(wf.mermaid())
+
+    # The body model is made here, at run time: give FastAPI the class, not a string annotation.
+    run.__annotations__["body"] = start.__annotations__["body"] = body_model
+    router.add_api_route(
+        "/run",
+        run,
+        methods=["POST"],
+        response_model=RunResult,
+        responses={500: {"model": RunResult, "description": "The run failed"}},
+        summary=f"Run workflow {wf.name!r} and return its result",
+    )
+    router.add_api_route(
+        "/runs", start, methods=["POST"], status_code=202, summary="Start a background run"
+    )
+    router.add_api_route("/runs/{run_id}", status, methods=["GET"], summary="A background run")
+    router.add_api_route(
+        "/runs/{run_id}/events",
+        events,
+        methods=["GET"],
+        response_class=StreamingResponse,
+        summary="A background run's events, as Server-Sent Events",
+    )
+    router.add_api_route("/graph", graph, methods=["GET"], summary="The workflow as Mermaid")
+    return router
