@@ -49,3 +49,24 @@ async def task_group() -> AsyncIterator[Spawn]:
 
         async with trio.open_nursery() as nursery:
             yield nursery.start_soon
+
+
+@asynccontextmanager
+async def alongside(fn: Callable[[], Coroutine[Any, Any, Any]]) -> AsyncIterator[None]:
+    """Run ``fn()`` as a child task while the block runs; cancel it when the block ends."""
+    if _on_asyncio():
+        async with asyncio.TaskGroup() as group:
+            task = group.create_task(fn())
+            try:
+                yield
+            finally:
+                task.cancel()
+    else:
+        import trio
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(fn)
+            try:
+                yield
+            finally:
+                nursery.cancel_scope.cancel()

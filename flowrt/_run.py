@@ -45,21 +45,25 @@ async def run(
             emit("run.finished", status="cancelled")
         raise
     finished_at = datetime.now(UTC)
-    result = RunResult.model_construct(
-        workflow=wf.name,
-        run_id=emitter.run_id,
-        status="failure" if error else "success",
-        output=_output(plan, scheduler.store),
-        error=error_info(error),
-        nodes={
-            pn.name: _node_result(done)
-            for pn, done in zip(plan.nodes, scheduler.done, strict=True)
-            if done is not None
+    nodes = {
+        pn.name: _node_result(done)
+        for pn, done in zip(plan.nodes, scheduler.done, strict=True)
+        if done is not None
+    }
+    result = construct(
+        RunResult,
+        {
+            "workflow": wf.name,
+            "run_id": emitter.run_id,
+            "status": "failure" if error else "success",
+            "output": _output(plan, scheduler.store),
+            "error": error_info(error),
+            "nodes": nodes,
+            "attempts": attempts,
+            "started_at": started_at,
+            "finished_at": finished_at,
+            "duration": (finished_at - started_at).total_seconds(),
         },
-        attempts=attempts,
-        started_at=started_at,
-        finished_at=finished_at,
-        duration=(finished_at - started_at).total_seconds(),
     )
     if emit is not None:
         emit("run.finished", attempt=attempts, status=result.status, error=error, result=result)

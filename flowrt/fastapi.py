@@ -28,11 +28,12 @@ from typing import Any, Literal, get_type_hints
 import anyio
 import anyio.abc
 from fastapi import APIRouter, FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, create_model
 
 from ._graph import Workflow
 from ._models import Event, RunResult
+from ._native import alongside
 from ._resolve import Path
 
 
@@ -111,17 +112,16 @@ async def _run_until_disconnect(
 ) -> RunResult | None:
     """Run ``wf``; if the client disconnects first, cancel the run and return None."""
     result: RunResult | None = None
-    async with anyio.create_task_group() as tg:
+    with anyio.CancelScope() as scope:
 
         async def watch() -> None:
             # The body has been read: the next ASGI message is the client going away.
             while (await request.receive())["type"] != "http.disconnect":
                 pass
-            tg.cancel_scope.cancel()
+            scope.cancel()
 
-        tg.start_soon(watch)
-        result = await wf.run(data, timeout=timeout)
-        tg.cancel_scope.cancel()
+        async with alongside(watch):
+            result = await wf.run(data, timeout=timeout)
     return result
 
 
@@ -166,7 +166,7 @@ def workflow_router(
         if result is None:  # the client went away; nobody reads this
             return Response(status_code=499)
         code = 200 if result.status == "success" else 500
-        return JSONResponse(result.model_dump(mode="json"), status_code=code)
+        return Response(result.model_dump_json(), code, media_type="application/json")
 
     async def background(state: _Run, data: dict[str, Any]) -> None:
         from ._run import run as run_workflow

@@ -31,6 +31,7 @@ def test_every_example_is_covered() -> None:
         "error_to_output.py",
         "map_orders.py",
         "agent_loop.py",
+        "fastapi_app.py",
     }
     assert {path.name for path in EXAMPLES.glob("*.py")} <= covered
 
@@ -76,3 +77,29 @@ def test_map_orders_keeps_going_past_declined_cards() -> None:
 )
 def test_agent_loop(needed: str, expected: str) -> None:
     assert expected in run_example("agent_loop.py", needed)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_fastapi_app_runs_webhooks(monkeypatch: pytest.MonkeyPatch) -> None:
+    import httpx
+
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    from fastapi_app import app
+
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            ok = await client.post(
+                "/webhooks/order/run", json={"order_id": 7, "amount": 12.5, "email": "a@b.com"}
+            )
+            bounced = await client.post(
+                "/webhooks/order/run", json={"order_id": 8, "amount": 1, "email": "x@y.invalid"}
+            )
+            bad = await client.post(
+                "/webhooks/order/run", json={"order_id": 9, "amount": -1, "email": "a@b.com"}
+            )
+    assert (ok.status_code, ok.json()["output"]) == (200, {"receipt": "receipt sent to a@b.com"})
+    assert (bounced.status_code, bounced.json()["output"]) == (200, {"receipt": "not sent"})
+    assert bad.status_code == 500
+    assert bad.json()["error"]["type"] == "ValueError"

@@ -1,0 +1,162 @@
+"""FastAPI load: 500 concurrent POST /run of a 10-node workflow against a real uvicorn server on
+loopback, beside a bare FastAPI handler in the same server awaiting the same ten coroutines.
+Reports p50/p99 latency and throughput for both, and their ratio."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from benchmarks._harness import RESULTS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection: the load client (httpx's pool slows down with hundreds
+    of connections, which would measure the client instead of the server)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> Connection:
+        return cls(*await asyncio.open_connection("127.0.0.1", port))
+
+    async def post(self, path: str, body: bytes) -> int:
+        self.writer.write(
+            f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        length = next(
+            int(line.split(b":", 1)[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        await self.reader.readexactly(length)
+        return status
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def burst(connections: list[Connection], path: str) -> tuple[list[float], float]:
+    """One request on every connection at once; their latencies and the wall time of the burst."""
+    latencies: list[float] = []
+
+    async def one(i: int, connection: Connection) -> None:
+        start = time.perf_counter()
+        status = await connection.post(path, f'{{"x": {i}}}'.encode())
+        if status != 200:
+            raise RuntimeError(f"{path} answered {status}")
+        latencies.append(time.perf_counter() - start)
+
+    start = time.perf_counter()
+    async with asyncio.TaskGroup() as tg:
+        for i, connection in enumerate(connections):
+            tg.create_task(one(i, connection))
+    return latencies, time.perf_counter() - start
+
+
+def figures(latencies: list[float], walls: list[float], requests: int) -> dict[str, float]:
+    ordered = sorted(latencies)
+    return {
+        "p50_ms": statistics.median(ordered) * 1000,
+        "p99_ms": ordered[int(len(ordered) * 0.99) - 1] * 1000,
+        "throughput_rps": requests / statistics.median(walls),
+    }
+
+
+async def measure(port: int, requests: int, rounds: int) -> dict[str, dict[str, float]]:
+    connections = [await Connection.open(port) for _ in range(requests)]
+    try:
+        for path in ("/flowrt/run", "/bare/run"):  # warm-up
+            await burst(connections, path)
+        samples: dict[str, tuple[list[float], list[float]]] = {"flowrt": ([], []), "bare": ([], [])}
+        for _ in range(rounds):  # alternate, so drift hits both alike
+            for side, path in (("flowrt", "/flowrt/run"), ("bare", "/bare/run")):
+                latencies, wall = await burst(connections, path)
+                samples[side][0].extend(latencies)
+                samples[side][1].append(wall)
+    finally:
+        for connection in connections:
+            connection.close()
+    return {side: figures(lat, walls, requests) for side, (lat, walls) in samples.items()}
+
+
+def run(requests: int = 500, rounds: int = 5) -> dict[str, Any]:
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "benchmarks._fastapi_app:app",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
+    server = subprocess.Popen(command, cwd=ROOT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        result = asyncio.run(measure(port, requests, rounds))
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    record = {
+        "shape": "S7",
+        "title": f"FastAPI, {requests} concurrent POST /run of a 10-node workflow",
+        "n": requests,
+        **result,
+        "p50_ratio": result["flowrt"]["p50_ms"] / result["bare"]["p50_ms"],
+        "throughput_ratio": result["bare"]["throughput_rps"] / result["flowrt"]["throughput_rps"],
+        "python": sys.version.split()[0],
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    print(f"S7 {record['title']} (uvicorn on loopback)")
+    print(f"  {'':8} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}")
+    for side in ("flowrt", "bare"):
+        fig = record[side]
+        print(f"  {side:8} {fig['p50_ms']:8.1f} {fig['p99_ms']:8.1f} {fig['throughput_rps']:8.0f}")
+    print(
+        f"  flowrt / bare: p50 {record['p50_ratio']:.2f}x, throughput {1 / record['throughput_ratio']:.2f}x"
+    )
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"S7-{requests}.json").write_text(json.dumps(record, indent=2))
+    return record
+
+
+if __name__ == "__main__":
+    run(int(sys.argv[1]) if len(sys.argv) > 1 else 500)
