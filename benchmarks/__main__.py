@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from benchmarks import s1_fanout, s2_chain, s3_concurrency, s4_retries, s5_map, s6_timeouts
+from benchmarks import (
+    fastapi_load,
+    s1_fanout,
+    s2_chain,
+    s3_concurrency,
+    s4_retries,
+    s5_map,
+    s6_timeouts,
+)
 
 
 def main() -> None:
@@ -13,6 +21,7 @@ def main() -> None:
     s4_retries.run(1000)
     s5_map.run(10_000)
     s6_timeouts.run(10_000)
+    fastapi_load.run(500)
 
 
 if __name__ == "__main__":

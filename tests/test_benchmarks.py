@@ -39,3 +39,15 @@ def test_shape_reports_every_figure(
     table = capsys.readouterr().out
     assert "flowrt / baseline" in table
     assert "per node µs" in table
+
+
+def test_fastapi_load_reports_every_figure(results_in_tmp: Path) -> None:
+    from benchmarks import fastapi_load
+
+    record = fastapi_load.run(requests=5, rounds=1)
+    for side in ("flowrt", "bare"):
+        assert record[side]["p50_ms"] > 0
+        assert record[side]["p99_ms"] >= record[side]["p50_ms"]
+        assert record[side]["throughput_rps"] > 0
+    assert record["p50_ratio"] > 0
+    assert (results_in_tmp / "S7-5.json").exists()
