@@ -4,11 +4,13 @@ Build a ``Workflow`` of nodes wrapping your async or sync functions, then ``awai
 """
 
 from ._conditions import Condition as Condition
+from ._durable import resume_due as resume_due
 from ._errors import DefinitionError as DefinitionError
 from ._errors import FlowError as FlowError
 from ._errors import InputError as InputError
 from ._errors import MaxLoopsExceeded as MaxLoopsExceeded
 from ._errors import NoMatch as NoMatch
+from ._errors import OutputError as OutputError
 from ._errors import TooManyFailures as TooManyFailures
 from ._errors import WorkflowFailed as WorkflowFailed
 from ._events import configure_logging as configure_logging
@@ -24,6 +26,8 @@ from ._models import Event as Event
 from ._models import NodeResult as NodeResult
 from ._models import RunResult as RunResult
 from ._models import WorkflowRetry as WorkflowRetry
+from ._store import RunStore as RunStore
+from ._store import SQLiteStore as SQLiteStore
 
 __version__ = "0.1.0"
 
@@ -43,11 +47,15 @@ __all__ = [
     "NoMatch",
     "Node",
     "NodeResult",
+    "OutputError",
     "RunResult",
+    "RunStore",
+    "SQLiteStore",
     "TooManyFailures",
     "Workflow",
     "WorkflowFailed",
     "WorkflowRetry",
     "__version__",
     "configure_logging",
+    "resume_due",
 ]

@@ -4,6 +4,7 @@
 FlowError
 ├── DefinitionError (ValueError)   a workflow definition is wrong: raised by validate() and run()
 ├── InputError (ValueError)        a node's inputs could not be resolved (a failure envelope's type)
+├── OutputError (ValueError)       a durable run's node returned an output that is not JSON
 ├── NoMatch                        a Choice had no option whose condition held and no default
 ├── MaxLoopsExceeded               a loop ran max_loops steps without returning Final
 ├── TooManyFailures                a map had more failed items than tolerated_failures
@@ -45,6 +46,11 @@ class DefinitionError(FlowError, ValueError):
 
 class InputError(FlowError, ValueError):
     """A node's input could not be resolved (a parameter without a value, map items not a list)."""
+
+
+class OutputError(FlowError, ValueError):
+    """A node of a durable run (one with a store) returned an output that cannot be stored as
+    JSON."""
 
 
 class NoMatch(FlowError):

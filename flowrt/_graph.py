@@ -15,6 +15,7 @@ from ._models import ErrorHandling, Event, RunResult, WorkflowRetry
 
 if TYPE_CHECKING:
     from ._plan import Plan
+    from ._store import RunStore
     from ._stream import EventStream
 
 Trigger = Literal["all", "any", "always", "on_failure"]
@@ -124,6 +125,7 @@ class Workflow:
         retry: workflow-level retry of a failed run.
         max_concurrency: how many nodes may run at once (None: no cap).
         rng: the random source for retry jitter (inject a seeded one for reproducible waits).
+        store: where runs are kept durably (``flowrt.SQLiteStore(path)``); None: in memory only.
     """
 
     def __init__(
@@ -134,8 +136,10 @@ class Workflow:
         retry: WorkflowRetry | None = None,
         max_concurrency: int | None = None,
         rng: random.Random | None = None,
+        store: RunStore | None = None,
     ) -> None:
         self.name = name
+        self.store = store
         self.output = output
         self.retry = retry or WorkflowRetry()
         self.max_concurrency = max_concurrency
@@ -383,20 +387,42 @@ class Workflow:
         return stages(self.compiled())
 
     async def run(
-        self, input: Any = None, *, timeout: float | None = None, run_id: str | None = None
+        self,
+        input: Any = None,
+        *,
+        timeout: float | None = None,
+        run_id: str | None = None,
+        store: RunStore | None = None,
     ) -> RunResult:
         """Run the workflow once (plus workflow-level retries) and return its result.
 
         Node failures never raise: they are in the result. ``timeout`` is a deadline for each run
         attempt: at expiry running nodes are cancelled and the run fails. ``run_id`` names the run
-        (a new uuid4 hex by default).
+        (a new uuid4 hex by default). With a ``store`` (or the workflow's) the run is durable: its
+        input, each node's envelope as it finishes and its status are stored, and it can be
+        resumed; node outputs must then be JSON (else the node fails with ``OutputError``).
 
         Raises:
             DefinitionError: the workflow is invalid.
+            InputError: a durable run's input is not JSON.
         """
         from ._run import run
 
-        return await run(self, input, timeout=timeout, run_id=run_id)
+        return await run(self, input, timeout=timeout, run_id=run_id, store=store)
+
+    async def resume(
+        self, run_id: str, *, store: RunStore | None = None, timeout: float | None = None
+    ) -> RunResult:
+        """Finish a stored run: nodes that succeeded keep their stored outputs and do not run
+        again; every other node runs (a node that was running when the process died runs again:
+        at-least-once). Returns the run's result.
+
+        Raises:
+            FlowError: no store, no such run, or a run of another workflow.
+        """
+        from ._run import resume
+
+        return await resume(self, run_id, store=store, timeout=timeout)
 
     def run_sync(self, input: Any = None, *, timeout: float | None = None) -> RunResult:
         """``run`` for scripts: starts an event loop with ``anyio.run``."""

@@ -93,6 +93,9 @@ class Plan:
     roots: list[int]
     sinks: list[int]
     output: dict[str, Value] | None
+    cache: dict[str, Any] = field(
+        default_factory=dict
+    )  # derived once per plan (e.g. its data form)
 
 
 def compile_plan(wf: Workflow) -> Plan:

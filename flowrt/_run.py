@@ -3,6 +3,7 @@ event stream."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -11,10 +12,13 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ._attempt import Context, Done
+from ._durable import Durable, load, seeded
+from ._errors import FlowError
 from ._events import Emitter
 from ._models import Event, NodeResult, RunResult, construct, error_info
 from ._native import clock
 from ._scheduler import Scheduler
+from ._store import RunRow, RunStore
 
 if TYPE_CHECKING:
     from ._graph import Workflow
@@ -28,33 +32,65 @@ async def run(
     timeout: float | None,
     sink: Callable[[Event], None] | None = None,
     run_id: str | None = None,
+    store: RunStore | None = None,
+    resume: RunRow | None = None,
+    after_attempts: int = 0,
 ) -> RunResult:
-    """Run ``wf`` with workflow-level retries; see ``Workflow.run``."""
+    """Run ``wf`` with workflow-level retries; see ``Workflow.run``. With a store the run is
+    durable; ``resume`` (a stored run) keeps its successful nodes; ``after_attempts`` counts
+    workflow-level attempts already made."""
     plan = wf.compiled()
     input = {} if input is None else input
     started_at = datetime.now(UTC)
     sinks = [*wf.listeners, sink] if sink is not None else list(wf.listeners)
     emitter = Emitter(wf.name, run_id or uuid.uuid4().hex, sinks)
     emit = emitter if emitter.active else None
+    store = store if store is not None else wf.store
+    durable = None
+    if store is not None:
+        durable = Durable(store, wf, emitter.run_id, input, started_at, after_attempts + 1)
+        durable.start(after_attempts + 1)
     if emit is not None:
         emit("run.started")
+    seeds = seeded(plan, resume) if resume is not None else None
     try:
-        scheduler, attempts, error = await _attempts(wf, plan, input, emit, timeout)
+        scheduler, attempts, error = await _attempts(
+            wf, plan, input, emit, timeout, durable, seeds, after_attempts
+        )
     except BaseException:
         if emit is not None:
             emit("run.finished", status="cancelled")
+        if durable is not None:
+            await durable.cancelled()
         raise
+    result = _result(wf, plan, scheduler, emitter.run_id, error, attempts, started_at)
+    if durable is not None:
+        await durable.finish(result)
+    if emit is not None:
+        emit("run.finished", attempt=attempts, status=result.status, error=error, result=result)
+    return result
+
+
+def _result(
+    wf: Workflow,
+    plan: Plan,
+    scheduler: Scheduler,
+    run_id: str,
+    error: dict[str, str] | None,
+    attempts: int,
+    started_at: datetime,
+) -> RunResult:
     finished_at = datetime.now(UTC)
     nodes = {
         pn.name: _node_result(done)
         for pn, done in zip(plan.nodes, scheduler.done, strict=True)
         if done is not None
     }
-    result = construct(
+    return construct(
         RunResult,
         {
             "workflow": wf.name,
-            "run_id": emitter.run_id,
+            "run_id": run_id,
             "status": "failure" if error else "success",
             "output": _output(plan, scheduler.store),
             "error": error_info(error),
@@ -65,28 +101,55 @@ async def run(
             "duration": (finished_at - started_at).total_seconds(),
         },
     )
-    if emit is not None:
-        emit("run.finished", attempt=attempts, status=result.status, error=error, result=result)
-    return result
 
 
 async def _attempts(
-    wf: Workflow, plan: Plan, input: Any, emit: Emitter | None, timeout: float | None
+    wf: Workflow,
+    plan: Plan,
+    input: Any,
+    emit: Emitter | None,
+    timeout: float | None,
+    durable: Durable | None,
+    seeds: dict[int, Done] | None,
+    attempts: int,
 ) -> tuple[Scheduler, int, dict[str, str] | None]:
     """Run the plan, again after a failure while workflow-level retries remain."""
     ctx = Context(emit, wf.rng, clock())
-    attempts = 0
+    recorder = durable.recorder if durable is not None else None
     while True:
         attempts += 1
-        scheduler = Scheduler(plan, input, ctx, wf.max_concurrency)
+        scheduler = Scheduler(plan, input, ctx, wf.max_concurrency, recorder, seeds)
+        seeds = None  # a retry runs again from the first node
         in_time = await scheduler.execute(plan.roots, timeout)
+        if durable is not None:
+            await durable.flush()
         error = _run_error(wf, scheduler, in_time, timeout)
         if error is None or attempts > wf.retry.max_retries:
             return scheduler, attempts, error
         wait = wf.retry.delay_seconds * wf.retry.backoff_rate ** (attempts - 1)
         if emit is not None:
             emit("run.retrying", attempt=attempts, error=error, wait=wait)
+        if durable is not None:
+            await durable.retrying(attempts, error, wait)
         await anyio.sleep(wait)
+        if durable is not None:
+            durable.start(attempts + 1)
+
+
+async def resume(
+    wf: Workflow, run_id: str, *, store: RunStore | None, timeout: float | None
+) -> RunResult:
+    """Finish a stored run: its successful nodes keep their stored outputs, every other node
+    runs; see ``Workflow.resume``."""
+    store = store if store is not None else wf.store
+    if store is None:
+        raise FlowError(f"workflow {wf.name!r} has no store to resume run {run_id!r} from")
+    row = await load(store, run_id, wf.name)
+    input = json.loads(row.input)
+    return await run(
+        wf, input, timeout=timeout, run_id=run_id, store=store, resume=row,
+        after_attempts=row.attempts - 1,
+    )  # fmt: skip
 
 
 def _run_error(

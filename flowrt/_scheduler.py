@@ -15,6 +15,7 @@ from ._kinds import PREPARE, run_map
 from ._native import Spawn, task_group
 
 if TYPE_CHECKING:
+    from ._durable import Recorder
     from ._plan import Plan, PlanNode
 
 
@@ -31,12 +32,22 @@ class Scheduler:
         "order",
         "pending",
         "queue",
+        "recorder",
         "running",
+        "seeds",
         "spawn",
         "store",
     )
 
-    def __init__(self, plan: Plan, input: Any, ctx: Context, cap: int | None) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        input: Any,
+        ctx: Context,
+        cap: int | None,
+        recorder: Recorder | None = None,
+        seeds: dict[int, Done] | None = None,
+    ) -> None:
         self.nodes = plan.nodes
         self.store: dict[str, Any] = {"input": input}
         self.done: list[Done | None] = [None] * len(plan.nodes)
@@ -49,23 +60,36 @@ class Scheduler:
         self.running = 0
         self.queue: deque[int] = deque()
         self.spawn: Spawn | None = None
+        self.recorder = recorder
+        self.seeds = seeds
 
     async def execute(self, roots: list[int], timeout: float | None) -> bool:
         """Run every node; return False if the run's deadline expired first."""
         with anyio.move_on_after(timeout) as scope:
             try:
                 async with task_group() as self.spawn:
-                    self._settle(list(roots))
+                    self._settle(self._seed() if self.seeds else list(roots))
             except BaseExceptionGroup as group:
                 # Node code never raises Exception out of a node task; what gets here is a
                 # BaseException (KeyboardInterrupt, SystemExit...): re-raise it as itself.
                 if len(group.exceptions) == 1:
                     raise group.exceptions[0] from None
                 raise
+        self.spawn = None  # the group is closed: what is left to record is flushed by the run
         if scope.cancelled_caught:
             self._expire(timeout)
             return False
         return True
+
+    def _seed(self) -> list[int]:
+        """A resumed run: its stored successes count as finished; return the nodes now ready."""
+        assert self.seeds is not None
+        for i, done in self.seeds.items():
+            self.done[i] = done
+            self.store[self.nodes[i].name] = done
+            for dependent in self.nodes[i].dependents:
+                self.pending[dependent] -= 1
+        return [i for i, count in enumerate(self.pending) if not count and i not in self.seeds]
 
     def _start(self, i: int) -> None:
         if self.cap is not None and self.running >= self.cap:
@@ -107,6 +131,9 @@ class Scheduler:
         """Store node i's envelope and return ``ready`` plus the dependents it released (the
         list is made only when one is)."""
         pn = self.nodes[i]
+        recorder = self.recorder
+        if recorder is not None and recorder.add(pn.name, done) and self.spawn is not None:
+            self.spawn(recorder.drain)  # one writer at a time drains the queue in batches
         self.store[pn.name] = done  # the record is its own envelope
         self.order.append(i)
         if self.emit is not None:

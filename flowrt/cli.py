@@ -5,6 +5,7 @@
     flowrt validate FILE
     flowrt graph FILE
     flowrt schema
+    flowrt runs list | flowrt runs show RUN_ID | flowrt resume RUN_ID [FILE]   (stored runs)
 
 FILE is a workflow file (YAML or JSON, the format ``flowrt schema`` describes) or a Python
 workflow object as ``path/to/file.py:name`` or ``package.module:name``. Exit codes: 0 success,
@@ -22,17 +23,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from ._errors import DefinitionError
+from ._cli_errors import UsageError
+from ._cli_runs import add_commands, open_store, store_option
+from ._cli_runs import main as runs_main
+from ._errors import FlowError
 
 if TYPE_CHECKING:
     from ._graph import Workflow
     from ._models import Event, RunResult
 
 OK, FAILED, USAGE = 0, 1, 2
-
-
-class UsageError(Exception):
-    """Bad arguments or a bad file: exit 2 with this one-line message."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     ):
         commands.add_parser(name, help=text).add_argument("file")
     commands.add_parser("schema", help="print the JSON Schema of workflow files")
+    store_option(run)
+    add_commands(commands)
     return parser
 
 
@@ -178,6 +180,8 @@ def _run(args: argparse.Namespace) -> int:
             for number, names in enumerate(stages, 1):
                 print(f"  stage {number}: {', '.join(names)}")
         return OK
+    if args.store is not None:
+        wf.store = open_store(args.store)
     if args.log:
         from ._events import configure_logging
 
@@ -197,6 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run(args)
+        if args.command in ("runs", "resume"):
+            return runs_main(args)
         if args.command == "schema":
             from ._loader import WorkflowFile
 
@@ -208,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print(f"ok: workflow {wf.name!r}, {len(wf.nodes)} nodes")
         return OK
-    except (UsageError, DefinitionError) as exc:
+    except (UsageError, FlowError) as exc:
         print(f"flowrt: error: {exc}", file=sys.stderr)
         return USAGE
     except KeyboardInterrupt:

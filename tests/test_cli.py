@@ -161,3 +161,29 @@ def test_progress_rewrites_one_line_on_a_terminal() -> None:
     assert "a: attempt 1 failed (E: m), retrying in 0.5s\n" in text
     assert "[1/2] finished a" in text
     assert text.endswith("\r\x1b[2K")
+
+
+def test_stored_runs_list_show_and_resume(tmp_path: Path) -> None:
+    store = str(tmp_path / "runs.db")
+    first = flowrt(
+        "run", "fallback_choice.yaml", "--input", '{"query": "q"}', "--json", "--store", store
+    )
+    run_id = json.loads(first.stdout)["run_id"]
+    listing = subprocess.run(
+        [str(Path(sys.executable).parent / "flowrt"), "runs", "list"],
+        cwd=EXAMPLES, capture_output=True, text=True, timeout=60, check=False,
+        env={**__import__("os").environ, "FLOWRT_STORE": store},
+    )  # fmt: skip
+    assert listing.returncode == 0
+    assert run_id in listing.stdout
+    assert "fallback-choice" in listing.stdout
+    shown = flowrt("runs", "show", run_id, "--store", store)
+    assert shown.returncode == 0
+    assert "primary_search" in shown.stdout
+    assert "success" in shown.stdout
+    resumed = flowrt("resume", run_id, "--store", store)  # workflow rebuilt from the store
+    assert resumed.returncode == 0
+    assert resumed.stdout.splitlines()[-1].startswith("run success")
+    missing = flowrt("resume", "nope", "--store", store)
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == f"flowrt: error: no run 'nope' in {store}"

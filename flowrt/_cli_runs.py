@@ -1,0 +1,98 @@
+"""The command line's durable-run commands: ``runs list``, ``runs show RUN_ID``,
+``resume RUN_ID [FILE]``. The store is ``--store``, else ``$FLOWRT_STORE``, else ./flowrt.db."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import TYPE_CHECKING
+
+import anyio
+
+if TYPE_CHECKING:
+    from ._graph import Workflow
+    from ._store import RunRow, SQLiteStore
+
+DEFAULT_STORE = "flowrt.db"
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``runs`` and ``resume`` to the command line."""
+    runs = commands.add_parser("runs", help="list or show stored runs")
+    which = runs.add_subparsers(dest="runs_command", required=True)
+    listing = which.add_parser("list", help="the most recent runs")
+    listing.add_argument("--limit", type=int, default=20)
+    show = which.add_parser("show", help="one run's trace table")
+    show.add_argument("run_id")
+    resume = commands.add_parser("resume", help="finish a stored run (failed or interrupted)")
+    resume.add_argument("run_id")
+    resume.add_argument("file", nargs="?", help="its workflow file (default: as stored)")
+    resume.add_argument("--timeout", type=float, default=None)
+    for parser in (listing, show, resume):
+        store_option(parser)
+
+
+def store_option(parser: argparse.ArgumentParser) -> None:
+    """``--store PATH`` (default: $FLOWRT_STORE, else ./flowrt.db)."""
+    parser.add_argument(
+        "--store", default=None, help="the SQLite run store (default: $FLOWRT_STORE or ./flowrt.db)"
+    )
+
+
+def open_store(path: str | None) -> SQLiteStore:
+    """The SQLite store a ``--store`` option names."""
+    from ._store import SQLiteStore
+
+    return SQLiteStore(path or os.environ.get("FLOWRT_STORE") or DEFAULT_STORE)
+
+
+def _line(run: RunRow) -> str:
+    started = run.started_at[:19].replace("T", " ")
+    return f"{run.run_id:32}  {run.workflow[:24]:24}  {run.status:9}  {run.attempts:8}  {started}"
+
+
+async def _find(store: SQLiteStore, run_id: str) -> RunRow:
+    from ._cli_errors import UsageError
+
+    run = await store.load_run(run_id)
+    if run is None:
+        raise UsageError(f"no run {run_id!r} in {store.path}")
+    return run
+
+
+def _workflow(run: RunRow, file: str | None) -> Workflow:
+    from ._cli_errors import UsageError
+    from ._graph import Workflow
+
+    if file is not None:
+        from .cli import load
+
+        return load(file)
+    if run.definition is None:
+        raise UsageError(f"run {run.run_id!r}: its workflow was not stored as data; pass its FILE")
+    sys.path.insert(0, os.getcwd())  # its ``call:`` references import as when it was run
+    return Workflow.from_dict(json.loads(run.definition))
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``runs list|show`` or ``resume``; returns the exit code."""
+    from ._durable import stored_result
+
+    store = open_store(args.store)
+    if args.command == "runs" and args.runs_command == "list":
+        runs = anyio.run(store.list_runs, args.limit)
+        print(f"{'run':32}  {'workflow':24}  {'status':9}  {'attempts':8}  started (UTC)")
+        for run in runs:
+            print(_line(run))
+        return 0
+    run = anyio.run(_find, store, args.run_id)
+    if args.command == "runs":
+        print(f"run {run.run_id} of workflow {run.workflow!r}: {run.status}\n")
+        print(stored_result(run).table())
+        return 0
+    wf = _workflow(run, args.file)
+    result = anyio.run(lambda: wf.resume(run.run_id, store=store, timeout=args.timeout))
+    print(result.table())
+    return 0 if result.status == "success" else 1

@@ -1,0 +1,216 @@
+"""Durable runs: the SQLite store, resume, OutputError, retries that survive a restart, a crash."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from flowrt import (
+    ErrorHandling,
+    FlowError,
+    InputError,
+    RunStore,
+    SQLiteStore,
+    Workflow,
+    WorkflowRetry,
+    resume_due,
+)
+
+pytestmark = pytest.mark.anyio
+HERE = Path(__file__).resolve().parent
+
+
+def diamond(store: SQLiteStore, calls: dict[str, int], broken: set[str]) -> Workflow:
+    wf = Workflow("diamond", store=store)
+
+    def node(name: str) -> Any:
+        async def fn(x: int = 0) -> dict[str, Any]:
+            calls[name] = calls.get(name, 0) + 1
+            if name in broken:
+                raise RuntimeError(f"{name} broke")
+            return {"node": name, "x": x}
+
+        return fn
+
+    a = wf.node(node("a"), name="a")
+    b = wf.node(node("b"), name="b", depends=[a])
+    c = wf.node(node("c"), name="c", depends=[a])
+    wf.node(node("d"), name="d", depends=[b, c], inputs={"x": "$.input.x"})
+    return wf
+
+
+async def test_a_durable_run_stores_input_envelopes_and_status(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "runs.db")
+    assert isinstance(store, RunStore)
+    result = await diamond(store, {}, {"c"}).run({"x": 5})
+    run = await store.load_run(result.run_id)
+    assert run is not None
+    assert (run.workflow, run.status, run.input) == ("diamond", "failure", '{"x": 5}')
+    assert run.error == {"type": "RuntimeError", "message": "c broke"}
+    rows = {row.name: row for row in run.nodes}
+    assert {name: row.status for name, row in rows.items()} == {
+        "a": "success",
+        "b": "success",
+        "c": "failure",
+        "d": "skip",
+    }
+    assert rows["a"].output == '{"node": "a", "x": 5}'
+    assert rows["d"].reason == "'c' failed"
+    assert [r.run_id for r in await store.list_runs()] == [result.run_id]
+
+
+async def test_resume_reruns_only_the_nodes_that_did_not_succeed(tmp_path: Path) -> None:
+    store, calls, broken = SQLiteStore(tmp_path / "runs.db"), {}, {"c"}
+    wf = diamond(store, calls, broken)
+    first = await wf.run({"x": 5})
+    assert first.status == "failure"
+    broken.clear()
+    resumed = await wf.resume(first.run_id)
+    assert resumed.status == "success"
+    assert resumed.run_id == first.run_id
+    assert calls == {"a": 1, "b": 1, "c": 2, "d": 1}
+    assert resumed["a"].output == {"node": "a", "x": 5}  # read back from the store
+    assert resumed["d"].output == {"node": "d", "x": 5}  # same input as the first run
+    stored = await store.load_run(first.run_id)
+    assert stored is not None
+    assert stored.status == "success"
+
+
+async def test_resume_refuses_unknown_or_foreign_runs(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "runs.db")
+    wf = diamond(store, {}, set())
+    with pytest.raises(FlowError, match="no run 'nope'"):
+        await wf.resume("nope")
+    other = Workflow("other", store=store)
+    other.node(lambda: 1, name="one")
+    run_id = (await other.run()).run_id
+    with pytest.raises(FlowError, match="belongs to workflow 'other'"):
+        await wf.resume(run_id)
+    with pytest.raises(FlowError, match="no store"):
+        await Workflow("storeless").resume(run_id)
+
+
+async def test_an_output_that_is_not_json_fails_with_output_error(tmp_path: Path) -> None:
+    wf = Workflow("objects", store=SQLiteStore(tmp_path / "runs.db"))
+    wf.node(lambda: object(), name="opaque", error_handling=ErrorHandling.ignore())
+    result = await wf.run()
+    assert result["opaque"].status == "failure"
+    assert result["opaque"].error is not None
+    assert result["opaque"].error.type == "OutputError"
+    assert "node 'opaque'" in result["opaque"].error.message
+
+
+async def test_a_durable_run_needs_json_input(tmp_path: Path) -> None:
+    wf = Workflow("inputs", store=SQLiteStore(tmp_path / "runs.db"))
+    wf.node(lambda: 1, name="one")
+    with pytest.raises(InputError, match="cannot be stored as JSON"):
+        await wf.run({"when": object()})
+
+
+async def test_a_pending_workflow_retry_survives_and_resume_due_runs_it(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "runs.db")
+    attempts: list[int] = []
+    wf = Workflow("later", store=store, retry=WorkflowRetry(max_retries=1, delay_seconds=3600))
+
+    @wf.node
+    async def flaky() -> str:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise ConnectionError("first attempt fails")
+        return "ok"
+
+    with anyio.move_on_after(0.5):  # the process "stops" while waiting for the retry
+        await wf.run()
+    (run,) = await store.list_runs()
+    assert (run.status, run.attempts) == ("retrying", 1)
+    assert run.retry_due is not None
+    assert run.retry_due > time.time() + 3500
+    assert await resume_due(store, [wf]) == []  # not due yet
+    (result,) = await resume_due(store, [wf], now=run.retry_due + 1)
+    assert (result.status, result.attempts, result.run_id) == ("success", 2, run.run_id)
+    assert len(attempts) == 2
+    assert await resume_due(store, [wf], now=run.retry_due + 1) == []  # done: no longer due
+
+
+async def test_resume_due_rebuilds_a_stored_workflow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(HERE.parent / "examples"))
+    store = SQLiteStore(tmp_path / "runs.db")
+    wf = Workflow.from_yaml(HERE.parent / "examples" / "error_to_output.yaml")
+    wf.store = store
+    result = await wf.run({"email": "ada@example.com"})
+    with sqlite3.connect(tmp_path / "runs.db") as db:  # as if a retry were pending
+        db.execute(
+            "UPDATE runs SET status = 'retrying', retry_due = 1 WHERE run_id = ?", (result.run_id,)
+        )
+    (again,) = await resume_due(store)  # no workflow given: taken from the stored definition
+    assert again.output["ok"] == "success"
+
+
+async def test_a_hundred_concurrent_runs_share_one_file(tmp_path: Path) -> None:
+    path = tmp_path / "shared.db"
+    results: list[Any] = []
+
+    async def one(i: int) -> None:
+        wf = diamond(SQLiteStore(path), {}, set())  # its own connection, like separate processes
+        results.append(await wf.run({"x": i}))
+
+    async with anyio.create_task_group() as tg:
+        for i in range(100):
+            tg.start_soon(one, i)
+    assert [r.status for r in results] == ["success"] * 100
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT count(*) FROM runs WHERE status = 'success'").fetchone() == (100,)
+        assert db.execute("SELECT count(*) FROM nodes").fetchone() == (400,)
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_run_killed_mid_way_resumes_without_rerunning_successes(tmp_path: Path) -> None:
+    store_path, calls_path, run_id = tmp_path / "crash.db", tmp_path / "calls.txt", "crash-run-1"
+    env = {**os.environ, "FLOWRT_BLOCK": "1"}
+    child = subprocess.Popen(
+        [sys.executable, str(HERE / "durable_app.py"), str(store_path), str(calls_path), run_id],
+        env=env,
+    )
+    try:
+        with anyio.fail_after(30):  # until the 20 quick nodes are stored and the blocker runs
+            while True:
+                await anyio.sleep(0.05)
+                if not store_path.exists() or not calls_path.exists():
+                    continue
+                with sqlite3.connect(store_path) as db:
+                    stored = db.execute(
+                        "SELECT count(*) FROM nodes WHERE status = 'success'"
+                    ).fetchone()[0]
+                if stored == 20 and "blocker" in calls_path.read_text():
+                    break
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait()
+    sys.path.insert(0, str(HERE))
+    from durable_app import build
+
+    store = SQLiteStore(store_path)
+    crashed = await store.load_run(run_id)
+    assert crashed is not None
+    assert crashed.status == "running"  # nobody marked it: the process died
+    result = await build(str(store_path), str(calls_path)).resume(run_id)
+    assert result.status == "success"
+    assert result["final"].output == "done"
+    calls = calls_path.read_text().split()
+    assert sorted(c for c in calls if c.startswith("q")) == sorted(
+        f"q{i}" for i in range(20)
+    )  # once each
+    assert calls.count("blocker") == 2  # running at the crash: at-least-once
+    assert calls.count("final") == 1
