@@ -55,9 +55,8 @@ def to_json(value: Any) -> str:
 
 
 def _trace_json(trace: list[AttemptRecord]) -> str:
-    if len(trace) == 1 and trace[0].error is None:  # the usual one clean attempt
-        first = trace[0]
-        return f"[[{first.attempt}, {first.started!r}, {first.duration!r}, null, null]]"
+    if len(trace) == 1 and trace[0].error is None:  # one clean attempt: the node's own figures
+        return "null"
     return json.dumps(
         [
             [a.attempt, a.started, a.duration, a.error and [a.error.type, a.error.message], a.wait]
@@ -66,7 +65,9 @@ def _trace_json(trace: list[AttemptRecord]) -> str:
     )
 
 
-def _trace(text: str) -> list[AttemptRecord]:
+def _trace(text: str, duration: float) -> list[AttemptRecord]:
+    if text == "null":  # stored without a trace: one clean attempt, as long as the node took
+        return [AttemptRecord(1, 0.0, duration)]
     return [
         AttemptRecord(
             n, s, d, construct(ErrorInfo, {"type": e[0], "message": e[1]}) if e else None, w
@@ -224,7 +225,8 @@ def seeded(plan: Plan, run: RunRow) -> dict[int, Done]:
         if row.status != "success" or index is None or row.output is None:
             continue
         done = Done().succeed(json.loads(row.output))
-        done.attempts, done.duration, done.trace = row.attempts, row.duration, _trace(row.trace)
+        done.attempts, done.duration = row.attempts, row.duration
+        done.trace = _trace(row.trace, row.duration)
         records[index] = done
     return records
 
@@ -253,7 +255,7 @@ def stored_result(run: RunRow) -> RunResult:
             attempts=row.attempts,
             duration=row.duration,
             reason=row.reason,
-            trace=_trace(row.trace),
+            trace=_trace(row.trace, row.duration),
         )
         for row in run.nodes
     }

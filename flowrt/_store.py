@@ -12,6 +12,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -36,6 +37,27 @@ class NodeRow:
     duration: float
     reason: str | None
     trace: str
+
+    def fragment(self) -> str:
+        """This node as one JSON array: ``[name, status, output, error, attempts, duration,
+        reason, trace]`` (output and trace are JSON text already: no second encoding)."""
+        error = self.error
+        if error is None and self.reason is None:  # most nodes; names are plain identifiers
+            return (
+                f'["{self.name}", "{self.status}", {self.output or "null"}, null, '
+                f"{self.attempts}, {self.duration!r}, null, {self.trace}]"
+            )
+        error_text = "null" if error is None else (
+            f'{{"type": {_text(error["type"])}, "message": {_text(error["message"])}}}'
+        )  # fmt: skip
+        return (
+            f"[{_text(self.name)}, {_text(self.status)}, {self.output or 'null'}, {error_text}, "
+            f"{self.attempts}, {self.duration!r}, {_text(self.reason)}, {self.trace}]"
+        )
+
+
+def _text(value: str | None) -> str:
+    return "null" if value is None else encode_basestring_ascii(value)
 
 
 @dataclass(slots=True)
@@ -92,18 +114,19 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at);
 CREATE INDEX IF NOT EXISTS runs_due ON runs (retry_due) WHERE retry_due IS NOT NULL;
-CREATE TABLE IF NOT EXISTS nodes (
+CREATE TABLE IF NOT EXISTS node_batches (
+    id INTEGER PRIMARY KEY,
     run_id TEXT NOT NULL,
-    name TEXT NOT NULL,
-    status TEXT NOT NULL,
-    output TEXT,
-    error TEXT,
-    attempts INTEGER NOT NULL,
-    duration REAL NOT NULL,
-    reason TEXT,
-    trace TEXT NOT NULL,
-    PRIMARY KEY (run_id, name)
+    records TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS node_batches_run ON node_batches (run_id);
+CREATE VIEW IF NOT EXISTS nodes AS
+    SELECT b.run_id AS run_id, b.id AS batch,
+           json_extract(j.value, '$[0]') AS name, json_extract(j.value, '$[1]') AS status,
+           json_extract(j.value, '$[2]') AS output, json_extract(j.value, '$[3]') AS error,
+           json_extract(j.value, '$[4]') AS attempts, json_extract(j.value, '$[5]') AS duration,
+           json_extract(j.value, '$[6]') AS reason
+    FROM node_batches AS b, json_each(b.records) AS j;
 """
 _RUN_COLUMNS = (
     "run_id, workflow, input, definition, status, attempts, error, output, started_at, "
@@ -187,21 +210,18 @@ class SQLiteStore:
                 self._connection = None
 
     async def write(self, nodes: Sequence[NodeRow], run: RunRow | None = None) -> None:
-        """Record ``run`` (when given) and finished nodes, in one transaction."""
-        rows = [
-            (n.run_id, n.name, n.status, n.output, _json(n.error), n.attempts, n.duration,
-             n.reason, n.trace)
-            for n in nodes
-        ]  # fmt: skip
+        """Record ``run`` (when given) and finished nodes, in one transaction: the nodes go in
+        as one row, a JSON array of their records (the ``nodes`` view shows one row per node)."""
 
         def write(db: sqlite3.Connection) -> None:
             with db:  # one transaction: commit on success, roll back on error
                 db.execute("BEGIN")
                 if run is not None:
                     db.execute(_UPSERT_RUN, _run_values(run))
-                db.executemany(
-                    "INSERT OR REPLACE INTO nodes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
-                )
+                if nodes:
+                    records = "[" + ", ".join(node.fragment() for node in nodes) + "]"
+                    query = "INSERT INTO node_batches (run_id, records) VALUES (?, ?)"
+                    db.execute(query, (nodes[0].run_id, records))
 
         await self._call(write)
 
@@ -215,14 +235,18 @@ class SQLiteStore:
             if found is None:
                 return None
             run = _run_row(found)
-            for name, status, output, error, attempts, duration, reason, trace in db.execute(
-                "SELECT name, status, output, error, attempts, duration, reason, trace FROM nodes "
-                "WHERE run_id = ? ORDER BY rowid",
-                (run_id,),
-            ):
-                err = json.loads(error) if error else None
-                row = NodeRow(run_id, name, status, output, err, attempts, duration, reason, trace)
-                run.nodes.append(row)
+            latest: dict[str, NodeRow] = {}  # a node written again (resumed) keeps its last record
+            query = "SELECT records FROM node_batches WHERE run_id = ? ORDER BY id"
+            for (records,) in db.execute(query, (run_id,)):
+                for name, status, output, error, attempts, duration, reason, trace in json.loads(
+                    records
+                ):
+                    latest.pop(name, None)
+                    latest[name] = NodeRow(
+                        run_id, name, status, None if output is None else json.dumps(output),
+                        error, attempts, duration, reason, json.dumps(trace),
+                    )  # fmt: skip
+            run.nodes = list(latest.values())
             return run
 
         return await self._call(read)
