@@ -10,6 +10,7 @@ from benchmarks import (
     s4_retries,
     s5_map,
     s6_timeouts,
+    s8_store,
 )
 
 
@@ -21,6 +22,7 @@ def main() -> None:
     s4_retries.run(1000)
     s5_map.run(10_000)
     s6_timeouts.run(10_000)
+    s8_store.run(1000)
     fastapi_load.run(500)
 
 

@@ -11,7 +11,15 @@ import pytest
 
 from benchmarks import _harness
 
-SHAPES = ["s1_fanout", "s2_chain", "s3_concurrency", "s4_retries", "s5_map", "s6_timeouts"]
+SHAPES = [
+    "s1_fanout",
+    "s2_chain",
+    "s3_concurrency",
+    "s4_retries",
+    "s5_map",
+    "s6_timeouts",
+    "s8_store",
+]
 
 
 @pytest.fixture(autouse=True)
