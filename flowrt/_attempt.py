@@ -3,6 +3,7 @@ wait with backoff, retry; fill in the node's ``Done`` record as it goes."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -61,8 +62,12 @@ class Done(dict[str, Any]):
     ) -> ErrorInfo:
         """Record a failed attempt followed by ``wait`` (None: it was the last, and the node
         fails); returns its error."""
-        info = construct(ErrorInfo, {"type": type(exc).__name__, "message": message_of(exc)})
-        self.trace.append(AttemptRecord(self.attempts, start, end - start, info, wait))
+        kind, message = type(exc).__name__, message_of(exc)
+        trace = self.trace
+        info = trace[-1].error if trace else None  # the same error again: share its ErrorInfo
+        if info is None or info.type != kind or info.message != message:
+            info = construct(ErrorInfo, {"type": kind, "message": message})
+        trace.append(AttemptRecord(self.attempts, start, end - start, info, wait))
         if wait is None:
             self.failed({"type": info.type, "message": info.message})
         return info
@@ -100,19 +105,24 @@ def error_info(exc: BaseException) -> dict[str, str]:
 
 class Context:
     """What every node of one run shares: the event emitter (None when nobody listens), the
-    random source for jitter, and the loop's clock."""
+    random source for jitter, the loop's clock, and a yield to the loop (``checkpoint``)."""
 
-    __slots__ = ("clock", "emit", "rng")
+    __slots__ = ("checkpoint", "clock", "emit", "rng")
 
-    def __init__(self, emit: Emitter | None, rng: Any, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        emit: Emitter | None,
+        rng: Any,
+        clock: Callable[[], float],
+        checkpoint: Callable[[], Awaitable[None]],
+    ) -> None:
         self.emit = emit
         self.rng = rng
         self.clock = clock
+        self.checkpoint = checkpoint
 
 
 def _retries(pn: PlanNode, exc: Exception) -> bool:
-    if pn.retry_types is not None:
-        return isinstance(exc, pn.retry_types)
     try:
         return pn.policy.retries(exc)
     except Exception:  # a retry_on predicate that raises does not retry
@@ -134,6 +144,10 @@ async def attempt(
     timeout = policy.timeout_seconds
     emit = ctx.emit if events else None
     clock = ctx.clock
+    if kwargs:
+        fn = functools.partial(fn, *args, **kwargs)
+    elif args:
+        fn = functools.partial(fn, *args)
     while True:
         done.attempts += 1
         number = done.attempts
@@ -142,10 +156,10 @@ async def attempt(
         start = clock()
         try:
             if timeout is None:
-                output = await fn(*args, **kwargs)
+                output = await fn()
             else:
                 with anyio.move_on_after(timeout) as scope:
-                    output = await fn(*args, **kwargs)
+                    output = await fn()
                 if scope.cancelled_caught:
                     raise TimeoutError(
                         f"node {pn.name!r} attempt {number} of {policy.max_retries + 1} "
@@ -153,7 +167,10 @@ async def attempt(
                     )
         except Exception as exc:
             wait = None
-            if number <= policy.max_retries and _retries(pn, exc):
+            types = pn.retry_types
+            if number <= policy.max_retries and (
+                isinstance(exc, types) if types is not None else _retries(pn, exc)
+            ):
                 waits = pn.waits
                 wait = (
                     waits[number - 1] if waits else wait_before_retry(policy, number - 1, ctx.rng)

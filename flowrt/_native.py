@@ -9,6 +9,7 @@ and errors propagate) and anyio cancel scopes work inside them as in anyio's own
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
@@ -32,6 +33,15 @@ def clock() -> Callable[[], float]:
     import trio
 
     return trio.current_time
+
+
+def checkpoint() -> Callable[[], Coroutine[Any, Any, None]]:
+    """A zero-argument coroutine function that yields to the running loop once."""
+    if _on_asyncio():
+        return functools.partial(asyncio.sleep, 0)
+    import trio
+
+    return trio.lowlevel.checkpoint
 
 
 @asynccontextmanager

@@ -16,7 +16,7 @@ from ._durable import Durable, load, seeded
 from ._errors import FlowError
 from ._events import Emitter
 from ._models import Event, NodeResult, RunResult, construct, error_info
-from ._native import clock
+from ._native import checkpoint, clock
 from ._scheduler import Scheduler
 from ._store import RunRow, RunStore
 
@@ -114,7 +114,7 @@ async def _attempts(
     attempts: int,
 ) -> tuple[Scheduler, int, dict[str, str] | None]:
     """Run the plan, again after a failure while workflow-level retries remain."""
-    ctx = Context(emit, wf.rng, clock())
+    ctx = Context(emit, wf.rng, clock(), checkpoint())
     recorder = durable.recorder if durable is not None else None
     while True:
         attempts += 1

@@ -99,33 +99,39 @@ class Scheduler:
         assert self.spawn is not None
         self.spawn(self._run, i)
 
-    async def _run(self, i: int) -> None:
-        pn = self.nodes[i]
-        done = self.done[i] = Done()
-        clock = self.ctx.clock
-        start = clock()
-        kind = pn.node.kind
-        if kind == "map":
-            await run_map(pn, self.store, done, self.ctx)
-        else:
-            try:
-                fn, args, kwargs = PREPARE[kind](pn, self.store)
-            except InputError as exc:
-                done.attempts = 1
-                done.fail(exc)
+    async def _run(self, i: int | None) -> None:
+        """Run node i; then, while a node it released can run, run that one in this same task
+        (the others get tasks of their own): a chain costs one task, not one per node."""
+        ctx = self.ctx
+        clock = ctx.clock
+        while i is not None:
+            pn = self.nodes[i]
+            done = self.done[i] = Done()
+            start = clock()
+            kind = pn.node.kind
+            if kind == "map":
+                await run_map(pn, self.store, done, ctx)
             else:
-                await attempt(pn, fn, args, kwargs, done, self.ctx)
-        done.duration = clock() - start
-        self.running -= 1
-        self._finish(i, done)
-        while self.queue and (self.cap is None or self.running < self.cap):
-            self._start(self.queue.popleft())
+                try:
+                    fn, args, kwargs = PREPARE[kind](pn, self.store)
+                except InputError as exc:
+                    done.attempts = 1
+                    done.fail(exc)
+                else:
+                    await attempt(pn, fn, args, kwargs, done, ctx)
+            done.duration = clock() - start
+            self.running -= 1
+            i = self._finish(i, done)
+            while self.queue and (self.cap is None or self.running < self.cap):
+                self._start(self.queue.popleft())
+            if i is not None:
+                await ctx.checkpoint()  # let the loop run others before the next node
 
-    def _finish(self, i: int, done: Done) -> None:
-        """Record node i, then settle every dependent whose last dependency it was."""
+    def _finish(self, i: int, done: Done) -> int | None:
+        """Record node i, settle every dependent whose last dependency it was, and return one
+        of them for this task to run next (or None)."""
         ready = self._record(i, done, None)
-        if ready:
-            self._settle(ready)
+        return self._settle(ready, follow=True) if ready else None
 
     def _record(self, i: int, done: Done, ready: list[int] | None) -> list[int] | None:
         """Store node i's envelope and return ``ready`` plus the dependents it released (the
@@ -155,16 +161,24 @@ class Scheduler:
                     ready.append(dependent)
         return ready
 
-    def _settle(self, ready: list[int]) -> None:
-        """Start or skip nodes whose dependencies have all finished (a worklist: no recursion)."""
+    def _settle(self, ready: list[int], follow: bool = False) -> int | None:
+        """Start or skip nodes whose dependencies have all finished (a worklist: no recursion).
+        With ``follow``, the first node to run is returned for the calling task to run itself
+        (it takes the slot that task's node just freed), unless others wait for a slot."""
+        next_node = None
         while ready:
             i = ready.pop()
             blocked = self._blocked(self.nodes[i])
             if blocked is None:
-                self._start(i)
+                if follow and next_node is None and not self.queue:
+                    next_node = i
+                    self.running += 1
+                else:
+                    self._start(i)
             else:
                 done = self.done[i] = Done(status="skip", reason=blocked[0], cause=blocked[1])
                 self._record(i, done, ready)
+        return next_node
 
     def _blocked(self, pn: PlanNode) -> tuple[str, str] | None:
         """Why ``pn`` must skip under its trigger and the root cause of that, or None if it runs.
