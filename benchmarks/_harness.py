@@ -73,12 +73,14 @@ def compare(
     *,
     repeats: int = 5,
     warmup: int = 1,
+    against: str = "asyncio",
 ) -> dict[str, Any]:
     """Run both sides (warm-up, then alternating), print one table, write a JSON record."""
     ours, base = asyncio.run(_compare(flowrt, baseline, repeats, warmup))
     record = {
         "shape": shape,
         "title": title,
+        "against": against,
         "n": n,
         "flowrt": {"median_s": ours.median_s, "runs_s": ours.runs_s, "peak_bytes": ours.peak_bytes},
         "baseline": {
@@ -107,12 +109,13 @@ def render(record: dict[str, Any]) -> str:
     )
     for side in ("flowrt", "baseline"):
         fig = record[side]
+        label = side if side == "flowrt" else record.get("against", side)
         lines.append(
-            f"  {side:10} {fig['median_s'] * 1000:10.1f} {record['per_node_us'][side]:12.2f} "
+            f"  {label:10} {fig['median_s'] * 1000:10.1f} {record['per_node_us'][side]:12.2f} "
             f"{fig['peak_bytes'] / 1024:10.0f} {fig['peak_bytes'] / 1024 / record['n']:9.2f}"
         )
     lines.append(
-        f"  flowrt / baseline = {record['ratio']:.2f}x; "
+        f"  flowrt / {record.get('against', 'baseline')} = {record['ratio']:.2f}x; "
         f"memory above baseline {record['extra_bytes_per_node'] / 1024:.2f} KiB/node"
     )
     return "\n".join(lines)

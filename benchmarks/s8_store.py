@@ -30,6 +30,7 @@ def run(n: int = 1000, repeats: int = 5) -> dict[str, Any]:
                 lambda: durable.run(),
                 lambda: plain.run(),
                 repeats=repeats,
+                against="no store",
             )
         finally:
             store.close()

@@ -45,7 +45,7 @@ def test_shape_reports_every_figure(
     written = json.loads(next(results_in_tmp.glob(f"{record['shape']}-20.json")).read_text())
     assert written["ratio"] == record["ratio"]
     table = capsys.readouterr().out
-    assert "flowrt / baseline" in table
+    assert f"flowrt / {record['against']}" in table
     assert "per node µs" in table
 
 
