@@ -16,7 +16,7 @@ import anyio
 from ._attempt import Done
 from ._errors import DefinitionError, FlowError, InputError, OutputError
 from ._models import AttemptRecord, ErrorInfo, NodeResult, RunResult, construct
-from ._store import NodeRow, RunRow, RunStore
+from ._store import RunRow, RunStore, record
 
 if TYPE_CHECKING:
     from ._graph import Workflow
@@ -76,48 +76,67 @@ def _trace(text: str, duration: float) -> list[AttemptRecord]:
     ]
 
 
-class Recorder:
-    """Queues a run's finished nodes (and its run row, when it changed) for the store; one writer
-    task at a time drains the queue in batches (group commit), so the loop never waits on disk
-    and a large run pays a few transactions instead of one per node."""
+COMMIT_DELAY = 0.01  # seconds a finished node may wait before its batch is written
 
-    __slots__ = ("pending", "run", "run_id", "store", "writing")
+
+class Recorder:
+    """Queues a run's finished nodes (and its run row, when it changed) for the store, and
+    writes them by group commit with a bounded delay: the run's writer task waits
+    ``COMMIT_DELAY`` after the first queued record, then writes everything queued as one
+    transaction. The loop never waits on disk; a short run is written once, at its end,
+    together with its run row."""
+
+    __slots__ = ("lock", "pending", "queued", "run", "run_id", "signalled", "store")
 
     def __init__(self, store: RunStore, run_id: str) -> None:
         self.store = store
         self.run_id = run_id
-        self.pending: list[NodeRow] = []
+        self.pending: list[str] = []
         self.run: RunRow | None = None
-        self.writing = False
+        self.lock = anyio.Lock()
+        self.queued = anyio.Event()
+        self.signalled = False
 
-    def add(self, name: str, done: Done) -> bool:
+    def add(self, name: str, done: Done) -> None:
         """Queue node ``name``; a success whose output is not JSON becomes an ``OutputError``
-        failure first. Returns True when a writer task should be started."""
-        output = None
-        if done.status == "success":
+        failure first."""
+        status, output = done["status"], None
+        if status == "success":
             try:
-                output = to_json(done.output)
+                output = to_json(done["output"])
             except (TypeError, ValueError, RecursionError) as exc:
                 done.fail(OutputError(f"node {name!r}: its output cannot be stored as JSON: {exc}"))
-        row = NodeRow(
-            self.run_id, name, done.status or "failure", output, done.error, done.attempts,
-            done.duration, done.reason, _trace_json(done.trace),
+                status = "failure"
+        self.pending.append(
+            record(
+                name, status or "failure", output, done["error"], done.attempts, done.duration,
+                done.reason, _trace_json(done.trace),
+            )
         )  # fmt: skip
-        self.pending.append(row)
-        if self.writing:
-            return False
-        self.writing = True
-        return True
+        self._signal()
 
-    async def drain(self) -> None:
-        """Write what is queued, then what was queued meanwhile, until nothing is left."""
-        try:
-            while self.pending or self.run is not None:
-                batch, self.pending = self.pending, []
-                run, self.run = self.run, None
-                await self.store.write(batch, run)
-        finally:
-            self.writing = False
+    def _signal(self) -> None:
+        if not self.signalled:
+            self.signalled = True
+            self.queued.set()
+
+    async def writer(self) -> None:
+        """The run's writer task (cancelled when the run's nodes are done): wait for a record,
+        let others join it for ``COMMIT_DELAY``, write the batch; again."""
+        while True:
+            await self.queued.wait()
+            await anyio.sleep(COMMIT_DELAY)
+            self.queued, self.signalled = anyio.Event(), False
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write everything queued (and the run row, if it changed) now, in one transaction."""
+        async with self.lock:
+            if not self.pending and self.run is None:
+                return
+            batch, self.pending = self.pending, []
+            run, self.run = self.run, None
+            await self.store.write(self.run_id, batch, run)
 
 
 def input_json(input: Any) -> str:
@@ -169,16 +188,9 @@ class Durable:
         self.row.status, self.row.attempts, self.row.retry_due = "running", attempt, None
         self.recorder.run = dataclasses.replace(self.row, nodes=[])
 
-    async def flush(self) -> None:
-        """Write what is queued (nodes, and the run row if it changed)."""
-        recorder = self.recorder
-        if (recorder.pending or recorder.run is not None) and not recorder.writing:
-            recorder.writing = True
-            await recorder.drain()
-
     async def _save(self) -> None:
         self.recorder.run = dataclasses.replace(self.row, nodes=[])
-        await self.flush()
+        await self.recorder.flush()
 
     async def retrying(self, attempts: int, error: dict[str, str], wait: float) -> None:
         """A failed attempt will run again after ``wait``: record when, so that it survives a
@@ -210,7 +222,7 @@ class Durable:
         time, for ``resume_due``."""
         with anyio.CancelScope(shield=True):
             if self.row.status == "retrying":
-                await self.flush()
+                await self.recorder.flush()
                 return
             self.row.status, self.row.retry_due = "cancelled", None
             self.row.finished_at = datetime.now(UTC).isoformat()

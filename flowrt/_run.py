@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,7 @@ from ._durable import Durable, load, seeded
 from ._errors import FlowError
 from ._events import Emitter
 from ._models import Event, NodeResult, RunResult, construct, error_info
-from ._native import checkpoint, clock
+from ._native import alongside, checkpoint, clock
 from ._scheduler import Scheduler
 from ._store import RunRow, RunStore
 
@@ -54,9 +55,10 @@ async def run(
         emit("run.started")
     seeds = seeded(plan, resume) if resume is not None else None
     try:
-        scheduler, attempts, error = await _attempts(
-            wf, plan, input, emit, timeout, durable, seeds, after_attempts
-        )
+        async with nullcontext() if durable is None else alongside(durable.recorder.writer):
+            scheduler, attempts, error = await _attempts(
+                wf, plan, input, emit, timeout, durable, seeds, after_attempts
+            )
     except BaseException:
         if emit is not None:
             emit("run.finished", status="cancelled")
@@ -121,8 +123,6 @@ async def _attempts(
         scheduler = Scheduler(plan, input, ctx, wf.max_concurrency, recorder, seeds)
         seeds = None  # a retry runs again from the first node
         in_time = await scheduler.execute(plan.roots, timeout)
-        if durable is not None:
-            await durable.flush()
         error = _run_error(wf, scheduler, in_time, timeout)
         if error is None or attempts > wf.retry.max_retries:
             return scheduler, attempts, error

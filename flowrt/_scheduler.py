@@ -75,7 +75,6 @@ class Scheduler:
                 if len(group.exceptions) == 1:
                     raise group.exceptions[0] from None
                 raise
-        self.spawn = None  # the group is closed: what is left to record is flushed by the run
         if scope.cancelled_caught:
             self._expire(timeout)
             return False
@@ -137,9 +136,8 @@ class Scheduler:
         """Store node i's envelope and return ``ready`` plus the dependents it released (the
         list is made only when one is)."""
         pn = self.nodes[i]
-        recorder = self.recorder
-        if recorder is not None and recorder.add(pn.name, done) and self.spawn is not None:
-            self.spawn(recorder.drain)  # one writer at a time drains the queue in batches
+        if self.recorder is not None:
+            self.recorder.add(pn.name, done)  # the run's writer stores it (group commit)
         self.store[pn.name] = done  # the record is its own envelope
         self.order.append(i)
         if self.emit is not None:

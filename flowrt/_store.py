@@ -26,7 +26,7 @@ RunStatus = str  # "running" | "success" | "failure" | "cancelled"
 
 @dataclass(slots=True)
 class NodeRow:
-    """One node's stored envelope and trace (``output`` and ``trace`` as JSON text)."""
+    """One node as ``load_run`` returns it (``output`` and ``trace`` as JSON text)."""
 
     run_id: str
     name: str
@@ -38,22 +38,32 @@ class NodeRow:
     reason: str | None
     trace: str
 
-    def fragment(self) -> str:
-        """This node as one JSON array: ``[name, status, output, error, attempts, duration,
-        reason, trace]`` (output and trace are JSON text already: no second encoding)."""
-        error = self.error
-        if error is None and self.reason is None:  # most nodes; names are plain identifiers
-            return (
-                f'["{self.name}", "{self.status}", {self.output or "null"}, null, '
-                f"{self.attempts}, {self.duration!r}, null, {self.trace}]"
-            )
-        error_text = "null" if error is None else (
-            f'{{"type": {_text(error["type"])}, "message": {_text(error["message"])}}}'
-        )  # fmt: skip
+
+def record(
+    name: str,
+    status: str,
+    output: str | None,
+    error: dict[str, str] | None,
+    attempts: int,
+    duration: float,
+    reason: str | None,
+    trace: str,
+) -> str:
+    """A finished node as the JSON text stores receive: ``[name, status, output, error,
+    attempts, duration, reason, trace]``; ``output`` and ``trace`` are JSON text already (no
+    second encoding), ``name`` a node name (letters, digits, ``_``, ``-``: no escaping)."""
+    if error is None and reason is None:  # most nodes
         return (
-            f"[{_text(self.name)}, {_text(self.status)}, {self.output or 'null'}, {error_text}, "
-            f"{self.attempts}, {self.duration!r}, {_text(self.reason)}, {self.trace}]"
+            f'["{name}", "{status}", {output or "null"}, null, {attempts}, {duration!r}, null, '
+            f"{trace}]"
         )
+    error_text = "null" if error is None else (
+        f'{{"type": {_text(error["type"])}, "message": {_text(error["message"])}}}'
+    )  # fmt: skip
+    return (
+        f'["{name}", "{status}", {output or "null"}, {error_text}, {attempts}, {duration!r}, '
+        f"{_text(reason)}, {trace}]"
+    )
 
 
 def _text(value: str | None) -> str:
@@ -83,10 +93,11 @@ class RunRow:
 class RunStore(Protocol):
     """Where durable runs live. Implement it to keep runs elsewhere than SQLite."""
 
-    async def write(self, nodes: Sequence[NodeRow], run: RunRow | None = None) -> None:
+    async def write(self, run_id: str, records: Sequence[str], run: RunRow | None = None) -> None:
         """In one transaction: record ``run`` (insert, or update its status, attempts, error,
         output, finished_at and retry_due) when given, and these finished nodes of run
-        ``run_id`` (replacing earlier rows of the same names)."""
+        ``run_id``, each a JSON record (see ``record``); a later record of a node replaces
+        the earlier one."""
 
     async def load_run(self, run_id: str) -> RunRow | None:
         """The stored run with its nodes, or None."""
@@ -128,6 +139,7 @@ CREATE VIEW IF NOT EXISTS nodes AS
            json_extract(j.value, '$[6]') AS reason
     FROM node_batches AS b, json_each(b.records) AS j;
 """
+_setup_lock = threading.Lock()
 _RUN_COLUMNS = (
     "run_id, workflow, input, definition, status, attempts, error, output, started_at, "
     "finished_at, retry_due"
@@ -186,9 +198,11 @@ class SQLiteStore:
             connection = sqlite3.connect(
                 self.path, timeout=self._busy_timeout, check_same_thread=False, isolation_level=None
             )
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=NORMAL")
-            connection.executescript(_SCHEMA)
+            # Switching a new file to WAL needs it to itself: set up one connection at a time.
+            with _setup_lock:
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute("PRAGMA synchronous=NORMAL")
+                connection.executescript(_SCHEMA)
             self._connection = connection
         return self._connection
 
@@ -209,19 +223,18 @@ class SQLiteStore:
                 self._connection.close()
                 self._connection = None
 
-    async def write(self, nodes: Sequence[NodeRow], run: RunRow | None = None) -> None:
+    async def write(self, run_id: str, records: Sequence[str], run: RunRow | None = None) -> None:
         """Record ``run`` (when given) and finished nodes, in one transaction: the nodes go in
         as one row, a JSON array of their records (the ``nodes`` view shows one row per node)."""
 
         def write(db: sqlite3.Connection) -> None:
             with db:  # one transaction: commit on success, roll back on error
-                db.execute("BEGIN")
+                db.execute("BEGIN IMMEDIATE")  # the write lock now (waits busy_timeout)
                 if run is not None:
                     db.execute(_UPSERT_RUN, _run_values(run))
-                if nodes:
-                    records = "[" + ", ".join(node.fragment() for node in nodes) + "]"
+                if records:
                     query = "INSERT INTO node_batches (run_id, records) VALUES (?, ?)"
-                    db.execute(query, (nodes[0].run_id, records))
+                    db.execute(query, (run_id, "[" + ", ".join(records) + "]"))
 
         await self._call(write)
 
