@@ -174,13 +174,12 @@ class Workflow:
         return node
 
     @overload
-    def node(self, fn: F, /, **options: Unpack[NodeOptions]) -> Node: ...
+    def node(self, fn: F, **options: Unpack[NodeOptions]) -> Node: ...
     @overload
-    def node(self, fn: None = None, /, **options: Unpack[NodeOptions]) -> Callable[[F], Node]: ...
+    def node(self, fn: None = None, **options: Unpack[NodeOptions]) -> Callable[[F], Node]: ...
     def node(
         self,
         fn: Callable[..., Any] | None = None,
-        /,
         *,
         name: str | None = None,
         depends: Sequence[Node | Branch | str] = (),
@@ -228,7 +227,6 @@ class Workflow:
     def map(
         self,
         fn: F,
-        /,
         *,
         items: Any,
         concurrency: int | None = None,
@@ -239,7 +237,6 @@ class Workflow:
     def map(
         self,
         fn: None = None,
-        /,
         *,
         items: Any,
         concurrency: int | None = None,
@@ -249,7 +246,6 @@ class Workflow:
     def map(
         self,
         fn: Callable[..., Any] | None = None,
-        /,
         *,
         items: Any,
         concurrency: int | None = None,
@@ -274,7 +270,6 @@ class Workflow:
     def loop(
         self,
         fn: F,
-        /,
         *,
         max_loops: int,
         on_max_loops: Literal["raise", "return"] = "raise",
@@ -285,7 +280,6 @@ class Workflow:
     def loop(
         self,
         fn: None = None,
-        /,
         *,
         max_loops: int,
         on_max_loops: Literal["raise", "return"] = "raise",
@@ -295,7 +289,6 @@ class Workflow:
     def loop(
         self,
         fn: Callable[..., Any] | None = None,
-        /,
         *,
         max_loops: int,
         on_max_loops: Literal["raise", "return"] = "raise",

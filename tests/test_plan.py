@@ -26,9 +26,11 @@ def test_node_works_bare_called_and_as_plain_call() -> None:
         return 2
 
     plain = wf.node(noop, name="plain", depends=["called"])
+    keyword = wf.node(fn=noop, name="keyword", depends=[plain])
     assert isinstance(bare, Node)
+    assert isinstance(keyword, Node)
     assert isinstance(plain, Node)
-    assert list(wf.nodes) == ["bare", "called", "plain"]
+    assert list(wf.nodes) == ["bare", "called", "plain", "keyword"]
     wf.validate()
 
 
