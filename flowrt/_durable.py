@@ -170,7 +170,6 @@ class Durable:
         run_id: str,
         input: Any,
         started: datetime,
-        attempt: int,
     ) -> None:
         self.store = store
         self.recorder = Recorder(store, run_id)
@@ -179,7 +178,7 @@ class Durable:
             definition["definition"] = definition_json(wf)
         self.row = RunRow(
             run_id, wf.name, input_json(input), "running", started.isoformat(),
-            definition["definition"], attempt,
+            definition["definition"],
         )  # fmt: skip
 
     def start(self, attempt: int) -> None:

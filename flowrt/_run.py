@@ -1,5 +1,5 @@
-"""Running a workflow: the workflow-level retry loop around the scheduler, the RunResult, and the
-event stream."""
+"""Running a workflow: the workflow-level retry loop around the scheduler, durable runs and
+resume, and the RunResult."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ async def run(
     store = store if store is not None else wf.store
     durable = None
     if store is not None:
-        durable = Durable(store, wf, emitter.run_id, input, started_at, after_attempts + 1)
+        durable = Durable(store, wf, emitter.run_id, input, started_at)
         durable.start(after_attempts + 1)
     if emit is not None:
         emit("run.started")
