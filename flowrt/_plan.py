@@ -206,6 +206,12 @@ def _bind(pn: PlanNode, node: Node, known: frozenset[str]) -> None:
     fn = node.fn
     if not callable(fn):
         raise DefinitionError(f"must be callable, got {fn!r}", node=node.name, field="fn")
+    if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
+        raise DefinitionError(
+            "a generator function cannot be a node: return the value (a list, say) instead",
+            node=node.name,
+            field="fn",
+        )
     pn.is_async = _is_async(fn)
     if node.executor == "process" and pn.is_async:
         raise DefinitionError(

@@ -238,3 +238,18 @@ def test_bad_map_and_loop_settings(kind: str, options: dict[str, Any], field: st
     with pytest.raises(DefinitionError) as info:
         wf.validate()
     assert (info.value.node, info.value.field) == ("k", field)
+
+
+def test_generator_functions_are_refused() -> None:
+    async def agen() -> Any:
+        yield 1
+
+    def gen() -> Any:
+        yield 1
+
+    for fn in (agen, gen):
+        wf = Workflow("w")
+        wf.node(fn)
+        with pytest.raises(DefinitionError, match="generator function") as info:
+            wf.validate()
+        assert info.value.field == "fn"
