@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import anyio
+from pydantic import BaseModel
 
 from ._attempt import Context, Done
 from ._durable import Durable, load, seeded
@@ -41,7 +42,10 @@ async def run(
     durable; ``resume`` (a stored run) keeps its successful nodes; ``after_attempts`` counts
     workflow-level attempts already made."""
     plan = wf.compiled()
-    input = {} if input is None else input
+    if input is None:
+        input = {}
+    elif isinstance(input, BaseModel):  # selectors walk plain data
+        input = input.model_dump()
     started_at = datetime.now(UTC)
     sinks = [*wf.listeners, sink] if sink is not None else list(wf.listeners)
     emitter = Emitter(wf.name, run_id or uuid.uuid4().hex, sinks)

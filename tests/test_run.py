@@ -138,3 +138,20 @@ def test_run_sync_runs_outside_an_event_loop() -> None:
     wf = Workflow("sync")
     wf.node(lambda x: x * 2, name="double")
     assert wf.run_sync({"x": 4})["double"].output == 8
+
+
+async def test_a_pydantic_model_input_is_taken_as_its_data() -> None:
+    from pydantic import BaseModel
+
+    class Order(BaseModel):
+        order_id: int
+        items: list[str]
+
+    wf = Workflow("typed-input")
+
+    @wf.node
+    async def count(order_id: int, items: list[str]) -> str:
+        return f"{order_id}: {len(items)}"
+
+    result = await wf.run(Order(order_id=3, items=["a", "b"]))
+    assert result["count"].output == "3: 2"
