@@ -214,3 +214,46 @@ async def test_a_run_killed_mid_way_resumes_without_rerunning_successes(tmp_path
     )  # once each
     assert calls.count("blocker") == 2  # running at the crash: at-least-once
     assert calls.count("final") == 1
+
+
+async def test_resume_restores_a_map_output_and_a_choice_branch(tmp_path: Path) -> None:
+    from flowrt import Condition
+
+    store = SQLiteStore(tmp_path / "runs.db")
+    calls: dict[str, int] = {}
+    broken = {"finish"}
+    wf = Workflow("mixed", store=store)
+
+    @wf.map(items="$.input.xs", error_handling=ErrorHandling.ignore())
+    async def square(item: int) -> int:
+        calls["square"] = calls.get("square", 0) + 1
+        return item * item
+
+    route = wf.choice(
+        "route", {"big": Condition("$.square.output[2].output", ">", 5), "small": None}
+    )
+
+    @wf.node(depends=[route["big"]], inputs={"values": "$.square.output[*].output"})
+    async def finish(values: list[int]) -> int:
+        calls["finish"] = calls.get("finish", 0) + 1
+        if "finish" in broken:
+            raise RuntimeError("not yet")
+        return sum(values)
+
+    first = await wf.run({"xs": [1, 2, 3]})
+    assert (first.status, first["route"].output) == ("failure", "big")
+    broken.clear()
+    resumed = await wf.resume(first.run_id)
+    assert resumed.status == "success"
+    assert resumed["finish"].output == 14
+    assert resumed["square"].output[2] == {"status": "success", "output": 9, "error": None}
+    assert calls == {"square": 3, "finish": 2}  # the map's items did not run again
+
+
+async def test_a_stream_over_a_durable_run_stores_it(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "runs.db")
+    wf = diamond(store, {}, set())
+    kinds = [event.kind async for event in wf.stream({"x": 1})]
+    assert kinds[-1] == "run.finished"
+    (run,) = await store.list_runs()
+    assert run.status == "success"
