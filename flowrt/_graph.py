@@ -392,9 +392,10 @@ class Workflow:
         ``input`` is the run input (``$.input``): plain data; a pydantic model is taken as its
         ``model_dump()``. Node failures never raise: they are in the result. ``timeout`` is a
         deadline for each run attempt: at expiry running nodes are cancelled and the run fails.
-        ``run_id`` names the run (a new uuid4 hex by default). With a ``store`` (or the workflow's) the run is durable: its
-        input, each node's envelope as it finishes and its status are stored, and it can be
-        resumed; node outputs must then be JSON (else the node fails with ``OutputError``).
+        ``run_id`` names the run (a new uuid4 hex by default). With a ``store`` (or the
+        workflow's) the run is durable: its input, each node's envelope as it finishes and its
+        status are stored, and it can be resumed; node outputs must then be JSON (else the node
+        fails with ``OutputError``).
 
         Raises:
             DefinitionError: the workflow is invalid.

@@ -188,10 +188,12 @@ async def test_a_run_killed_mid_way_resumes_without_rerunning_successes(tmp_path
                 await anyio.sleep(0.05)
                 if not store_path.exists() or not calls_path.exists():
                     continue
-                with sqlite3.connect(store_path) as db:
-                    stored = db.execute(
-                        "SELECT count(*) FROM nodes WHERE status = 'success'"
-                    ).fetchone()[0]
+                try:
+                    with sqlite3.connect(store_path) as db:
+                        query = "SELECT count(*) FROM nodes WHERE status = 'success'"
+                        stored = db.execute(query).fetchone()[0]
+                except sqlite3.OperationalError:  # the child has not created its tables yet
+                    continue
                 if stored == 20 and "blocker" in calls_path.read_text():
                     break
         child.send_signal(signal.SIGKILL)
