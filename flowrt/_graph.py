@@ -4,6 +4,7 @@ all and compiles the plan that ``run`` executes."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import random
 from collections.abc import Callable, Mapping, Sequence
@@ -151,7 +152,16 @@ class Workflow:
     def add_listener(self, listener: Callable[[Event], None]) -> Callable[[Event], None]:
         """Call ``listener(event)`` for every event of every run of this workflow, synchronously,
         as it happens (usable as a decorator). A listener that raises is logged (stdlib logger
-        ``flowrt``) and never breaks the run."""
+        ``flowrt``) and never breaks the run.
+
+        Raises:
+            TypeError: ``listener`` is an ``async def`` function (use ``wf.stream()`` to await).
+        """
+        if inspect.iscoroutinefunction(listener):
+            raise TypeError(
+                f"listener {listener!r} is async: listeners are called synchronously as events "
+                "happen; use `async for event in wf.stream(...)` to await per event"
+            )
         self.listeners.append(listener)
         return listener
 

@@ -224,3 +224,11 @@ async def test_an_unconfigured_structlog_prints_nothing(capsys: pytest.CaptureFi
     await retried_once().run()
     captured = capsys.readouterr()
     assert (captured.out, captured.err) == ("", "")
+
+
+def test_an_async_listener_is_refused() -> None:
+    async def listener(event: Event) -> None:
+        return None
+
+    with pytest.raises(TypeError, match="listeners are called synchronously"):
+        retried_once().add_listener(listener)
