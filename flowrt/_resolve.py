@@ -233,7 +233,14 @@ def compile_template(spec: str, known: Collection[str]) -> Render:
     names = meta.find_undeclared_variables(parsed) - set(env.globals)
     unknown = sorted(names - set(known))
     if unknown:
-        raise DefinitionError(f"template {spec!r} names unknown node {unknown[0]!r}")
+        hyphenated = sorted(name for name in known if "-" in name and name in spec)
+        hint = (
+            f" ({hyphenated[0]!r} has a '-': a template cannot name it; read it with a selector "
+            "in another input, or name the node without '-')"
+            if hyphenated
+            else ""
+        )
+        raise DefinitionError(f"template {spec!r} names unknown node {unknown[0]!r}{hint}")
     return Render(env.from_string(parsed), frozenset(names), spec)
 
 

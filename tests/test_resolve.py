@@ -167,3 +167,8 @@ async def test_a_template_that_fails_to_render_fails_the_node_with_input_error()
     result = await wf.run({"zero": 0})
     assert result["echo"].error is not None
     assert result["echo"].error.type == "InputError"
+
+
+def test_a_hyphenated_node_in_a_template_gets_a_hint() -> None:
+    with pytest.raises(DefinitionError, match="'fetch-page' has a '-'"):
+        compile_value("{{ fetch-page.output }}", {"input", "fetch-page"})
