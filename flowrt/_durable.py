@@ -9,6 +9,7 @@ import json.encoder
 import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from json.encoder import encode_basestring_ascii
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -49,6 +50,13 @@ def to_json(value: Any) -> str:
         TypeError, ValueError, RecursionError: as ``json.dumps`` does (RecursionError for a
             circular value).
     """
+    kind = type(value)  # exact types: bool, an int subclass, goes through the encoder
+    if kind is int:
+        return int.__repr__(value)
+    if kind is str:
+        return encode_basestring_ascii(value)
+    if value is None:
+        return "null"
     if _encode is None:  # pragma: no cover
         return json.dumps(value)
     return "".join(_encode(value, 0))
@@ -113,10 +121,7 @@ class Recorder:
                 done.reason, _trace_json(done.trace),
             )
         )  # fmt: skip
-        self._signal()
-
-    def _signal(self) -> None:
-        if not self.signalled:
+        if not self.signalled:  # wake the writer (once per batch)
             self.signalled = True
             self.queued.set()
 
