@@ -34,11 +34,10 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         store_option(parser)
 
 
-def store_option(parser: argparse.ArgumentParser) -> None:
-    """``--store PATH`` (default: $FLOWRT_STORE, else ./flowrt.db)."""
-    parser.add_argument(
-        "--store", default=None, help="the SQLite run store (default: $FLOWRT_STORE or ./flowrt.db)"
-    )
+def store_option(parser: argparse.ArgumentParser, text: str | None = None) -> None:
+    """``--store PATH`` (for the stored-run commands: default $FLOWRT_STORE, else ./flowrt.db)."""
+    text = text or "the SQLite run store (default: $FLOWRT_STORE, else ./flowrt.db)"
+    parser.add_argument("--store", default=None, help=text)
 
 
 def open_store(path: str | None) -> SQLiteStore:

@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     ):
         commands.add_parser(name, help=text).add_argument("file")
     commands.add_parser("schema", help="print the JSON Schema of workflow files")
-    store_option(run)
+    store_option(run, "keep the run durably in this SQLite store (resumable)")
     add_commands(commands)
     return parser
 
