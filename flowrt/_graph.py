@@ -266,15 +266,7 @@ class Workflow:
         ``concurrency`` at a time, each item under the node's error handling. Its output is the
         list of per-item envelopes ``{status, output, error}`` in item order. Other options as
         ``node``."""
-        spec = MapSpec(items, concurrency, tolerated_failures)
-
-        def add(fn: Callable[..., Any]) -> Node:
-            node = self.node(fn, **options)
-            node.kind = "map"
-            node.map = spec
-            return node
-
-        return add if fn is None else add(fn)
+        return self._special(fn, MapSpec(items, concurrency, tolerated_failures), options)
 
     @overload
     def loop(
@@ -308,12 +300,19 @@ class Workflow:
         """Add an agent-style loop: ``fn(state)`` is called until it returns ``Final(value)``, the
         state being first the dict of the node's inputs, then each step's return value. Other
         options as ``node``."""
-        spec = LoopSpec(max_loops, on_max_loops, finalize)
+        return self._special(fn, LoopSpec(max_loops, on_max_loops, finalize), options)
+
+    def _special(
+        self, fn: Callable[..., Any] | None, spec: MapSpec | LoopSpec, options: NodeOptions
+    ) -> Node | Callable[[F], Node]:
+        """``node`` for a map or loop: the same handle, with its kind and settings."""
 
         def add(fn: Callable[..., Any]) -> Node:
             node = self.node(fn, **options)
-            node.kind = "loop"
-            node.loop = spec
+            if isinstance(spec, MapSpec):
+                node.kind, node.map = "map", spec
+            else:
+                node.kind, node.loop = "loop", spec
             return node
 
         return add if fn is None else add(fn)
