@@ -238,9 +238,10 @@ def seeded(plan: Plan, run: RunRow) -> dict[int, Done]:
     records: dict[int, Done] = {}
     for row in run.nodes:
         index = plan.index.get(row.name)
-        if row.status != "success" or index is None or row.output is None:
+        if row.status != "success" or index is None:
             continue
-        done = Done().succeed(json.loads(row.output))
+        # A success stored without output text returned None (JSON null): keep it all the same.
+        done = Done().succeed(None if row.output is None else json.loads(row.output))
         done.attempts, done.duration = row.attempts, row.duration
         done.trace = _trace(row.trace, row.duration)
         records[index] = done

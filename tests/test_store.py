@@ -259,3 +259,27 @@ async def test_a_stream_over_a_durable_run_stores_it(tmp_path: Path) -> None:
     assert kinds[-1] == "run.finished"
     (run,) = await store.list_runs()
     assert run.status == "success"
+
+
+async def test_resume_keeps_a_success_whose_output_was_none(tmp_path: Path) -> None:
+    calls: list[str] = []
+    broken = {"after"}
+    wf = Workflow("quiet", store=SQLiteStore(tmp_path / "runs.db"))
+
+    @wf.node
+    async def quiet() -> None:
+        calls.append("quiet")
+
+    @wf.node(depends=[quiet])
+    async def after() -> str:
+        calls.append("after")
+        if "after" in broken:
+            raise RuntimeError("not yet")
+        return "ok"
+
+    first = await wf.run()
+    broken.clear()
+    resumed = await wf.resume(first.run_id)
+    assert resumed.status == "success"
+    assert resumed["quiet"].output is None
+    assert calls == ["quiet", "after", "after"]  # quiet succeeded: it does not run again
