@@ -33,7 +33,7 @@ _c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
 _encode = _c_make_encoder and _c_make_encoder(
     None,
     _raise_unencodable,
-    json.encoder.encode_basestring_ascii,
+    encode_basestring_ascii,
     None,
     ": ",
     ", ",

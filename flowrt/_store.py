@@ -52,22 +52,15 @@ def record(
     """A finished node as the JSON text stores receive: ``[name, status, output, error,
     attempts, duration, reason, trace]``; ``output`` and ``trace`` are JSON text already (no
     second encoding), ``name`` a node name (letters, digits, ``_``, ``-``: no escaping)."""
-    if error is None and reason is None:  # most nodes
-        return (
-            f'["{name}", "{status}", {output or "null"}, null, {attempts}, {duration!r}, null, '
-            f"{trace}]"
-        )
     error_text = "null" if error is None else (
-        f'{{"type": {_text(error["type"])}, "message": {_text(error["message"])}}}'
+        f'{{"type": {encode_basestring_ascii(error["type"])}, '
+        f'"message": {encode_basestring_ascii(error["message"])}}}'
     )  # fmt: skip
+    reason_text = "null" if reason is None else encode_basestring_ascii(reason)
     return (
         f'["{name}", "{status}", {output or "null"}, {error_text}, {attempts}, {duration!r}, '
-        f"{_text(reason)}, {trace}]"
+        f"{reason_text}, {trace}]"
     )
-
-
-def _text(value: str | None) -> str:
-    return "null" if value is None else encode_basestring_ascii(value)
 
 
 @dataclass(slots=True)
