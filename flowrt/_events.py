@@ -10,7 +10,7 @@ from typing import Any
 
 import anyio
 
-from ._models import Event, RunResult, error_info
+from ._models import Event, RunResult, as_error_info
 
 _stdlib_log = logging.getLogger("flowrt")
 _LEVELS = {"node.retrying": "warning", "run.retrying": "warning"}
@@ -61,7 +61,7 @@ class Emitter:
                 node=node,
                 attempt=attempt,
                 status=status,
-                error=error_info(error),
+                error=as_error_info(error),
                 wait=wait,
                 time=time,
                 result=result,

@@ -182,7 +182,7 @@ def construct(cls: type[M], values: dict[str, Any]) -> M:
     return obj
 
 
-def error_info(error: dict[str, str] | None) -> ErrorInfo | None:
+def as_error_info(error: dict[str, str] | None) -> ErrorInfo | None:
     """The ErrorInfo of a plain ``{type, message}`` dict (no validation: flowrt built it)."""
     if error is None:
         return None

@@ -17,7 +17,7 @@ from ._attempt import Context, Done
 from ._durable import Durable, load, seeded
 from ._errors import FlowError
 from ._events import Emitter
-from ._models import Event, NodeResult, RunResult, construct, error_info
+from ._models import Event, NodeResult, RunResult, as_error_info, construct
 from ._native import alongside, checkpoint, clock
 from ._scheduler import Scheduler
 from ._store import RunRow, RunStore
@@ -99,7 +99,7 @@ def _result(
             "run_id": run_id,
             "status": "failure" if error else "success",
             "output": _output(plan, scheduler.store),
-            "error": error_info(error),
+            "error": as_error_info(error),
             "nodes": nodes,
             "attempts": attempts,
             "started_at": started_at,
@@ -181,7 +181,7 @@ def _node_result(done: Done) -> NodeResult:
         {
             "status": done.status,
             "output": done.output,
-            "error": error_info(done.error),
+            "error": as_error_info(done.error),
             "attempts": done.attempts,
             "duration": done.duration,
             "reason": done.reason,
