@@ -126,7 +126,7 @@ async def _attempts(
         attempts += 1
         scheduler = Scheduler(plan, input, ctx, wf.max_concurrency, recorder, seeds)
         seeds = None  # a retry runs again from the first node
-        in_time = await scheduler.execute(plan.roots, timeout)
+        in_time = await scheduler.execute(timeout)
         error = _run_error(wf, scheduler, in_time, timeout)
         if error is None or attempts > wf.retry.max_retries:
             return scheduler, attempts, error

@@ -33,6 +33,7 @@ class Scheduler:
         "pending",
         "queue",
         "recorder",
+        "roots",
         "running",
         "seeds",
         "spawn",
@@ -49,6 +50,7 @@ class Scheduler:
         seeds: dict[int, Done] | None = None,
     ) -> None:
         self.nodes = plan.nodes
+        self.roots = plan.roots
         self.store: dict[str, Any] = {"input": input}
         self.done: list[Done | None] = [None] * len(plan.nodes)
         self.pending = [len(pn.deps) for pn in plan.nodes]
@@ -63,12 +65,12 @@ class Scheduler:
         self.recorder = recorder
         self.seeds = seeds
 
-    async def execute(self, roots: list[int], timeout: float | None) -> bool:
+    async def execute(self, timeout: float | None) -> bool:
         """Run every node; return False if the run's deadline expired first."""
         with anyio.move_on_after(timeout) as scope:
             try:
                 async with task_group() as self.spawn:
-                    self._settle(self._seed() if self.seeds else list(roots))
+                    self._settle(self._seed() if self.seeds else list(self.roots))
             except BaseExceptionGroup as group:
                 # Node code never raises Exception out of a node task; what gets here is a
                 # BaseException (KeyboardInterrupt, SystemExit...): re-raise it as itself.
