@@ -171,10 +171,8 @@ def workflow_router(
     async def background(state: _Run, data: dict[str, Any]) -> None:
         from ._run import run as run_workflow
 
-        with anyio.CancelScope() as scope:
-            await run_workflow(wf, data, timeout=timeout, sink=state.add, run_id=state.state.run_id)
-        if scope.cancelled_caught and state.state.status == "running":
-            state.state.status = "cancelled"
+        # Cancelled at shutdown, the run ends with a "cancelled" run.finished: state.add marks it.
+        await run_workflow(wf, data, timeout=timeout, sink=state.add, run_id=state.state.run_id)
 
     async def start(request: Request, body: body_model) -> RunStarted:  # type: ignore[valid-type]
         if not owner:
