@@ -366,7 +366,8 @@ def _loop_settings(node: Node) -> None:
 def _link(pn: PlanNode, index: dict[str, int], nodes: list[PlanNode]) -> None:
     """Turn depends and the names read by inputs/conditions/items into edges."""
     edges = {_edge(ref, pn.name, index, nodes) for ref in pn.node.depends}
-    read = set().union(*(value.names for _, value in (*pn.positional, *pn.keywords)))
+    values = [value for _, value in (*pn.positional, *pn.keywords)]
+    read = set().union(*(value.names for value in values))
     read |= set().union(*(names_of(test) for _, test in pn.options if test is not None))
     if pn.items is not None:
         read |= pn.items.names
@@ -376,7 +377,6 @@ def _link(pn: PlanNode, index: dict[str, int], nodes: list[PlanNode]) -> None:
     for dep in pn.deps:
         nodes[dep].dependents.append(pn.index)
     pn.visible = ("input", *(nodes[dep].name for dep in pn.deps))
-    values = [value for _, value in (*pn.positional, *pn.keywords)]
     pn.needs_view = (
         any(value.needs_view for value in values)
         or bool(pn.options)
