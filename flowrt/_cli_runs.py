@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from typing import TYPE_CHECKING
 
 import anyio
@@ -71,7 +70,9 @@ def _workflow(run: RunRow, file: str | None) -> Workflow:
         return load(file)
     if run.definition is None:
         raise UsageError(f"run {run.run_id!r}: its workflow was not stored as data; pass its FILE")
-    sys.path.insert(0, os.getcwd())  # its ``call:`` references import as when it was run
+    from .cli import importable
+
+    importable(os.getcwd())  # its ``call:`` references import as when it was run
     return Workflow.from_dict(json.loads(run.definition))
 
 

@@ -56,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def importable(*folders: str | Path) -> None:
+    """Put ``folders`` first on the import path, so that ``call:`` references (and Python
+    workflow files) import from beside the workflow and from the current folder."""
+    sys.path[:0] = [str(Path(folder).resolve()) for folder in folders]
+
+
 def load(target: str) -> Workflow:
     """The workflow a FILE argument names.
 
@@ -77,7 +83,7 @@ def load(target: str) -> Workflow:
     file = Path(path)
     if not file.is_file():
         raise UsageError(f"no such file: {file}")
-    sys.path[:0] = [str(file.resolve().parent), str(Path.cwd())]  # calls resolve beside the file
+    importable(file.parent, Path.cwd())
     return Workflow.from_yaml(file)
 
 
@@ -86,12 +92,12 @@ def _python_object(path: str, attr: str) -> Any:
         spec = importlib.util.spec_from_file_location(Path(path).stem, path)
         if spec is None or spec.loader is None or not Path(path).is_file():
             raise UsageError(f"no such file: {path}")
-        sys.path.insert(0, str(Path(path).resolve().parent))
+        importable(Path(path).parent)
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module
         spec.loader.exec_module(module)
     else:
-        sys.path.insert(0, str(Path.cwd()))
+        importable(Path.cwd())
         try:
             module = importlib.import_module(path)
         except ImportError as exc:
