@@ -55,7 +55,9 @@ class Done(dict[str, Any]):
     def attempted(self, start: float, end: float, output: Any) -> Done:
         """Record a successful attempt (``start`` and ``end`` on the run's clock) and finish."""
         self.trace.append(AttemptRecord(self.attempts, start, end - start))
-        return self.succeed(output)
+        self["status"] = "success"  # what succeed() does, without a second call per node
+        self["output"] = output
+        return self
 
     def attempt_failed(
         self, start: float, end: float, exc: Exception, wait: float | None

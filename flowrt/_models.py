@@ -160,9 +160,12 @@ class ErrorInfo(BaseModel):
 
 
 M = TypeVar("M", bound=BaseModel)
-_set = object.__setattr__
 
-
+# BaseModel's own slots, set through their descriptors: one C call each, no __setattr__ hooks.
+_set_values = BaseModel.__dict__["__dict__"].__set__
+_set_fields = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 _all_fields: dict[type[BaseModel], set[str]] = {}
 
 
@@ -171,14 +174,14 @@ def construct(cls: type[M], values: dict[str, Any]) -> M:
     ``model_construct`` does, without its per-field default handling, and with one fields-set
     shared by every instance (all fields are set, so adding to it changes nothing). Results are
     built once per node; tests/test_models.py checks this equals ``model_validate``."""
-    obj = cls.__new__(cls)
-    _set(obj, "__dict__", values)
+    obj = object.__new__(cls)
+    _set_values(obj, values)
     fields = _all_fields.get(cls)
     if fields is None:
         fields = _all_fields[cls] = set(cls.model_fields)
-    _set(obj, "__pydantic_fields_set__", fields)
-    _set(obj, "__pydantic_extra__", None)
-    _set(obj, "__pydantic_private__", None)
+    _set_fields(obj, fields)
+    _set_extra(obj, None)
+    _set_private(obj, None)
     return obj
 
 

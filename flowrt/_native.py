@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
@@ -29,7 +30,10 @@ def clock() -> Callable[[], float]:
     """The running loop's clock (what ``anyio.current_time()`` reads), without the per-call
     backend lookup."""
     if _on_asyncio():
-        return asyncio.get_running_loop().time
+        loop = asyncio.get_running_loop()
+        if type(loop).time is asyncio.BaseEventLoop.time:
+            return time.monotonic  # what that method returns, without a Python-level call
+        return loop.time
     import trio
 
     return trio.current_time

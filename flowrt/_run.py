@@ -176,12 +176,13 @@ def _output(plan: Plan, store: dict[str, Any]) -> Any:
 
 
 def _node_result(done: Done) -> NodeResult:
+    error = done["error"]  # the record's keys and slots, read directly: this runs once per node
     return construct(
         NodeResult,
         {
-            "status": done.status,
-            "output": done.output,
-            "error": as_error_info(done.error),
+            "status": done["status"],
+            "output": done["output"],
+            "error": None if error is None else as_error_info(error),
             "attempts": done.attempts,
             "duration": done.duration,
             "reason": done.reason,
