@@ -38,7 +38,7 @@ class PlanNode:
     is_async: bool = False
     edges: tuple[tuple[int, str | None], ...] = ()
     deps: tuple[int, ...] = ()
-    dependents: list[int] = field(default_factory=list)
+    dependents: tuple[int, ...] = ()  # a tuple of ints: the collector stops tracking it
     positional: tuple[tuple[str, Value], ...] = ()
     keywords: tuple[tuple[str, Value], ...] = ()
     from_input: tuple[tuple[str, bool], ...] = ()
@@ -107,8 +107,13 @@ def compile_plan(wf: Workflow) -> Plan:
     index = _check_names(wf._nodes)
     known = frozenset(index) | {"input"}
     nodes = [_compile_node(i, node, known, wf) for i, node in enumerate(wf._nodes)]
+    dependents: list[list[int]] = [[] for _ in nodes]
     for pn in nodes:
         _link(pn, index, nodes)
+        for dep in pn.deps:
+            dependents[dep].append(pn.index)
+    for pn, after in zip(nodes, dependents, strict=True):
+        pn.dependents = tuple(after)
     _check_acyclic(nodes)
     output = None
     if wf.output is not None:
@@ -175,10 +180,13 @@ def _compile_node(i: int, node: Node, known: frozenset[str], wf: Workflow) -> Pl
     return pn
 
 
+_DEFAULT_POLICY = ErrorHandling()  # frozen: every node without a policy shares this one
+
+
 def _policy(node: Node) -> ErrorHandling:
     given = node.error_handling
     if given is None:
-        return ErrorHandling()
+        return _DEFAULT_POLICY
     if isinstance(given, ErrorHandling):
         return given
     if isinstance(given, Mapping):
@@ -374,8 +382,6 @@ def _link(pn: PlanNode, index: dict[str, int], nodes: list[PlanNode]) -> None:
     edges |= {(index[name], None) for name in read if name != "input"}
     pn.edges = tuple(sorted(edges, key=lambda edge: (edge[0], edge[1] or "")))
     pn.deps = tuple(sorted({dep for dep, _ in edges}))
-    for dep in pn.deps:
-        nodes[dep].dependents.append(pn.index)
     pn.visible = ("input", *(nodes[dep].name for dep in pn.deps))
     pn.needs_view = (
         any(value.needs_view for value in values)
