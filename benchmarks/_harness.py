@@ -23,18 +23,42 @@ Case = Callable[[], Awaitable[Any]]
 
 @dataclass
 class Figures:
-    """One side's figures: median wall time and peak traced memory."""
+    """One side's figures: median wall time, peak traced memory, and the garbage collector's
+    share: full (generation 2) collections per run and the median pause time per run."""
 
     median_s: float
     runs_s: list[float]
     peak_bytes: int
+    full_gcs: int
+    gc_s: float
 
 
-async def _time(case: Case) -> float:
-    gc.collect()
-    start = time.perf_counter()
-    await case()
-    return time.perf_counter() - start
+class _Collections:
+    """Counts full collections and sums every collection's pause while it is installed."""
+
+    def __init__(self) -> None:
+        self.full = 0
+        self.paused = 0.0
+        self._since = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._since = time.perf_counter()
+            return
+        self.paused += time.perf_counter() - self._since
+        self.full += info["generation"] == 2
+
+
+async def _time(case: Case) -> tuple[float, _Collections]:
+    gc.collect()  # every run starts from the same collector state
+    collections = _Collections()
+    gc.callbacks.append(collections)
+    try:
+        start = time.perf_counter()
+        await case()
+        return time.perf_counter() - start, collections
+    finally:
+        gc.callbacks.remove(collections)
 
 
 async def _peak(case: Case) -> int:
@@ -53,15 +77,24 @@ async def _compare(
     for _ in range(warmup):
         await flowrt()
         await baseline()
-    times: dict[str, list[float]] = {"flowrt": [], "baseline": []}
+    runs: dict[str, list[tuple[float, _Collections]]] = {"flowrt": [], "baseline": []}
     for _ in range(repeats):  # alternate, so drift in the machine hits both sides alike
-        times["flowrt"].append(await _time(flowrt))
-        times["baseline"].append(await _time(baseline))
-    peaks = (await _peak(flowrt), await _peak(baseline))
-    return (
-        Figures(statistics.median(times["flowrt"]), times["flowrt"], peaks[0]),
-        Figures(statistics.median(times["baseline"]), times["baseline"], peaks[1]),
-    )
+        runs["flowrt"].append(await _time(flowrt))
+        runs["baseline"].append(await _time(baseline))
+    peaks = {"flowrt": await _peak(flowrt), "baseline": await _peak(baseline)}
+    figures = []
+    for side in ("flowrt", "baseline"):
+        times = [elapsed for elapsed, _ in runs[side]]
+        figures.append(
+            Figures(
+                statistics.median(times),
+                times,
+                peaks[side],
+                int(statistics.median(c.full for _, c in runs[side])),
+                statistics.median(c.paused for _, c in runs[side]),
+            )
+        )
+    return figures[0], figures[1]
 
 
 def compare(
@@ -82,12 +115,8 @@ def compare(
         "title": title,
         "against": against,
         "n": n,
-        "flowrt": {"median_s": ours.median_s, "runs_s": ours.runs_s, "peak_bytes": ours.peak_bytes},
-        "baseline": {
-            "median_s": base.median_s,
-            "runs_s": base.runs_s,
-            "peak_bytes": base.peak_bytes,
-        },
+        "flowrt": _side(ours),
+        "baseline": _side(base),
         "ratio": ours.median_s / base.median_s,
         "per_node_us": {"flowrt": ours.median_s / n * 1e6, "baseline": base.median_s / n * 1e6},
         "extra_bytes_per_node": (ours.peak_bytes - base.peak_bytes) / n,
@@ -101,18 +130,30 @@ def compare(
     return record
 
 
+def _side(figures: Figures) -> dict[str, Any]:
+    return {
+        "median_s": figures.median_s,
+        "runs_s": figures.runs_s,
+        "peak_bytes": figures.peak_bytes,
+        "full_gcs": figures.full_gcs,
+        "gc_s": figures.gc_s,
+    }
+
+
 def render(record: dict[str, Any]) -> str:
     """The table for one record."""
     lines = [f"{record['shape']} {record['title']} (n = {record['n']:,})"]
     lines.append(
-        f"  {'':10} {'median ms':>10} {'per node µs':>12} {'peak KiB':>10} {'KiB/node':>9}"
+        f"  {'':10} {'median ms':>10} {'per node µs':>12} {'peak KiB':>10} {'KiB/node':>9} "
+        f"{'GC ms':>7} {'full GCs':>9}"
     )
     for side in ("flowrt", "baseline"):
         fig = record[side]
         label = side if side == "flowrt" else record.get("against", side)
         lines.append(
             f"  {label:10} {fig['median_s'] * 1000:10.1f} {record['per_node_us'][side]:12.2f} "
-            f"{fig['peak_bytes'] / 1024:10.0f} {fig['peak_bytes'] / 1024 / record['n']:9.2f}"
+            f"{fig['peak_bytes'] / 1024:10.0f} {fig['peak_bytes'] / 1024 / record['n']:9.2f} "
+            f"{fig['gc_s'] * 1000:7.1f} {fig['full_gcs']:9d}"
         )
     lines.append(
         f"  flowrt / {record.get('against', 'baseline')} = {record['ratio']:.2f}x; "

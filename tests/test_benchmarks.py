@@ -38,6 +38,8 @@ def test_shape_reports_every_figure(
         assert record[side]["median_s"] > 0
         assert record[side]["peak_bytes"] > 0
         assert record["per_node_us"][side] > 0
+        assert record[side]["full_gcs"] >= 0
+        assert record[side]["gc_s"] >= 0
     assert record["ratio"] == pytest.approx(
         record["flowrt"]["median_s"] / record["baseline"]["median_s"]
     )
@@ -47,6 +49,7 @@ def test_shape_reports_every_figure(
     table = capsys.readouterr().out
     assert f"flowrt / {record['against']}" in table
     assert "per node µs" in table
+    assert "full GCs" in table
 
 
 def test_fastapi_load_reports_every_figure(results_in_tmp: Path) -> None:
