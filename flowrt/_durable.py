@@ -115,10 +115,12 @@ class Recorder:
             except (TypeError, ValueError, RecursionError) as exc:
                 done.fail(OutputError(f"node {name!r}: its output cannot be stored as JSON: {exc}"))
                 status = "failure"
+        trace = done.trace  # one clean attempt (most nodes) is stored as null: see _trace_json
         self.pending.append(
             record(
                 name, status or "failure", output, done["error"], done.attempts, done.duration,
-                done.reason, _trace_json(done.trace),
+                done.reason,
+                "null" if len(trace) == 1 and trace[0].error is None else _trace_json(trace),
             )
         )  # fmt: skip
         if not self.signalled:  # wake the writer (once per batch)

@@ -51,14 +51,15 @@ def record(
 ) -> str:
     """A finished node as the JSON text stores receive: ``[name, status, output, error,
     attempts, duration, reason, trace]``; ``output`` and ``trace`` are JSON text already (no
-    second encoding), ``name`` a node name (letters, digits, ``_``, ``-``: no escaping)."""
+    second encoding), ``name`` a node name (letters, digits, ``_``, ``-``: no escaping),
+    ``duration`` in seconds to the microsecond (a float's shortest repr costs twice as much)."""
     error_text = "null" if error is None else (
         f'{{"type": {encode_basestring_ascii(error["type"])}, '
         f'"message": {encode_basestring_ascii(error["message"])}}}'
     )  # fmt: skip
     reason_text = "null" if reason is None else encode_basestring_ascii(reason)
     return (
-        f'["{name}", "{status}", {output or "null"}, {error_text}, {attempts}, {duration!r}, '
+        f'["{name}", "{status}", {output or "null"}, {error_text}, {attempts}, {duration:.6f}, '
         f"{reason_text}, {trace}]"
     )
 
