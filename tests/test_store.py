@@ -65,6 +65,8 @@ async def test_a_durable_run_stores_input_envelopes_and_status(tmp_path: Path) -
     }
     assert rows["a"].output == '{"node": "a", "x": 5}'
     assert rows["d"].reason == "'c' failed"
+    for name, row in rows.items():  # durations are stored to the microsecond
+        assert row.duration == pytest.approx(result[name].duration, abs=1e-6)
     assert [r.run_id for r in await store.list_runs()] == [result.run_id]
 
 
