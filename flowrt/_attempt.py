@@ -59,20 +59,12 @@ class Done(dict[str, Any]):
         self["output"] = output
         return self
 
-    def attempt_failed(
-        self, start: float, end: float, exc: Exception, wait: float | None
-    ) -> ErrorInfo:
-        """Record a failed attempt followed by ``wait`` (None: it was the last, and the node
-        fails); returns its error."""
-        kind, message = type(exc).__name__, message_of(exc)
-        trace = self.trace
-        info = trace[-1].error if trace else None  # the same error again: share its ErrorInfo
-        if info is None or info.type != kind or info.message != message:
-            info = construct(ErrorInfo, {"type": kind, "message": message})
-        trace.append(AttemptRecord(self.attempts, start, end - start, info, wait))
+    def attempt_failed(self, start: float, end: float, info: ErrorInfo, wait: float | None) -> None:
+        """Record a failed attempt with error ``info``, followed by ``wait`` (None: it was the
+        last, and the node fails)."""
+        self.trace.append(AttemptRecord(self.attempts, start, end - start, info, wait))
         if wait is None:
             self.failed({"type": info.type, "message": info.message})
-        return info
 
     def succeed(self, output: Any) -> Done:
         """Finish as a success with ``output``."""
@@ -98,6 +90,15 @@ def message_of(exc: BaseException) -> str:
         return str(exc)
     except Exception:
         return f"<{type(exc).__name__} whose str() raised>"
+
+
+def error_record(exc: BaseException, last: ErrorInfo | None) -> ErrorInfo:
+    """The ErrorInfo of ``exc``: ``last`` again when it says the same (ErrorInfo is frozen, so
+    a node failing the same way, attempt after attempt or run after run, shares one)."""
+    kind, message = type(exc).__name__, message_of(exc)
+    if last is not None and last.type == kind and last.message == message:
+        return last
+    return construct(ErrorInfo, {"type": kind, "message": message})
 
 
 def error_info(exc: BaseException) -> dict[str, str]:
@@ -177,7 +178,8 @@ async def attempt(
                 wait = (
                     waits[number - 1] if waits else wait_before_retry(policy, number - 1, ctx.rng)
                 )
-            info = done.attempt_failed(start, clock(), exc, wait)
+            info = pn.last_error = error_record(exc, pn.last_error)
+            done.attempt_failed(start, clock(), info, wait)
             if wait is None:
                 return done
             if emit is not None:

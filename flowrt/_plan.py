@@ -13,7 +13,7 @@ from ._backoff import wait_before_retry
 from ._conditions import CompiledCondition, Expr, names_of
 from ._errors import DefinitionError, InputError
 from ._graph import Branch, Choice, Executor, Node, Trigger
-from ._models import ErrorHandling
+from ._models import ErrorHandling, ErrorInfo
 from ._resolve import NAME, Value, compile_value, is_dynamic, view
 
 if TYPE_CHECKING:
@@ -50,6 +50,7 @@ class PlanNode:
     invoke: Callable[..., Awaitable[Any]] | None = None  # set by _kinds.invoker on first use
     retry_types: tuple[type[BaseException], ...] | None = None  # retry_on, when not a predicate
     waits: tuple[float, ...] | None = None  # the wait before each retry, when there is no jitter
+    last_error: ErrorInfo | None = None  # the node's latest error, shared by the next like it
 
     @property
     def raises(self) -> bool:

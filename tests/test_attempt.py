@@ -216,3 +216,20 @@ async def test_a_node_finishing_within_its_timeout_is_not_cancelled() -> None:
     wf = Workflow("w")
     wf.node(quick, error_handling=ErrorHandling(timeout_seconds=1))
     assert (await wf.run())["quick"].output == 1
+
+
+@pytest.mark.anyio
+async def test_each_attempt_records_its_own_error_across_attempts_and_runs() -> None:
+    messages = iter(["down", "down", "busy", "down", "busy", "busy"])
+
+    async def fn() -> None:
+        raise ConnectionError(next(messages))
+
+    wf = Workflow("w")
+    wf.node(fn, name="n", error_handling=ErrorHandling(max_retries=2, retry_interval_seconds=0))
+    for expected in (["down", "down", "busy"], ["down", "busy", "busy"]):
+        result = await wf.run()
+        trace = result["n"].trace
+        assert [a.error.message for a in trace if a.error] == expected
+        assert result["n"].error is not None
+        assert result["n"].error.message == expected[-1]
