@@ -1,9 +1,10 @@
 """The event loop's own structured task group and clock, for the per-node hot path.
 
-anyio's task groups wrap these same primitives with per-task bookkeeping that costs more than a
-whole node should; flowrt's scheduler spawns one task per node, so it uses ``asyncio.TaskGroup``
-or a trio nursery directly. Both are structured (children never outlive the block, cancellation
-and errors propagate) and anyio cancel scopes work inside them as in anyio's own groups.
+anyio's task groups wrap the loop's primitives with per-task bookkeeping that costs more than a
+whole node should; flowrt's scheduler spawns one task per node, so on asyncio it uses
+``LoopGroup`` (tasks straight from the loop, structured like ``asyncio.TaskGroup``) and on trio a
+nursery. Both are structured (children never outlive the block, cancellation and errors
+propagate) and anyio cancel scopes work inside them as in anyio's own groups.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
-Spawn = Callable[..., None]
+Spawn = Callable[[Callable[[Any], Coroutine[Any, Any, Any]], Any], None]  # spawn(async_fn, arg)
 
 
 def _on_asyncio() -> bool:
@@ -48,16 +49,106 @@ def checkpoint() -> Callable[[], Coroutine[Any, Any, None]]:
     return trio.lowlevel.checkpoint
 
 
+class LoopGroup:
+    """A structured group of tasks on the running asyncio loop, for children that catch their
+    own failures (a flowrt node task never lets an Exception out).
+
+    What ``asyncio.TaskGroup`` guarantees, for less: no task outlives ``wait()``; cancelled
+    while waiting, it cancels every task, waits for them, and re-raises the cancellation; a
+    task that raises anyway (a BaseException, or a flowrt bug) cancels the others and is
+    re-raised by ``wait()``. Unlike TaskGroup it adds no done callback per task: a task takes
+    itself out of the group as it ends, so it is freed at once and its successors' objects
+    reuse its memory (TaskGroup holds every finished task until a later loop turn).
+    """
+
+    __slots__ = ("_aborting", "_errors", "_idle", "_loop", "_tasks")
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._idle: asyncio.Future[None] | None = None  # set when the last task ends
+        self._errors: list[BaseException] = []
+        self._aborting = False
+
+    def spawn(self, fn: Callable[[Any], Coroutine[Any, Any, Any]], arg: Any) -> None:
+        """Start ``fn(arg)`` in a task of this group (one argument: no tuple kept per task)."""
+        task = self._loop.create_task(self._child(fn, arg))
+        if not task.done():  # an eager task factory (3.12+) may have run it to its end already
+            self._tasks.add(task)
+            if self._aborting:
+                task.cancel()
+
+    async def _child(self, fn: Callable[[Any], Coroutine[Any, Any, Any]], arg: Any) -> None:
+        try:
+            await fn(arg)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            self._errors.append(exc)
+            self.abort()
+        finally:
+            tasks = self._tasks
+            tasks.discard(asyncio.current_task())
+            if not tasks:
+                self._wake()
+
+    def _wake(self) -> None:
+        if self._idle is not None and not self._idle.done():
+            self._idle.set_result(None)
+
+    def abort(self) -> None:
+        """Cancel every task of the group (and any it starts from now on)."""
+        self._aborting = True
+        current = asyncio.current_task()
+        for task in self._tasks:
+            if task is not current:
+                task.cancel()
+        self._wake()
+
+    async def wait(self) -> None:
+        """Return once every task has ended.
+
+        Raises:
+            CancelledError: the waiting task was cancelled (every task was cancelled too).
+            BaseException: what a task raised (a BaseExceptionGroup for several).
+        """
+        cancelled: asyncio.CancelledError | None = None
+        while self._tasks:
+            if not self._aborting:
+                self._idle = self._loop.create_future()
+                try:
+                    await self._idle
+                except asyncio.CancelledError as exc:
+                    cancelled = exc
+                    self.abort()
+                finally:
+                    self._idle = None
+            else:  # a task cancelled before it started never runs _child: wait on the tasks
+                try:
+                    await asyncio.wait(tuple(self._tasks))
+                except asyncio.CancelledError as exc:
+                    cancelled = cancelled or exc  # cancelled again: keep waiting all the same
+                self._tasks = {task for task in self._tasks if not task.done()}
+        if self._errors:
+            if len(self._errors) == 1:
+                raise self._errors[0]
+            raise BaseExceptionGroup("flowrt tasks failed", self._errors)
+        if cancelled is not None:
+            raise cancelled
+
+
 @asynccontextmanager
 async def task_group() -> AsyncIterator[Spawn]:
-    """A structured task group of the running loop; yields ``spawn(async_fn, *args)``."""
+    """A structured task group of the running loop; yields ``spawn(async_fn, arg)``."""
     if _on_asyncio():
-        async with asyncio.TaskGroup() as group:
-
-            def spawn(fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
-                group.create_task(fn(*args))
-
-            yield spawn
+        group = LoopGroup()
+        try:
+            yield group.spawn
+        except BaseException:
+            group.abort()
+            await group.wait()
+            raise
+        await group.wait()
     else:
         import trio
 

@@ -5,6 +5,7 @@ O(the finished node's dependents)."""
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -34,6 +35,7 @@ class Scheduler:
         "queue",
         "recorder",
         "roots",
+        "run_node",
         "running",
         "seeds",
         "spawn",
@@ -62,11 +64,15 @@ class Scheduler:
         self.running = 0
         self.queue: deque[int] = deque()
         self.spawn: Spawn | None = None
+        self.run_node: Callable[[int | None], Coroutine[Any, Any, None]] | None = None
         self.recorder = recorder
         self.seeds = seeds
 
     async def execute(self, timeout: float | None) -> bool:
         """Run every node; return False if the run's deadline expired first."""
+        # One bound method for every task (a task group keeps it while the task runs); the
+        # reference cycle it makes is broken when the run ends.
+        self.run_node = self._run
         with anyio.move_on_after(timeout) as scope:
             try:
                 async with task_group() as self.spawn:
@@ -77,6 +83,8 @@ class Scheduler:
                 if len(group.exceptions) == 1:
                     raise group.exceptions[0] from None
                 raise
+            finally:
+                self.run_node = self.spawn = None
         if scope.cancelled_caught:
             self._expire(timeout)
             return False
@@ -98,7 +106,8 @@ class Scheduler:
             return
         self.running += 1
         assert self.spawn is not None
-        self.spawn(self._run, i)
+        assert self.run_node is not None
+        self.spawn(self.run_node, i)
 
     async def _run(self, i: int | None) -> None:
         """Run node i; then, while a node it released can run, run that one in this same task
