@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -61,24 +62,28 @@ class LoopGroup:
     reuse its memory (TaskGroup holds every finished task until a later loop turn).
     """
 
-    __slots__ = ("_aborting", "_errors", "_idle", "_loop", "_tasks")
+    __slots__ = ("_aborting", "_errors", "_idle", "_keys", "_loop", "_tasks")
 
     def __init__(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[int, asyncio.Task[None]] = {}  # by a key the task itself knows
+        self._keys = itertools.count()
         self._idle: asyncio.Future[None] | None = None  # set when the last task ends
         self._errors: list[BaseException] = []
         self._aborting = False
 
     def spawn(self, fn: Callable[[Any], Coroutine[Any, Any, Any]], arg: Any) -> None:
         """Start ``fn(arg)`` in a task of this group (one argument: no tuple kept per task)."""
-        task = self._loop.create_task(self._child(fn, arg))
+        key = next(self._keys)
+        task = self._loop.create_task(self._child(fn, arg, key))
         if not task.done():  # an eager task factory (3.12+) may have run it to its end already
-            self._tasks.add(task)
+            self._tasks[key] = task
             if self._aborting:
                 task.cancel()
 
-    async def _child(self, fn: Callable[[Any], Coroutine[Any, Any, Any]], arg: Any) -> None:
+    async def _child(
+        self, fn: Callable[[Any], Coroutine[Any, Any, Any]], arg: Any, key: int
+    ) -> None:
         try:
             await fn(arg)
         except asyncio.CancelledError:
@@ -88,7 +93,7 @@ class LoopGroup:
             self.abort()
         finally:
             tasks = self._tasks
-            tasks.discard(asyncio.current_task())
+            tasks.pop(key, None)
             if not tasks:
                 self._wake()
 
@@ -100,7 +105,7 @@ class LoopGroup:
         """Cancel every task of the group (and any it starts from now on)."""
         self._aborting = True
         current = asyncio.current_task()
-        for task in self._tasks:
+        for task in self._tasks.values():
             if task is not current:
                 task.cancel()
         self._wake()
@@ -125,10 +130,10 @@ class LoopGroup:
                     self._idle = None
             else:  # a task cancelled before it started never runs _child: wait on the tasks
                 try:
-                    await asyncio.wait(tuple(self._tasks))
+                    await asyncio.wait(tuple(self._tasks.values()))
                 except asyncio.CancelledError as exc:
                     cancelled = cancelled or exc  # cancelled again: keep waiting all the same
-                self._tasks = {task for task in self._tasks if not task.done()}
+                self._tasks = {k: task for k, task in self._tasks.items() if not task.done()}
         if self._errors:
             if len(self._errors) == 1:
                 raise self._errors[0]
