@@ -92,7 +92,7 @@ def message_of(exc: BaseException) -> str:
         return f"<{type(exc).__name__} whose str() raised>"
 
 
-def error_record(exc: BaseException, last: ErrorInfo | None) -> ErrorInfo:
+def failure_info(exc: BaseException, last: ErrorInfo | None) -> ErrorInfo:
     """The ErrorInfo of ``exc``: ``last`` again when it says the same (ErrorInfo is frozen, so
     a node failing the same way, attempt after attempt or run after run, shares one)."""
     kind, message = type(exc).__name__, message_of(exc)
@@ -178,7 +178,7 @@ async def attempt(
                 wait = (
                     waits[number - 1] if waits else wait_before_retry(policy, number - 1, ctx.rng)
                 )
-            info = pn.last_error = error_record(exc, pn.last_error)
+            info = pn.last_error = failure_info(exc, pn.last_error)
             done.attempt_failed(start, clock(), info, wait)
             if wait is None:
                 return done
