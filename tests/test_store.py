@@ -285,3 +285,20 @@ async def test_resume_keeps_a_success_whose_output_was_none(tmp_path: Path) -> N
     assert resumed.status == "success"
     assert resumed["quiet"].output is None
     assert calls == ["quiet", "after", "after"]  # quiet succeeded: it does not run again
+
+
+def test_a_clean_success_is_recorded_as_the_general_record_would_be(tmp_path: Path) -> None:
+    from flowrt._attempt import Done
+    from flowrt._durable import Recorder
+    from flowrt._store import record
+
+    done = Done()
+    done.attempts = 1
+    done.attempted(0.0, 0.0001234567, {"ok": [1, "é"]})
+    done.duration = 0.0001234567
+    recorder = Recorder(SQLiteStore(tmp_path / "runs.db"), "run")
+    recorder.add("n-1", done)
+    expected = record(
+        "n-1", "success", '{"ok": [1, "\\u00e9"]}', None, 1, 0.0001234567, None, "null"
+    )
+    assert recorder.pending == [expected]
