@@ -11,6 +11,7 @@ from ._errors import InputError as InputError
 from ._errors import MaxLoopsExceeded as MaxLoopsExceeded
 from ._errors import NoMatch as NoMatch
 from ._errors import OutputError as OutputError
+from ._errors import StrayCancellation as StrayCancellation
 from ._errors import TooManyFailures as TooManyFailures
 from ._errors import WorkflowFailed as WorkflowFailed
 from ._events import configure_logging as configure_logging
@@ -51,6 +52,7 @@ __all__ = [
     "RunResult",
     "RunStore",
     "SQLiteStore",
+    "StrayCancellation",
     "TooManyFailures",
     "Workflow",
     "WorkflowFailed",

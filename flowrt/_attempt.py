@@ -3,6 +3,7 @@ wait with backoff, retry; fill in the node's ``Done`` record as it goes."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ._backoff import wait_before_retry
+from ._errors import StrayCancellation
 from ._models import AttemptRecord, ErrorInfo, construct
 
 if TYPE_CHECKING:
@@ -92,6 +94,25 @@ def message_of(exc: BaseException) -> str:
         return f"<{type(exc).__name__} whose str() raised>"
 
 
+def stray_cancellation(exc: BaseException, node: str) -> StrayCancellation | None:
+    """``exc`` as a failure of node ``node`` when it is a CancelledError that no cancellation
+    explains (on asyncio the task has no pending cancel request; on trio an asyncio
+    CancelledError never is one); None for anything else, which must propagate."""
+    if not isinstance(exc, asyncio.CancelledError):
+        return None
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # not on asyncio
+        task = None
+    else:
+        if task is None or task.cancelling():
+            return None
+    return StrayCancellation(
+        f"node {node!r}: its function raised CancelledError while nothing was cancelling it "
+        "(did it await something cancelled elsewhere?)"
+    )
+
+
 def failure_info(exc: BaseException, last: ErrorInfo | None) -> ErrorInfo:
     """The ErrorInfo of ``exc``: ``last`` again when it says the same (ErrorInfo is frozen, so
     a node failing the same way, attempt after attempt or run after run, shares one)."""
@@ -168,7 +189,10 @@ async def attempt(
                         f"node {pn.name!r} attempt {number} of {policy.max_retries + 1} "
                         f"timed out after {timeout:g}s"
                     )
-        except Exception as exc:
+        except BaseException as caught:
+            exc = caught if isinstance(caught, Exception) else stray_cancellation(caught, pn.name)
+            if exc is None:  # a cancellation (or KeyboardInterrupt...): never swallowed
+                raise
             wait = None
             types = pn.retry_types
             if number <= policy.max_retries and (

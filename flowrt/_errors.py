@@ -8,6 +8,7 @@ FlowError
 ├── NoMatch                        a Choice had no option whose condition held and no default
 ├── MaxLoopsExceeded               a loop ran max_loops steps without returning Final
 ├── TooManyFailures                a map had more failed items than tolerated_failures
+├── StrayCancellation              a node's code raised CancelledError that no cancellation explains
 └── WorkflowFailed                 raised by RunResult.raise_for_status() for a failed run
 ```
 
@@ -63,6 +64,12 @@ class MaxLoopsExceeded(FlowError):
 
 class TooManyFailures(FlowError):
     """A map node had more failed items than its ``tolerated_failures`` allows."""
+
+
+class StrayCancellation(FlowError):
+    """A node's function raised ``asyncio.CancelledError`` while nothing was cancelling it (it
+    raised it itself, or awaited something cancelled elsewhere). The node fails with it, like
+    any other error, instead of vanishing from the run."""
 
 
 class WorkflowFailed(FlowError):

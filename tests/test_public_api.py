@@ -24,6 +24,7 @@ def test_all_lists_the_contract_and_is_sorted() -> None:
         "NoMatch",
         "MaxLoopsExceeded",
         "TooManyFailures",
+        "StrayCancellation",
         "FlowError",
     }
     assert contract <= set(flowrt.__all__)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from typing import Any
@@ -370,3 +371,59 @@ async def test_sync_functions_run_in_worker_threads() -> None:
     wf = Workflow("threads")
     wf.node(where)
     assert (await wf.run())["where"].output is True
+
+
+async def test_a_cancelled_error_no_cancellation_explains_fails_its_node() -> None:
+    async def stray() -> None:
+        raise asyncio.CancelledError  # its own code raised it; nothing cancels the run
+
+    wf = Workflow("stray")
+    first = wf.node(stray, name="first")
+    wf.node(ok, name="after", depends=[first])
+    wf.node(ok, name="beside")
+    result = await wf.run()
+    assert result.status == "failure"
+    assert result["first"].error is not None
+    assert result["first"].error.type == "StrayCancellation"
+    assert "nothing was cancelling it" in result["first"].error.message
+    assert (result["after"].status, result["beside"].status) == ("skip", "success")
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_awaiting_a_future_cancelled_elsewhere_fails_the_node_not_the_run() -> None:
+    elsewhere = asyncio.get_running_loop().create_future()
+
+    async def waits() -> None:
+        await elsewhere
+
+    wf = Workflow("elsewhere")
+    wf.node(waits, name="waits", error_handling=ErrorHandling.ignore())
+    wf.node(ok, name="beside")
+    async with anyio.create_task_group() as tg:
+        results: list[Any] = []
+
+        async def caller() -> None:
+            results.append(await wf.run())
+
+        tg.start_soon(caller)
+        await anyio.sleep(0.01)
+        elsewhere.cancel()
+    (result,) = results
+    assert result.status == "success"
+    assert result["waits"].error is not None
+    assert result["waits"].error.type == "StrayCancellation"
+    assert result["beside"].status == "success"
+
+
+async def test_a_map_item_raising_a_stray_cancelled_error_fails_only_that_item() -> None:
+    async def item(x: int) -> int:
+        if x == 1:
+            raise asyncio.CancelledError
+        return x
+
+    wf = Workflow("items")
+    wf.map(item, name="each", items="$.input.xs", error_handling=ErrorHandling.ignore())
+    result = await wf.run({"xs": [0, 1, 2]})
+    envelopes = result["each"].output
+    assert [e["status"] for e in envelopes] == ["success", "failure", "success"]
+    assert envelopes[1]["error"]["type"] == "StrayCancellation"
