@@ -14,7 +14,7 @@ from benchmarks.s1_fanout import flowrt_case
 from flowrt import SQLiteStore
 
 
-def run(n: int = 1000, repeats: int = 5) -> dict[str, Any]:
+def run(n: int = 1000, repeats: int = 21) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as folder:
         plain = flowrt_case(n)
         durable = flowrt_case(n)
