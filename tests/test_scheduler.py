@@ -427,3 +427,38 @@ async def test_a_map_item_raising_a_stray_cancelled_error_fails_only_that_item()
     envelopes = result["each"].output
     assert [e["status"] for e in envelopes] == ["success", "failure", "success"]
     assert envelopes[1]["error"]["type"] == "StrayCancellation"
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_chain_of_nodes_that_never_await_still_lets_other_tasks_run() -> None:
+    def busy() -> None:  # 0.1 ms of work without an await
+        until = time.perf_counter() + 0.0001
+        while time.perf_counter() < until:
+            pass
+
+    async def step(x: int) -> int:
+        busy()
+        return x + 1
+
+    wf = Workflow("chain")
+    wf.node(step, name="n0", inputs={"x": "$.input.x"})
+    for i in range(1, 300):
+        wf.node(step, name=f"n{i}", inputs={"x": f"$.n{i - 1}.output"})
+    wf.validate()  # compiled before the clock starts
+    turns: list[float] = []
+    finished = False
+
+    async def other() -> None:
+        while not finished:
+            turns.append(time.perf_counter())
+            await asyncio.sleep(0)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(other)
+        await asyncio.sleep(0)
+        result = await wf.run({"x": 0})
+        finished = True
+    assert result["n299"].output == 300
+    # The chain takes 30 ms or more and yields after each 0.2 ms: about a hundred turns for
+    # the other task (a chain yielding never would give it one or two).
+    assert len(turns) >= 20
