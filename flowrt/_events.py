@@ -8,8 +8,6 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-import anyio
-
 from ._models import Event, RunResult, as_error_info
 
 _stdlib_log = logging.getLogger("flowrt")
@@ -27,14 +25,21 @@ def _structlog_logger() -> Any:
 class Emitter:
     """Sends a run's events to a sink (``stream``) and to structlog."""
 
-    __slots__ = ("logger", "run_id", "sinks", "start", "workflow")
+    __slots__ = ("clock", "logger", "run_id", "sinks", "start", "workflow")
 
-    def __init__(self, workflow: str, run_id: str, sinks: list[Callable[[Event], None]]) -> None:
+    def __init__(
+        self,
+        workflow: str,
+        run_id: str,
+        sinks: list[Callable[[Event], None]],
+        clock: Callable[[], float],
+    ) -> None:
         self.workflow = workflow
         self.run_id = run_id
         self.sinks = sinks
         self.logger = _structlog_logger()
-        self.start = anyio.current_time()
+        self.clock = clock  # the loop's clock (anyio.current_time's, without its lookups)
+        self.start = clock()
 
     @property
     def active(self) -> bool:
@@ -53,7 +58,7 @@ class Emitter:
         duration: float | None = None,
         result: RunResult | None = None,
     ) -> None:
-        time = anyio.current_time() - self.start
+        time = self.clock() - self.start
         if self.sinks:
             event = Event.model_construct(
                 kind=kind,

@@ -48,7 +48,8 @@ async def run(
         input = input.model_dump()
     started_at = datetime.now(UTC)
     sinks = [*wf.listeners, sink] if sink is not None else list(wf.listeners)
-    emitter = Emitter(wf.name, run_id or uuid.uuid4().hex, sinks)
+    run_clock = clock()
+    emitter = Emitter(wf.name, run_id or uuid.uuid4().hex, sinks, run_clock)
     emit = emitter if emitter.active else None
     store = store if store is not None else wf.store
     durable = None
@@ -60,8 +61,9 @@ async def run(
     seeds = seeded(plan, resume) if resume is not None else None
     try:
         async with nullcontext() if durable is None else alongside(durable.recorder.writer):
+            ctx = Context(emit, wf.rng, run_clock, checkpoint())
             scheduler, attempts, error = await _attempts(
-                wf, plan, input, emit, timeout, durable, seeds, after_attempts
+                wf, plan, input, ctx, timeout, durable, seeds, after_attempts
             )
     except BaseException:
         if emit is not None:
@@ -113,14 +115,14 @@ async def _attempts(
     wf: Workflow,
     plan: Plan,
     input: Any,
-    emit: Emitter | None,
+    ctx: Context,
     timeout: float | None,
     durable: Durable | None,
     seeds: dict[int, Done] | None,
     attempts: int,
 ) -> tuple[Scheduler, int, dict[str, str] | None]:
     """Run the plan, again after a failure while workflow-level retries remain."""
-    ctx = Context(emit, wf.rng, clock(), checkpoint())
+    emit = ctx.emit
     recorder = durable.recorder if durable is not None else None
     while True:
         attempts += 1

@@ -79,22 +79,29 @@ class Scheduler:
         # One bound method for every task (a task group keeps it while the task runs); the
         # reference cycle it makes is broken when the run ends.
         self.run_node = self._run
-        with anyio.move_on_after(timeout) as scope:
-            try:
-                async with task_group() as self.spawn:
-                    self._settle(self._seed() if self.seeds else list(self.roots))
-            except BaseExceptionGroup as group:
-                # Node code never raises Exception out of a node task; what gets here is a
-                # BaseException (KeyboardInterrupt, SystemExit...): re-raise it as itself.
-                if len(group.exceptions) == 1:
-                    raise group.exceptions[0] from None
-                raise
-            finally:
-                self.run_node = self.spawn = None
-        if scope.cancelled_caught:
-            self._expire(timeout)
-            return False
-        return True
+        try:
+            if timeout is None:  # no deadline: no cancel scope to enter and leave
+                await self._all()
+                return True
+            with anyio.move_on_after(timeout) as scope:
+                await self._all()
+            if scope.cancelled_caught:
+                self._expire(timeout)
+                return False
+            return True
+        finally:
+            self.run_node = self.spawn = None
+
+    async def _all(self) -> None:
+        try:
+            async with task_group() as self.spawn:
+                self._settle(self._seed() if self.seeds else list(self.roots))
+        except BaseExceptionGroup as group:
+            # Node code never raises Exception out of a node task; what gets here is a
+            # BaseException (KeyboardInterrupt, SystemExit...): re-raise it as itself.
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
 
     def _seed(self) -> list[int]:
         """A resumed run: its stored successes count as finished; return the nodes now ready."""
