@@ -94,10 +94,13 @@ def message_of(exc: BaseException) -> str:
         return f"<{type(exc).__name__} whose str() raised>"
 
 
-def stray_cancellation(exc: BaseException, node: str) -> StrayCancellation | None:
-    """``exc`` as a failure of node ``node`` when it is a CancelledError that no cancellation
-    explains (on asyncio the task has no pending cancel request; on trio an asyncio
-    CancelledError never is one); None for anything else, which must propagate."""
+def as_failure(exc: BaseException, node: str) -> Exception | None:
+    """What node ``node`` fails with when its code raised ``exc``: ``exc`` itself for an
+    Exception; a StrayCancellation for a CancelledError that no cancellation explains (on
+    asyncio the task has no pending cancel request; on trio an asyncio CancelledError never is
+    one); None for anything else (a cancellation, KeyboardInterrupt...), which must propagate."""
+    if isinstance(exc, Exception):
+        return exc
     if not isinstance(exc, asyncio.CancelledError):
         return None
     try:
@@ -190,7 +193,7 @@ async def attempt(
                         f"timed out after {timeout:g}s"
                     )
         except BaseException as caught:
-            exc = caught if isinstance(caught, Exception) else stray_cancellation(caught, pn.name)
+            exc = as_failure(caught, pn.name)
             if exc is None:  # a cancellation (or KeyboardInterrupt...): never swallowed
                 raise
             wait = None

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import anyio
 import anyio.to_thread
 
-from ._attempt import Context, Done, attempt, error_info, stray_cancellation
+from ._attempt import Context, Done, as_failure, attempt, error_info
 from ._errors import InputError, MaxLoopsExceeded, NoMatch, TooManyFailures
 from ._native import task_group
 
@@ -143,11 +143,7 @@ async def _map_items(
                         output = await invoke(items[i], *args, **kwargs)
                     envelope = {"status": "success", "output": output, "error": None}
                 except BaseException as caught:
-                    exc = (
-                        caught
-                        if isinstance(caught, Exception)
-                        else stray_cancellation(caught, pn.name)
-                    )
+                    exc = as_failure(caught, pn.name)
                     if exc is None:
                         raise
                     envelope = {"status": "failure", "output": None, "error": error_info(exc)}
