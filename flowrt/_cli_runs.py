@@ -78,9 +78,13 @@ def _workflow(run: RunRow, file: str | None) -> Workflow:
 
 def main(args: argparse.Namespace) -> int:
     """Run ``runs list|show`` or ``resume``; returns the exit code."""
+    with open_store(args.store) as store:
+        return _on(store, args)
+
+
+def _on(store: SQLiteStore, args: argparse.Namespace) -> int:
     from ._durable import stored_result
 
-    store = open_store(args.store)
     if args.command == "runs" and args.runs_command == "list":
         runs = anyio.run(store.list_runs, args.limit)
         print(f"{'run':32}  {'workflow':24}  {'status':9}  {'attempts':8}  started (UTC)")

@@ -171,6 +171,8 @@ def _run_row(row: tuple[Any, ...]) -> RunRow:
 
 class SQLiteStore:
     """A ``RunStore`` in one SQLite file (WAL mode; safe for many runs and several processes).
+    Close it when done (``close()``, or use it as a context manager): its connection stays open
+    between calls.
 
     Args:
         path: the database file (created if missing).
@@ -210,8 +212,15 @@ class SQLiteStore:
 
         return await anyio.to_thread.run_sync(locked, limiter=self._limiter)
 
+    def __enter__(self) -> SQLiteStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def close(self) -> None:
-        """Close the connection (the next call reopens it)."""
+        """Close the connection (the next call reopens it). ``with SQLiteStore(path) as store:``
+        closes it at the end of the block."""
         with self._lock:
             if self._connection is not None:
                 self._connection.close()

@@ -170,8 +170,6 @@ async def _run_live(wf: Workflow, data: Any, timeout: float | None) -> RunResult
 
 
 def _run(args: argparse.Namespace) -> int:
-    import anyio
-
     wf = load(args.file)
     data = _input(args.input)
     if args.dry_run:
@@ -186,8 +184,16 @@ def _run(args: argparse.Namespace) -> int:
             for number, names in enumerate(stages, 1):
                 print(f"  stage {number}: {', '.join(names)}")
         return OK
-    if args.store is not None:
-        wf.store = open_store(args.store)
+    if args.store is None:
+        return _execute(wf, data, args)
+    with open_store(args.store) as store:
+        wf.store = store
+        return _execute(wf, data, args)
+
+
+def _execute(wf: Workflow, data: Any, args: argparse.Namespace) -> int:
+    import anyio
+
     if args.log:
         from ._events import configure_logging
 

@@ -39,8 +39,8 @@ async def final(calls: str) -> str:
     return "done"
 
 
-def build(store: str, calls: str) -> Workflow:
-    wf = Workflow("crashy", store=SQLiteStore(store))
+def build(store: SQLiteStore, calls: str) -> Workflow:
+    wf = Workflow("crashy", store=store)
     quick_nodes = [wf.node(functools.partial(quick, calls, i), name=f"q{i}") for i in range(QUICK)]
     wf.node(functools.partial(blocker, calls), name="blocker", depends=quick_nodes[:1])
     wf.node(functools.partial(final, calls), name="final", depends=["blocker", *quick_nodes])
@@ -49,5 +49,6 @@ def build(store: str, calls: str) -> Workflow:
 
 if __name__ == "__main__":
     store_path, calls_path, run_id = sys.argv[1:4]
-    workflow = build(store_path, calls_path)
-    anyio.run(lambda: workflow.run({}, run_id=run_id))
+    with SQLiteStore(store_path) as opened:
+        workflow = build(opened, calls_path)
+        anyio.run(lambda: workflow.run({}, run_id=run_id))

@@ -8,6 +8,8 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,12 @@ pytestmark = pytest.mark.anyio
 HERE = Path(__file__).resolve().parent
 
 
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SQLiteStore]:
+    with SQLiteStore(tmp_path / "runs.db") as opened:
+        yield opened
+
+
 def diamond(store: SQLiteStore, calls: dict[str, int], broken: set[str]) -> Workflow:
     wf = Workflow("diamond", store=store)
 
@@ -48,8 +56,7 @@ def diamond(store: SQLiteStore, calls: dict[str, int], broken: set[str]) -> Work
     return wf
 
 
-async def test_a_durable_run_stores_input_envelopes_and_status(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "runs.db")
+async def test_a_durable_run_stores_input_envelopes_and_status(store: SQLiteStore) -> None:
     assert isinstance(store, RunStore)
     result = await diamond(store, {}, {"c"}).run({"x": 5})
     run = await store.load_run(result.run_id)
@@ -70,8 +77,9 @@ async def test_a_durable_run_stores_input_envelopes_and_status(tmp_path: Path) -
     assert [r.run_id for r in await store.list_runs()] == [result.run_id]
 
 
-async def test_resume_reruns_only_the_nodes_that_did_not_succeed(tmp_path: Path) -> None:
-    store, calls, broken = SQLiteStore(tmp_path / "runs.db"), {}, {"c"}
+async def test_resume_reruns_only_the_nodes_that_did_not_succeed(store: SQLiteStore) -> None:
+    calls: dict[str, int] = {}
+    broken = {"c"}
     wf = diamond(store, calls, broken)
     first = await wf.run({"x": 5})
     assert first.status == "failure"
@@ -87,8 +95,7 @@ async def test_resume_reruns_only_the_nodes_that_did_not_succeed(tmp_path: Path)
     assert stored.status == "success"
 
 
-async def test_resume_refuses_unknown_or_foreign_runs(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "runs.db")
+async def test_resume_refuses_unknown_or_foreign_runs(store: SQLiteStore) -> None:
     wf = diamond(store, {}, set())
     with pytest.raises(FlowError, match="no run 'nope'"):
         await wf.resume("nope")
@@ -101,8 +108,8 @@ async def test_resume_refuses_unknown_or_foreign_runs(tmp_path: Path) -> None:
         await Workflow("storeless").resume(run_id)
 
 
-async def test_an_output_that_is_not_json_fails_with_output_error(tmp_path: Path) -> None:
-    wf = Workflow("objects", store=SQLiteStore(tmp_path / "runs.db"))
+async def test_an_output_that_is_not_json_fails_with_output_error(store: SQLiteStore) -> None:
+    wf = Workflow("objects", store=store)
     wf.node(lambda: object(), name="opaque", error_handling=ErrorHandling.ignore())
     result = await wf.run()
     assert result["opaque"].status == "failure"
@@ -111,15 +118,16 @@ async def test_an_output_that_is_not_json_fails_with_output_error(tmp_path: Path
     assert "node 'opaque'" in result["opaque"].error.message
 
 
-async def test_a_durable_run_needs_json_input(tmp_path: Path) -> None:
-    wf = Workflow("inputs", store=SQLiteStore(tmp_path / "runs.db"))
+async def test_a_durable_run_needs_json_input(store: SQLiteStore) -> None:
+    wf = Workflow("inputs", store=store)
     wf.node(lambda: 1, name="one")
     with pytest.raises(InputError, match="cannot be stored as JSON"):
         await wf.run({"when": object()})
 
 
-async def test_a_pending_workflow_retry_survives_and_resume_due_runs_it(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "runs.db")
+async def test_a_pending_workflow_retry_survives_and_resume_due_runs_it(
+    store: SQLiteStore,
+) -> None:
     attempts: list[int] = []
     wf = Workflow("later", store=store, retry=WorkflowRetry(max_retries=1, delay_seconds=3600))
 
@@ -144,14 +152,13 @@ async def test_a_pending_workflow_retry_survives_and_resume_due_runs_it(tmp_path
 
 
 async def test_resume_due_rebuilds_a_stored_workflow(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.syspath_prepend(str(HERE.parent / "examples"))
-    store = SQLiteStore(tmp_path / "runs.db")
     wf = Workflow.from_yaml(HERE.parent / "examples" / "error_to_output.yaml")
     wf.store = store
     result = await wf.run({"email": "ada@example.com"})
-    with sqlite3.connect(tmp_path / "runs.db") as db:  # as if a retry were pending
+    with closing(sqlite3.connect(tmp_path / "runs.db")) as db, db:  # as if a retry were pending
         db.execute(
             "UPDATE runs SET status = 'retrying', retry_due = 1 WHERE run_id = ?", (result.run_id,)
         )
@@ -164,14 +171,14 @@ async def test_a_hundred_concurrent_runs_share_one_file(tmp_path: Path) -> None:
     results: list[Any] = []
 
     async def one(i: int) -> None:
-        wf = diamond(SQLiteStore(path), {}, set())  # its own connection, like separate processes
-        results.append(await wf.run({"x": i}))
+        with SQLiteStore(path) as own:  # its own connection, like separate processes
+            results.append(await diamond(own, {}, set()).run({"x": i}))
 
     async with anyio.create_task_group() as tg:
         for i in range(100):
             tg.start_soon(one, i)
     assert [r.status for r in results] == ["success"] * 100
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db:
         assert db.execute("SELECT count(*) FROM runs WHERE status = 'success'").fetchone() == (100,)
         assert db.execute("SELECT count(*) FROM nodes").fetchone() == (400,)
 
@@ -191,7 +198,7 @@ async def test_a_run_killed_mid_way_resumes_without_rerunning_successes(tmp_path
                 if not store_path.exists() or not calls_path.exists():
                     continue
                 try:
-                    with sqlite3.connect(store_path) as db:
+                    with closing(sqlite3.connect(store_path)) as db:
                         query = "SELECT count(*) FROM nodes WHERE status = 'success'"
                         stored = db.execute(query).fetchone()[0]
                 except sqlite3.OperationalError:  # the child has not created its tables yet
@@ -205,11 +212,11 @@ async def test_a_run_killed_mid_way_resumes_without_rerunning_successes(tmp_path
     sys.path.insert(0, str(HERE))
     from durable_app import build
 
-    store = SQLiteStore(store_path)
-    crashed = await store.load_run(run_id)
-    assert crashed is not None
-    assert crashed.status == "running"  # nobody marked it: the process died
-    result = await build(str(store_path), str(calls_path)).resume(run_id)
+    with SQLiteStore(store_path) as store:
+        crashed = await store.load_run(run_id)
+        assert crashed is not None
+        assert crashed.status == "running"  # nobody marked it: the process died
+        result = await build(store, str(calls_path)).resume(run_id)
     assert result.status == "success"
     assert result["final"].output == "done"
     calls = calls_path.read_text().split()
@@ -220,10 +227,9 @@ async def test_a_run_killed_mid_way_resumes_without_rerunning_successes(tmp_path
     assert calls.count("final") == 1
 
 
-async def test_resume_restores_a_map_output_and_a_choice_branch(tmp_path: Path) -> None:
+async def test_resume_restores_a_map_output_and_a_choice_branch(store: SQLiteStore) -> None:
     from flowrt import Condition
 
-    store = SQLiteStore(tmp_path / "runs.db")
     calls: dict[str, int] = {}
     broken = {"finish"}
     wf = Workflow("mixed", store=store)
@@ -254,8 +260,7 @@ async def test_resume_restores_a_map_output_and_a_choice_branch(tmp_path: Path) 
     assert calls == {"square": 3, "finish": 2}  # the map's items did not run again
 
 
-async def test_a_stream_over_a_durable_run_stores_it(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "runs.db")
+async def test_a_stream_over_a_durable_run_stores_it(store: SQLiteStore) -> None:
     wf = diamond(store, {}, set())
     kinds = [event.kind async for event in wf.stream({"x": 1})]
     assert kinds[-1] == "run.finished"
@@ -263,10 +268,10 @@ async def test_a_stream_over_a_durable_run_stores_it(tmp_path: Path) -> None:
     assert run.status == "success"
 
 
-async def test_resume_keeps_a_success_whose_output_was_none(tmp_path: Path) -> None:
+async def test_resume_keeps_a_success_whose_output_was_none(store: SQLiteStore) -> None:
     calls: list[str] = []
     broken = {"after"}
-    wf = Workflow("quiet", store=SQLiteStore(tmp_path / "runs.db"))
+    wf = Workflow("quiet", store=store)
 
     @wf.node
     async def quiet() -> None:
@@ -287,7 +292,7 @@ async def test_resume_keeps_a_success_whose_output_was_none(tmp_path: Path) -> N
     assert calls == ["quiet", "after", "after"]  # quiet succeeded: it does not run again
 
 
-def test_a_clean_success_is_recorded_as_the_general_record_would_be(tmp_path: Path) -> None:
+def test_a_clean_success_is_recorded_as_the_general_record_would_be(store: SQLiteStore) -> None:
     from flowrt._attempt import Done
     from flowrt._durable import Recorder
     from flowrt._store import record
@@ -296,7 +301,7 @@ def test_a_clean_success_is_recorded_as_the_general_record_would_be(tmp_path: Pa
     done.attempts = 1
     done.attempted(0.0, 0.0001234567, {"ok": [1, "é"]})
     done.duration = 0.0001234567
-    recorder = Recorder(SQLiteStore(tmp_path / "runs.db"), "run")
+    recorder = Recorder(store, "run")
     recorder.add("n-1", done)
     expected = record(
         "n-1", "success", '{"ok": [1, "\\u00e9"]}', None, 1, 0.0001234567, None, "null"
