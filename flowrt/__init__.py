@@ -4,13 +4,15 @@ Build a ``Workflow`` of nodes wrapping your async or sync functions, then ``awai
 """
 
 from ._conditions import Condition as Condition
-from ._durable import resume_due as resume_due
+from ._context import RunContext as RunContext
+from ._context import current as current
 from ._errors import DefinitionError as DefinitionError
 from ._errors import FlowError as FlowError
 from ._errors import InputError as InputError
 from ._errors import MaxLoopsExceeded as MaxLoopsExceeded
 from ._errors import NoMatch as NoMatch
 from ._errors import OutputError as OutputError
+from ._errors import RunInProgress as RunInProgress
 from ._errors import StrayCancellation as StrayCancellation
 from ._errors import TooManyFailures as TooManyFailures
 from ._errors import WorkflowFailed as WorkflowFailed
@@ -27,8 +29,9 @@ from ._models import Event as Event
 from ._models import NodeResult as NodeResult
 from ._models import RunResult as RunResult
 from ._models import WorkflowRetry as WorkflowRetry
+from ._run import resume_due as resume_due
+from ._sqlite import SQLiteStore as SQLiteStore
 from ._store import RunStore as RunStore
-from ._store import SQLiteStore as SQLiteStore
 
 __version__ = "0.1.0"
 
@@ -49,6 +52,8 @@ __all__ = [
     "Node",
     "NodeResult",
     "OutputError",
+    "RunContext",
+    "RunInProgress",
     "RunResult",
     "RunStore",
     "SQLiteStore",
@@ -59,5 +64,6 @@ __all__ = [
     "WorkflowRetry",
     "__version__",
     "configure_logging",
+    "current",
     "resume_due",
 ]

@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ._backoff import wait_before_retry
+from ._context import CURRENT
 from ._errors import StrayCancellation
 from ._models import AttemptRecord, ErrorInfo, construct
 
 if TYPE_CHECKING:
+    from ._durable import DurableRun
     from ._events import Emitter
     from ._plan import PlanNode
 
@@ -132,9 +134,10 @@ def error_info(exc: BaseException) -> dict[str, str]:
 
 class Context:
     """What every node of one run shares: the event emitter (None when nobody listens), the
-    random source for jitter, the loop's clock, and a yield to the loop (``checkpoint``)."""
+    random source for jitter, the loop's clock, a yield to the loop (``checkpoint``), the run's
+    id and workflow name (for ``flowrt.current()``), and its store writer (None: not durable)."""
 
-    __slots__ = ("checkpoint", "clock", "emit", "rng")
+    __slots__ = ("checkpoint", "clock", "durable", "emit", "rng", "run_id", "workflow")
 
     def __init__(
         self,
@@ -142,11 +145,17 @@ class Context:
         rng: Any,
         clock: Callable[[], float],
         checkpoint: Callable[[], Awaitable[None]],
+        run_id: str = "",
+        workflow: str = "",
+        durable: DurableRun | None = None,
     ) -> None:
         self.emit = emit
         self.rng = rng
         self.clock = clock
         self.checkpoint = checkpoint
+        self.run_id = run_id
+        self.workflow = workflow
+        self.durable = durable
 
 
 def _retries(pn: PlanNode, exc: Exception) -> bool:
@@ -156,6 +165,16 @@ def _retries(pn: PlanNode, exc: Exception) -> bool:
         return False
 
 
+async def _wait(pn: PlanNode, done: Done, wait: float, durable: DurableRun | None) -> None:
+    """Sleep before the next attempt; a durable run records the wait first (``waiting``)."""
+    if durable is None:
+        await anyio.sleep(wait)
+        return
+    durable.waiting(pn.name, done, wait)
+    await anyio.sleep(wait)
+    durable.unpark(wait)
+
+
 async def attempt(
     pn: PlanNode,
     fn: Callable[..., Awaitable[Any]],
@@ -163,14 +182,17 @@ async def attempt(
     kwargs: Mapping[str, Any],
     done: Done,
     ctx: Context,
-    events: bool = True,
+    item: int | None = None,
 ) -> Done:
     """Await ``fn(*args, **kwargs)`` until it succeeds or the policy says stop; fill in and
-    return ``done``. ``events=False`` (map items) emits nothing."""
+    return ``done``. A map item (``item``, its index) emits no events and records no waits:
+    the map node is recorded as a whole. ``done`` may hold earlier attempts (a resumed node):
+    numbering and the retries left go on from them."""
     policy = pn.policy
     timeout = policy.timeout_seconds
-    emit = ctx.emit if events else None
+    emit = ctx.emit if item is None else None
     clock = ctx.clock
+    run_id, workflow, name = ctx.run_id, ctx.workflow, pn.name
     if kwargs:
         fn = functools.partial(fn, *args, **kwargs)
     elif args:
@@ -180,6 +202,7 @@ async def attempt(
         number = done.attempts
         if emit is not None:
             emit("node.started", pn.name, attempt=number)
+        CURRENT.set((run_id, workflow, name, number, item))
         start = clock()
         try:
             if timeout is None:
@@ -212,6 +235,6 @@ async def attempt(
             if emit is not None:
                 emit("node.retrying", pn.name, attempt=number, error=info.__dict__, wait=wait)
             if wait > 0:  # a zero wait retries at once
-                await anyio.sleep(wait)
+                await _wait(pn, done, wait, ctx.durable if item is None else None)
         else:
             return done.attempted(start, clock(), output)

@@ -1,18 +1,21 @@
 """The command line's durable-run commands: ``runs list``, ``runs show RUN_ID``,
-``resume RUN_ID [FILE]``. The store is ``--store``, else ``$FLOWRT_STORE``, else ./flowrt.db."""
+``runs prune --older-than 7d``, ``resume RUN_ID [FILE]`` and ``db upgrade``. The store is
+``--store``, else ``$FLOWRT_STORE``, else ./flowrt.db."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 from typing import TYPE_CHECKING
 
 import anyio
 
 if TYPE_CHECKING:
     from ._graph import Workflow
-    from ._store import RunRow, SQLiteStore
+    from ._records import RunRow
+    from ._sqlite import SQLiteStore
 
 DEFAULT_STORE = "flowrt.db"
 
@@ -23,14 +26,37 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     which = runs.add_subparsers(dest="runs_command", required=True)
     listing = which.add_parser("list", help="the most recent runs")
     listing.add_argument("--limit", type=int, default=20)
+    listing.add_argument("--status", help="only runs of this status (e.g. interrupted)")
     show = which.add_parser("show", help="one run's trace table")
     show.add_argument("run_id")
+    prune = which.add_parser("prune", help="delete runs that ended before a given age")
+    prune.add_argument(
+        "--older-than", required=True, type=duration, help="an age: 90s, 30m, 12h, 7d, 2w"
+    )
     resume = commands.add_parser("resume", help="finish a stored run (failed or interrupted)")
     resume.add_argument("run_id")
     resume.add_argument("file", nargs="?", help="its workflow file (default: as stored)")
     resume.add_argument("--timeout", type=float, default=None)
-    for parser in (listing, show, resume):
+    db = commands.add_parser("db", help="the store's schema")
+    db_which = db.add_subparsers(dest="db_command", required=True)
+    upgrade = db_which.add_parser("upgrade", help="create or migrate the schema (idempotent)")
+    for parser in (listing, show, prune, resume, upgrade):
         store_option(parser)
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def duration(text: str) -> float:
+    """An age such as ``7d`` or ``90s`` in seconds (argparse type).
+
+    Raises:
+        argparse.ArgumentTypeError: not a number followed by s, m, h, d or w.
+    """
+    found = re.fullmatch(r"(\d+(?:\.\d+)?)([smhdw])", text.strip())
+    if found is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an age like 90s, 30m, 12h, 7d or 2w")
+    return float(found[1]) * _UNITS[found[2]]
 
 
 def store_option(parser: argparse.ArgumentParser, text: str | None = None) -> None:
@@ -41,7 +67,7 @@ def store_option(parser: argparse.ArgumentParser, text: str | None = None) -> No
 
 def open_store(path: str | None) -> SQLiteStore:
     """The SQLite store a ``--store`` option names."""
-    from ._store import SQLiteStore
+    from ._sqlite import SQLiteStore
 
     return SQLiteStore(path or os.environ.get("FLOWRT_STORE") or DEFAULT_STORE)
 
@@ -85,8 +111,16 @@ def main(args: argparse.Namespace) -> int:
 def _on(store: SQLiteStore, args: argparse.Namespace) -> int:
     from ._durable import stored_result
 
+    if args.command == "db":
+        version = anyio.run(store.upgrade)
+        print(f"{store.path}: schema version {version}")
+        return 0
+    if args.command == "runs" and args.runs_command == "prune":
+        deleted = anyio.run(store.prune, args.older_than)
+        print(f"deleted {deleted} run(s) that ended more than {args.older_than:g}s ago")
+        return 0
     if args.command == "runs" and args.runs_command == "list":
-        runs = anyio.run(store.list_runs, args.limit)
+        runs = anyio.run(store.list_runs, args.limit, args.status)
         print(f"{'run':32}  {'workflow':24}  {'status':9}  {'attempts':8}  started (UTC)")
         for run in runs:
             print(_line(run))

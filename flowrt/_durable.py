@@ -1,219 +1,206 @@
-"""Durable runs on a ``RunStore``: recording nodes as they finish (batched), resuming a run from
-its stored successes, and starting workflow-level retries that came due while nobody waited."""
+"""One durable run's life in its store: claimed (or created) before its first node starts,
+each node recorded as it finishes (group commit), its lease renewed, and its final status
+written with its last records in one transaction.
+
+Nothing queued is ever dropped: a batch leaves the queue only once the store has committed it
+(a write interrupted by cancellation keeps its batch for the next one), and the run's last
+write happens after every record queued before it. A write refused because another owner
+took the run over (``LeaseLost``) stops the run: it cancels the run's scope and the run
+raises ``LeaseLost``.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
-import json.encoder
+import logging
+import os
+import socket
 import time
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from json.encoder import encode_basestring_ascii
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 
 from ._attempt import Done
-from ._errors import DefinitionError, FlowError, InputError, OutputError
-from ._models import AttemptRecord, ErrorInfo, NodeResult, RunResult, construct
-from ._store import RunRow, RunStore, record
-
-if TYPE_CHECKING:
-    from ._graph import Workflow
-    from ._plan import Plan
-
-
-def _raise_unencodable(value: object) -> None:
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
-# json's C encoder, built once (json.dumps builds one per call); None without the C accelerator.
-_encode = _c_make_encoder and _c_make_encoder(
-    None,
-    _raise_unencodable,
-    encode_basestring_ascii,
-    None,
-    ": ",
-    ", ",
-    False,
-    False,
-    True,
-)
-
-
-def to_json(value: Any) -> str:
-    """``json.dumps(value)``, faster.
-
-    Raises:
-        TypeError, ValueError, RecursionError: as ``json.dumps`` does (RecursionError for a
-            circular value).
-    """
-    kind = type(value)  # exact types: bool, an int subclass, goes through the encoder
-    if kind is int:
-        return int.__repr__(value)
-    if kind is str:
-        return encode_basestring_ascii(value)
-    if value is None:
-        return "null"
-    if _encode is None:  # pragma: no cover
-        return json.dumps(value)
-    return "".join(_encode(value, 0))
-
-
-def _trace_json(trace: list[AttemptRecord]) -> str:
-    if len(trace) == 1 and trace[0].error is None:  # one clean attempt: the node's own figures
-        return "null"
-    return json.dumps(
-        [
-            [a.attempt, a.started, a.duration, a.error and [a.error.type, a.error.message], a.wait]
-            for a in trace
-        ]
-    )
-
-
-def _trace(text: str, duration: float) -> list[AttemptRecord]:
-    if text == "null":  # stored without a trace: one clean attempt, as long as the node took
-        return [AttemptRecord(1, 0.0, duration)]
-    return [
-        AttemptRecord(
-            n, s, d, construct(ErrorInfo, {"type": e[0], "message": e[1]}) if e else None, w
-        )
-        for n, s, d, e, w in json.loads(text)
-    ]
-
+from ._errors import InputError, LeaseLost, OutputError
+from ._models import ErrorInfo, NodeResult, RunResult
+from ._records import RunRow, record, to_json, trace_json, trace_of
+from ._store import Claim, RunStore
 
 COMMIT_DELAY = 0.01  # seconds a finished node may wait before its batch is written
+_log = logging.getLogger("flowrt")
+_HOST = socket.gethostname()
 
 
-class Recorder:
-    """Queues a run's finished nodes (and its run row, when it changed) for the store, and
-    writes them by group commit with a bounded delay: the run's writer task waits
-    ``COMMIT_DELAY`` after the first queued record, then writes everything queued as one
-    transaction. The loop never waits on disk; a short run is written once, at its end,
-    together with its run row."""
+def input_json(input: Any) -> str:
+    """The run input as strict JSON text.
 
-    __slots__ = ("lock", "pending", "queued", "run", "run_id", "signalled", "store")
+    Raises:
+        InputError: it is not JSON (an object, NaN, nested too deep): a durable run must store
+            it.
+    """
+    try:
+        return to_json(input)
+    except (TypeError, ValueError, RecursionError) as exc:
+        reason = "it is nested too deep" if isinstance(exc, RecursionError) else str(exc)
+        raise InputError(f"the run input cannot be stored as JSON: {reason}") from None
 
-    def __init__(self, store: RunStore, run_id: str) -> None:
+
+def owner_id() -> str:
+    """A new owner id: host, process and a random part (one per run execution)."""
+    return f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class DurableRun:
+    """A run's writes to its store: the claim, the queue of node records and run-row changes,
+    the writer task (group commit with ``COMMIT_DELAY``, heartbeats), and the run's ends."""
+
+    __slots__ = (
+        "attempt", "lock", "lost", "owner", "parked", "pending", "queued", "row", "run",
+        "scope", "signalled", "store", "token",
+    )  # fmt: skip
+
+    def __init__(self, store: RunStore, row: RunRow) -> None:
         self.store = store
-        self.run_id = run_id
+        self.row = row  # the run as this owner writes it
+        self.owner = owner_id()
+        self.token = 0
+        self.attempt = row.attempts
         self.pending: list[str] = []
-        self.run: RunRow | None = None
+        self.run: RunRow | None = None  # a run-row change to write with the next batch
         self.lock = anyio.Lock()
         self.queued = anyio.Event()
         self.signalled = False
+        self.parked = 0  # nodes in a long retry wait (the run is ``waiting`` while any is)
+        self.scope = anyio.CancelScope()  # the run's: cancelled when its lease is lost
+        self.lost = False
+
+    async def open(self, *, create: bool, reopen: bool) -> Claim:
+        """Claim the run, or with ``create`` create it (committed before any node starts);
+        ``reopen`` (resume) claims a failed run too."""
+        new = self.row if create else None
+        claim = await self.store.claim(self.row.run_id, self.owner, new=new, reopen=reopen)
+        self.token = claim.token
+        if claim.outcome == "claimed" and claim.run is not None:
+            stored = claim.run
+            self.row = dataclasses.replace(stored, status="running", nodes=[], finished_at=None)
+        return claim
 
     def add(self, name: str, done: Done) -> None:
-        """Queue node ``name``; a success whose output is not JSON becomes an ``OutputError``
-        failure first."""
+        """Queue node ``name``'s record; a success whose output is not strict JSON becomes an
+        ``OutputError`` failure first."""
         status, output = done["status"], None
         if status == "success":
             try:
                 output = to_json(done["output"])
             except (TypeError, ValueError, RecursionError) as exc:
-                done.fail(OutputError(f"node {name!r}: its output cannot be stored as JSON: {exc}"))
+                reason = "it is nested too deep" if isinstance(exc, RecursionError) else exc
+                done.fail(
+                    OutputError(f"node {name!r}: its output cannot be stored as JSON: {reason}")
+                )
                 status = "failure"
-        trace = done.trace
-        if status == "success" and len(trace) == 1:  # the common record, built directly:
+        if status == "success" and len(done.trace) == 1:  # the common record, built directly:
             # what record() makes of it (tests/test_store.py checks), at half the cost
             text = f'["{name}", "success", {output}, null, 1, {done.duration:.6f}, null, null]'
         else:
             text = record(
                 name, status or "failure", output, done["error"], done.attempts, done.duration,
-                done.reason, _trace_json(trace),
+                done.reason, trace_json(done.trace),
             )  # fmt: skip
+        self._queue(text)
+
+    def _queue(self, text: str) -> None:
         self.pending.append(text)
         if not self.signalled:  # wake the writer (once per batch)
             self.signalled = True
             self.queued.set()
 
-    async def writer(self) -> None:
-        """The run's writer task (cancelled when the run's nodes are done): wait for a record,
-        let others join it for ``COMMIT_DELAY``, write the batch; again."""
-        while True:
-            await self.queued.wait()
-            await anyio.sleep(COMMIT_DELAY)
-            self.queued, self.signalled = anyio.Event(), False
-            await self.flush()
-
-    async def flush(self) -> None:
-        """Write everything queued (and the run row, if it changed) now, in one transaction."""
-        async with self.lock:
-            if not self.pending and self.run is None:
-                return
-            batch, self.pending = self.pending, []
-            run, self.run = self.run, None
-            await self.store.write(self.run_id, batch, run)
-
-
-def input_json(input: Any) -> str:
-    """The run input as JSON text.
-
-    Raises:
-        InputError: it is not JSON-serialisable (a durable run must store it).
-    """
-    try:
-        return json.dumps(input)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"the run input cannot be stored as JSON: {exc}") from None
-
-
-def definition_json(wf: Workflow) -> str | None:
-    """The workflow as JSON data, when it has a data form (for ``resume`` from the CLI)."""
-    try:
-        return json.dumps(wf.to_dict())
-    except (DefinitionError, TypeError, ValueError):
-        return None
-
-
-class Durable:
-    """One run's life in the store: started, nodes recorded as they finish, retrying (with a
-    due time), finished or cancelled."""
-
-    def __init__(
-        self,
-        store: RunStore,
-        wf: Workflow,
-        run_id: str,
-        input: Any,
-        started: datetime,
-    ) -> None:
-        self.store = store
-        self.recorder = Recorder(store, run_id)
-        definition = wf.compiled().cache
-        if "definition" not in definition:
-            definition["definition"] = definition_json(wf)
-        self.row = RunRow(
-            run_id, wf.name, input_json(input), "running", started.isoformat(),
-            definition["definition"],
+    def waiting(self, name: str, done: Done, wait: float) -> None:
+        """Node ``name`` failed attempt ``done.attempts`` and retries after ``wait`` seconds:
+        record it ``waiting`` with its due time, so a resume continues at the next attempt. A
+        wait of at least the store's ``park_after_seconds`` makes the run ``waiting``."""
+        due = time.time() + wait
+        info = done.trace[-1].error if done.trace else None
+        error = None if info is None else {"type": info.type, "message": info.message}
+        self._queue(
+            record(
+                name, "waiting", None, error, done.attempts, 0.0, None, trace_json(done.trace),
+                due,
+            )
         )  # fmt: skip
+        if wait >= self.store.park_after_seconds:
+            self.parked += 1
+            row = self.row
+            row.status = "waiting"
+            row.retry_due = due if row.retry_due is None else min(row.retry_due, due)
+            self.run = dataclasses.replace(row, nodes=[])
+
+    def unpark(self, wait: float) -> None:
+        """A retry wait recorded by ``waiting`` is over (the next attempt starts)."""
+        if wait >= self.store.park_after_seconds:
+            self.parked -= 1
+            if not self.parked:
+                self.row.status, self.row.retry_due = "running", None
+                self.run = dataclasses.replace(self.row, nodes=[])
+
+    async def writer(self) -> None:
+        """The run's writer task: wait for a record, let others join it for ``COMMIT_DELAY``,
+        write the batch; with nothing to write for ``heartbeat_seconds``, renew the lease."""
+        heartbeat = self.store.heartbeat_seconds
+        while True:
+            with anyio.move_on_after(heartbeat):
+                await self.queued.wait()
+                await anyio.sleep(COMMIT_DELAY)
+            self.queued, self.signalled = anyio.Event(), False
+            try:
+                await self.flush(renew=True)
+            except LeaseLost:
+                self.lost = True
+                self.scope.cancel()
+                return
+            except Exception:  # the records stay queued: the next write takes them
+                _log.warning("flowrt: writing run %s failed", self.row.run_id, exc_info=True)
+
+    async def flush(self, *, renew: bool = False, release: bool = False) -> None:
+        """Write everything queued (and the run row, if it changed) now, in one transaction;
+        with ``renew``, write even with nothing queued (it renews the lease).
+
+        Raises:
+            LeaseLost: another owner has claimed the run.
+        """
+        async with self.lock:
+            batch, run = list(self.pending), self.run
+            if not (batch or run or renew or release):
+                return
+            await self.store.write(
+                self.row.run_id, self.token, self.attempt, batch, run, release=release
+            )
+            del self.pending[: len(batch)]  # only now: an interrupted write keeps its batch
+            if self.run is run:
+                self.run = None
 
     def start(self, attempt: int) -> None:
-        """Workflow-level attempt ``attempt`` is running: recorded with the first nodes that
-        finish."""
+        """Workflow-level attempt ``attempt`` is running (written with its first records)."""
+        self.attempt = attempt
         self.row.status, self.row.attempts, self.row.retry_due = "running", attempt, None
-        self.recorder.run = dataclasses.replace(self.row, nodes=[])
-
-    async def _save(self) -> None:
-        self.recorder.run = dataclasses.replace(self.row, nodes=[])
-        await self.recorder.flush()
+        self.run = dataclasses.replace(self.row, nodes=[])
 
     async def retrying(self, attempts: int, error: dict[str, str], wait: float) -> None:
         """A failed attempt will run again after ``wait``: record when, so that it survives a
         restart (``resume_due``)."""
         row = self.row
-        row.status, row.attempts, row.error, row.retry_due = (
-            "retrying",
-            attempts,
-            error,
-            time.time() + wait,
-        )
-        await self._save()
+        row.status, row.attempts, row.error = "retrying", attempts, error
+        row.retry_due = time.time() + wait
+        self.run = dataclasses.replace(row, nodes=[])
+        await self.flush()
 
     async def finish(self, result: RunResult) -> None:
-        """The run ended."""
+        """The run ended: its status, output and last records in one transaction; the run is
+        released."""
         row = self.row
         row.status, row.attempts, row.retry_due = result.status, result.attempts, None
         row.error = result.error.model_dump() if result.error else None
@@ -222,61 +209,36 @@ class Durable:
             row.output = to_json(result.output)
         except (TypeError, ValueError, RecursionError):
             row.output = None
-        await self._save()
+        self.run = dataclasses.replace(row, nodes=[])
+        await self.flush(release=True)
 
     async def cancelled(self) -> None:
-        """The caller cancelled the run: keep what finished and mark it cancelled (resumable).
-        Cancelled while waiting for a workflow-level retry, it stays ``retrying`` with its due
-        time, for ``resume_due``."""
+        """The caller cancelled the run: keep what finished and release the run, marked
+        ``cancelled`` (resumable); in a workflow-level retry wait (``retrying``) or a parked
+        node wait (``waiting``), it keeps that status and due time, for ``resume_due``."""
+        if self.lost:
+            return
         with anyio.CancelScope(shield=True):
-            if self.row.status == "retrying":
-                await self.recorder.flush()
-                return
-            self.row.status, self.row.retry_due = "cancelled", None
-            self.row.finished_at = datetime.now(UTC).isoformat()
-            await self._save()
-
-
-def seeded(plan: Plan, run: RunRow) -> dict[int, Done]:
-    """Records of the stored run's successful nodes, by plan index: a resumed run keeps them."""
-    records: dict[int, Done] = {}
-    for row in run.nodes:
-        index = plan.index.get(row.name)
-        if row.status != "success" or index is None:
-            continue
-        # A success stored without output text returned None (JSON null): keep it all the same.
-        done = Done().succeed(None if row.output is None else json.loads(row.output))
-        done.attempts, done.duration = row.attempts, row.duration
-        done.trace = _trace(row.trace, row.duration)
-        records[index] = done
-    return records
-
-
-async def load(store: RunStore, run_id: str, workflow: str | None = None) -> RunRow:
-    """The stored run ``run_id``.
-
-    Raises:
-        FlowError: no such run, or it belongs to another workflow.
-    """
-    run = await store.load_run(run_id)
-    if run is None:
-        raise FlowError(f"no run {run_id!r} in {store!r}")
-    if workflow is not None and run.workflow != workflow:
-        raise FlowError(f"run {run_id!r} belongs to workflow {run.workflow!r}, not {workflow!r}")
-    return run
+            row = self.row
+            if row.status not in ("retrying", "waiting"):
+                row.status, row.retry_due = "cancelled", None
+                row.finished_at = datetime.now(UTC).isoformat()
+            self.run = dataclasses.replace(row, nodes=[])
+            with contextlib.suppress(LeaseLost):  # taken over meanwhile: the new owner's stand
+                await self.flush(release=True)
 
 
 def stored_result(run: RunRow) -> RunResult:
-    """A RunResult rebuilt from a stored run (for ``flowrt runs show``)."""
+    """A RunResult rebuilt from a stored run (an ended run asked for again, ``runs show``)."""
     nodes = {
         row.name: NodeResult(
-            status=row.status,  # type: ignore[arg-type]
+            status="failure" if row.status == "waiting" else row.status,  # type: ignore[arg-type]
             output=json.loads(row.output) if row.output else None,
             error=ErrorInfo(**row.error) if row.error else None,
             attempts=row.attempts,
             duration=row.duration,
             reason=row.reason,
-            trace=_trace(row.trace, row.duration),
+            trace=trace_of(row.trace, row.duration),
         )
         for row in run.nodes
     }
@@ -296,41 +258,4 @@ def stored_result(run: RunRow) -> RunResult:
     )
 
 
-async def resume_due(
-    store: RunStore, workflows: Iterable[Workflow] = (), *, now: float | None = None
-) -> list[RunResult]:
-    """Start every workflow-level retry whose due time has come, concurrently; return their
-    results. Each runs again from its first node with its stored input, with the retries it has
-    left. A workflow is taken from ``workflows`` by name, else rebuilt from its stored definition.
-
-    Raises:
-        FlowError: a due run's workflow is neither given nor stored as data.
-    """
-    from ._graph import Workflow
-    from ._run import run as run_workflow
-
-    by_name = {wf.name: wf for wf in workflows}
-    due = await store.due_runs(time.time() if now is None else now)
-    plans: list[tuple[Workflow, RunRow]] = []
-    for row in due:
-        wf = by_name.get(row.workflow)
-        if wf is None and row.definition is None:
-            raise FlowError(f"run {row.run_id!r}: workflow {row.workflow!r} was not given")
-        plans.append((wf or Workflow.from_dict(json.loads(row.definition or "{}")), row))
-    results: list[RunResult] = []
-
-    async def again(wf: Workflow, row: RunRow) -> None:
-        results.append(
-            await run_workflow(
-                wf, json.loads(row.input), timeout=None, run_id=row.run_id, store=store,
-                after_attempts=row.attempts,
-            )
-        )  # fmt: skip
-
-    async with anyio.create_task_group() as tg:
-        for wf, row in plans:
-            tg.start_soon(again, wf, row)
-    return results
-
-
-__all__: Sequence[str] = ["Recorder", "resume_due", "seeded", "stored_result"]
+__all__: Sequence[str] = ["DurableRun", "input_json", "stored_result"]

@@ -9,6 +9,8 @@ FlowError
 ├── MaxLoopsExceeded               a loop ran max_loops steps without returning Final
 ├── TooManyFailures                a map had more failed items than tolerated_failures
 ├── StrayCancellation              a node's code raised CancelledError that no cancellation explains
+├── RunInProgress                  a run with this id is executed by another owner right now
+│   └── LeaseLost                  this process lost its run to another owner (its writes refused)
 └── WorkflowFailed                 raised by RunResult.raise_for_status() for a failed run
 ```
 
@@ -70,6 +72,36 @@ class StrayCancellation(FlowError):
     """A node's function raised ``asyncio.CancelledError`` while nothing was cancelling it (it
     raised it itself, or awaited something cancelled elsewhere). The node fails with it, like
     any other error, instead of vanishing from the run."""
+
+
+class RunInProgress(FlowError):
+    """A run with this id is being executed by another owner (a live process holds its lease):
+    one run is executed by one owner at a time.
+
+    Attributes:
+        run_id: the run.
+        owner: the owner holding it, when known.
+    """
+
+    def __init__(self, run_id: str, owner: str | None = None, detail: str | None = None) -> None:
+        self.run_id = run_id
+        self.owner = owner
+        held = f" by {owner}" if owner else ""
+        super().__init__(
+            detail or f"run {run_id!r} is being executed{held}: its owner's lease is live"
+        )
+
+
+class LeaseLost(RunInProgress):
+    """This process's claim on a run was taken over (its lease had expired and another owner
+    claimed the run): its writes are refused and it dropped the run."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(
+            run_id,
+            detail=f"run {run_id!r} was taken over by another owner after this process's lease "
+            "expired: its writes were refused and it stopped executing the run",
+        )
 
 
 class WorkflowFailed(FlowError):

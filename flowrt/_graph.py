@@ -402,13 +402,18 @@ class Workflow:
         ``model_dump()``. Node failures never raise: they are in the result. ``timeout`` is a
         deadline for each run attempt: at expiry running nodes are cancelled and the run fails.
         ``run_id`` names the run (a new uuid4 hex by default). With a ``store`` (or the
-        workflow's) the run is durable: its input, each node's envelope as it finishes and its
-        status are stored, and it can be resumed; node outputs must then be JSON (else the node
-        fails with ``OutputError``).
+        workflow's) the run is durable: its row (input, status ``running``, owner) is committed
+        before the first node starts, each node's envelope is stored as it finishes, and it can
+        be resumed; node outputs must then be strict JSON (else the node fails with
+        ``OutputError``). A ``run_id`` is then an idempotency key: a stored run that ended is
+        returned as it was stored (nothing runs); one that was interrupted or cancelled is
+        resumed (its stored input is used).
 
         Raises:
             DefinitionError: the workflow is invalid.
-            InputError: a durable run's input is not JSON.
+            InputError: a durable run's input is not strict JSON.
+            RunInProgress: a durable run with this id is being executed (a live owner).
+            FlowError: the stored run ``run_id`` belongs to another workflow.
         """
         from ._run import run
 
@@ -418,11 +423,13 @@ class Workflow:
         self, run_id: str, *, store: RunStore | None = None, timeout: float | None = None
     ) -> RunResult:
         """Finish a stored run: nodes that succeeded keep their stored outputs and do not run
-        again; every other node runs (a node that was running when the process died runs again:
-        at-least-once). Returns the run's result.
+        again; a node stored in a retry wait continues at its next attempt when due; every
+        other node runs (a node that was running when the process died runs again:
+        at-least-once). A run that succeeded is returned as stored. Returns the run's result.
 
         Raises:
             FlowError: no store, no such run, or a run of another workflow.
+            RunInProgress: a live process is executing the run.
         """
         from ._run import resume
 

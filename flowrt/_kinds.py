@@ -13,6 +13,7 @@ import anyio
 import anyio.to_thread
 
 from ._attempt import Context, Done, as_failure, attempt, error_info
+from ._context import CURRENT, call_within
 from ._errors import InputError, MaxLoopsExceeded, NoMatch, TooManyFailures
 from ._native import task_group
 
@@ -42,7 +43,8 @@ async def _in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 async def _in_process(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     from anyio import to_process  # imported on first use: it pulls in subprocess machinery
 
-    return await to_process.run_sync(functools.partial(fn, *args, **kwargs), cancellable=True)
+    call = functools.partial(call_within, CURRENT.get(None), functools.partial(fn, *args, **kwargs))
+    return await to_process.run_sync(call, cancellable=True)
 
 
 def invoker(pn: PlanNode) -> Callable[..., Awaitable[Any]]:
@@ -136,6 +138,7 @@ async def _map_items(
     async def worker(scope: anyio.CancelScope) -> None:
         for i in pending:
             if plain:  # no retries, no timeout: one call is the whole policy
+                CURRENT.set((ctx.run_id, ctx.workflow, pn.name, 1, i))
                 try:
                     if bare:
                         output = await invoke(items[i])
@@ -149,7 +152,7 @@ async def _map_items(
                     envelope = {"status": "failure", "output": None, "error": error_info(exc)}
             else:
                 call = (items[i], *args)
-                envelope = dict(await attempt(pn, invoke, call, kwargs, Done(), ctx, False))
+                envelope = dict(await attempt(pn, invoke, call, kwargs, Done(), ctx, i))
             results[i] = envelope
             if envelope["status"] == "failure":
                 failed.append(i)

@@ -1,12 +1,11 @@
-"""Running a workflow: the workflow-level retry loop around the scheduler, durable runs and
-resume, and the RunResult."""
+"""Running a workflow: the workflow-level retry loop around the scheduler, durable runs (claimed
+or created in the store first; resumed from their stored records), and the RunResult."""
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -14,17 +13,21 @@ import anyio
 from pydantic import BaseModel
 
 from ._attempt import Context, Done
-from ._durable import Durable, load, seeded
-from ._errors import FlowError
+from ._durable import DurableRun, input_json, stored_result
+from ._errors import DefinitionError, FlowError, LeaseLost, RunInProgress
 from ._events import Emitter
 from ._models import Event, NodeResult, RunResult, as_error_info, construct
-from ._native import alongside, checkpoint, clock
+from ._native import checkpoint, clock
+from ._records import RunRow
+from ._resume import Restart, restart
 from ._scheduler import Scheduler
-from ._store import RunRow, RunStore
+from ._store import Claim, RunStore
 
 if TYPE_CHECKING:
     from ._graph import Workflow
     from ._plan import Plan
+
+Sink = Callable[[Event], None]
 
 
 async def run(
@@ -32,51 +35,183 @@ async def run(
     input: Any,
     *,
     timeout: float | None,
-    sink: Callable[[Event], None] | None = None,
+    sink: Sink | None = None,
     run_id: str | None = None,
     store: RunStore | None = None,
-    resume: RunRow | None = None,
-    after_attempts: int = 0,
 ) -> RunResult:
     """Run ``wf`` with workflow-level retries; see ``Workflow.run``. With a store the run is
-    durable; ``resume`` (a stored run) keeps its successful nodes; ``after_attempts`` counts
-    workflow-level attempts already made."""
+    durable, and an existing ``run_id`` is returned (ended), refused (owned) or resumed."""
     plan = wf.compiled()
     if input is None:
         input = {}
     elif isinstance(input, BaseModel):  # selectors walk plain data
         input = input.model_dump()
+    store = store if store is not None else wf.store
+    if store is None:
+        return await _execute(wf, plan, input, timeout, sink, run_id or uuid.uuid4().hex)
+    new = run_id is None
+    row = RunRow(
+        run_id or uuid.uuid4().hex, wf.name, input_json(input), "running",
+        datetime.now(UTC).isoformat(), definition_json(wf),
+    )  # fmt: skip
+    if not new:
+        await _check_workflow(store, row.run_id, wf.name, must_exist=False)
+    return await _durable(wf, plan, DurableRun(store, row), False, timeout, sink, input)
+
+
+async def resume(
+    wf: Workflow, run_id: str, *, store: RunStore | None, timeout: float | None
+) -> RunResult:
+    """Finish a stored run: its successful nodes keep their stored outputs, every other node
+    runs; see ``Workflow.resume``."""
+    store = store if store is not None else wf.store
+    if store is None:
+        raise FlowError(f"workflow {wf.name!r} has no store to resume run {run_id!r} from")
+    row = await _check_workflow(store, run_id, wf.name, must_exist=True)
+    assert row is not None
+    return await _durable(wf, wf.compiled(), DurableRun(store, row), True, timeout, None)
+
+
+async def _check_workflow(
+    store: RunStore, run_id: str, workflow: str, *, must_exist: bool
+) -> RunRow | None:
+    """The stored run ``run_id``, checked to be one of ``workflow``.
+
+    Raises:
+        FlowError: it belongs to another workflow; or it is missing and ``must_exist``.
+    """
+    run = await store.load_run(run_id)
+    if run is None and must_exist:
+        raise FlowError(f"no run {run_id!r} in {store!r}")
+    if run is not None and run.workflow != workflow:
+        raise FlowError(f"run {run_id!r} belongs to workflow {run.workflow!r}, not {workflow!r}")
+    return run
+
+
+async def _durable(
+    wf: Workflow,
+    plan: Plan,
+    durable: DurableRun,
+    reopen: bool,
+    timeout: float | None,
+    sink: Sink | None,
+    input: Any = None,
+) -> RunResult:
+    """Claim (or create) the run, then execute it: from scratch (with ``input``, as given, for
+    a new run), or from its stored records."""
+    claim = await durable.open(create=not reopen, reopen=reopen)
+    run_id = durable.row.run_id
+    if claim.outcome == "missing":
+        raise FlowError(f"no run {run_id!r} in {durable.store!r}")
+    if claim.outcome == "busy":
+        raise RunInProgress(run_id, claim.run.owner if claim.run else None)
+    if claim.outcome == "finished":
+        assert claim.run is not None
+        return stored_result(claim.run)
+    return await _claimed(wf, plan, durable, claim, timeout, sink, input)
+
+
+async def _claimed(
+    wf: Workflow,
+    plan: Plan,
+    durable: DurableRun,
+    claim: Claim,
+    timeout: float | None,
+    sink: Sink | None,
+    input: Any = None,
+) -> RunResult:
+    """Execute a run this process has just created or claimed."""
+    run_id = durable.row.run_id
+    if claim.outcome == "created" or claim.run is None:
+        return await _execute(wf, plan, input, timeout, sink, run_id, durable)
+    stored = claim.run
+    input = json.loads(stored.input)
+    if stored.status == "retrying":  # a workflow-level retry: its next attempt, from scratch
+        return await _execute(
+            wf, plan, input, timeout, sink, run_id, durable, None, stored.attempts
+        )
+    where = restart(plan, stored)
+    after = stored.attempts - 1
+    return await _execute(wf, plan, input, timeout, sink, run_id, durable, where, after)
+
+
+async def _execute(
+    wf: Workflow,
+    plan: Plan,
+    input: Any,
+    timeout: float | None,
+    sink: Sink | None,
+    run_id: str,
+    durable: DurableRun | None = None,
+    where: Restart | None = None,
+    after_attempts: int = 0,
+) -> RunResult:
+    """Execute the run (workflow-level attempts after ``after_attempts``), from ``where``
+    when resumed; a durable run's writer runs beside it."""
     started_at = datetime.now(UTC)
     sinks = [*wf.listeners, sink] if sink is not None else list(wf.listeners)
     run_clock = clock()
-    emitter = Emitter(wf.name, run_id or uuid.uuid4().hex, sinks, run_clock)
+    emitter = Emitter(wf.name, run_id, sinks, run_clock)
     emit = emitter if emitter.active else None
-    store = store if store is not None else wf.store
-    durable = None
-    if store is not None:
-        durable = Durable(store, wf, emitter.run_id, input, started_at)
+    if durable is not None:
         durable.start(after_attempts + 1)
     if emit is not None:
         emit("run.started")
-    seeds = seeded(plan, resume) if resume is not None else None
+    ctx = Context(emit, wf.rng, run_clock, checkpoint(), run_id, wf.name, durable)
     try:
-        async with nullcontext() if durable is None else alongside(durable.recorder.writer):
-            ctx = Context(emit, wf.rng, run_clock, checkpoint())
-            scheduler, attempts, error = await _attempts(
-                wf, plan, input, ctx, timeout, durable, seeds, after_attempts
-            )
+        if durable is None:
+            outcome = await _attempts(wf, plan, input, ctx, timeout, where, after_attempts)
+        else:
+            outcome = await _beside_writer(wf, plan, input, ctx, timeout, where, after_attempts)
     except BaseException:
         if emit is not None:
             emit("run.finished", status="cancelled")
         if durable is not None:
             await durable.cancelled()
         raise
-    result = _result(wf, plan, scheduler, emitter.run_id, error, attempts, started_at)
+    scheduler, attempts, error = outcome
+    result = _result(wf, plan, scheduler, run_id, error, attempts, started_at)
     if durable is not None:
         await durable.finish(result)
     if emit is not None:
         emit("run.finished", attempt=attempts, status=result.status, error=error, result=result)
     return result
+
+
+Outcome = tuple[Scheduler, int, dict[str, str] | None]
+
+
+async def _beside_writer(
+    wf: Workflow,
+    plan: Plan,
+    input: Any,
+    ctx: Context,
+    timeout: float | None,
+    where: Restart | None,
+    after_attempts: int,
+) -> Outcome:
+    """``_attempts`` with the durable run's writer task beside it, in an anyio task group: its
+    cancellation waits for a write in progress (a native cancel would abandon it).
+
+    Raises:
+        LeaseLost: another owner took the run over; the run was stopped.
+    """
+    durable = ctx.durable
+    assert durable is not None
+    outcome: Outcome | None = None
+    try:
+        with durable.scope:
+            async with anyio.create_task_group() as group:
+                group.start_soon(durable.writer)
+                outcome = await _attempts(wf, plan, input, ctx, timeout, where, after_attempts)
+                group.cancel_scope.cancel()
+    except BaseExceptionGroup as group_error:  # one error: raise it as itself
+        if len(group_error.exceptions) == 1:
+            raise group_error.exceptions[0] from None
+        raise
+    if durable.lost or outcome is None:
+        raise LeaseLost(durable.row.run_id)
+    return outcome
 
 
 def _result(
@@ -117,17 +252,16 @@ async def _attempts(
     input: Any,
     ctx: Context,
     timeout: float | None,
-    durable: Durable | None,
-    seeds: dict[int, Done] | None,
+    where: Restart | None,
     attempts: int,
-) -> tuple[Scheduler, int, dict[str, str] | None]:
+) -> Outcome:
     """Run the plan, again after a failure while workflow-level retries remain."""
     emit = ctx.emit
-    recorder = durable.recorder if durable is not None else None
+    durable = ctx.durable
     while True:
         attempts += 1
-        scheduler = Scheduler(plan, input, ctx, wf.max_concurrency, recorder, seeds)
-        seeds = None  # a retry runs again from the first node
+        scheduler = Scheduler(plan, input, ctx, wf.max_concurrency, where)
+        where = None  # a retry runs again from the first node
         in_time = await scheduler.execute(timeout)
         error = _run_error(wf, scheduler, in_time, timeout)
         if error is None or attempts > wf.retry.max_retries:
@@ -140,22 +274,6 @@ async def _attempts(
         await anyio.sleep(wait)
         if durable is not None:
             durable.start(attempts + 1)
-
-
-async def resume(
-    wf: Workflow, run_id: str, *, store: RunStore | None, timeout: float | None
-) -> RunResult:
-    """Finish a stored run: its successful nodes keep their stored outputs, every other node
-    runs; see ``Workflow.resume``."""
-    store = store if store is not None else wf.store
-    if store is None:
-        raise FlowError(f"workflow {wf.name!r} has no store to resume run {run_id!r} from")
-    row = await load(store, run_id, wf.name)
-    input = json.loads(row.input)
-    return await run(
-        wf, input, timeout=timeout, run_id=run_id, store=store, resume=row,
-        after_attempts=row.attempts - 1,
-    )  # fmt: skip
 
 
 def _run_error(
@@ -191,3 +309,51 @@ def _node_result(done: Done) -> NodeResult:
             "trace": done.trace,  # the record's own list: runs are not copied
         },
     )
+
+
+def definition_json(wf: Workflow) -> str | None:
+    """The workflow as JSON data, when it has a data form (for ``resume`` from the CLI);
+    computed once per plan."""
+    cache = wf.compiled().cache
+    if "definition" not in cache:
+        try:
+            cache["definition"] = json.dumps(wf.to_dict())
+        except (DefinitionError, TypeError, ValueError):
+            cache["definition"] = None
+    return cache["definition"]  # type: ignore[no-any-return]
+
+
+async def resume_due(
+    store: RunStore, workflows: Iterable[Workflow] = (), *, now: float | None = None
+) -> list[RunResult]:
+    """Continue, concurrently, every run whose retry is due at ``now`` (wall clock; default
+    the store's clock) and that no live process owns: a workflow-level retry runs again from
+    its first node with its stored input and the retries it has left; a parked node wait
+    continues at the node's next attempt. Return their results; a run claimed meanwhile by
+    another process is left to it. A workflow is taken from ``workflows`` by name, else
+    rebuilt from its stored definition.
+
+    Raises:
+        FlowError: a due run's workflow is neither given nor stored as data.
+    """
+    from ._graph import Workflow
+
+    by_name = {wf.name: wf for wf in workflows}
+    plans: list[tuple[Workflow, RunRow]] = []
+    for row in await store.due_runs(now):
+        wf = by_name.get(row.workflow)
+        if wf is None and row.definition is None:
+            raise FlowError(f"run {row.run_id!r}: workflow {row.workflow!r} was not given")
+        plans.append((wf or Workflow.from_dict(json.loads(row.definition or "{}")), row))
+    results: list[RunResult] = []
+
+    async def again(wf: Workflow, row: RunRow) -> None:
+        durable = DurableRun(store, row)
+        claim = await durable.open(create=False, reopen=False)
+        if claim.outcome == "claimed":  # else another process took it first (or finished it)
+            results.append(await _claimed(wf, wf.compiled(), durable, claim, None, None))
+
+    async with anyio.create_task_group() as tg:
+        for wf, row in plans:
+            tg.start_soon(again, wf, row)
+    return results

@@ -4,6 +4,7 @@ O(the finished node's dependents)."""
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
@@ -16,8 +17,8 @@ from ._kinds import PREPARE, run_map
 from ._native import Spawn, task_group
 
 if TYPE_CHECKING:
-    from ._durable import Recorder
     from ._plan import Plan, PlanNode
+    from ._resume import Parked, Restart
 
 
 # A task running released nodes one after another yields to the loop once it has gone this long
@@ -33,17 +34,17 @@ class Scheduler:
         "cap",
         "ctx",
         "done",
+        "durable",
         "emit",
         "handled",
         "nodes",
         "order",
+        "parked",
         "pending",
         "queue",
-        "recorder",
-        "roots",
+        "ready",
         "run_node",
         "running",
-        "seeds",
         "spawn",
         "store",
     )
@@ -54,14 +55,21 @@ class Scheduler:
         input: Any,
         ctx: Context,
         cap: int | None,
-        recorder: Recorder | None = None,
-        seeds: dict[int, Done] | None = None,
+        where: Restart | None = None,
     ) -> None:
         self.nodes = plan.nodes
-        self.roots = plan.roots
         self.store: dict[str, Any] = {"input": input}
         self.done: list[Done | None] = [None] * len(plan.nodes)
-        self.pending = [len(pn.deps) for pn in plan.nodes]
+        self.parked: dict[int, Parked] = {}
+        if where is None:
+            self.pending = [len(pn.deps) for pn in plan.nodes]
+            self.ready = plan.roots
+        else:  # a resumed run: its kept nodes count as finished (see _resume)
+            self.pending, self.ready = list(where.pending), where.ready
+            self.parked = dict(where.parked)
+            for i, done in where.seeds.items():
+                self.done[i] = done
+                self.store[self.nodes[i].name] = done
         self.order: list[int] = []
         self.handled: set[int] = set()
         self.ctx = ctx
@@ -71,8 +79,7 @@ class Scheduler:
         self.queue: deque[int] = deque()
         self.spawn: Spawn | None = None
         self.run_node: Callable[[int | None], Coroutine[Any, Any, None]] | None = None
-        self.recorder = recorder
-        self.seeds = seeds
+        self.durable = ctx.durable
 
     async def execute(self, timeout: float | None) -> bool:
         """Run every node; return False if the run's deadline expired first."""
@@ -95,23 +102,13 @@ class Scheduler:
     async def _all(self) -> None:
         try:
             async with task_group() as self.spawn:
-                self._settle(self._seed() if self.seeds else list(self.roots))
+                self._settle(list(self.ready))
         except BaseExceptionGroup as group:
             # Node code never raises Exception out of a node task; what gets here is a
             # BaseException (KeyboardInterrupt, SystemExit...): re-raise it as itself.
             if len(group.exceptions) == 1:
                 raise group.exceptions[0] from None
             raise
-
-    def _seed(self) -> list[int]:
-        """A resumed run: its stored successes count as finished; return the nodes now ready."""
-        assert self.seeds is not None
-        for i, done in self.seeds.items():
-            self.done[i] = done
-            self.store[self.nodes[i].name] = done
-            for dependent in self.nodes[i].dependents:
-                self.pending[dependent] -= 1
-        return [i for i, count in enumerate(self.pending) if not count and i not in self.seeds]
 
     def _start(self, i: int) -> None:
         if self.cap is not None and self.running >= self.cap:
@@ -130,7 +127,10 @@ class Scheduler:
         turn = clock()  # when this task last let the loop run others
         while i is not None:
             pn = self.nodes[i]
-            done = self.done[i] = Done()
+            if self.parked and i in self.parked:  # resumed in a retry wait: the rest of it first
+                done = self.done[i] = await self._unpark(self.parked.pop(i))
+            else:
+                done = self.done[i] = Done()
             start = clock()
             kind = pn.node.kind
             if kind == "map":
@@ -153,6 +153,13 @@ class Scheduler:
                 await ctx.checkpoint()  # let the loop run others before the next node
                 turn = clock()
 
+    async def _unpark(self, parked: Parked) -> Done:
+        """A node resumed in a retry wait: wait until its next attempt is due."""
+        wait = parked.due - time.time()
+        if wait > 0:
+            await anyio.sleep(wait)
+        return parked.done
+
     def _finish(self, i: int, done: Done) -> int | None:
         """Record node i, settle every dependent whose last dependency it was, and return one
         of them for this task to run next (or None)."""
@@ -163,8 +170,8 @@ class Scheduler:
         """Store node i's envelope and return ``ready`` plus the dependents it released (the
         list is made only when one is)."""
         pn = self.nodes[i]
-        if self.recorder is not None:
-            self.recorder.add(pn.name, done)  # the run's writer stores it (group commit)
+        if self.durable is not None:
+            self.durable.add(pn.name, done)  # the run's writer stores it (group commit)
         self.store[pn.name] = done  # the record is its own envelope
         self.order.append(i)
         if self.emit is not None:

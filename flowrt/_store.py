@@ -1,286 +1,115 @@
-"""Durable run storage: the ``RunStore`` interface and its embedded default, ``SQLiteStore``.
+"""The ``RunStore`` interface: where durable runs live, and how a run is owned.
 
-A store keeps each run's input, each node's envelope and attempt trace as it finishes, the run's
-status, and pending workflow-level retries with their due time (wall clock, so they survive a
-restart). Every method is async; SQLite work happens in a worker thread, one call at a time.
+One run is executed by one owner at a time. ``claim`` makes a process the owner of a run (or
+creates the run) in one transaction and hands it a claim number; every later ``write`` of that
+owner names the number, and a store refuses it (``LeaseLost``) once another owner has claimed
+the run. An owner keeps its lease alive by writing (an empty write renews it): a run whose
+owner's lease has expired was interrupted, and may be claimed by anyone.
 """
 
 from __future__ import annotations
 
-import json
-import sqlite3
-import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from json.encoder import encode_basestring_ascii
-from pathlib import Path
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
 
-import anyio
-import anyio.to_thread
+from ._records import RunRow
 
-T = TypeVar("T")
-
-RunStatus = str  # "running" | "success" | "failure" | "cancelled"
+Outcome = Literal["created", "claimed", "finished", "busy", "missing"]
 
 
 @dataclass(slots=True)
-class NodeRow:
-    """One node as ``load_run`` returns it (``output`` and ``trace`` as JSON text)."""
+class Claim:
+    """What ``RunStore.claim`` found and did.
 
-    run_id: str
-    name: str
-    status: str
-    output: str | None
-    error: dict[str, str] | None
-    attempts: int
-    duration: float
-    reason: str | None
-    trace: str
+    ``outcome``: ``created`` (the run was new: inserted), ``claimed`` (an interrupted,
+    cancelled, waiting or retrying run, or a failed one when reopening: now the caller's),
+    ``finished`` (it ended: nothing was changed), ``busy`` (another owner's lease is live),
+    ``missing`` (no such run and nothing to create). ``token`` is the claim number that the
+    caller's writes must carry; ``run`` the stored run (with its current attempt's nodes) as it
+    was before the claim, for ``claimed`` and ``finished``.
+    """
 
-
-def record(
-    name: str,
-    status: str,
-    output: str | None,
-    error: dict[str, str] | None,
-    attempts: int,
-    duration: float,
-    reason: str | None,
-    trace: str,
-) -> str:
-    """A finished node as the JSON text stores receive: ``[name, status, output, error,
-    attempts, duration, reason, trace]``; ``output`` and ``trace`` are JSON text already (no
-    second encoding), ``name`` a node name (letters, digits, ``_``, ``-``: no escaping),
-    ``duration`` in seconds to the microsecond (a float's shortest repr costs twice as much)."""
-    error_text = "null" if error is None else (
-        f'{{"type": {encode_basestring_ascii(error["type"])}, '
-        f'"message": {encode_basestring_ascii(error["message"])}}}'
-    )  # fmt: skip
-    reason_text = "null" if reason is None else encode_basestring_ascii(reason)
-    return (
-        f'["{name}", "{status}", {output or "null"}, {error_text}, {attempts}, {duration:.6f}, '
-        f"{reason_text}, {trace}]"
-    )
-
-
-@dataclass(slots=True)
-class RunRow:
-    """One stored run. ``input`` is JSON text; ``definition`` the workflow as data (JSON), when
-    it has a data form; ``retry_due`` a wall-clock time (``time.time()``) for a pending retry."""
-
-    run_id: str
-    workflow: str
-    input: str
-    status: RunStatus
-    started_at: str
-    definition: str | None = None
-    attempts: int = 1
-    error: dict[str, str] | None = None
-    output: str | None = None
-    finished_at: str | None = None
-    retry_due: float | None = None
-    nodes: list[NodeRow] = field(default_factory=list)
+    outcome: Outcome
+    token: int = 0
+    run: RunRow | None = None
 
 
 @runtime_checkable
 class RunStore(Protocol):
-    """Where durable runs live. Implement it to keep runs elsewhere than SQLite."""
+    """Where durable runs live (``SQLiteStore``, ``flowrt.postgres.PostgresStore``).
 
-    async def write(self, run_id: str, records: Sequence[str], run: RunRow | None = None) -> None:
-        """In one transaction: record ``run`` (insert, or update its status, attempts, error,
-        output, finished_at and retry_due) when given, and these finished nodes of run
-        ``run_id``, each a JSON record (see ``record``); a later record of a node replaces
-        the earlier one."""
-
-    async def load_run(self, run_id: str) -> RunRow | None:
-        """The stored run with its nodes, or None."""
-
-    async def list_runs(self, limit: int = 50) -> list[RunRow]:
-        """The most recent runs, newest first (without their nodes)."""
-
-    async def due_runs(self, now: float) -> list[RunRow]:
-        """Runs whose workflow-level retry is due at ``now`` (wall clock)."""
-
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY,
-    workflow TEXT NOT NULL,
-    input TEXT NOT NULL,
-    definition TEXT,
-    status TEXT NOT NULL,
-    attempts INTEGER NOT NULL,
-    error TEXT,
-    output TEXT,
-    started_at TEXT NOT NULL,
-    finished_at TEXT,
-    retry_due REAL
-);
-CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at);
-CREATE INDEX IF NOT EXISTS runs_due ON runs (retry_due) WHERE retry_due IS NOT NULL;
-CREATE TABLE IF NOT EXISTS node_batches (
-    id INTEGER PRIMARY KEY,
-    run_id TEXT NOT NULL,
-    records TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS node_batches_run ON node_batches (run_id);
-CREATE VIEW IF NOT EXISTS nodes AS
-    SELECT b.run_id AS run_id, b.id AS batch,
-           json_extract(j.value, '$[0]') AS name, json_extract(j.value, '$[1]') AS status,
-           json_extract(j.value, '$[2]') AS output, json_extract(j.value, '$[3]') AS error,
-           json_extract(j.value, '$[4]') AS attempts, json_extract(j.value, '$[5]') AS duration,
-           json_extract(j.value, '$[6]') AS reason
-    FROM node_batches AS b, json_each(b.records) AS j;
-"""
-_setup_lock = threading.Lock()
-_RUN_COLUMNS = (
-    "run_id, workflow, input, definition, status, attempts, error, output, started_at, "
-    "finished_at, retry_due"
-)
-
-
-_UPSERT_RUN = (
-    f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, attempts = excluded.attempts, "
-    "error = excluded.error, output = excluded.output, finished_at = excluded.finished_at, "
-    "retry_due = excluded.retry_due"
-)
-
-
-def _run_values(run: RunRow) -> tuple[Any, ...]:
-    return (
-        run.run_id, run.workflow, run.input, run.definition, run.status, run.attempts,
-        _json(run.error), run.output, run.started_at, run.finished_at, run.retry_due,
-    )  # fmt: skip
-
-
-def _json(value: dict[str, str] | None) -> str | None:
-    return None if value is None else json.dumps(value)
-
-
-def _run_row(row: tuple[Any, ...]) -> RunRow:
-    run_id, workflow, input, definition, status, attempts, error, output, started, finished, due = (
-        row
-    )
-    return RunRow(
-        run_id, workflow, input, status, started, definition, attempts,
-        json.loads(error) if error else None, output, finished, due,
-    )  # fmt: skip
-
-
-class SQLiteStore:
-    """A ``RunStore`` in one SQLite file (WAL mode; safe for many runs and several processes).
-    Close it when done (``close()``, or use it as a context manager): its connection stays open
-    between calls.
-
-    Args:
-        path: the database file (created if missing).
-        busy_timeout: seconds to wait for another process's write lock before failing.
+    Attributes:
+        lease_seconds: how long an owner's lease lasts after each of its writes.
+        heartbeat_seconds: how often an owner with nothing to write renews its lease.
+        park_after_seconds: a node retry wait at least this long makes the run ``waiting``.
     """
 
-    def __init__(self, path: str | Path = "flowrt.db", *, busy_timeout: float = 30.0) -> None:
-        self.path = Path(path)
-        self._busy_timeout = busy_timeout
-        self._connection: sqlite3.Connection | None = None
-        self._lock = threading.Lock()  # one connection, used by one worker thread at a time
-        self._limiter: anyio.CapacityLimiter | None = None
+    lease_seconds: float
+    heartbeat_seconds: float
+    park_after_seconds: float
 
-    def __repr__(self) -> str:
-        return f"SQLiteStore({str(self.path)!r})"
+    async def claim(
+        self, run_id: str, owner: str, *, new: RunRow | None = None, reopen: bool = False
+    ) -> Claim:
+        """Take run ``run_id`` for ``owner``, in one transaction. Absent: insert ``new`` (as
+        ``running``, claim 1) or report ``missing``. ``success`` (or ``failure`` unless
+        ``reopen``): ``finished``. Owned under a live lease: ``busy``. Anything else: set it
+        ``running`` under ``owner`` with a fresh lease and the next claim number."""
 
-    def _connect(self) -> sqlite3.Connection:
-        if self._connection is None:
-            connection = sqlite3.connect(
-                self.path, timeout=self._busy_timeout, check_same_thread=False, isolation_level=None
-            )
-            # Switching a new file to WAL needs it to itself: set up one connection at a time.
-            with _setup_lock:
-                connection.execute("PRAGMA journal_mode=WAL")
-                connection.execute("PRAGMA synchronous=NORMAL")
-                connection.executescript(_SCHEMA)
-            self._connection = connection
-        return self._connection
+    async def write(
+        self,
+        run_id: str,
+        token: int,
+        attempt: int,
+        records: Sequence[str],
+        run: RunRow | None = None,
+        *,
+        release: bool = False,
+    ) -> None:
+        """In one transaction, as the owner holding claim ``token``: store these node records
+        (see ``flowrt._records.record``) of workflow attempt ``attempt``, update the run from
+        ``run`` (status, attempts, error, output, finished_at, retry_due) when given, renew the
+        lease, and with ``release`` give the run up (no owner).
 
-    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._limiter is None:
-            self._limiter = anyio.CapacityLimiter(1)
-
-        def locked() -> T:
-            with self._lock:
-                return fn(self._connect())
-
-        return await anyio.to_thread.run_sync(locked, limiter=self._limiter)
-
-    def __enter__(self) -> SQLiteStore:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close the connection (the next call reopens it). ``with SQLiteStore(path) as store:``
-        closes it at the end of the block."""
-        with self._lock:
-            if self._connection is not None:
-                self._connection.close()
-                self._connection = None
-
-    async def write(self, run_id: str, records: Sequence[str], run: RunRow | None = None) -> None:
-        """Record ``run`` (when given) and finished nodes, in one transaction: the nodes go in
-        as one row, a JSON array of their records (the ``nodes`` view shows one row per node)."""
-
-        def write(db: sqlite3.Connection) -> None:
-            with db:  # one transaction: commit on success, roll back on error
-                db.execute("BEGIN IMMEDIATE")  # the write lock now (waits busy_timeout)
-                if run is not None:
-                    db.execute(_UPSERT_RUN, _run_values(run))
-                if records:
-                    query = "INSERT INTO node_batches (run_id, records) VALUES (?, ?)"
-                    db.execute(query, (run_id, "[" + ", ".join(records) + "]"))
-
-        await self._call(write)
+        Raises:
+            LeaseLost: another owner has claimed the run since (nothing was written).
+        """
 
     async def load_run(self, run_id: str) -> RunRow | None:
-        """The stored run with its nodes, or None."""
+        """The stored run with its current attempt's nodes (each node's last record), or
+        None. A ``running`` run whose owner's lease has expired is reported ``interrupted``."""
 
-        def read(db: sqlite3.Connection) -> RunRow | None:
-            found = db.execute(
-                f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
-            ).fetchone()
-            if found is None:
-                return None
-            run = _run_row(found)
-            latest: dict[str, NodeRow] = {}  # a node written again (resumed) keeps its last record
-            query = "SELECT records FROM node_batches WHERE run_id = ? ORDER BY id"
-            for (records,) in db.execute(query, (run_id,)):
-                for name, status, output, error, attempts, duration, reason, trace in json.loads(
-                    records
-                ):
-                    latest.pop(name, None)
-                    latest[name] = NodeRow(
-                        run_id, name, status, None if output is None else json.dumps(output),
-                        error, attempts, duration, reason, json.dumps(trace),
-                    )  # fmt: skip
-            run.nodes = list(latest.values())
-            return run
+    async def list_runs(self, limit: int = 50, status: str | None = None) -> list[RunRow]:
+        """The most recent runs, newest first, without their nodes; only those of ``status``
+        when given (``interrupted`` included)."""
 
-        return await self._call(read)
+    async def due_runs(self, now: float | None = None) -> list[RunRow]:
+        """Runs waiting for a retry (``retrying`` or ``waiting``) that is due at ``now`` (wall
+        clock; default: the store's clock) and that no live owner holds."""
 
-    async def list_runs(self, limit: int = 50) -> list[RunRow]:
-        """The most recent runs, newest first."""
+    async def prune(self, older_than: float) -> int:
+        """Delete runs that ended (success, failure, cancelled) more than ``older_than``
+        seconds ago, with their nodes; return how many."""
 
-        def read(db: sqlite3.Connection) -> list[RunRow]:
-            query = f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY started_at DESC LIMIT ?"
-            return [_run_row(row) for row in db.execute(query, (limit,))]
+    async def upgrade(self) -> int:
+        """Create or migrate the schema (idempotent); return its version."""
 
-        return await self._call(read)
+    async def aclose(self) -> None:
+        """Release the store's connections."""
 
-    async def due_runs(self, now: float) -> list[RunRow]:
-        """Runs whose workflow-level retry is due."""
 
-        def read(db: sqlite3.Connection) -> list[RunRow]:
-            query = f"SELECT {_RUN_COLUMNS} FROM runs WHERE retry_due <= ? ORDER BY retry_due"
-            return [_run_row(row) for row in db.execute(query, (now,))]
+def lease_live(run: RunRow, now: float) -> bool:
+    """Whether ``run`` has an owner whose lease has not expired at ``now``."""
+    return run.owner is not None and run.lease_until is not None and run.lease_until > now
 
-        return await self._call(read)
+
+def reported_status(run: RunRow, now: float) -> str:
+    """The status ``load_run`` reports: ``interrupted`` for a ``running`` run whose owner's
+    lease has expired."""
+    if run.status == "running" and not lease_live(run, now):
+        return "interrupted"
+    return run.status
+
+
+__all__: Sequence[str] = ["Claim", "RunStore", "lease_live", "reported_status"]

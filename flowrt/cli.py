@@ -5,7 +5,8 @@
     flowrt validate FILE
     flowrt graph FILE
     flowrt schema
-    flowrt runs list | flowrt runs show RUN_ID | flowrt resume RUN_ID [FILE]   (stored runs)
+    flowrt runs list [--status S] | runs show RUN_ID | runs prune --older-than 7d
+    flowrt resume RUN_ID [FILE] | flowrt db upgrade                        (stored runs)
 
 FILE is a workflow file (YAML or JSON, the format ``flowrt schema`` describes) or a Python
 workflow object as ``path/to/file.py:name`` or ``package.module:name``. Exit codes: 0 success,
@@ -213,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run(args)
-        if args.command in ("runs", "resume"):
+        if args.command in ("runs", "resume", "db"):
             return runs_main(args)
         if args.command == "schema":
             from ._loader import WorkflowFile

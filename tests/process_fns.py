@@ -15,3 +15,11 @@ def sleep_then_mark(marker: str, seconds: float) -> str:
     time.sleep(seconds)  # a blocking function: only killing its process stops it
     Path(marker).write_text("finished")
     return "finished"
+
+
+def context_key() -> str:
+    """What flowrt.current() says in a worker process."""
+    import flowrt
+
+    ctx = flowrt.current()
+    return f"{ctx.idempotency_key}@{ctx.attempt}"

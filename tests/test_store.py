@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import closing
@@ -183,50 +179,6 @@ async def test_a_hundred_concurrent_runs_share_one_file(tmp_path: Path) -> None:
         assert db.execute("SELECT count(*) FROM nodes").fetchone() == (400,)
 
 
-@pytest.mark.parametrize("anyio_backend", ["asyncio"])
-async def test_a_run_killed_mid_way_resumes_without_rerunning_successes(tmp_path: Path) -> None:
-    store_path, calls_path, run_id = tmp_path / "crash.db", tmp_path / "calls.txt", "crash-run-1"
-    env = {**os.environ, "FLOWRT_BLOCK": "1"}
-    child = subprocess.Popen(
-        [sys.executable, str(HERE / "durable_app.py"), str(store_path), str(calls_path), run_id],
-        env=env,
-    )
-    try:
-        with anyio.fail_after(30):  # until the 20 quick nodes are stored and the blocker runs
-            while True:
-                await anyio.sleep(0.05)
-                if not store_path.exists() or not calls_path.exists():
-                    continue
-                try:
-                    with closing(sqlite3.connect(store_path)) as db:
-                        query = "SELECT count(*) FROM nodes WHERE status = 'success'"
-                        stored = db.execute(query).fetchone()[0]
-                except sqlite3.OperationalError:  # the child has not created its tables yet
-                    continue
-                if stored == 20 and "blocker" in calls_path.read_text():
-                    break
-        child.send_signal(signal.SIGKILL)
-    finally:
-        child.kill()
-        child.wait()
-    sys.path.insert(0, str(HERE))
-    from durable_app import build
-
-    with SQLiteStore(store_path) as store:
-        crashed = await store.load_run(run_id)
-        assert crashed is not None
-        assert crashed.status == "running"  # nobody marked it: the process died
-        result = await build(store, str(calls_path)).resume(run_id)
-    assert result.status == "success"
-    assert result["final"].output == "done"
-    calls = calls_path.read_text().split()
-    assert sorted(c for c in calls if c.startswith("q")) == sorted(
-        f"q{i}" for i in range(20)
-    )  # once each
-    assert calls.count("blocker") == 2  # running at the crash: at-least-once
-    assert calls.count("final") == 1
-
-
 async def test_resume_restores_a_map_output_and_a_choice_branch(store: SQLiteStore) -> None:
     from flowrt import Condition
 
@@ -292,18 +244,20 @@ async def test_resume_keeps_a_success_whose_output_was_none(store: SQLiteStore) 
     assert calls == ["quiet", "after", "after"]  # quiet succeeded: it does not run again
 
 
-def test_a_clean_success_is_recorded_as_the_general_record_would_be(store: SQLiteStore) -> None:
+async def test_a_clean_success_is_recorded_as_the_general_record_would_be(
+    store: SQLiteStore,
+) -> None:
     from flowrt._attempt import Done
-    from flowrt._durable import Recorder
-    from flowrt._store import record
+    from flowrt._durable import DurableRun
+    from flowrt._records import RunRow, record
 
     done = Done()
     done.attempts = 1
     done.attempted(0.0, 0.0001234567, {"ok": [1, "é"]})
     done.duration = 0.0001234567
-    recorder = Recorder(store, "run")
-    recorder.add("n-1", done)
+    durable = DurableRun(store, RunRow("run", "wf", "{}", "running", "2026-01-01T00:00:00"))
+    durable.add("n-1", done)
     expected = record(
         "n-1", "success", '{"ok": [1, "\\u00e9"]}', None, 1, 0.0001234567, None, "null"
     )
-    assert recorder.pending == [expected]
+    assert durable.pending == [expected]

@@ -1,0 +1,166 @@
+"""What a store keeps, as data: a run's row (``RunRow``), a node's record (``NodeRow``) and the
+JSON text a node record travels as (``record``). Pure: no I/O.
+
+A node record is a JSON array ``[name, status, output, error, attempts, duration, reason,
+trace, due]``: ``output`` and ``trace`` are JSON values, ``duration`` is in seconds to the
+microsecond, ``due`` (a wall-clock time, ``time.time()``) is set only on a ``waiting`` record,
+the node's retry wait, and may be left out. Stores receive records as text, already encoded.
+JSON is strict: NaN and Infinity are refused (SQLite's and PostgreSQL's JSON functions reject
+them), so an output that holds one fails its node with ``OutputError``.
+"""
+
+from __future__ import annotations
+
+import json
+import json.encoder
+from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii
+from typing import Any, Literal
+
+from ._models import AttemptRecord, ErrorInfo, construct
+
+RunStatus = Literal[
+    "queued", "running", "waiting", "retrying", "success", "failure", "cancelled", "interrupted"
+]
+NodeStatus = Literal["success", "failure", "skip", "waiting"]
+FINISHED: frozenset[str] = frozenset({"success", "failure"})
+"""Run statuses after which a run never changes again (unless resumed)."""
+
+
+@dataclass(slots=True)
+class NodeRow:
+    """One node as ``load_run`` returns it (``output`` and ``trace`` as JSON text); ``due``
+    is the wall-clock time a ``waiting`` node's next attempt is due."""
+
+    run_id: str
+    name: str
+    status: str
+    output: str | None
+    error: dict[str, str] | None
+    attempts: int
+    duration: float
+    reason: str | None
+    trace: str
+    due: float | None = None
+
+
+@dataclass(slots=True)
+class RunRow:
+    """One stored run. ``input`` is JSON text; ``definition`` the workflow as data (JSON), when
+    it has a data form; ``retry_due`` the wall-clock time (``time.time()``) a pending retry is
+    due (a workflow-level retry, or a parked node wait); ``owner`` the process executing it,
+    whose ``lease_until`` (wall clock) says until when it is presumed alive; ``claim`` counts
+    the times the run was claimed (each write is checked against it)."""
+
+    run_id: str
+    workflow: str
+    input: str
+    status: str
+    started_at: str
+    definition: str | None = None
+    attempts: int = 1
+    error: dict[str, str] | None = None
+    output: str | None = None
+    finished_at: str | None = None
+    retry_due: float | None = None
+    owner: str | None = None
+    lease_until: float | None = None
+    claim: int = 0
+    nodes: list[NodeRow] = field(default_factory=list)
+
+
+def _raise_unencodable(value: object) -> None:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+# json's C encoder, built once (json.dumps builds one per call); None without the C accelerator.
+_encode = _c_make_encoder and _c_make_encoder(
+    None, _raise_unencodable, encode_basestring_ascii, None, ": ", ", ", False, False, False
+)  # fmt: skip
+
+
+def to_json(value: Any) -> str:
+    """``json.dumps(value, allow_nan=False)``, faster.
+
+    Raises:
+        TypeError: a value JSON cannot hold (an object, bytes...).
+        ValueError: NaN or Infinity, or a circular value.
+        RecursionError: a value nested too deep.
+    """
+    kind = type(value)  # exact types: bool, an int subclass, goes through the encoder
+    if kind is int:
+        return int.__repr__(value)
+    if kind is str:
+        return encode_basestring_ascii(value)
+    if value is None:
+        return "null"
+    if _encode is None:  # pragma: no cover
+        return json.dumps(value, allow_nan=False)
+    return "".join(_encode(value, 0))
+
+
+def record(
+    name: str,
+    status: str,
+    output: str | None,
+    error: dict[str, str] | None,
+    attempts: int,
+    duration: float,
+    reason: str | None,
+    trace: str,
+    due: float | None = None,
+) -> str:
+    """A node as the JSON text stores receive (see the module docstring); ``output`` and
+    ``trace`` are JSON text already (no second encoding), ``name`` a node name (letters,
+    digits, ``_``, ``-``: no escaping), ``duration`` to the microsecond (a float's shortest
+    repr costs twice as much)."""
+    error_text = "null" if error is None else to_json(error)
+    reason_text = "null" if reason is None else encode_basestring_ascii(reason)
+    tail = "" if due is None else f", {due:.6f}"
+    return (
+        f'["{name}", "{status}", {output or "null"}, {error_text}, {attempts}, {duration:.6f}, '
+        f"{reason_text}, {trace}{tail}]"
+    )
+
+
+def trace_json(trace: list[AttemptRecord]) -> str:
+    """A node's attempts as JSON text; ``null`` for one clean attempt (the node's own figures
+    say it all)."""
+    if len(trace) == 1 and trace[0].error is None:
+        return "null"
+    return to_json(
+        [
+            [a.attempt, a.started, a.duration, a.error and [a.error.type, a.error.message], a.wait]
+            for a in trace
+        ]
+    )
+
+
+def trace_of(text: str, duration: float) -> list[AttemptRecord]:
+    """The attempts ``trace_json`` wrote (``null``: one clean attempt of ``duration``)."""
+    if text == "null":
+        return [AttemptRecord(1, 0.0, duration)]
+    return [
+        AttemptRecord(
+            n, s, d, construct(ErrorInfo, {"type": e[0], "message": e[1]}) if e else None, w
+        )
+        for n, s, d, e, w in json.loads(text)
+    ]
+
+
+def node_rows(run_id: str, batches: list[str]) -> list[NodeRow]:
+    """The nodes of a run from its record batches (JSON arrays of records), oldest batch
+    first: a node recorded again (a retry wait, then its end; or a resume) keeps its last
+    record, in the order of those last records."""
+    latest: dict[str, NodeRow] = {}
+    for batch in batches:
+        for name, status, output, error, attempts, duration, reason, trace, *due in json.loads(
+            batch
+        ):
+            latest.pop(name, None)
+            latest[name] = NodeRow(
+                run_id, name, status, None if output is None else to_json(output), error,
+                attempts, duration, reason, to_json(trace), due[0] if due else None,
+            )  # fmt: skip
+    return list(latest.values())
