@@ -7,7 +7,9 @@ The rules, all here:
 - a node stored as ``waiting`` (in a retry wait) continues at its next attempt, with the
   retries it has left, once its due time has come;
 - every other node (failed, skipped, never recorded, running at the crash) is decided again,
-  once all its dependencies have finished in this attempt or before it.
+  once all its dependencies have finished in this attempt or before it;
+- a node that fails again is handled (does not fail the run) when an ``on_failure`` handler
+  of it is kept: that handler took its failure before the resume.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ._attempt import Done
-from ._plan import Plan
+from ._plan import Plan, PlanNode
 from ._records import RunRow, trace_of
 
 
@@ -80,3 +82,9 @@ def counts(plan: Plan, kept: Sequence[int] | dict[int, Done]) -> tuple[list[int]
     for i in kept:
         pending[i] = KEPT
     return pending, [i for i, count in enumerate(pending) if count == 0]
+
+
+def handled_before(nodes: Sequence[PlanNode], pending: Sequence[int], i: int) -> bool:
+    """Whether node ``i``'s failure was taken by an ``on_failure`` handler kept from before a
+    resume (a kept node's pending count is ``KEPT`` or below)."""
+    return any(nodes[d].trigger == "on_failure" and pending[d] < 0 for d in nodes[i].dependents)

@@ -15,6 +15,7 @@ from ._attempt import Context, Done, attempt
 from ._errors import InputError
 from ._kinds import PREPARE, run_map
 from ._native import Spawn, task_group
+from ._resume import handled_before
 
 if TYPE_CHECKING:
     from ._plan import Plan, PlanNode
@@ -269,7 +270,8 @@ class Scheduler:
             self._record(pn.index, done, None)
 
     def first_failure(self) -> Done | None:
-        """The earliest failure of a raise node not taken by an on_failure handler."""
+        """The earliest failure of a raise node not taken by an on_failure handler (one that
+        ran now, or one kept from before a resume: see ``_resume.handled_before``)."""
         for i in self.order:
             done = self.done[i]
             if (
@@ -277,6 +279,7 @@ class Scheduler:
                 and done.status == "failure"
                 and self.nodes[i].raises
                 and i not in self.handled
+                and not handled_before(self.nodes, self.pending, i)
             ):
                 return done
         return None
