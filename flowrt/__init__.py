@@ -9,6 +9,7 @@ from ._context import current as current
 from ._errors import DefinitionError as DefinitionError
 from ._errors import FlowError as FlowError
 from ._errors import InputError as InputError
+from ._errors import LeaseLost as LeaseLost
 from ._errors import MaxLoopsExceeded as MaxLoopsExceeded
 from ._errors import NoMatch as NoMatch
 from ._errors import OutputError as OutputError
@@ -47,6 +48,7 @@ __all__ = [
     "Final",
     "FlowError",
     "InputError",
+    "LeaseLost",
     "MaxLoopsExceeded",
     "NoMatch",
     "Node",

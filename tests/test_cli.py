@@ -187,3 +187,51 @@ def test_stored_runs_list_show_and_resume(tmp_path: Path) -> None:
     missing = flowrt("resume", "nope", "--store", store)
     assert missing.returncode == 2
     assert missing.stderr.strip() == f"flowrt: error: no run 'nope' in {store}"
+
+
+SLOW_STEPS = """
+import time
+from pathlib import Path
+
+def step(name: str, log: str) -> str:
+    with open(log, "a") as file:
+        file.write(name + "\\n")
+    if name == "b" and Path(log).with_suffix(".broken").exists():
+        raise RuntimeError("b is broken")
+    time.sleep(0.5)
+    return name
+"""
+
+
+def test_two_resumers_at_once_run_the_unfinished_node_once(tmp_path: Path) -> None:
+    import sqlite3
+    from contextlib import closing
+
+    (tmp_path / "slow_steps.py").write_text(SLOW_STEPS)
+    log = tmp_path / "calls.log"
+    (tmp_path / "calls.broken").touch()
+    nodes = "\n".join(
+        f"  - {{name: {n}, call: 'slow_steps:step', inputs: {{name: {n}, log: '{log}'}}"
+        + (f", depends: [{prev}]}}" if prev else "}")
+        for n, prev in (("a", None), ("b", "a"), ("c", "b"))
+    )
+    (tmp_path / "chain.yaml").write_text(f"name: slow-chain\nnodes:\n{nodes}\n")
+    store = str(tmp_path / "runs.db")
+    first = flowrt("run", str(tmp_path / "chain.yaml"), "--json", "--store", store)
+    assert first.returncode == 1
+    run_id = json.loads(first.stdout)["run_id"]
+    (tmp_path / "calls.broken").unlink()
+    with closing(sqlite3.connect(store)) as db, db:  # its owner died: running, lease expired
+        db.execute("UPDATE runs SET status = 'running', owner = 'x', lease_until = 1")
+    command = [str(Path(sys.executable).parent / "flowrt"), "resume", run_id, "--store", store]
+    resumers = [
+        subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+        for _ in range(2)
+    ]  # fmt: skip
+    outputs = [resumer.communicate(timeout=60) for resumer in resumers]
+    codes = sorted(resumer.returncode for resumer in resumers)
+    assert codes == [0, 2], outputs
+    refused = next(err for (_, err), r in zip(outputs, resumers, strict=True) if r.returncode)
+    assert f"run {run_id!r} is being executed" in refused
+    assert log.read_text().split() == ["a", "b", "b", "c"]  # b and c ran once more, a never

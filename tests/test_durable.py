@@ -22,12 +22,12 @@ from flowrt import (
     ErrorHandling,
     FlowError,
     InputError,
+    LeaseLost,
     RunInProgress,
     SQLiteStore,
     Workflow,
     resume_due,
 )
-from flowrt._errors import LeaseLost
 from flowrt._sqlite import MIGRATIONS, SCHEMA_VERSION
 
 pytestmark = pytest.mark.anyio
