@@ -79,7 +79,9 @@ async def crash_and_finish(tmp_path: Path, seed: int, expected: Any) -> None:
     await owner(store, calls_file, "run", (rng.randrange(CALLS), rng.uniform(0, 0.03)))
     if seed % 4 == 3:  # the first process to finish it is killed as well
         await owner(store, calls_file, "run", (rng.randrange(1, 12), rng.uniform(0, 0.03)))
-    kept = {name: row for name, row in stored(store).items() if row[0] == "success"}
+    at_kill = stored(store)
+    kept = {name: row for name, row in at_kill.items() if row[0] == "success"}
+    parked = {name: row[2] for name, row in at_kill.items() if row[0] == "waiting"}
     before = calls(calls_file)
     result = json.loads(await owner(store, calls_file, "run", None))
     after = calls(calls_file)
@@ -90,6 +92,8 @@ async def crash_and_finish(tmp_path: Path, seed: int, expected: Any) -> None:
     for name, row in kept.items():
         assert after[name] == before[name], (seed, name)  # a stored success never ran again
         assert final[name] == row, (seed, name)  # its output and attempts are unchanged
+    for name, attempts in parked.items():  # in a retry wait at the kill: the next attempt
+        assert final[name][2] > attempts, (seed, name)
 
 
 @pytest.mark.timeout(240)
