@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ._backoff import wait_before_retry
-from ._context import CURRENT
+from ._context import register
 from ._errors import StrayCancellation
 from ._models import AttemptRecord, ErrorInfo, construct
 
@@ -192,7 +192,6 @@ async def attempt(
     timeout = policy.timeout_seconds
     emit = ctx.emit if item is None else None
     clock = ctx.clock
-    run_id, workflow, name = ctx.run_id, ctx.workflow, pn.name
     if kwargs:
         fn = functools.partial(fn, *args, **kwargs)
     elif args:
@@ -202,7 +201,6 @@ async def attempt(
         number = done.attempts
         if emit is not None:
             emit("node.started", pn.name, attempt=number)
-        CURRENT.set((run_id, workflow, name, number, item))
         start = clock()
         try:
             if timeout is None:
@@ -238,3 +236,9 @@ async def attempt(
                 await _wait(pn, done, wait, ctx.durable if item is None else None)
         else:
             return done.attempted(start, clock(), output)
+
+
+register(
+    attempt.__code__,
+    lambda f: (f["ctx"].run_id, f["ctx"].workflow, f["pn"].name, f["number"], f["item"]),
+)

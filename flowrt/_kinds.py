@@ -6,14 +6,16 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from types import CodeType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
 import anyio.to_thread
 
 from ._attempt import Context, Done, as_failure, attempt, error_info
-from ._context import CURRENT, call_within
+from ._context import call_within, fields_from, register
 from ._errors import InputError, MaxLoopsExceeded, NoMatch, TooManyFailures
 from ._native import task_group
 
@@ -36,14 +38,17 @@ class Final(Generic[T]):
 
 
 async def _in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    bound = functools.partial(fn, *args, **kwargs)
+    # What flowrt.current() answers in the thread: read now from the calling attempt or item
+    # (an abandoned thread must not see the attempt after it).
+    bound = functools.partial(call_within, fields_from(sys._getframe(1)), fn, *args, **kwargs)
     return await anyio.to_thread.run_sync(bound, abandon_on_cancel=True)
 
 
 async def _in_process(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     from anyio import to_process  # imported on first use: it pulls in subprocess machinery
 
-    call = functools.partial(call_within, CURRENT.get(None), functools.partial(fn, *args, **kwargs))
+    here = fields_from(sys._getframe(1))  # what flowrt.current() answers in the worker process
+    call = functools.partial(call_within, here, functools.partial(fn, *args, **kwargs))
     return await to_process.run_sync(call, cancellable=True)
 
 
@@ -138,7 +143,6 @@ async def _map_items(
     async def worker(scope: anyio.CancelScope) -> None:
         for i in pending:
             if plain:  # no retries, no timeout: one call is the whole policy
-                CURRENT.set((ctx.run_id, ctx.workflow, pn.name, 1, i))
                 try:
                     if bare:
                         output = await invoke(items[i])
@@ -214,3 +218,11 @@ def prepare_loop(pn: PlanNode, store: Mapping[str, Any]) -> Call:
 
 
 PREPARE = {"task": prepare_task, "choice": prepare_choice, "loop": prepare_loop}
+
+
+_WORKER = next(
+    code
+    for code in _map_items.__code__.co_consts
+    if isinstance(code, CodeType) and code.co_name == "worker"
+)  # a map's worker runs plain items itself (items with a policy run in attempt())
+register(_WORKER, lambda f: (f["ctx"].run_id, f["ctx"].workflow, f["pn"].name, 1, f["i"]))

@@ -3,9 +3,10 @@ or created in the store first; resumed from their stored records), and the RunRe
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -158,11 +159,9 @@ async def _execute(
     if emit is not None:
         emit("run.started")
     ctx = Context(emit, wf.rng, run_clock, checkpoint(), run_id, wf.name, durable)
+    body = functools.partial(_attempts, wf, plan, input, ctx, timeout, where, after_attempts)
     try:
-        if durable is None:
-            outcome = await _attempts(wf, plan, input, ctx, timeout, where, after_attempts)
-        else:
-            outcome = await _beside_writer(wf, plan, input, ctx, timeout, where, after_attempts)
+        outcome = await (body() if durable is None else _beside_writer(durable, body))
     except BaseException:
         if emit is not None:
             emit("run.finished", status="cancelled")
@@ -182,28 +181,20 @@ Outcome = tuple[Scheduler, int, dict[str, str] | None]
 
 
 async def _beside_writer(
-    wf: Workflow,
-    plan: Plan,
-    input: Any,
-    ctx: Context,
-    timeout: float | None,
-    where: Restart | None,
-    after_attempts: int,
+    durable: DurableRun, attempts: Callable[[], Awaitable[Outcome]]
 ) -> Outcome:
-    """``_attempts`` with the durable run's writer task beside it, in an anyio task group: its
-    cancellation waits for a write in progress (a native cancel would abandon it).
+    """Await ``attempts()`` with the durable run's writer task beside it, in an anyio task
+    group: its cancellation waits for a write in progress (a native cancel would abandon it).
 
     Raises:
         LeaseLost: another owner took the run over; the run was stopped.
     """
-    durable = ctx.durable
-    assert durable is not None
     outcome: Outcome | None = None
     try:
         with durable.scope:
             async with anyio.create_task_group() as group:
                 group.start_soon(durable.writer)
-                outcome = await _attempts(wf, plan, input, ctx, timeout, where, after_attempts)
+                outcome = await attempts()
                 group.cancel_scope.cancel()
     except BaseExceptionGroup as group_error:  # one error: raise it as itself
         if len(group_error.exceptions) == 1:

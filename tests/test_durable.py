@@ -507,3 +507,63 @@ async def test_resume_after_a_choice_never_releases_the_stored_join_again(
     again = await wf.resume("c")  # a successful run: returned as stored, nothing runs
     assert again.status == "success"
     assert len(calls) == 5
+
+
+def deep_key() -> str:
+    return flowrt.current().idempotency_key  # called from a node, through a helper
+
+
+async def test_current_follows_attempts_loops_helpers_and_map_items() -> None:
+    seen: list[Any] = []
+    wf = Workflow("where")
+
+    @wf.node(error_handling=ErrorHandling(max_retries=1, retry_interval_seconds=0))
+    async def retried() -> str:
+        seen.append(("retried", flowrt.current().attempt, deep_key()))
+        if flowrt.current().attempt == 1:
+            raise ConnectionError("once")
+        return "ok"
+
+    @wf.loop(max_loops=3, on_max_loops="return")
+    async def agent(state: Any) -> Any:
+        seen.append(("agent", flowrt.current().node))
+        return state
+
+    @wf.map(items=[5, 6], error_handling=ErrorHandling(max_retries=1))
+    def sync_items(item: int) -> str:
+        return flowrt.current().idempotency_key
+
+    @wf.map(items=[7])
+    async def plain_items(item: int) -> int | None:
+        return flowrt.current().item
+
+    result = await wf.run(run_id="w")
+    retried_seen = [entry for entry in seen if entry[0] == "retried"]
+    assert retried_seen == [("retried", 1, "w:retried"), ("retried", 2, "w:retried")]
+    assert [entry for entry in seen if entry[0] == "agent"] == [("agent", "agent")] * 3
+    assert [e["output"] for e in result["sync_items"].output] == [
+        "w:sync_items[0]",
+        "w:sync_items[1]",
+    ]
+    assert result["plain_items"].output[0]["output"] == 0
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_current_is_not_available_in_a_task_a_node_spawns_itself() -> None:
+    import asyncio
+
+    wf = Workflow("spawned")
+
+    @wf.node
+    async def spawner() -> str:
+        key = flowrt.current().idempotency_key  # read it in the node's own task, then pass it on
+        task = asyncio.get_running_loop().create_task(asyncio.sleep(0, key))
+        with pytest.raises(FlowError):
+            await asyncio.get_running_loop().create_task(_ask())
+        return await task
+
+    assert (await wf.run(run_id="s"))["spawner"].output == "s:spawner"
+
+
+async def _ask() -> Any:
+    return flowrt.current()
