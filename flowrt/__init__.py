@@ -6,6 +6,9 @@ Build a ``Workflow`` of nodes wrapping your async or sync functions, then ``awai
 from ._conditions import Condition as Condition
 from ._context import RunContext as RunContext
 from ._context import current as current
+from ._definition import Branch as Branch
+from ._definition import Choice as Choice
+from ._definition import Node as Node
 from ._errors import DefinitionError as DefinitionError
 from ._errors import FlowError as FlowError
 from ._errors import InputError as InputError
@@ -18,10 +21,8 @@ from ._errors import StrayCancellation as StrayCancellation
 from ._errors import TooManyFailures as TooManyFailures
 from ._errors import WorkflowFailed as WorkflowFailed
 from ._events import configure_logging as configure_logging
-from ._graph import Branch as Branch
-from ._graph import Choice as Choice
-from ._graph import Node as Node
 from ._graph import Workflow as Workflow
+from ._graph import resume_due as resume_due
 from ._kinds import Final as Final
 from ._models import AttemptRecord as AttemptRecord
 from ._models import ErrorHandling as ErrorHandling
@@ -30,7 +31,6 @@ from ._models import Event as Event
 from ._models import NodeResult as NodeResult
 from ._models import RunResult as RunResult
 from ._models import WorkflowRetry as WorkflowRetry
-from ._run import resume_due as resume_due
 from ._sqlite import SQLiteStore as SQLiteStore
 from ._store import RunStore as RunStore
 

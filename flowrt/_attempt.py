@@ -1,5 +1,5 @@
 """One node's attempts: call under a cancel scope when a timeout is set, classify the failure,
-wait with backoff, retry; fill in the node's ``Done`` record as it goes."""
+wait with backoff, retry; fill in the node's ``NodeRecord`` record as it goes."""
 
 from __future__ import annotations
 
@@ -21,13 +21,13 @@ if TYPE_CHECKING:
     from ._plan import PlanNode
 
 
-class Done(dict[str, Any]):
+class NodeRecord(dict[str, Any]):
     """A node's record while it runs and after. It is also the node's envelope in the result
-    store: as a dict it holds exactly ``status``, ``output`` and ``error`` (what selectors,
+    results: as a dict it holds exactly ``status``, ``output`` and ``error`` (what selectors,
     templates and conditions see); the rest lives in slots. ``status`` is None until the node
     finishes; a skipped node has a ``reason`` and the root ``cause`` of its skip."""
 
-    __slots__ = ("attempts", "cause", "duration", "reason", "trace")
+    __slots__ = ("attempts", "cause", "duration", "last_error", "reason", "trace")
 
     def __init__(
         self, status: str | None = None, reason: str | None = None, cause: str | None = None
@@ -40,6 +40,7 @@ class Done(dict[str, Any]):
         self.reason = reason
         self.cause = cause
         self.trace: list[AttemptRecord] = []
+        self.last_error: ErrorInfo | None = None  # the last failure, shared by the next like it
 
     @property
     def status(self) -> str | None:
@@ -56,7 +57,7 @@ class Done(dict[str, Any]):
         """``{type, message}`` of a failure."""
         return self["error"]  # type: ignore[no-any-return]
 
-    def attempted(self, start: float, end: float, output: Any) -> Done:
+    def attempted(self, start: float, end: float, output: Any) -> NodeRecord:
         """Record a successful attempt (``start`` and ``end`` on the run's clock) and finish."""
         self.trace.append(AttemptRecord(self.attempts, start, end - start))
         self["status"] = "success"  # what succeed() does, without a second call per node
@@ -70,17 +71,17 @@ class Done(dict[str, Any]):
         if wait is None:
             self.failed({"type": info.type, "message": info.message})
 
-    def succeed(self, output: Any) -> Done:
+    def succeed(self, output: Any) -> NodeRecord:
         """Finish as a success with ``output``."""
         self["status"] = "success"
         self["output"] = output
         return self
 
-    def fail(self, exc: BaseException) -> Done:
+    def fail(self, exc: BaseException) -> NodeRecord:
         """Finish as a failure with ``exc``'s type and message."""
         return self.failed(error_info(exc))
 
-    def failed(self, error: dict[str, str]) -> Done:
+    def failed(self, error: dict[str, str]) -> NodeRecord:
         """Finish as a failure with ``error`` (``{type, message}``)."""
         self["status"] = "failure"
         self["output"] = None
@@ -135,7 +136,7 @@ def error_info(exc: BaseException) -> dict[str, str]:
 class Context:
     """What every node of one run shares: the event emitter (None when nobody listens), the
     random source for jitter, the loop's clock, a yield to the loop (``checkpoint``), the run's
-    id and workflow name (for ``flowrt.current()``), and its store writer (None: not durable)."""
+    id and workflow name (for ``flowrt.current()``), and its durable run (None: not durable)."""
 
     __slots__ = ("checkpoint", "clock", "durable", "emit", "rng", "run_id", "workflow")
 
@@ -165,7 +166,7 @@ def _retries(pn: PlanNode, exc: Exception) -> bool:
         return False
 
 
-async def _wait(pn: PlanNode, done: Done, wait: float, durable: DurableRun | None) -> None:
+async def _wait(pn: PlanNode, done: NodeRecord, wait: float, durable: DurableRun | None) -> None:
     """Sleep before the next attempt; a durable run records the wait first (``waiting``)."""
     if durable is None:
         await anyio.sleep(wait)
@@ -180,10 +181,10 @@ async def attempt(
     fn: Callable[..., Awaitable[Any]],
     args: Sequence[Any],
     kwargs: Mapping[str, Any],
-    done: Done,
+    done: NodeRecord,
     ctx: Context,
     item: int | None = None,
-) -> Done:
+) -> NodeRecord:
     """Await ``fn(*args, **kwargs)`` until it succeeds or the policy says stop; fill in and
     return ``done``. A map item (``item``, its index) emits no events and records no waits:
     the map node is recorded as a whole. ``done`` may hold earlier attempts (a resumed node):
@@ -226,7 +227,7 @@ async def attempt(
                 wait = (
                     waits[number - 1] if waits else wait_before_retry(policy, number - 1, ctx.rng)
                 )
-            info = pn.last_error = failure_info(exc, pn.last_error)
+            info = done.last_error = failure_info(exc, done.last_error)
             done.attempt_failed(start, clock(), info, wait)
             if wait is None:
                 return done

@@ -1,10 +1,10 @@
-"""Pure: how long to wait before a retry."""
+"""Pure: how long to wait before a node's retry, and before a workflow-level re-run."""
 
 from __future__ import annotations
 
 import random
 
-from ._models import ErrorHandling
+from ._models import ErrorHandling, WorkflowRetry
 
 _default_rng = random.Random()
 
@@ -21,3 +21,9 @@ def wait_before_retry(policy: ErrorHandling, k: int, rng: random.Random | None =
     if policy.jitter:
         wait *= 1.0 - policy.jitter * (rng or _default_rng).random()
     return wait
+
+
+def wait_before_rerun(retry: WorkflowRetry, k: int) -> float:
+    """Seconds to wait before the workflow's re-run ``k`` (0-based) under ``retry``:
+    ``delay_seconds * backoff_rate ** k``."""
+    return retry.delay_seconds * retry.backoff_rate**k

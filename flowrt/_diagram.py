@@ -16,7 +16,7 @@ _SHAPES = {
 
 
 def _box(pn: PlanNode) -> str:
-    return f"    n{pn.index}" + _SHAPES[pn.node.kind].format(pn.name)
+    return f"    n{pn.index}" + _SHAPES[pn.kind].format(pn.name)
 
 
 def mermaid(plan: Plan) -> str:

@@ -25,7 +25,7 @@ from typing import Any
 
 import anyio
 
-from ._attempt import Done
+from ._attempt import NodeRecord
 from ._errors import InputError, LeaseLost, OutputError
 from ._models import ErrorInfo, NodeResult, RunResult
 from ._records import RunRow, record, to_json, trace_json, trace_of
@@ -90,7 +90,7 @@ class DurableRun:
             self.row = dataclasses.replace(stored, status="running", nodes=[], finished_at=None)
         return claim
 
-    def add(self, name: str, done: Done) -> None:
+    def add(self, name: str, done: NodeRecord) -> None:
         """Queue node ``name``'s record; a success whose output is not strict JSON becomes an
         ``OutputError`` failure first."""
         status, output = done["status"], None
@@ -119,7 +119,7 @@ class DurableRun:
             self.signalled = True
             self.queued.set()
 
-    def waiting(self, name: str, done: Done, wait: float) -> None:
+    def waiting(self, name: str, done: NodeRecord, wait: float) -> None:
         """Node ``name`` failed attempt ``done.attempts`` and retries after ``wait`` seconds:
         record it ``waiting`` with its due time, so a resume continues at the next attempt. A
         wait of at least the store's ``park_after_seconds`` makes the run ``waiting``."""

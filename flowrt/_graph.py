@@ -1,128 +1,38 @@
-"""Workflow definitions: ``Workflow``, ``Node`` handles, Choice branches. Pure: no async, no user
-code runs here. Definitions are only recorded; ``validate()`` (``_plan.compile_plan``) checks them
-all and compiles the plan that ``run`` executes."""
+"""The façade: ``Workflow``, a ``Definition`` that compiles itself into a ``Plan`` (cached until
+the definition changes) and runs it; and ``resume_due``. Everything below it takes a Plan and an
+Environment; nothing below imports it."""
 
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import random
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar, Unpack, overload
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
-from ._conditions import Expr
-from ._models import ErrorHandling, Event, RunResult, WorkflowRetry
+import anyio
 
-if TYPE_CHECKING:
-    from ._plan import Plan
-    from ._store import RunStore
-    from ._stream import EventStream
-
-Trigger = Literal["all", "any", "always", "on_failure"]
-Executor = Literal["thread", "process"]
-F = TypeVar("F", bound=Callable[..., Any])
-OptionCondition = Expr | Callable[[dict[str, Any]], bool] | None
-
-
-class NodeOptions(TypedDict, total=False):
-    """The options ``Workflow.node`` takes, shared by ``map`` and ``loop``."""
-
-    name: str | None
-    depends: Sequence[Node | Branch | str]
-    inputs: Mapping[str, Any] | None
-    error_handling: ErrorHandling | Mapping[str, Any] | None
-    trigger: Trigger
-    executor: Executor
+from ._definition import Definition
+from ._diagram import mermaid, stages
+from ._errors import DefinitionError, FlowError
+from ._loader import from_dict, located, read_yaml, to_dict
+from ._models import Event, RunResult, WorkflowRetry
+from ._plan import Plan, compile_plan
+from ._records import RunRow
+from ._run import Environment, resume, run
+from ._run import resume_due as resume_due_runs
+from ._store import RunStore
+from ._stream import EventStream
 
 
-@dataclass(frozen=True, slots=True)
-class MapSpec:
-    """A map node's settings: where its items come from and how many run at once."""
-
-    items: Any
-    concurrency: int | None
-    tolerated_failures: int | float | None
-
-
-@dataclass(frozen=True, slots=True)
-class LoopSpec:
-    """A loop node's settings: the step limit and what happens when it is reached."""
-
-    max_loops: int
-    on_max_loops: Literal["raise", "return"]
-    finalize: Callable[[Any], Any] | None
-
-
-class Branch:
-    """One option of a Choice node, usable in ``depends``: ``route["ok"]``."""
-
-    __slots__ = ("choice", "option")
-
-    def __init__(self, choice: str, option: str) -> None:
-        self.choice = choice
-        self.option = option
-
-    def __repr__(self) -> str:
-        return f"{self.choice}.{self.option}"
-
-
-class Node:
-    """A handle on a node of a workflow, usable in another node's ``depends``.
-
-    Attributes: ``name``, ``fn`` (None for a Choice), ``depends``, ``inputs``, ``error_handling``,
-    ``trigger``, ``executor``, ``kind`` (``"task"``, ``"choice"``, ``"map"`` or ``"loop"``).
-    """
-
-    kind: Literal["task", "choice", "map", "loop"] = "task"
-
-    def __init__(
-        self,
-        name: str,
-        fn: Callable[..., Any] | None,
-        *,
-        depends: Sequence[Node | Branch | str],
-        inputs: Mapping[str, Any] | None,
-        error_handling: ErrorHandling | Mapping[str, Any] | None,
-        trigger: Trigger,
-        executor: Executor,
-    ) -> None:
-        self.name = name
-        self.fn = fn
-        self.depends = tuple(depends) if isinstance(depends, list | tuple) else (depends,)
-        self.inputs = dict(inputs or {})
-        self.error_handling = error_handling
-        self.trigger = trigger
-        self.executor = executor
-        self.map: MapSpec | None = None
-        self.loop: LoopSpec | None = None
-        self.call: str | None = None  # "package.module:function", for nodes loaded from data
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name!r}>"
-
-
-class Choice(Node):
-    """A Choice node: routes to the first option whose condition holds. ``choice["ok"]`` is the
-    branch to name in ``depends``; its output is the chosen option's name."""
-
-    kind: Literal["choice"] = "choice"
-
-    def __init__(self, name: str, options: Mapping[str, OptionCondition], **rest: Any) -> None:
-        super().__init__(name, None, trigger="all", executor="thread", inputs=None, **rest)
-        self.options = options
-
-    def __getitem__(self, option: str) -> Branch:
-        return Branch(self.name, option)
-
-
-class Workflow:
+class Workflow(Definition):
     """A DAG of nodes; ``await wf.run(input)`` executes it.
 
     Args:
         name: the workflow's name (in results, events and logs).
         output: the run's output mapping, resolved like node inputs; without one the output is the
-            dict of the sink nodes' outputs.
+            dict of the leaf nodes' outputs.
         retry: workflow-level retry of a failed run.
         max_concurrency: how many nodes may run at once (None: no cap).
         rng: the random source for retry jitter (inject a seeded one for reproducible waits).
@@ -139,15 +49,16 @@ class Workflow:
         rng: random.Random | None = None,
         store: RunStore | None = None,
     ) -> None:
-        self.name = name
-        self.store = store
-        self.output = output
-        self.retry = retry or WorkflowRetry()
-        self.max_concurrency = max_concurrency
-        self.rng = rng or random.Random()
-        self._nodes: list[Node] = []
         self._plan: Plan | None = None
+        self._data: list[str | None] = []  # the data form as JSON text, once computed
+        super().__init__(name, output=output, retry=retry, max_concurrency=max_concurrency)
+        self.rng = rng or random.Random()
+        self.store = store
         self.listeners: list[Callable[[Event], None]] = []
+
+    def _changed(self) -> None:
+        self._plan = None
+        self._data = []
 
     def add_listener(self, listener: Callable[[Event], None]) -> Callable[[Event], None]:
         """Call ``listener(event)`` for every event of every run of this workflow, synchronously,
@@ -173,150 +84,6 @@ class Workflow:
         """
         self.listeners.remove(listener)
 
-    @property
-    def nodes(self) -> dict[str, Node]:
-        """The nodes by name, in the order they were added."""
-        return {node.name: node for node in self._nodes}
-
-    def _add(self, node: Node) -> Node:
-        self._nodes.append(node)
-        self._plan = None
-        return node
-
-    @overload
-    def node(self, fn: F, **options: Unpack[NodeOptions]) -> Node: ...
-    @overload
-    def node(self, fn: None = None, **options: Unpack[NodeOptions]) -> Callable[[F], Node]: ...
-    def node(
-        self,
-        fn: Callable[..., Any] | None = None,
-        *,
-        name: str | None = None,
-        depends: Sequence[Node | Branch | str] = (),
-        inputs: Mapping[str, Any] | None = None,
-        error_handling: ErrorHandling | Mapping[str, Any] | None = None,
-        trigger: Trigger = "all",
-        executor: Executor = "thread",
-    ) -> Node | Callable[[F], Node]:
-        """Add a node running ``fn`` (async on the loop; sync in a worker thread or process).
-
-        Usable as ``@wf.node``, ``@wf.node(...)`` or ``wf.node(fn, ...)``; returns a ``Node``.
-        Definitions are checked by ``validate()`` (and so by ``run``).
-        """
-
-        def add(fn: Callable[..., Any]) -> Node:
-            return self._add(
-                Node(
-                    _name_of(fn) if name is None else name,
-                    fn,
-                    depends=depends,
-                    inputs=inputs,
-                    error_handling=error_handling,
-                    trigger=trigger,
-                    executor=executor,
-                )
-            )
-
-        return add if fn is None else add(fn)
-
-    def choice(
-        self,
-        name: str,
-        options: Mapping[str, OptionCondition],
-        *,
-        depends: Sequence[Node | Branch | str] = (),
-        error_handling: ErrorHandling | Mapping[str, Any] | None = None,
-    ) -> Choice:
-        """Add a Choice node; options are tried in order, a ``None`` condition is the default
-        (it must be last). Nodes depending on an option not taken are skipped."""
-        node = Choice(name, options, depends=depends, error_handling=error_handling)
-        self._add(node)
-        return node
-
-    @overload
-    def map(
-        self,
-        fn: F,
-        *,
-        items: Any,
-        concurrency: int | None = None,
-        tolerated_failures: int | float | None = None,
-        **options: Unpack[NodeOptions],
-    ) -> Node: ...
-    @overload
-    def map(
-        self,
-        fn: None = None,
-        *,
-        items: Any,
-        concurrency: int | None = None,
-        tolerated_failures: int | float | None = None,
-        **options: Unpack[NodeOptions],
-    ) -> Callable[[F], Node]: ...
-    def map(
-        self,
-        fn: Callable[..., Any] | None = None,
-        *,
-        items: Any,
-        concurrency: int | None = None,
-        tolerated_failures: int | float | None = None,
-        **options: Unpack[NodeOptions],
-    ) -> Node | Callable[[F], Node]:
-        """Add a node that calls ``fn`` once per item (its first parameter), at most
-        ``concurrency`` at a time, each item under the node's error handling. Its output is the
-        list of per-item envelopes ``{status, output, error}`` in item order. Other options as
-        ``node``."""
-        return self._special(fn, MapSpec(items, concurrency, tolerated_failures), options)
-
-    @overload
-    def loop(
-        self,
-        fn: F,
-        *,
-        max_loops: int,
-        on_max_loops: Literal["raise", "return"] = "raise",
-        finalize: Callable[[Any], Any] | None = None,
-        **options: Unpack[NodeOptions],
-    ) -> Node: ...
-    @overload
-    def loop(
-        self,
-        fn: None = None,
-        *,
-        max_loops: int,
-        on_max_loops: Literal["raise", "return"] = "raise",
-        finalize: Callable[[Any], Any] | None = None,
-        **options: Unpack[NodeOptions],
-    ) -> Callable[[F], Node]: ...
-    def loop(
-        self,
-        fn: Callable[..., Any] | None = None,
-        *,
-        max_loops: int,
-        on_max_loops: Literal["raise", "return"] = "raise",
-        finalize: Callable[[Any], Any] | None = None,
-        **options: Unpack[NodeOptions],
-    ) -> Node | Callable[[F], Node]:
-        """Add an agent-style loop: ``fn(state)`` is called until it returns ``Final(value)``, the
-        state being first the dict of the node's inputs, then each step's return value. Other
-        options as ``node``."""
-        return self._special(fn, LoopSpec(max_loops, on_max_loops, finalize), options)
-
-    def _special(
-        self, fn: Callable[..., Any] | None, spec: MapSpec | LoopSpec, options: NodeOptions
-    ) -> Node | Callable[[F], Node]:
-        """``node`` for a map or loop: the same handle, with its kind and settings."""
-
-        def add(fn: Callable[..., Any]) -> Node:
-            node = self.node(fn, **options)
-            if isinstance(spec, MapSpec):
-                node.kind, node.map = "map", spec
-            else:
-                node.kind, node.loop = "loop", spec
-            return node
-
-        return add if fn is None else add(fn)
-
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Workflow:
         """Build a workflow from plain data (the format of ``flowrt schema``) and validate it.
@@ -325,9 +92,12 @@ class Workflow:
             DefinitionError: names the place in the data (``nodes[2].error_handling.backoff_rate``)
                 and what is wrong there, including a ``call`` whose module or attribute is missing.
         """
-        from ._loader import from_dict
-
-        return from_dict(data)
+        wf = from_dict(data, cls)
+        try:
+            wf.validate()
+        except DefinitionError as exc:
+            raise located(exc, wf) from None
+        return wf
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str]) -> Workflow:
@@ -336,9 +106,7 @@ class Workflow:
         Raises:
             DefinitionError: the file cannot be read or parsed, or its content is invalid.
         """
-        from ._loader import from_yaml
-
-        return from_yaml(path)
+        return cls.from_dict(read_yaml(path))
 
     def to_dict(self) -> dict[str, Any]:
         """The workflow as plain data that ``from_dict`` reads back.
@@ -347,9 +115,16 @@ class Workflow:
             DefinitionError: a node cannot be written as data (a lambda or local function, a
                 callable condition or ``retry_on`` predicate).
         """
-        from ._loader import to_dict
-
         return to_dict(self)
+
+    def _definition_json(self) -> str | None:
+        """The data form as JSON text (for a durable run's row), or None without one."""
+        if not self._data:
+            try:
+                self._data.append(json.dumps(to_dict(self)))
+            except (DefinitionError, TypeError, ValueError):
+                self._data.append(None)
+        return self._data[0]
 
     def validate(self) -> None:
         """Check the whole definition.
@@ -361,10 +136,12 @@ class Workflow:
         self.compiled()
 
     def compiled(self) -> Plan:
-        """The validated, compiled plan (cached until a node is added)."""
-        if self._plan is None:
-            from ._plan import compile_plan
+        """The validated, compiled plan (cached until the definition changes).
 
+        Raises:
+            DefinitionError: the workflow is invalid.
+        """
+        if self._plan is None:
             self._plan = compile_plan(self)
         return self._plan
 
@@ -374,8 +151,6 @@ class Workflow:
         Raises:
             DefinitionError: the workflow is invalid.
         """
-        from ._diagram import mermaid
-
         return mermaid(self.compiled())
 
     def stages(self) -> list[list[str]]:
@@ -384,9 +159,17 @@ class Workflow:
         Raises:
             DefinitionError: the workflow is invalid.
         """
-        from ._diagram import stages
-
         return stages(self.compiled())
+
+    def environment(self, store: RunStore | None = None) -> Environment:
+        """What a run of this workflow takes besides its plan: the listeners, the random
+        source, the store (``store``, else the workflow's) and the data form."""
+        return Environment(
+            tuple(self.listeners),
+            self.rng,
+            store if store is not None else self.store,
+            self._definition_json,
+        )
 
     async def run(
         self,
@@ -415,9 +198,9 @@ class Workflow:
             RunInProgress: a durable run with this id is being executed (a live owner).
             FlowError: the stored run ``run_id`` belongs to another workflow.
         """
-        from ._run import run
-
-        return await run(self, input, timeout=timeout, run_id=run_id, store=store)
+        return await run(
+            self.compiled(), self.environment(store), input, timeout=timeout, run_id=run_id
+        )
 
     async def resume(
         self, run_id: str, *, store: RunStore | None = None, timeout: float | None = None
@@ -431,14 +214,10 @@ class Workflow:
             FlowError: no store, no such run, or a run of another workflow.
             RunInProgress: a live process is executing the run.
         """
-        from ._run import resume
-
-        return await resume(self, run_id, store=store, timeout=timeout)
+        return await resume(self.compiled(), self.environment(store), run_id, timeout=timeout)
 
     def run_sync(self, input: Any = None, *, timeout: float | None = None) -> RunResult:
         """``run`` for scripts: starts an event loop with ``anyio.run``."""
-        import anyio
-
         return anyio.run(lambda: self.run(input, timeout=timeout))
 
     def stream(self, input: Any = None, *, timeout: float | None = None) -> EventStream:
@@ -448,10 +227,30 @@ class Workflow:
         Raises:
             DefinitionError: the workflow is invalid (raised here, before iterating).
         """
-        from ._stream import EventStream
-
-        return EventStream(self, input, timeout)
+        return EventStream(self.compiled(), self.environment(), input, timeout)
 
 
-def _name_of(fn: Callable[..., Any]) -> str:
-    return str(getattr(fn, "__name__", "") or type(fn).__name__)
+async def resume_due(
+    store: RunStore, workflows: Iterable[Workflow] = (), *, now: float | None = None
+) -> list[RunResult]:
+    """Continue, concurrently, every run whose retry is due at ``now`` (wall clock; default
+    the store's clock) and that no live process owns: a workflow-level retry runs again from
+    its first node with its stored input and the retries it has left; a parked node wait
+    continues at the node's next attempt. Return their results; a run claimed meanwhile by
+    another process is left to it. A workflow is taken from ``workflows`` by name, else
+    rebuilt from its stored definition.
+
+    Raises:
+        FlowError: a due run's workflow is neither given nor stored as data.
+    """
+    by_name = {wf.name: wf for wf in workflows}
+
+    def choose(row: RunRow) -> tuple[Plan, Environment]:
+        wf = by_name.get(row.workflow)
+        if wf is None:
+            if row.definition is None:
+                raise FlowError(f"run {row.run_id!r}: workflow {row.workflow!r} was not given")
+            wf = by_name[row.workflow] = Workflow.from_dict(json.loads(row.definition))
+        return wf.compiled(), wf.environment(store)
+
+    return await resume_due_runs(store, choose, now=now)

@@ -3,20 +3,17 @@ a map calls its function per item, a loop calls its step until it returns ``Fina
 
 from __future__ import annotations
 
-import functools
-import inspect
 import math
-import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import CodeType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
-import anyio.to_thread
 
-from ._attempt import Context, Done, as_failure, attempt, error_info
-from ._context import call_within, fields_from, register
+from ._attempt import Context, NodeRecord, as_failure, attempt, error_info
+from ._context import register
 from ._errors import InputError, MaxLoopsExceeded, NoMatch, TooManyFailures
+from ._invoke import call_any
 from ._native import task_group
 
 if TYPE_CHECKING:
@@ -37,48 +34,18 @@ class Final(Generic[T]):
         return f"Final({self.value!r})"
 
 
-async def _in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    # What flowrt.current() answers in the thread: read now from the calling attempt or item
-    # (an abandoned thread must not see the attempt after it).
-    bound = functools.partial(call_within, fields_from(sys._getframe(1)), fn, *args, **kwargs)
-    return await anyio.to_thread.run_sync(bound, abandon_on_cancel=True)
-
-
-async def _in_process(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    from anyio import to_process  # imported on first use: it pulls in subprocess machinery
-
-    here = fields_from(sys._getframe(1))  # what flowrt.current() answers in the worker process
-    call = functools.partial(call_within, here, functools.partial(fn, *args, **kwargs))
-    return await to_process.run_sync(call, cancellable=True)
-
-
-def invoker(pn: PlanNode) -> Callable[..., Awaitable[Any]]:
-    """The node's function as a coroutine function, called the node's way: on the loop (async),
-    in a worker thread abandoned on cancel (sync), or in a worker process killed on cancel
-    (``executor="process"``). Made once per plan node."""
-    if pn.invoke is None:
-        fn = pn.node.fn
-        assert fn is not None
-        if pn.is_async:
-            pn.invoke = fn
-        elif pn.node.executor == "process":
-            pn.invoke = functools.partial(_in_process, fn)
-        else:
-            pn.invoke = functools.partial(_in_thread, fn)
-    return pn.invoke
-
-
 Call = tuple[Callable[..., Awaitable[Any]], Sequence[Any], Mapping[str, Any]]
 
 
-def prepare_task(pn: PlanNode, store: Mapping[str, Any]) -> Call:
+def prepare_task(pn: PlanNode, results: Mapping[str, Any]) -> Call:
     """A plain node: its function with the arguments resolved once, before the first attempt.
 
     Raises:
         InputError: an argument could not be resolved.
     """
-    args, kwargs = pn.arguments(store)
-    return invoker(pn), args, kwargs
+    args, kwargs = pn.arguments(results)
+    assert pn.invoke is not None
+    return pn.invoke, args, kwargs
 
 
 def choose(pn: PlanNode, data: Mapping[str, Any]) -> str:
@@ -97,18 +64,20 @@ async def _pick(pn: PlanNode, data: Mapping[str, Any]) -> str:
     return choose(pn, data)
 
 
-def prepare_choice(pn: PlanNode, store: Mapping[str, Any]) -> Call:
+def prepare_choice(pn: PlanNode, results: Mapping[str, Any]) -> Call:
     """A Choice node: its output is the name of the option taken."""
-    return _pick, (pn, pn.data(store)), {}
+    return _pick, (pn, pn.data(results)), {}
 
 
-async def run_map(pn: PlanNode, store: Mapping[str, Any], done: Done, ctx: Context) -> Done:
+async def run_map(
+    pn: PlanNode, results: Mapping[str, Any], done: NodeRecord, ctx: Context
+) -> NodeRecord:
     """A map node: one call per item, each under the node's error handling."""
     done.attempts = 1
     try:
-        args, kwargs = pn.arguments(store)
+        args, kwargs = pn.arguments(results)
         assert pn.items is not None
-        items = pn.items(pn.data(store))
+        items = pn.items(pn.data(results))
         if not isinstance(items, list | tuple):
             raise InputError(
                 f"map {pn.name!r}: items resolved to {type(items).__name__}, "
@@ -124,10 +93,10 @@ async def _map_items(
     items: list[Any] | tuple[Any, ...],
     args: Sequence[Any],
     kwargs: Mapping[str, Any],
-    done: Done,
+    done: NodeRecord,
     ctx: Context,
-) -> Done:
-    spec = pn.node.map
+) -> NodeRecord:
+    spec = pn.map
     assert spec is not None
     count = len(items)
     limit = spec.tolerated_failures
@@ -137,7 +106,8 @@ async def _map_items(
     failed: list[int] = []
     plain = pn.policy.max_retries == 0 and pn.policy.timeout_seconds is None
 
-    invoke = invoker(pn)
+    invoke = pn.invoke
+    assert invoke is not None
     bare = not args and not kwargs
 
     async def worker(scope: anyio.CancelScope) -> None:
@@ -156,7 +126,7 @@ async def _map_items(
                     envelope = {"status": "failure", "output": None, "error": error_info(exc)}
             else:
                 call = (items[i], *args)
-                envelope = dict(await attempt(pn, invoke, call, kwargs, Done(), ctx, i))
+                envelope = dict(await attempt(pn, invoke, call, kwargs, NodeRecord(), ctx, i))
             results[i] = envelope
             if envelope["status"] == "failure":
                 failed.append(i)
@@ -182,17 +152,11 @@ async def _map_items(
     return done.succeed(results)
 
 
-async def call_any(fn: Callable[..., Any], arg: Any) -> Any:
-    """Call ``fn(arg)``: awaited if it is async, in a worker thread if not."""
-    if inspect.iscoroutinefunction(fn):
-        return await fn(arg)
-    return await anyio.to_thread.run_sync(fn, arg, abandon_on_cancel=True)
-
-
 async def _loop(pn: PlanNode, initial: Mapping[str, Any]) -> Any:
-    spec = pn.node.loop
+    spec = pn.loop
     assert spec is not None
-    step = invoker(pn)
+    step = pn.invoke
+    assert step is not None
     state: Any = dict(initial)
     for _ in range(spec.max_loops):
         state = await step(state)
@@ -206,14 +170,14 @@ async def _loop(pn: PlanNode, initial: Mapping[str, Any]) -> Any:
     )
 
 
-def prepare_loop(pn: PlanNode, store: Mapping[str, Any]) -> Call:
+def prepare_loop(pn: PlanNode, results: Mapping[str, Any]) -> Call:
     """A loop node: one attempt runs the step until ``Final``, up to ``max_loops`` times; the
     first state is the dict of the node's inputs.
 
     Raises:
         InputError: an input could not be resolved.
     """
-    _, initial = pn.arguments(store)
+    _, initial = pn.arguments(results)
     return _loop, (pn, initial), {}
 
 

@@ -13,17 +13,16 @@ import importlib
 import operator
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ._conditions import Condition, Expr, Op
+from ._definition import Choice, Definition, Executor, Node, Trigger
 from ._errors import DefinitionError
-from ._graph import Choice, Executor, Node, Trigger
 from ._models import ErrorHandling, PolicyFields, RetryFields, WorkflowRetry, place, reason
 
-if TYPE_CHECKING:
-    from ._graph import Workflow
+D = TypeVar("D", bound=Definition)
 
 CallRef = Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")]
 
@@ -170,7 +169,7 @@ def _policy(spec: ErrorHandlingFile | None, where: str) -> ErrorHandling | None:
     return ErrorHandling(**fields)
 
 
-def _add(wf: Workflow, spec: NodeFile, where: str) -> None:
+def _add(wf: Definition, spec: NodeFile, where: str) -> None:
     options: dict[str, Any] = {
         "depends": spec.depends,
         "error_handling": _policy(spec.error_handling, f"{where}.error_handling"),
@@ -211,47 +210,57 @@ def _add(wf: Workflow, spec: NodeFile, where: str) -> None:
     node.call = spec.call
 
 
-def from_dict(data: Any) -> Workflow:
-    """Build and validate a workflow from plain data; see ``Workflow.from_dict``."""
-    from ._graph import Workflow
+def from_dict(data: Any, kind: type[D]) -> D:
+    """Build a definition of class ``kind`` from plain data (unvalidated: compiling it checks
+    the rest); see ``Workflow.from_dict``.
 
+    Raises:
+        DefinitionError: the data does not have the file format's shape, or a ``call`` cannot
+            be imported.
+    """
     try:
         spec = WorkflowFile.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         raise DefinitionError(reason(first), field=place(first["loc"]) or "file") from None
     retry = WorkflowRetry(**spec.retry.model_dump()) if spec.retry else None
-    wf = Workflow(spec.name, output=spec.output, retry=retry, max_concurrency=spec.max_concurrency)
+    wf = kind(spec.name, output=spec.output, retry=retry, max_concurrency=spec.max_concurrency)
     for i, node in enumerate(spec.nodes):
         _add(wf, node, f"nodes[{i}]")
-    try:
-        wf.validate()
-    except DefinitionError as exc:
-        index = next((i for i, node in enumerate(spec.nodes) if node.name == exc.node), None)
-        if index is None:
-            raise
-        located = DefinitionError(
-            f"{exc.reason} (node {exc.node!r})", field=f"nodes[{index}].{exc.field}"
-        )
-        located.node = exc.node
-        raise located from None
     return wf
 
 
-def from_yaml(path: str | os.PathLike[str]) -> Workflow:
-    """Build a workflow from a YAML (or JSON) file; see ``Workflow.from_yaml``."""
+def located(exc: DefinitionError, definition: Definition) -> DefinitionError:
+    """``exc`` (from compiling a definition loaded from data) placed in the data:
+    ``nodes[2].inputs.x`` rather than ``node 'x'.inputs.x``."""
+    index = next((i for i, node in enumerate(definition._nodes) if node.name == exc.node), None)
+    if index is None:
+        return exc
+    placed = DefinitionError(
+        f"{exc.reason} (node {exc.node!r})", field=f"nodes[{index}].{exc.field}"
+    )
+    placed.node = exc.node
+    return placed
+
+
+def read_yaml(path: str | os.PathLike[str]) -> Any:
+    """The data of a YAML (or JSON) file.
+
+    Raises:
+        DefinitionError: the file cannot be read or is not YAML.
+    """
+    # optional: PyYAML is imported on first use (it is slow to import)
     import yaml
 
     file = Path(path)
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        return yaml.safe_load(file.read_text(encoding="utf-8"))
     except OSError as exc:
         raise DefinitionError(f"cannot read {file}: {exc.strerror}", field="file") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" at line {mark.line + 1}" if mark is not None else ""
         raise DefinitionError(f"{file} is not valid YAML{line}", field="file") from None
-    return from_dict(data)
 
 
 def _ref(fn: Any, node: str, call: str | None = None) -> str:
@@ -327,7 +336,7 @@ def _node_data(node: Node) -> dict[str, Any]:
     return data
 
 
-def to_dict(wf: Workflow) -> dict[str, Any]:
+def to_dict(wf: Definition) -> dict[str, Any]:
     """The workflow as plain data that ``from_dict`` reads back; see ``Workflow.to_dict``."""
     data: dict[str, Any] = {"name": wf.name}
     if wf.output is not None:

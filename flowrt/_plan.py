@@ -1,23 +1,23 @@
-"""Validation: check a Workflow's definitions and compile them into a ``Plan`` of indexed nodes
-with precompiled input bindings, so that running a node costs O(its own edges)."""
+"""Validation: check a ``Definition`` and compile it into a ``Plan``: everything a run needs,
+frozen (indexed nodes with precompiled input bindings and invokers, the output mapping, the
+concurrency cap, the workflow-level retry), so that running a node costs O(its own edges).
+Runs only read a plan; a changed definition is compiled into a new one."""
 
 from __future__ import annotations
 
-import inspect
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast, get_args
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, cast, get_args
 
 from ._backoff import wait_before_retry
+from ._bind import bind
 from ._conditions import CompiledCondition, Expr, names_of
+from ._definition import Branch, Choice, Definition, Executor, LoopSpec, MapSpec, Node, Trigger
 from ._errors import DefinitionError, InputError
-from ._graph import Branch, Choice, Executor, Node, Trigger
-from ._models import ErrorHandling, ErrorInfo
+from ._invoke import Invoke, invoker
+from ._models import ErrorHandling, WorkflowRetry
 from ._resolve import NAME, Value, compile_value, is_dynamic, view
-
-if TYPE_CHECKING:
-    from ._graph import Workflow
 
 _NAME = re.compile(NAME)
 _NO_ARGS: tuple[Any, ...] = ()
@@ -28,13 +28,18 @@ EXECUTORS = frozenset(get_args(Executor))
 
 @dataclass(slots=True)
 class PlanNode:
-    """One node, compiled. ``edges`` are (dependency index, Choice option or None)."""
+    """One node, compiled. ``edges`` are (dependency index, Choice option or None); ``invoke``
+    calls ``fn`` the node's way (None for a Choice)."""
 
     index: int
     name: str
-    node: Node
+    kind: Literal["task", "choice", "map", "loop"]
     policy: ErrorHandling
-    trigger: str
+    trigger: Trigger
+    fn: Callable[..., Any] | None = None
+    executor: Executor = "thread"
+    map: MapSpec | None = None
+    loop: LoopSpec | None = None
     is_async: bool = False
     edges: tuple[tuple[int, str | None], ...] = ()
     deps: tuple[int, ...] = ()
@@ -47,21 +52,20 @@ class PlanNode:
     item_param: str | None = None
     items: Value | None = None
     options: tuple[tuple[str, CompiledCondition | None], ...] = ()
-    invoke: Callable[..., Awaitable[Any]] | None = None  # set by _kinds.invoker on first use
+    invoke: Invoke | None = None
     retry_types: tuple[type[BaseException], ...] | None = None  # retry_on, when not a predicate
     waits: tuple[float, ...] | None = None  # the wait before each retry, when there is no jitter
-    last_error: ErrorInfo | None = None  # the node's latest error, shared by the next like it
 
     @property
     def raises(self) -> bool:
         """Whether a failure of this node blocks its dependents and fails the run."""
         return self.policy.behavior == "raise"
 
-    def data(self, store: Mapping[str, Any]) -> Mapping[str, Any]:
-        """What this node's selectors read: the store, or only its dependencies' part of it."""
-        return view(store, self.visible) if self.needs_view else store
+    def data(self, results: Mapping[str, Any]) -> Mapping[str, Any]:
+        """What this node's selectors read: all the results, or only its dependencies' part."""
+        return view(results, self.visible) if self.needs_view else results
 
-    def arguments(self, store: Mapping[str, Any]) -> tuple[Sequence[Any], Mapping[str, Any]]:
+    def arguments(self, results: Mapping[str, Any]) -> tuple[Sequence[Any], Mapping[str, Any]]:
         """Resolve the function's arguments (shared empty ones for a function without any).
 
         Raises:
@@ -69,11 +73,11 @@ class PlanNode:
         """
         if not (self.positional or self.keywords or self.from_input):
             return _NO_ARGS, _NO_KWARGS
-        data = self.data(store)
+        data = self.data(results)
         args = [value(data) for _, value in self.positional]
         kwargs = {name: value(data) for name, value in self.keywords}
         if self.from_input:
-            given = store["input"]
+            given = results["input"]
             for name, required in self.from_input:
                 if isinstance(given, dict) and name in given:
                     kwargs[name] = given[name]
@@ -87,49 +91,50 @@ class PlanNode:
 
 @dataclass(slots=True)
 class Plan:
-    """A validated workflow: nodes by index, roots, sinks and the compiled output mapping."""
+    """A validated workflow, frozen: its name, nodes by index, roots (no dependencies), leaves
+    (no dependents), the compiled output mapping, the concurrency cap and the workflow-level
+    retry. Runs only read it."""
 
+    name: str
     nodes: list[PlanNode]
     index: dict[str, int]
     roots: list[int]
-    sinks: list[int]
+    leaves: list[int]
     output: dict[str, Value] | None
-    cache: dict[str, Any] = field(
-        default_factory=dict
-    )  # derived once per plan (e.g. its data form)
+    max_concurrency: int | None
+    retry: WorkflowRetry
 
 
-def compile_plan(wf: Workflow) -> Plan:
-    """Check every definition of ``wf`` and compile it.
+def compile_plan(definition: Definition) -> Plan:
+    """Check every part of ``definition`` and compile it.
 
     Raises:
         DefinitionError: the first problem found, naming the node and field.
     """
-    index = _check_names(wf._nodes)
+    index = _check_names(definition._nodes)
     known = frozenset(index) | {"input"}
-    nodes = [_compile_node(i, node, known, wf) for i, node in enumerate(wf._nodes)]
+    sources = definition._nodes
+    nodes = [_compile_node(i, node, known) for i, node in enumerate(sources)]
     dependents: list[list[int]] = [[] for _ in nodes]
-    for pn in nodes:
-        _link(pn, index, nodes)
+    for pn, node in zip(nodes, sources, strict=True):
+        _link(pn, node.depends, index, nodes, sources)
         for dep in pn.deps:
             dependents[dep].append(pn.index)
     for pn, after in zip(nodes, dependents, strict=True):
         pn.dependents = tuple(after)
     _check_acyclic(nodes)
     output = None
-    if wf.output is not None:
+    if definition.output is not None:
         output = {
-            key: _value(spec, known, None, f"output.{key}") for key, spec in wf.output.items()
+            key: _value(spec, known, None, f"output.{key}")
+            for key, spec in definition.output.items()
         }
+    cap = definition.max_concurrency
+    if cap is not None and (not isinstance(cap, int) or cap < 1):
+        raise DefinitionError(f"must be an int >= 1, got {cap!r}", field="max_concurrency")
     roots = [pn.index for pn in nodes if not pn.deps]
-    sinks = [pn.index for pn in nodes if not pn.dependents]
-    if wf.max_concurrency is not None and (
-        not isinstance(wf.max_concurrency, int) or wf.max_concurrency < 1
-    ):
-        raise DefinitionError(
-            f"must be an int >= 1, got {wf.max_concurrency!r}", field="max_concurrency"
-        )
-    return Plan(nodes, index, roots, sinks, output)
+    leaves = [pn.index for pn in nodes if not pn.dependents]
+    return Plan(definition.name, nodes, index, roots, leaves, output, cap, definition.retry)
 
 
 def _check_names(nodes: list[Node]) -> dict[str, int]:
@@ -151,7 +156,7 @@ def _check_names(nodes: list[Node]) -> dict[str, int]:
     return index
 
 
-def _compile_node(i: int, node: Node, known: frozenset[str], wf: Workflow) -> PlanNode:
+def _compile_node(i: int, node: Node, known: frozenset[str]) -> PlanNode:
     policy = _policy(node)
     if node.trigger not in TRIGGERS:
         raise DefinitionError(
@@ -165,7 +170,8 @@ def _compile_node(i: int, node: Node, known: frozenset[str], wf: Workflow) -> Pl
             node=node.name,
             field="executor",
         )
-    pn = PlanNode(i, node.name, node, policy, node.trigger)
+    pn = PlanNode(i, node.name, node.kind, policy, node.trigger, node.fn, node.executor)
+    pn.map, pn.loop = node.map, node.loop
     if isinstance(policy.retry_on, tuple):
         pn.retry_types = policy.retry_on
     if not policy.jitter:
@@ -173,7 +179,16 @@ def _compile_node(i: int, node: Node, known: frozenset[str], wf: Workflow) -> Pl
     if isinstance(node, Choice):
         pn.options = _options(node, known)
     else:
-        _bind(pn, node, known)
+        inputs = {
+            key: _value(spec, known, node.name, f"inputs.{key}")
+            for key, spec in node.inputs.items()
+        }
+        binding = bind(node, inputs)
+        pn.is_async, pn.item_param = binding.is_async, binding.item_param
+        pn.positional, pn.keywords = binding.positional, binding.keywords
+        pn.from_input = binding.from_input
+        assert pn.fn is not None
+        pn.invoke = invoker(pn.fn, pn.is_async, node.executor)
     if node.map is not None:
         _map_settings(pn, node, known)
     if node.loop is not None:
@@ -208,90 +223,6 @@ def _value(spec: Any, known: frozenset[str], node: str | None, field: str) -> Va
         return compile_value(spec, known)
     except DefinitionError as exc:
         raise DefinitionError(exc.reason, node=node, field=field) from None
-
-
-def _bind(pn: PlanNode, node: Node, known: frozenset[str]) -> None:
-    """Match the function's parameters with the node's inputs."""
-    fn = node.fn
-    if not callable(fn):
-        raise DefinitionError(f"must be callable, got {fn!r}", node=node.name, field="fn")
-    if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
-        raise DefinitionError(
-            "a generator function cannot be a node: return the value (a list, say) instead",
-            node=node.name,
-            field="fn",
-        )
-    pn.is_async = _is_async(fn)
-    if node.executor == "process" and pn.is_async:
-        raise DefinitionError(
-            "executor='process' needs a plain (sync) function", node=node.name, field="executor"
-        )
-    inputs = {
-        key: _value(spec, known, node.name, f"inputs.{key}") for key, spec in node.inputs.items()
-    }
-    if node.loop is not None:  # the step takes one argument, the state: the inputs dict
-        pn.keywords = tuple(inputs.items())
-        return
-    params = _parameters(fn)
-    if params is None:  # no signature to read: pass every input by keyword
-        pn.keywords = tuple(inputs.items())
-        return
-    if node.map is not None:
-        if not params or params[0].kind not in _POSITIONAL:
-            raise DefinitionError(
-                "a map function takes the item as its first parameter", node=node.name, field="fn"
-            )
-        pn.item_param = params[0].name
-        params = params[1:]
-    _match(pn, node.name, params, inputs)
-
-
-_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-
-
-def _parameters(fn: Callable[..., Any]) -> list[inspect.Parameter] | None:
-    try:
-        return list(inspect.signature(fn).parameters.values())
-    except (TypeError, ValueError):
-        return None
-
-
-def _match(
-    pn: PlanNode, name: str, params: list[inspect.Parameter], inputs: dict[str, Value]
-) -> None:
-    positional: list[tuple[str, Value]] = []
-    keywords: list[tuple[str, Value]] = []
-    from_input: list[tuple[str, bool]] = []
-    for param in params:
-        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            continue
-        if param.name in inputs:
-            bucket = positional if param.kind is param.POSITIONAL_ONLY else keywords
-            bucket.append((param.name, inputs.pop(param.name)))
-        elif param.kind is param.POSITIONAL_ONLY:
-            raise DefinitionError(
-                f"positional-only parameter {param.name!r} needs an entry in inputs",
-                node=name,
-                field="inputs",
-            )
-        else:
-            from_input.append((param.name, param.default is param.empty))
-    if inputs and not any(param.kind is param.VAR_KEYWORD for param in params):
-        key = next(iter(inputs))
-        raise DefinitionError(
-            f"{key!r} is not a parameter of the function", node=name, field=f"inputs.{key}"
-        )
-    keywords.extend(inputs.items())
-    pn.positional, pn.keywords, pn.from_input = (
-        tuple(positional),
-        tuple(keywords),
-        tuple(from_input),
-    )
-
-
-def _is_async(fn: Callable[..., Any]) -> bool:
-    call = getattr(fn, "__call__", None)  # noqa: B004 - callable objects with an async __call__
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call)
 
 
 def _options(
@@ -372,9 +303,15 @@ def _loop_settings(node: Node) -> None:
         )
 
 
-def _link(pn: PlanNode, index: dict[str, int], nodes: list[PlanNode]) -> None:
+def _link(
+    pn: PlanNode,
+    depends: Sequence[Any],
+    index: dict[str, int],
+    nodes: list[PlanNode],
+    sources: list[Node],
+) -> None:
     """Turn depends and the names read by inputs/conditions/items into edges."""
-    edges = {_edge(ref, pn.name, index, nodes) for ref in pn.node.depends}
+    edges = {_edge(ref, pn.name, index, sources) for ref in depends}
     values = [value for _, value in (*pn.positional, *pn.keywords)]
     read = set().union(*(value.names for value in values))
     read |= set().union(*(names_of(test) for _, test in pn.options if test is not None))
@@ -392,12 +329,12 @@ def _link(pn: PlanNode, index: dict[str, int], nodes: list[PlanNode]) -> None:
 
 
 def _edge(
-    ref: Any, name: str, index: dict[str, int], nodes: list[PlanNode]
+    ref: Any, name: str, index: dict[str, int], sources: list[Node]
 ) -> tuple[int, str | None]:
     if isinstance(ref, Node):
         ref = (
             ref.name
-            if nodes[index.get(ref.name, 0)].node is ref
+            if sources[index.get(ref.name, 0)] is ref
             else f"<{ref.name} of another workflow>"
         )
     option = None
@@ -407,15 +344,15 @@ def _edge(
         ref, option = ref.split(".", 1)
     if not isinstance(ref, str) or ref not in index:
         raise DefinitionError(f"unknown dependency {ref!r}", node=name, field="depends")
-    target = nodes[index[ref]]
+    target = sources[index[ref]]
     if option is not None:
-        if not isinstance(target.node, Choice):
+        if not isinstance(target, Choice):
             raise DefinitionError(
                 f"{ref!r} is not a Choice, so it has no option {option!r}",
                 node=name,
                 field="depends",
             )
-        if option not in target.node.options:
+        if option not in target.options:
             raise DefinitionError(
                 f"Choice {ref!r} has no option {option!r}", node=name, field="depends"
             )

@@ -1,8 +1,8 @@
 """Pure, sync: compile input values (selectors, templates, coalesce chains, literals) once at
-validation, then resolve them against the result store on every run.
+validation, then resolve them against the results on every run.
 
-A compiled value names the store keys it reads (``names``): the scheduler turns them into implicit
-dependencies, and values that can walk the whole store (wildcards, filters, ``$..x``) resolve
+A compiled value names the result keys it reads (``names``): the scheduler turns them into implicit
+dependencies, and values that can walk all the results (wildcards, filters, ``$..x``) resolve
 against a view holding only the node's own dependencies, so what a node sees never depends on
 timing. Plain paths (``$.scraper.output.content``, ``$.input.items[0]``) compile to a key walk,
 the rest goes to jsonpath-python; templates are rendered by a sandboxed Jinja2 environment.
@@ -34,8 +34,8 @@ _env: SandboxedEnvironment | None = None
 
 
 class Value(ABC):
-    """A compiled input value. ``names`` are the store keys it reads; ``needs_view`` is True when
-    it must see only the node's dependencies rather than the whole store."""
+    """A compiled input value. ``names`` are the result keys it reads; ``needs_view`` is True when
+    it must see only the node's dependencies rather than all the results."""
 
     __slots__ = ("names", "needs_view")
 
@@ -45,7 +45,7 @@ class Value(ABC):
 
     @abstractmethod
     def __call__(self, data: Mapping[str, Any]) -> Any:
-        """Resolve against ``data`` (the store, or the node's view of it)."""
+        """Resolve against ``data`` (the results, or the node's view of it)."""
 
 
 class Constant(Value):
@@ -102,7 +102,7 @@ class Selector(Value):
 
 
 class Render(Value):
-    """A Jinja2 template, compiled once, rendered with the store keys it names as variables."""
+    """A Jinja2 template, compiled once, rendered with the result keys it names as variables."""
 
     __slots__ = ("source", "template")
 
@@ -151,7 +151,7 @@ def compile_value(spec: Any, known: Collection[str]) -> Value:
 
 
 def is_dynamic(spec: Any) -> bool:
-    """Whether ``spec`` is read from the store (a selector, template or coalesce chain)."""
+    """Whether ``spec`` is read from the results (a selector, template or coalesce chain)."""
     return isinstance(spec, str) and (spec.startswith("$") or "{{" in spec or "{%" in spec)
 
 
@@ -244,6 +244,6 @@ def compile_template(spec: str, known: Collection[str]) -> Render:
     return Render(env.from_string(parsed), frozenset(names), spec)
 
 
-def view(store: Mapping[str, Any], names: Collection[str]) -> dict[str, Any]:
-    """The part of ``store`` a node may read: its dependencies and the run input."""
-    return {name: store[name] for name in names if name in store}
+def view(results: Mapping[str, Any], names: Collection[str]) -> dict[str, Any]:
+    """The part of ``results`` a node may read: its dependencies and the run input."""
+    return {name: results[name] for name in names if name in results}

@@ -9,7 +9,7 @@ The rules, all here:
 - every other node (failed, skipped, never recorded, running at the crash) is decided again,
   once all its dependencies have finished in this attempt or before it;
 - a node that fails again is handled (does not fail the run) when an ``on_failure`` handler
-  of it is kept: that handler took its failure before the resume.
+  of it is kept: that handler took its failure before the resume (``_rules.taken_before``).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ._attempt import Done
-from ._plan import Plan, PlanNode
+from ._attempt import NodeRecord
+from ._plan import Plan
 from ._records import RunRow, trace_of
 
 
@@ -28,7 +28,7 @@ class Parked:
     """A node stored in a retry wait: its record so far, and when its next attempt is due
     (wall clock)."""
 
-    done: Done
+    done: NodeRecord
     due: float
 
 
@@ -39,7 +39,7 @@ class Restart:
     dependencies (negative for a kept node: it can never reach zero), ``ready`` the nodes
     that can start at once."""
 
-    seeds: dict[int, Done]
+    seeds: dict[int, NodeRecord]
     parked: dict[int, Parked]
     pending: list[int]
     ready: list[int]
@@ -50,16 +50,16 @@ KEPT = -1  # the pending count of a kept node: finishes only ever decrement it, 
 
 def restart(plan: Plan, run: RunRow) -> Restart:
     """The restart state of ``plan`` from stored ``run`` (its current attempt's records)."""
-    seeds: dict[int, Done] = {}
+    seeds: dict[int, NodeRecord] = {}
     parked: dict[int, Parked] = {}
     for row in run.nodes:
         index = plan.index.get(row.name)
         if index is None:
             continue
         if row.status == "success":
-            done = Done().succeed(None if row.output is None else json.loads(row.output))
+            done = NodeRecord().succeed(None if row.output is None else json.loads(row.output))
         elif row.status == "waiting" and row.due is not None:
-            done = Done()
+            done = NodeRecord()
         else:
             continue
         done.attempts, done.duration = row.attempts, row.duration
@@ -72,7 +72,7 @@ def restart(plan: Plan, run: RunRow) -> Restart:
     return Restart(seeds, parked, pending, ready)
 
 
-def counts(plan: Plan, kept: Sequence[int] | dict[int, Done]) -> tuple[list[int], list[int]]:
+def counts(plan: Plan, kept: Sequence[int] | dict[int, NodeRecord]) -> tuple[list[int], list[int]]:
     """Each node's count of dependencies still to finish when the nodes in ``kept`` are
     finished already (``KEPT`` for those), and the nodes ready at once, in plan order."""
     pending = [len(pn.deps) for pn in plan.nodes]
@@ -82,9 +82,3 @@ def counts(plan: Plan, kept: Sequence[int] | dict[int, Done]) -> tuple[list[int]
     for i in kept:
         pending[i] = KEPT
     return pending, [i for i, count in enumerate(pending) if count == 0]
-
-
-def handled_before(nodes: Sequence[PlanNode], pending: Sequence[int], i: int) -> bool:
-    """Whether node ``i``'s failure was taken by an ``on_failure`` handler kept from before a
-    resume (a kept node's pending count is ``KEPT`` or below)."""
-    return any(nodes[d].trigger == "on_failure" and pending[d] < 0 for d in nodes[i].dependents)

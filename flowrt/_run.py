@@ -1,76 +1,88 @@
-"""Running a workflow: the workflow-level retry loop around the scheduler, durable runs (claimed
-or created in the store first; resumed from their stored records), and the RunResult."""
+"""Running a plan: the workflow-level retry loop around the scheduler, durable runs (claimed or
+created in the store first; resumed from their stored records), and the RunResult. A run takes
+a ``Plan`` and an ``Environment``, never the ``Workflow`` they came from."""
 
 from __future__ import annotations
 
 import functools
 import json
+import random
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 from pydantic import BaseModel
 
-from ._attempt import Context, Done
+from ._attempt import Context, NodeRecord
+from ._backoff import wait_before_rerun
 from ._durable import DurableRun, input_json, stored_result
-from ._errors import DefinitionError, FlowError, LeaseLost, RunInProgress
+from ._errors import FlowError, LeaseLost, RunInProgress
 from ._events import Emitter
 from ._models import Event, NodeResult, RunResult, as_error_info, construct
 from ._native import checkpoint, clock
+from ._plan import Plan
 from ._records import RunRow
 from ._resume import Restart, restart
 from ._scheduler import Scheduler
 from ._store import Claim, RunStore
 
-if TYPE_CHECKING:
-    from ._graph import Workflow
-    from ._plan import Plan
+Listener = Callable[[Event], None]
 
-Sink = Callable[[Event], None]
+
+def _no_definition() -> str | None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Environment:
+    """What a run takes besides its plan: event listeners (called synchronously), the random
+    source of retry jitter, the store (None: not durable), and the definition's data form as
+    JSON text for a durable run's row (computed only when asked)."""
+
+    listeners: Sequence[Listener] = ()
+    rng: random.Random = field(default_factory=random.Random)
+    store: RunStore | None = None
+    definition: Callable[[], str | None] = _no_definition
 
 
 async def run(
-    wf: Workflow,
+    plan: Plan,
+    env: Environment,
     input: Any,
     *,
     timeout: float | None,
-    sink: Sink | None = None,
+    sink: Listener | None = None,
     run_id: str | None = None,
-    store: RunStore | None = None,
 ) -> RunResult:
-    """Run ``wf`` with workflow-level retries; see ``Workflow.run``. With a store the run is
+    """Run ``plan`` with workflow-level retries; see ``Workflow.run``. With a store the run is
     durable, and an existing ``run_id`` is returned (ended), refused (owned) or resumed."""
-    plan = wf.compiled()
     if input is None:
         input = {}
     elif isinstance(input, BaseModel):  # selectors walk plain data
         input = input.model_dump()
-    store = store if store is not None else wf.store
+    store = env.store
     if store is None:
-        return await _execute(wf, plan, input, timeout, sink, run_id or uuid.uuid4().hex)
-    new = run_id is None
+        return await _execute(plan, env, input, timeout, sink, run_id or uuid.uuid4().hex)
     row = RunRow(
-        run_id or uuid.uuid4().hex, wf.name, input_json(input), "running",
-        datetime.now(UTC).isoformat(), definition_json(wf),
+        run_id or uuid.uuid4().hex, plan.name, input_json(input), "running",
+        datetime.now(UTC).isoformat(), env.definition(),
     )  # fmt: skip
-    if not new:
-        await _check_workflow(store, row.run_id, wf.name, must_exist=False)
-    return await _durable(wf, plan, DurableRun(store, row), False, timeout, sink, input)
+    if run_id is not None:
+        await _check_workflow(store, row.run_id, plan.name, must_exist=False)
+    return await _durable(plan, env, DurableRun(store, row), False, timeout, sink, input)
 
 
-async def resume(
-    wf: Workflow, run_id: str, *, store: RunStore | None, timeout: float | None
-) -> RunResult:
+async def resume(plan: Plan, env: Environment, run_id: str, *, timeout: float | None) -> RunResult:
     """Finish a stored run: its successful nodes keep their stored outputs, every other node
     runs; see ``Workflow.resume``."""
-    store = store if store is not None else wf.store
-    if store is None:
-        raise FlowError(f"workflow {wf.name!r} has no store to resume run {run_id!r} from")
-    row = await _check_workflow(store, run_id, wf.name, must_exist=True)
+    if env.store is None:
+        raise FlowError(f"workflow {plan.name!r} has no store to resume run {run_id!r} from")
+    row = await _check_workflow(env.store, run_id, plan.name, must_exist=True)
     assert row is not None
-    return await _durable(wf, wf.compiled(), DurableRun(store, row), True, timeout, None)
+    return await _durable(plan, env, DurableRun(env.store, row), True, timeout, None)
 
 
 async def _check_workflow(
@@ -90,12 +102,12 @@ async def _check_workflow(
 
 
 async def _durable(
-    wf: Workflow,
     plan: Plan,
+    env: Environment,
     durable: DurableRun,
     reopen: bool,
     timeout: float | None,
-    sink: Sink | None,
+    sink: Listener | None,
     input: Any = None,
 ) -> RunResult:
     """Claim (or create) the run, then execute it: from scratch (with ``input``, as given, for
@@ -109,39 +121,38 @@ async def _durable(
     if claim.outcome == "finished":
         assert claim.run is not None
         return stored_result(claim.run)
-    return await _claimed(wf, plan, durable, claim, timeout, sink, input)
+    return await _claimed(plan, env, durable, claim, timeout, sink, input)
 
 
 async def _claimed(
-    wf: Workflow,
     plan: Plan,
+    env: Environment,
     durable: DurableRun,
     claim: Claim,
     timeout: float | None,
-    sink: Sink | None,
+    sink: Listener | None,
     input: Any = None,
 ) -> RunResult:
     """Execute a run this process has just created or claimed."""
     run_id = durable.row.run_id
     if claim.outcome == "created" or claim.run is None:
-        return await _execute(wf, plan, input, timeout, sink, run_id, durable)
+        return await _execute(plan, env, input, timeout, sink, run_id, durable)
     stored = claim.run
     input = json.loads(stored.input)
     if stored.status == "retrying":  # a workflow-level retry: its next attempt, from scratch
-        return await _execute(
-            wf, plan, input, timeout, sink, run_id, durable, None, stored.attempts
-        )
+        after = stored.attempts
+        return await _execute(plan, env, input, timeout, sink, run_id, durable, None, after)
     where = restart(plan, stored)
     after = stored.attempts - 1
-    return await _execute(wf, plan, input, timeout, sink, run_id, durable, where, after)
+    return await _execute(plan, env, input, timeout, sink, run_id, durable, where, after)
 
 
 async def _execute(
-    wf: Workflow,
     plan: Plan,
+    env: Environment,
     input: Any,
     timeout: float | None,
-    sink: Sink | None,
+    sink: Listener | None,
     run_id: str,
     durable: DurableRun | None = None,
     where: Restart | None = None,
@@ -150,16 +161,16 @@ async def _execute(
     """Execute the run (workflow-level attempts after ``after_attempts``), from ``where``
     when resumed; a durable run's writer runs beside it."""
     started_at = datetime.now(UTC)
-    sinks = [*wf.listeners, sink] if sink is not None else list(wf.listeners)
+    listeners = [*env.listeners, sink] if sink is not None else list(env.listeners)
     run_clock = clock()
-    emitter = Emitter(wf.name, run_id, sinks, run_clock)
+    emitter = Emitter(plan.name, run_id, listeners, run_clock)
     emit = emitter if emitter.active else None
     if durable is not None:
         durable.start(after_attempts + 1)
     if emit is not None:
         emit("run.started")
-    ctx = Context(emit, wf.rng, run_clock, checkpoint(), run_id, wf.name, durable)
-    body = functools.partial(_attempts, wf, plan, input, ctx, timeout, where, after_attempts)
+    ctx = Context(emit, env.rng, run_clock, checkpoint(), run_id, plan.name, durable)
+    body = functools.partial(_attempts, plan, input, ctx, timeout, where, after_attempts)
     try:
         outcome = await (body() if durable is None else _beside_writer(durable, body))
     except BaseException:
@@ -169,7 +180,7 @@ async def _execute(
             await durable.cancelled()
         raise
     scheduler, attempts, error = outcome
-    result = _result(wf, plan, scheduler, run_id, error, attempts, started_at)
+    result = _result(plan, scheduler, run_id, error, attempts, started_at)
     if durable is not None:
         await durable.finish(result)
     if emit is not None:
@@ -206,7 +217,6 @@ async def _beside_writer(
 
 
 def _result(
-    wf: Workflow,
     plan: Plan,
     scheduler: Scheduler,
     run_id: str,
@@ -217,16 +227,16 @@ def _result(
     finished_at = datetime.now(UTC)
     nodes = {
         pn.name: _node_result(done)
-        for pn, done in zip(plan.nodes, scheduler.done, strict=True)
+        for pn, done in zip(plan.nodes, scheduler.records, strict=True)
         if done is not None
     }
     return construct(
         RunResult,
         {
-            "workflow": wf.name,
+            "workflow": plan.name,
             "run_id": run_id,
             "status": "failure" if error else "success",
-            "output": _output(plan, scheduler.store),
+            "output": _output(plan, scheduler.results),
             "error": as_error_info(error),
             "nodes": nodes,
             "attempts": attempts,
@@ -238,7 +248,6 @@ def _result(
 
 
 async def _attempts(
-    wf: Workflow,
     plan: Plan,
     input: Any,
     ctx: Context,
@@ -251,13 +260,13 @@ async def _attempts(
     durable = ctx.durable
     while True:
         attempts += 1
-        scheduler = Scheduler(plan, input, ctx, wf.max_concurrency, where)
+        scheduler = Scheduler(plan, input, ctx, plan.max_concurrency, where)
         where = None  # a retry runs again from the first node
         in_time = await scheduler.execute(timeout)
-        error = _run_error(wf, scheduler, in_time, timeout)
-        if error is None or attempts > wf.retry.max_retries:
+        error = _run_error(plan, scheduler, in_time, timeout)
+        if error is None or attempts > plan.retry.max_retries:
             return scheduler, attempts, error
-        wait = wf.retry.delay_seconds * wf.retry.backoff_rate ** (attempts - 1)
+        wait = wait_before_rerun(plan.retry, attempts - 1)
         if emit is not None:
             emit("run.retrying", attempt=attempts, error=error, wait=wait)
         if durable is not None:
@@ -268,25 +277,25 @@ async def _attempts(
 
 
 def _run_error(
-    wf: Workflow, scheduler: Scheduler, in_time: bool, timeout: float | None
+    plan: Plan, scheduler: Scheduler, in_time: bool, timeout: float | None
 ) -> dict[str, str] | None:
     """What failed the run: its deadline, or the first unhandled failure of a raise node."""
     if not in_time:
         return {
             "type": "TimeoutError",
-            "message": f"workflow {wf.name!r} timed out after {timeout:g}s",
+            "message": f"workflow {plan.name!r} timed out after {timeout:g}s",
         }
     failure = scheduler.first_failure()
     return None if failure is None else failure.error
 
 
-def _output(plan: Plan, store: dict[str, Any]) -> Any:
+def _output(plan: Plan, results: dict[str, Any]) -> Any:
     if plan.output is not None:
-        return {key: value(store) for key, value in plan.output.items()}
-    return {plan.nodes[i].name: store[plan.nodes[i].name]["output"] for i in plan.sinks}
+        return {key: value(results) for key, value in plan.output.items()}
+    return {plan.nodes[i].name: results[plan.nodes[i].name]["output"] for i in plan.leaves}
 
 
-def _node_result(done: Done) -> NodeResult:
+def _node_result(done: NodeRecord) -> NodeResult:
     error = done["error"]  # the record's keys and slots, read directly: this runs once per node
     return construct(
         NodeResult,
@@ -302,49 +311,25 @@ def _node_result(done: Done) -> NodeResult:
     )
 
 
-def definition_json(wf: Workflow) -> str | None:
-    """The workflow as JSON data, when it has a data form (for ``resume`` from the CLI);
-    computed once per plan."""
-    cache = wf.compiled().cache
-    if "definition" not in cache:
-        try:
-            cache["definition"] = json.dumps(wf.to_dict())
-        except (DefinitionError, TypeError, ValueError):
-            cache["definition"] = None
-    return cache["definition"]  # type: ignore[no-any-return]
-
-
 async def resume_due(
-    store: RunStore, workflows: Iterable[Workflow] = (), *, now: float | None = None
+    store: RunStore,
+    choose: Callable[[RunRow], tuple[Plan, Environment]],
+    *,
+    now: float | None = None,
 ) -> list[RunResult]:
-    """Continue, concurrently, every run whose retry is due at ``now`` (wall clock; default
-    the store's clock) and that no live process owns: a workflow-level retry runs again from
-    its first node with its stored input and the retries it has left; a parked node wait
-    continues at the node's next attempt. Return their results; a run claimed meanwhile by
-    another process is left to it. A workflow is taken from ``workflows`` by name, else
-    rebuilt from its stored definition.
-
-    Raises:
-        FlowError: a due run's workflow is neither given nor stored as data.
-    """
-    from ._graph import Workflow
-
-    by_name = {wf.name: wf for wf in workflows}
-    plans: list[tuple[Workflow, RunRow]] = []
-    for row in await store.due_runs(now):
-        wf = by_name.get(row.workflow)
-        if wf is None and row.definition is None:
-            raise FlowError(f"run {row.run_id!r}: workflow {row.workflow!r} was not given")
-        plans.append((wf or Workflow.from_dict(json.loads(row.definition or "{}")), row))
+    """Continue, concurrently, every run whose retry is due at ``now`` and that no live process
+    owns; see ``flowrt.resume_due``. ``choose`` gives each due run's plan and environment (it
+    may raise, before anything runs). A run another process claims first is left to it."""
+    due = [(row, *choose(row)) for row in await store.due_runs(now)]
     results: list[RunResult] = []
 
-    async def again(wf: Workflow, row: RunRow) -> None:
+    async def again(row: RunRow, plan: Plan, env: Environment) -> None:
         durable = DurableRun(store, row)
         claim = await durable.open(create=False, reopen=False)
         if claim.outcome == "claimed":  # else another process took it first (or finished it)
-            results.append(await _claimed(wf, wf.compiled(), durable, claim, None, None))
+            results.append(await _claimed(plan, env, durable, claim, None, None))
 
     async with anyio.create_task_group() as tg:
-        for wf, row in plans:
-            tg.start_soon(again, wf, row)
+        for row, plan, env in due:
+            tg.start_soon(again, row, plan, env)
     return results

@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._attempt import Context, Done, attempt
+from ._attempt import Context, NodeRecord, attempt
 from ._errors import InputError
 from ._kinds import PREPARE, run_map
 from ._native import Spawn, task_group
-from ._resume import handled_before
+from ._rules import blocked_by, taken_before, taken_failures
 
 if TYPE_CHECKING:
-    from ._plan import Plan, PlanNode
+    from ._plan import Plan
     from ._resume import Parked, Restart
 
 
@@ -34,7 +34,6 @@ class Scheduler:
     __slots__ = (
         "cap",
         "ctx",
-        "done",
         "durable",
         "emit",
         "handled",
@@ -44,10 +43,11 @@ class Scheduler:
         "pending",
         "queue",
         "ready",
+        "records",
+        "results",
         "run_node",
         "running",
         "spawn",
-        "store",
     )
 
     def __init__(
@@ -59,8 +59,8 @@ class Scheduler:
         where: Restart | None = None,
     ) -> None:
         self.nodes = plan.nodes
-        self.store: dict[str, Any] = {"input": input}
-        self.done: list[Done | None] = [None] * len(plan.nodes)
+        self.results: dict[str, Any] = {"input": input}
+        self.records: list[NodeRecord | None] = [None] * len(plan.nodes)
         self.parked: dict[int, Parked] = {}
         if where is None:
             self.pending = [len(pn.deps) for pn in plan.nodes]
@@ -69,8 +69,8 @@ class Scheduler:
             self.pending, self.ready = list(where.pending), where.ready
             self.parked = dict(where.parked)
             for i, done in where.seeds.items():
-                self.done[i] = done
-                self.store[self.nodes[i].name] = done
+                self.records[i] = done
+                self.results[self.nodes[i].name] = done
         self.order: list[int] = []
         self.handled: set[int] = set()
         self.ctx = ctx
@@ -129,16 +129,16 @@ class Scheduler:
         while i is not None:
             pn = self.nodes[i]
             if self.parked and i in self.parked:  # resumed in a retry wait: the rest of it first
-                done = self.done[i] = await self._unpark(self.parked.pop(i))
+                done = self.records[i] = await self._unpark(self.parked.pop(i))
             else:
-                done = self.done[i] = Done()
+                done = self.records[i] = NodeRecord()
             start = clock()
-            kind = pn.node.kind
+            kind = pn.kind
             if kind == "map":
-                await run_map(pn, self.store, done, ctx)
+                await run_map(pn, self.results, done, ctx)
             else:
                 try:
-                    fn, args, kwargs = PREPARE[kind](pn, self.store)
+                    fn, args, kwargs = PREPARE[kind](pn, self.results)
                 except InputError as exc:
                     done.attempts = 1
                     done.fail(exc)
@@ -154,26 +154,26 @@ class Scheduler:
                 await ctx.checkpoint()  # let the loop run others before the next node
                 turn = clock()
 
-    async def _unpark(self, parked: Parked) -> Done:
+    async def _unpark(self, parked: Parked) -> NodeRecord:
         """A node resumed in a retry wait: wait until its next attempt is due."""
         wait = parked.due - time.time()
         if wait > 0:
             await anyio.sleep(wait)
         return parked.done
 
-    def _finish(self, i: int, done: Done) -> int | None:
+    def _finish(self, i: int, done: NodeRecord) -> int | None:
         """Record node i, settle every dependent whose last dependency it was, and return one
         of them for this task to run next (or None)."""
         ready = self._record(i, done, None)
         return self._settle(ready, follow=True) if ready else None
 
-    def _record(self, i: int, done: Done, ready: list[int] | None) -> list[int] | None:
+    def _record(self, i: int, done: NodeRecord, ready: list[int] | None) -> list[int] | None:
         """Store node i's envelope and return ``ready`` plus the dependents it released (the
         list is made only when one is)."""
         pn = self.nodes[i]
         if self.durable is not None:
             self.durable.add(pn.name, done)  # the run's writer stores it (group commit)
-        self.store[pn.name] = done  # the record is its own envelope
+        self.results[pn.name] = done  # the record is its own envelope
         self.order.append(i)
         if self.emit is not None:
             self.emit(
@@ -201,63 +201,32 @@ class Scheduler:
         next_node = None
         while ready:
             i = ready.pop()
-            blocked = self._blocked(self.nodes[i])
+            pn = self.nodes[i]
+            blocked = blocked_by(pn, self.nodes, self.records)
             if blocked is None:
+                if pn.trigger == "on_failure":  # it runs: the failures it handles are taken
+                    self.handled.update(taken_failures(pn, self.records))
                 if follow and next_node is None and not self.queue:
                     next_node = i
                     self.running += 1
                 else:
                     self._start(i)
             else:
-                done = self.done[i] = Done(status="skip", reason=blocked[0], cause=blocked[1])
+                done = self.records[i] = NodeRecord(
+                    status="skip", reason=blocked[0], cause=blocked[1]
+                )
                 self._record(i, done, ready)
         return next_node
-
-    def _blocked(self, pn: PlanNode) -> tuple[str, str] | None:
-        """Why ``pn`` must skip under its trigger and the root cause of that, or None if it runs.
-
-        The root cause is carried down a skip cascade as is, so reasons stay short on long chains.
-        """
-        trigger = pn.trigger
-        if trigger == "always":
-            return None
-        blocker = None
-        succeeded = failed = False
-        for dep, option in pn.edges:
-            done, upstream = self.done[dep], self.nodes[dep]
-            assert done is not None
-            status = done.status
-            if option is not None and (status != "success" or done.output != option):
-                status = "skip"
-                why = f"branch '{upstream.name}.{option}' was not taken"
-                blocker = blocker or (why, why)
-            elif status == "failure" and upstream.raises:
-                why = f"'{upstream.name}' failed"
-                blocker = blocker or (why, why)
-            elif status == "skip" and upstream.raises:
-                cause = done.cause or ""
-                blocker = blocker or (f"'{upstream.name}' was skipped ({cause})", cause)
-            succeeded |= status == "success"
-            failed |= status == "failure"
-        if trigger == "all":
-            return blocker
-        if trigger == "any":
-            why = "no dependency succeeded"
-            return None if succeeded or not pn.edges else (why, why)
-        if not failed:
-            return ("no dependency failed", "no dependency failed")
-        self.handled.update(dep for dep, _ in pn.edges if self.done[dep].status == "failure")  # type: ignore[union-attr]
-        return None
 
     def _expire(self, timeout: float | None) -> None:
         """The deadline passed: running nodes fail with TimeoutError, unstarted ones skip."""
         for pn in self.nodes:
-            done = self.done[pn.index]
+            done = self.records[pn.index]
             if done is None:
-                done = Done(
+                done = NodeRecord(
                     status="skip", reason=f"the run timed out after {timeout:g}s before it started"
                 )
-                self.done[pn.index] = done
+                self.records[pn.index] = done
             elif done.status is None:
                 done.fail(
                     TimeoutError(
@@ -269,17 +238,17 @@ class Scheduler:
                 continue
             self._record(pn.index, done, None)
 
-    def first_failure(self) -> Done | None:
+    def first_failure(self) -> NodeRecord | None:
         """The earliest failure of a raise node not taken by an on_failure handler (one that
-        ran now, or one kept from before a resume: see ``_resume.handled_before``)."""
+        ran now, or one kept from before a resume: see ``_rules.taken_before``)."""
         for i in self.order:
-            done = self.done[i]
+            done = self.records[i]
             if (
                 done is not None
                 and done.status == "failure"
                 and self.nodes[i].raises
                 and i not in self.handled
-                and not handled_before(self.nodes, self.pending, i)
+                and not taken_before(self.nodes, self.pending, i)
             ):
                 return done
         return None

@@ -16,15 +16,14 @@ import functools
 import math
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
 from ._models import Event
-
-if TYPE_CHECKING:
-    from ._graph import Workflow
+from ._plan import Plan
+from ._run import Environment, run
 
 _producers: set[asyncio.Task[None]] = set()  # strong references while they run
 
@@ -61,12 +60,12 @@ class _Producer:
         with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
             self.send.send_nowait(event)  # fails only once the consumer has gone
 
-    async def produce(self, wf: Workflow, input: Any, timeout: float | None) -> None:
-        from ._run import run
-
+    async def produce(
+        self, plan: Plan, env: Environment, input: Any, timeout: float | None
+    ) -> None:
         try:
             with self.scope, self.send:
-                await run(wf, input, timeout=timeout, sink=self.deliver)
+                await run(plan, env, input, timeout=timeout, sink=self.deliver)
         except BaseException as exc:  # handed to the consumer; the producer ends quietly
             self.error = exc
         finally:
@@ -86,11 +85,11 @@ class EventStream:
     The last event is ``run.finished``, whose ``result`` is the RunResult.
     """
 
-    def __init__(self, wf: Workflow, input: Any, timeout: float | None) -> None:
-        self._wf, self._input, self._timeout = wf, input, timeout
+    def __init__(self, plan: Plan, env: Environment, input: Any, timeout: float | None) -> None:
+        # The plan is compiled by the caller: definition errors surface there, not here.
+        self._plan, self._env, self._input, self._timeout = plan, env, input, timeout
         self._send, self._receive = anyio.create_memory_object_stream[Event](math.inf)
         self._producer: _Producer | None = None
-        wf.validate()  # definition errors surface here, in the caller, not in the producer
 
     def __aiter__(self) -> Self:
         return self
@@ -98,7 +97,8 @@ class EventStream:
     async def __anext__(self) -> Event:
         if self._producer is None:
             self._producer = _Producer(self._send)
-            _spawn(functools.partial(self._producer.produce, self._wf, self._input, self._timeout))
+            produce = self._producer.produce
+            _spawn(functools.partial(produce, self._plan, self._env, self._input, self._timeout))
         try:
             return await self._receive.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):

@@ -35,6 +35,7 @@ from ._graph import Workflow
 from ._models import Event, RunResult
 from ._native import alongside
 from ._resolve import Path
+from ._run import run as run_plan
 
 
 class RunState(BaseModel):
@@ -82,7 +83,7 @@ def input_model(wf: Workflow) -> type[BaseModel]:
     default), plus ``$.input.<name>`` selectors as optional fields; other fields pass through."""
     fields: dict[str, Any] = {}
     for pn in wf.compiled().nodes:
-        fn = pn.node.fn
+        fn = pn.fn
         if fn is None:
             continue
         try:
@@ -169,10 +170,9 @@ def workflow_router(
         return Response(result.model_dump_json(), code, media_type="application/json")
 
     async def background(state: _Run, data: dict[str, Any]) -> None:
-        from ._run import run as run_workflow
-
         # Cancelled at shutdown, the run ends with a "cancelled" run.finished: state.add marks it.
-        await run_workflow(wf, data, timeout=timeout, sink=state.add, run_id=state.state.run_id)
+        plan, env = wf.compiled(), wf.environment()
+        await run_plan(plan, env, data, timeout=timeout, sink=state.add, run_id=state.state.run_id)
 
     async def start(request: Request, body: body_model) -> RunStarted:  # type: ignore[valid-type]
         if not owner:

@@ -247,11 +247,11 @@ async def test_resume_keeps_a_success_whose_output_was_none(store: SQLiteStore) 
 async def test_a_clean_success_is_recorded_as_the_general_record_would_be(
     store: SQLiteStore,
 ) -> None:
-    from flowrt._attempt import Done
+    from flowrt._attempt import NodeRecord
     from flowrt._durable import DurableRun
     from flowrt._records import RunRow, record
 
-    done = Done()
+    done = NodeRecord()
     done.attempts = 1
     done.attempted(0.0, 0.0001234567, {"ok": [1, "é"]})
     done.duration = 0.0001234567
