@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
@@ -16,9 +16,21 @@ from ._errors import StrayCancellation
 from ._models import AttemptRecord, ErrorInfo, construct
 
 if TYPE_CHECKING:
-    from ._durable import DurableRun
     from ._events import Emitter
     from ._plan import PlanNode
+
+
+class Waits(Protocol):
+    """Where a durable run records a node's retry waits (``_durable.DurableRun``)."""
+
+    def waiting(self, name: str, done: NodeRecord, wait: float) -> None:
+        """Node ``name`` waits ``wait`` seconds before its next attempt."""
+
+    def unpark(self, wait: float) -> None:
+        """A wait that ``waiting`` recorded is over."""
+
+    def add(self, name: str, done: NodeRecord) -> None:
+        """Node ``name`` finished: record it."""
 
 
 class NodeRecord(dict[str, Any]):
@@ -148,7 +160,7 @@ class Context:
         checkpoint: Callable[[], Awaitable[None]],
         run_id: str = "",
         workflow: str = "",
-        durable: DurableRun | None = None,
+        durable: Waits | None = None,
     ) -> None:
         self.emit = emit
         self.rng = rng
@@ -166,7 +178,7 @@ def _retries(pn: PlanNode, exc: Exception) -> bool:
         return False
 
 
-async def _wait(pn: PlanNode, done: NodeRecord, wait: float, durable: DurableRun | None) -> None:
+async def _wait(pn: PlanNode, done: NodeRecord, wait: float, durable: Waits | None) -> None:
     """Sleep before the next attempt; a durable run records the wait first (``waiting``)."""
     if durable is None:
         await anyio.sleep(wait)
@@ -189,8 +201,7 @@ async def attempt(
     return ``done``. A map item (``item``, its index) emits no events and records no waits:
     the map node is recorded as a whole. ``done`` may hold earlier attempts (a resumed node):
     numbering and the retries left go on from them."""
-    policy = pn.policy
-    timeout = policy.timeout_seconds
+    timeout = pn.policy.timeout_seconds
     emit = ctx.emit if item is None else None
     clock = ctx.clock
     if kwargs:
@@ -204,39 +215,58 @@ async def attempt(
             emit("node.started", pn.name, attempt=number)
         start = clock()
         try:
-            if timeout is None:
-                output = await fn()
-            else:
-                with anyio.move_on_after(timeout) as scope:
-                    output = await fn()
-                if scope.cancelled_caught:
-                    raise TimeoutError(
-                        f"node {pn.name!r} attempt {number} of {policy.max_retries + 1} "
-                        f"timed out after {timeout:g}s"
-                    )
+            output = await fn() if timeout is None else await _timed(fn, timeout, pn, number)
         except BaseException as caught:
             exc = as_failure(caught, pn.name)
             if exc is None:  # a cancellation (or KeyboardInterrupt...): never swallowed
                 raise
-            wait = None
-            types = pn.retry_types
-            if number <= policy.max_retries and (
-                isinstance(exc, types) if types is not None else _retries(pn, exc)
-            ):
-                waits = pn.waits
-                wait = (
-                    waits[number - 1] if waits else wait_before_retry(policy, number - 1, ctx.rng)
-                )
-            info = done.last_error = failure_info(exc, done.last_error)
-            done.attempt_failed(start, clock(), info, wait)
+            wait = _failed(pn, exc, done, ctx, start, emit)
             if wait is None:
                 return done
-            if emit is not None:
-                emit("node.retrying", pn.name, attempt=number, error=info.__dict__, wait=wait)
             if wait > 0:  # a zero wait retries at once
                 await _wait(pn, done, wait, ctx.durable if item is None else None)
         else:
             return done.attempted(start, clock(), output)
+
+
+async def _timed(
+    fn: Callable[[], Awaitable[Any]], timeout: float, pn: PlanNode, number: int
+) -> Any:
+    """``await fn()`` within ``timeout`` seconds (a cancel scope).
+
+    Raises:
+        TimeoutError: naming the node, the attempt and the limit.
+    """
+    with anyio.move_on_after(timeout):  # it swallows only its own cancellation
+        return await fn()
+    raise TimeoutError(
+        f"node {pn.name!r} attempt {number} of {pn.policy.max_retries + 1} "
+        f"timed out after {timeout:g}s"
+    )
+
+
+def _failed(
+    pn: PlanNode,
+    exc: Exception,
+    done: NodeRecord,
+    ctx: Context,
+    start: float,
+    emit: Emitter | None,
+) -> float | None:
+    """Record attempt ``done.attempts`` failing with ``exc``; return the wait before the next
+    attempt, or None when it was the last (``done`` is then a failure)."""
+    number, policy, wait = done.attempts, pn.policy, None
+    types = pn.retry_types
+    if number <= policy.max_retries and (
+        isinstance(exc, types) if types is not None else _retries(pn, exc)
+    ):
+        waits = pn.waits
+        wait = waits[number - 1] if waits else wait_before_retry(policy, number - 1, ctx.rng)
+    info = done.last_error = failure_info(exc, done.last_error)
+    done.attempt_failed(start, ctx.clock(), info, wait)
+    if wait is not None and emit is not None:
+        emit("node.retrying", pn.name, attempt=number, error=info.__dict__, wait=wait)
+    return wait
 
 
 register(

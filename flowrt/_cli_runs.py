@@ -8,14 +8,15 @@ import argparse
 import json
 import os
 import re
-from typing import TYPE_CHECKING
 
 import anyio
 
-if TYPE_CHECKING:
-    from ._graph import Workflow
-    from ._records import RunRow
-    from ._sqlite import SQLiteStore
+from ._cli_errors import UsageError
+from ._cli_load import importable, load
+from ._durable import stored_result
+from ._graph import Workflow
+from ._records import RunRow
+from ._sqlite import SQLiteStore
 
 DEFAULT_STORE = "flowrt.db"
 
@@ -67,8 +68,6 @@ def store_option(parser: argparse.ArgumentParser, text: str | None = None) -> No
 
 def open_store(path: str | None) -> SQLiteStore:
     """The SQLite store a ``--store`` option names."""
-    from ._sqlite import SQLiteStore
-
     return SQLiteStore(path or os.environ.get("FLOWRT_STORE") or DEFAULT_STORE)
 
 
@@ -78,8 +77,6 @@ def _line(run: RunRow) -> str:
 
 
 async def _find(store: SQLiteStore, run_id: str) -> RunRow:
-    from ._cli_errors import UsageError
-
     run = await store.load_run(run_id)
     if run is None:
         raise UsageError(f"no run {run_id!r} in {store.path}")
@@ -87,17 +84,10 @@ async def _find(store: SQLiteStore, run_id: str) -> RunRow:
 
 
 def _workflow(run: RunRow, file: str | None) -> Workflow:
-    from ._cli_errors import UsageError
-    from ._graph import Workflow
-
     if file is not None:
-        from .cli import load
-
         return load(file)
     if run.definition is None:
         raise UsageError(f"run {run.run_id!r}: its workflow was not stored as data; pass its FILE")
-    from .cli import importable
-
     importable(os.getcwd())  # its ``call:`` references import as when it was run
     return Workflow.from_dict(json.loads(run.definition))
 
@@ -109,8 +99,6 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _on(store: SQLiteStore, args: argparse.Namespace) -> int:
-    from ._durable import stored_result
-
     if args.command == "db":
         version = anyio.run(store.upgrade)
         print(f"{store.path}: schema version {version}")

@@ -20,10 +20,16 @@ message. The classes above that a node can fail with appear as the `type` of its
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from ._models import ErrorInfo
+
+class _Failure(Protocol):
+    """What ``WorkflowFailed`` reads of an ``ErrorInfo``."""
+
+    @property
+    def type(self) -> str: ...
+    @property
+    def message(self) -> str: ...
 
 
 class FlowError(Exception):
@@ -112,7 +118,7 @@ class WorkflowFailed(FlowError):
         run_id: the failed run's id.
     """
 
-    def __init__(self, workflow: str, run_id: str, error: ErrorInfo | None) -> None:
+    def __init__(self, workflow: str, run_id: str, error: _Failure | None) -> None:
         self.workflow = workflow
         self.run_id = run_id
         self.error = error

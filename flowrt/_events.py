@@ -60,42 +60,33 @@ class Emitter:
     ) -> None:
         time = self.clock() - self.start
         if self.sinks:
-            event = Event.model_construct(
-                kind=kind,
-                run_id=self.run_id,
-                node=node,
-                attempt=attempt,
-                status=status,
-                error=as_error_info(error),
-                wait=wait,
-                time=time,
-                result=result,
-            )
-            for sink in self.sinks:
-                try:
-                    sink(event)
-                except Exception:  # an observer's bug must not break the run it observes
-                    _stdlib_log.exception("flowrt event listener %r failed on %s", sink, kind)
+            self._deliver(
+                Event.model_construct(
+                    kind=kind, run_id=self.run_id, node=node, attempt=attempt, status=status,
+                    error=as_error_info(error), wait=wait, time=time, result=result,
+                )
+            )  # fmt: skip
         if self.logger is not None:
             level = "warning" if status == "failure" else _LEVELS.get(kind, "info")
             getattr(self.logger, level)(
-                kind,
-                run_id=self.run_id,
-                workflow=self.workflow,
-                node=node,
-                attempt=attempt,
-                status=status,
-                wait=wait,
-                duration=duration,
-                time=round(time, 6),
+                kind, run_id=self.run_id, workflow=self.workflow, node=node, attempt=attempt,
+                status=status, wait=wait, duration=duration, time=round(time, 6),
                 error=f"{error['type']}: {error['message']}" if error else None,
-            )
+            )  # fmt: skip
+
+    def _deliver(self, event: Event) -> None:
+        for sink in self.sinks:
+            try:
+                sink(event)
+            except Exception:  # an observer's bug must not break the run it observes
+                _stdlib_log.exception("flowrt event listener %r failed on %s", sink, event.kind)
 
 
 def configure_logging(json: bool = False) -> None:
     """Set up structlog to print flowrt's events (and the application's) to stderr: readable
     key-value lines, or one JSON object per line with ``json=True``. flowrt never calls this by
     itself; the CLI does."""
+    # optional: structlog is only imported once the application asks for logging
     import structlog
 
     renderer: Any = (

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import ErrorDetails
 
 from ._errors import DefinitionError, WorkflowFailed
+from ._report import table
 
 Status = Literal["success", "failure", "skip"]
 Behavior = Literal["raise", "return"]
@@ -240,8 +241,6 @@ class RunResult(BaseModel):
 
     def table(self) -> str:
         """A readable table: node, status, attempts, duration, error or skip reason."""
-        from ._report import table
-
         return table(self)
 
     def raise_for_status(self) -> Self:

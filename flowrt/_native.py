@@ -36,6 +36,7 @@ def clock() -> Callable[[], float]:
         if type(loop).time is asyncio.BaseEventLoop.time:
             return time.monotonic  # what that method returns, without a Python-level call
         return loop.time
+    # optional: trio is only imported when the running loop is trio's
     import trio
 
     return trio.current_time
@@ -45,6 +46,7 @@ def checkpoint() -> Callable[[], Coroutine[Any, Any, None]]:
     """A zero-argument coroutine function that yields to the running loop once."""
     if _on_asyncio():
         return functools.partial(asyncio.sleep, 0)
+    # optional: trio is only imported when the running loop is trio's
     import trio
 
     return trio.lowlevel.checkpoint
@@ -155,6 +157,7 @@ async def task_group() -> AsyncIterator[Spawn]:
             raise
         await group.wait()
     else:
+        # optional: trio is only imported when the running loop is trio's
         import trio
 
         async with trio.open_nursery() as nursery:
@@ -172,6 +175,7 @@ async def alongside(fn: Callable[[], Coroutine[Any, Any, Any]]) -> AsyncIterator
             finally:
                 task.cancel()
     else:
+        # optional: trio is only imported when the running loop is trio's
         import trio
 
         async with trio.open_nursery() as nursery:

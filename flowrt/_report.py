@@ -1,16 +1,14 @@
-"""Plain-text rendering of a RunResult for people: one row per node."""
+"""Plain-text rendering of a RunResult for people: one row per node. It reads results by
+their attributes only (``RunResult.table`` calls it: it imports nothing of flowrt)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from ._models import NodeResult, RunResult
+from typing import Any
 
 _HEADERS = ("node", "status", "attempts", "duration", "error / reason")
 
 
-def _detail(node: NodeResult, width: int) -> str:
+def _detail(node: Any, width: int) -> str:
     if node.error is not None:
         text = f"{node.error.type}: {node.error.message}"
     else:
@@ -18,7 +16,7 @@ def _detail(node: NodeResult, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def table(result: RunResult, width: int = 72) -> str:
+def table(result: Any, width: int = 72) -> str:
     """Rows of node, status, attempts, duration and error (or skip reason), then the verdict."""
     rows = [
         (

@@ -177,6 +177,7 @@ def compile_selector(spec: str, known: Collection[str]) -> Path | Selector:
         )
         return Path(keys)
     _check_syntax(spec)
+    # optional: jsonpath-python is imported by the first selector that needs it (import time)
     from jsonpath import JSONPath
 
     return Selector(JSONPath(spec), frozenset({name} if name else ()))
@@ -214,6 +215,7 @@ def environment() -> SandboxedEnvironment:
     """The shared sandboxed Jinja2 environment (missing values render empty)."""
     global _env
     if _env is None:
+        # optional: Jinja2 is imported by the first template (it doubles import time)
         from jinja2 import ChainableUndefined
         from jinja2.sandbox import SandboxedEnvironment
 
@@ -223,6 +225,7 @@ def environment() -> SandboxedEnvironment:
 
 def compile_template(spec: str, known: Collection[str]) -> Render:
     """Compile a Jinja2 template; see ``compile_value``."""
+    # optional: Jinja2 is imported by the first template (it doubles import time)
     from jinja2 import TemplateSyntaxError, meta
 
     env = environment()

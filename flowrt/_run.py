@@ -170,7 +170,7 @@ async def _execute(
     if emit is not None:
         emit("run.started")
     ctx = Context(emit, env.rng, run_clock, checkpoint(), run_id, plan.name, durable)
-    body = functools.partial(_attempts, plan, input, ctx, timeout, where, after_attempts)
+    body = functools.partial(_attempts, plan, input, ctx, timeout, where, after_attempts, durable)
     try:
         outcome = await (body() if durable is None else _beside_writer(durable, body))
     except BaseException:
@@ -254,10 +254,10 @@ async def _attempts(
     timeout: float | None,
     where: Restart | None,
     attempts: int,
+    durable: DurableRun | None,
 ) -> Outcome:
     """Run the plan, again after a failure while workflow-level retries remain."""
     emit = ctx.emit
-    durable = ctx.durable
     while True:
         attempts += 1
         scheduler = Scheduler(plan, input, ctx, plan.max_concurrency, where)

@@ -13,7 +13,8 @@ import anyio
 
 from ._attempt import Context, NodeRecord, attempt
 from ._errors import InputError
-from ._kinds import PREPARE, run_map
+from ._kinds import PREPARE
+from ._map import run_map
 from ._native import Spawn, task_group
 from ._rules import blocked_by, taken_before, taken_failures
 

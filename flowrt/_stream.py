@@ -35,6 +35,7 @@ def _spawn(fn: Callable[[], Awaitable[None]]) -> None:
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:  # not asyncio: trio
+        # optional: trio is only imported when the running loop is trio's
         import trio
 
         trio.lowlevel.spawn_system_task(fn, context=context)

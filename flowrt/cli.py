@@ -16,22 +16,23 @@ workflow object as ``path/to/file.py:name`` or ``package.module:name``. Exit cod
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
+
+import anyio
 
 from ._cli_errors import UsageError
+from ._cli_load import load
 from ._cli_runs import add_commands, open_store, store_option
 from ._cli_runs import main as runs_main
 from ._errors import FlowError
-
-if TYPE_CHECKING:
-    from ._graph import Workflow
-    from ._models import Event, RunResult
+from ._events import configure_logging
+from ._graph import Workflow
+from ._loader import WorkflowFile
+from ._models import Event, RunResult
 
 OK, FAILED, USAGE = 0, 1, 2
 
@@ -55,57 +56,6 @@ def _parser() -> argparse.ArgumentParser:
     store_option(run, "keep the run durably in this SQLite store (resumable)")
     add_commands(commands)
     return parser
-
-
-def importable(*folders: str | Path) -> None:
-    """Put ``folders`` first on the import path, so that ``call:`` references (and Python
-    workflow files) import from beside the workflow and from the current folder."""
-    sys.path[:0] = [str(Path(folder).resolve()) for folder in folders]
-
-
-def load(target: str) -> Workflow:
-    """The workflow a FILE argument names.
-
-    Raises:
-        UsageError: the file or object cannot be loaded.
-        DefinitionError: the workflow is invalid.
-    """
-    from ._graph import Workflow
-
-    path, attr = target, ""
-    if ":" in target and not Path(target).exists():
-        path, _, attr = target.rpartition(":")
-    if attr:
-        found = _python_object(path, attr)
-        if not isinstance(found, Workflow):
-            raise UsageError(f"{target} is a {type(found).__name__}, not a flowrt Workflow")
-        found.validate()
-        return found
-    file = Path(path)
-    if not file.is_file():
-        raise UsageError(f"no such file: {file}")
-    importable(file.parent, Path.cwd())
-    return Workflow.from_yaml(file)
-
-
-def _python_object(path: str, attr: str) -> Any:
-    if path.endswith(".py"):
-        spec = importlib.util.spec_from_file_location(Path(path).stem, path)
-        if spec is None or spec.loader is None or not Path(path).is_file():
-            raise UsageError(f"no such file: {path}")
-        importable(Path(path).parent)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-    else:
-        importable(Path.cwd())
-        try:
-            module = importlib.import_module(path)
-        except ImportError as exc:
-            raise UsageError(f"cannot import module {path!r} ({exc})") from None
-    if not hasattr(module, attr):
-        raise UsageError(f"{path} has no attribute {attr!r}")
-    return getattr(module, attr)
 
 
 def _input(text: str) -> Any:
@@ -193,11 +143,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _execute(wf: Workflow, data: Any, args: argparse.Namespace) -> int:
-    import anyio
-
     if args.log:
-        from ._events import configure_logging
-
         configure_logging(json=args.log == "json")
     if args.json:
         result = anyio.run(lambda: wf.run(data, timeout=args.timeout))
@@ -217,8 +163,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in ("runs", "resume", "db"):
             return runs_main(args)
         if args.command == "schema":
-            from ._loader import WorkflowFile
-
             print(json.dumps(WorkflowFile.model_json_schema(by_alias=True), indent=2))
             return OK
         wf = load(args.file)

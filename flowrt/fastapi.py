@@ -21,7 +21,7 @@ import inspect
 import re
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Literal, get_type_hints
 
@@ -130,6 +130,92 @@ def _sse(event: Event) -> str:
     return f"event: {event.kind}\ndata: {event.model_dump_json()}\n\n"
 
 
+class _Service:
+    """What a router serves for one workflow: its runs in the request, its background runs
+    (owned by the app's lifespan), their state and events, and its graph."""
+
+    def __init__(self, wf: Workflow, timeout: float | None, keep: int) -> None:
+        self.wf, self.timeout, self.keep = wf, timeout, keep
+        self.runs: OrderedDict[str, _Run] = OrderedDict()
+        self.owner: list[anyio.abc.TaskGroup] = []
+
+    @asynccontextmanager
+    async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
+        """Own the background runs while the app runs; cancel those still going at shutdown."""
+        async with anyio.create_task_group() as tg:
+            self.owner.append(tg)
+            try:
+                yield
+            finally:
+                self.owner.remove(tg)
+                tg.cancel_scope.cancel()
+
+    async def run_now(self, request: Request, data: dict[str, Any]) -> Response:
+        """``POST /run``: 200 or 500 with the RunResult; 499 when the client went away."""
+        result = await _run_until_disconnect(self.wf, request, data, self.timeout)
+        if result is None:  # the client went away; nobody reads this
+            return Response(status_code=499)
+        code = 200 if result.status == "success" else 500
+        return Response(result.model_dump_json(), code, media_type="application/json")
+
+    async def background(self, state: _Run, data: dict[str, Any]) -> None:
+        """A background run; cancelled at shutdown, it ends with a "cancelled" run.finished."""
+        plan, env = self.wf.compiled(), self.wf.environment()
+        run_id = state.state.run_id
+        await run_plan(plan, env, data, timeout=self.timeout, sink=state.add, run_id=run_id)
+
+    def start(self, request: Request, data: dict[str, Any]) -> RunStarted:
+        """``POST /runs``: start a background run (forgetting the oldest finished ones)."""
+        if not self.owner:
+            raise HTTPException(503, "background runs need the app's lifespan to be running")
+        state = _Run(uuid.uuid4().hex)
+        runs = self.runs
+        runs[state.state.run_id] = state
+        while len(runs) > self.keep and (oldest := next(iter(runs.values()))).state.status != (
+            "running"
+        ):
+            runs.pop(oldest.state.run_id)
+        self.owner[0].start_soon(self.background, state, data)
+        base = str(request.url).rstrip("/").removesuffix("/runs")
+        run_id = state.state.run_id
+        return RunStarted(
+            run_id=run_id,
+            status_url=f"{base}/runs/{run_id}",
+            events_url=f"{base}/runs/{run_id}/events",
+        )
+
+    def find(self, run_id: str) -> _Run:
+        state = self.runs.get(run_id)
+        if state is None:
+            raise HTTPException(404, f"no run {run_id!r}")
+        return state
+
+    async def status(self, run_id: str) -> RunState:
+        """``GET /runs/{run_id}``."""
+        return self.find(run_id).state
+
+    async def events(self, run_id: str) -> StreamingResponse:
+        """``GET /runs/{run_id}/events``: every event so far, then live, as SSE."""
+        state = self.find(run_id)
+
+        async def stream() -> AsyncIterator[str]:
+            index = 0
+            while True:
+                changed = state.changed
+                while index < len(state.events):
+                    index += 1
+                    yield _sse(state.events[index - 1])
+                if state.state.status != "running":
+                    return
+                await changed.wait()
+
+        return StreamingResponse(stream(), media_type="text/event-stream")
+
+    async def graph(self) -> PlainTextResponse:
+        """``GET /graph``."""
+        return PlainTextResponse(self.wf.mermaid())
+
+
 def workflow_router(
     wf: Workflow, *, timeout: float | None = None, keep: int = 1000, **router_options: Any
 ) -> APIRouter:
@@ -145,99 +231,45 @@ def workflow_router(
         DefinitionError: the workflow is invalid.
     """
     wf.validate()
+    service = _Service(wf, timeout, keep)
     body_model = input_model(wf)
-    runs: OrderedDict[str, _Run] = OrderedDict()
-    owner: list[anyio.abc.TaskGroup] = []
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with anyio.create_task_group() as tg:
-            owner.append(tg)
-            try:
-                yield
-            finally:
-                owner.remove(tg)
-                tg.cancel_scope.cancel()  # shutdown: cancel the background runs still going
+    async def run(request: Request, body: BaseModel) -> Response:
+        return await service.run_now(request, body.model_dump(exclude_unset=True))
 
-    router = APIRouter(lifespan=lifespan, **router_options)
-
-    async def run(request: Request, body: body_model) -> Response:  # type: ignore[valid-type]
-        data = body.model_dump(exclude_unset=True)  # type: ignore[attr-defined]
-        result = await _run_until_disconnect(wf, request, data, timeout)
-        if result is None:  # the client went away; nobody reads this
-            return Response(status_code=499)
-        code = 200 if result.status == "success" else 500
-        return Response(result.model_dump_json(), code, media_type="application/json")
-
-    async def background(state: _Run, data: dict[str, Any]) -> None:
-        # Cancelled at shutdown, the run ends with a "cancelled" run.finished: state.add marks it.
-        plan, env = wf.compiled(), wf.environment()
-        await run_plan(plan, env, data, timeout=timeout, sink=state.add, run_id=state.state.run_id)
-
-    async def start(request: Request, body: body_model) -> RunStarted:  # type: ignore[valid-type]
-        if not owner:
-            raise HTTPException(503, "background runs need the app's lifespan to be running")
-        state = _Run(uuid.uuid4().hex)
-        runs[state.state.run_id] = state
-        while len(runs) > keep and (oldest := next(iter(runs.values()))).state.status != "running":
-            runs.pop(oldest.state.run_id)
-        owner[0].start_soon(background, state, body.model_dump(exclude_unset=True))  # type: ignore[attr-defined]
-        base = str(request.url).rstrip("/").removesuffix("/runs")
-        run_id = state.state.run_id
-        return RunStarted(
-            run_id=run_id,
-            status_url=f"{base}/runs/{run_id}",
-            events_url=f"{base}/runs/{run_id}/events",
-        )
-
-    def find(run_id: str) -> _Run:
-        state = runs.get(run_id)
-        if state is None:
-            raise HTTPException(404, f"no run {run_id!r}")
-        return state
-
-    async def status(run_id: str) -> RunState:
-        return find(run_id).state
-
-    async def events(run_id: str) -> StreamingResponse:
-        state = find(run_id)
-
-        async def stream() -> AsyncIterator[str]:
-            index = 0
-            while True:
-                changed = state.changed
-                while index < len(state.events):
-                    index += 1
-                    yield _sse(state.events[index - 1])
-                if state.state.status != "running":
-                    return
-                await changed.wait()
-
-        return StreamingResponse(stream(), media_type="text/event-stream")
-
-    async def graph() -> PlainTextResponse:
-        return PlainTextResponse(wf.mermaid())
+    async def start(request: Request, body: BaseModel) -> RunStarted:
+        return service.start(request, body.model_dump(exclude_unset=True))
 
     # The body model is made here, at run time: give FastAPI the class, not a string annotation.
     run.__annotations__["body"] = start.__annotations__["body"] = body_model
+    router = APIRouter(lifespan=service.lifespan, **router_options)
+    _routes(router, service, run, start)
+    return router
+
+
+def _routes(
+    router: APIRouter,
+    service: _Service,
+    run: Callable[..., Awaitable[Response]],
+    start: Callable[..., Awaitable[RunStarted]],
+) -> None:
+    wf = service.wf
     router.add_api_route(
-        "/run",
-        run,
-        methods=["POST"],
-        response_model=RunResult,
+        "/run", run, methods=["POST"], response_model=RunResult,
         responses={500: {"model": RunResult, "description": "The run failed"}},
         summary=f"Run workflow {wf.name!r} and return its result",
-    )
+    )  # fmt: skip
     router.add_api_route(
         "/runs", start, methods=["POST"], status_code=202, summary="Start a background run"
     )
-    router.add_api_route("/runs/{run_id}", status, methods=["GET"], summary="A background run")
     router.add_api_route(
-        "/runs/{run_id}/events",
-        events,
-        methods=["GET"],
+        "/runs/{run_id}", service.status, methods=["GET"], summary="A background run"
+    )
+    router.add_api_route(
+        "/runs/{run_id}/events", service.events, methods=["GET"],
         response_class=StreamingResponse,
         summary="A background run's events, as Server-Sent Events",
+    )  # fmt: skip
+    router.add_api_route(
+        "/graph", service.graph, methods=["GET"], summary="The workflow as Mermaid"
     )
-    router.add_api_route("/graph", graph, methods=["GET"], summary="The workflow as Mermaid")
-    return router

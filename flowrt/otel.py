@@ -11,16 +11,13 @@ map node's single span. flowrt itself never imports this module.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
 from . import __version__
-
-if TYPE_CHECKING:
-    from ._graph import Workflow
-    from ._models import Event
+from ._graph import Workflow
+from ._models import Event
 
 
 class _Run:
@@ -38,39 +35,51 @@ def _error(span: Span, event: Event) -> None:
         span.set_status(Status(StatusCode.ERROR, f"{event.error.type}: {event.error.message}"))
 
 
-def instrument(
-    wf: Workflow, tracer_provider: trace.TracerProvider | None = None
-) -> Callable[[Event], None]:
-    """Emit spans for every run of ``wf``; returns the listener (``wf.remove_listener`` undoes).
+class _Tracing:
+    """The listener ``instrument`` adds: a span per run, a span per node attempt inside it."""
 
-    Args:
-        wf: the workflow to trace.
-        tracer_provider: where spans go; the global provider by default.
-    """
-    tracer = trace.get_tracer("flowrt", __version__, tracer_provider=tracer_provider)
-    runs: dict[str, _Run] = {}
+    def __init__(self, workflow: str, tracer: trace.Tracer) -> None:
+        self.workflow = workflow
+        self.tracer = tracer
+        self.runs: dict[str, _Run] = {}
 
-    def started(event: Event) -> None:
-        span = tracer.start_span(
-            f"flowrt.run {wf.name}",
-            attributes={"flowrt.workflow": wf.name, "flowrt.run_id": event.run_id},
+    def __call__(self, event: Event) -> None:
+        if event.kind == "run.started":
+            self.started(event)
+            return
+        run = self.runs.get(event.run_id)
+        if run is None:
+            return
+        if event.kind == "node.started":
+            self.attempt_started(run, event)
+        elif event.kind in ("node.retrying", "node.finished"):
+            self.attempt_ended(run, event)
+        elif event.kind == "run.retrying":
+            run.span.add_event("run.retrying", {"flowrt.retry.wait": event.wait or 0.0})
+        elif event.kind == "run.finished":
+            self.finished(self.runs.pop(event.run_id), event)
+
+    def started(self, event: Event) -> None:
+        span = self.tracer.start_span(
+            f"flowrt.run {self.workflow}",
+            attributes={"flowrt.workflow": self.workflow, "flowrt.run_id": event.run_id},
         )
-        runs[event.run_id] = _Run(span)
+        self.runs[event.run_id] = _Run(span)
 
-    def attempt_started(run: _Run, event: Event) -> None:
+    def attempt_started(self, run: _Run, event: Event) -> None:
         assert event.node is not None
-        run.attempts[event.node] = tracer.start_span(
+        run.attempts[event.node] = self.tracer.start_span(
             f"flowrt.node {event.node}",
             context=trace.set_span_in_context(run.span),
             attributes={
-                "flowrt.workflow": wf.name,
+                "flowrt.workflow": self.workflow,
                 "flowrt.run_id": event.run_id,
                 "flowrt.node": event.node,
                 "flowrt.attempt": event.attempt or 0,
             },
         )
 
-    def attempt_ended(run: _Run, event: Event) -> None:
+    def attempt_ended(self, run: _Run, event: Event) -> None:
         span = run.attempts.pop(event.node or "", None)
         if span is None:  # a node skipped without any attempt
             run.span.add_event("node.skipped", {"flowrt.node": event.node or ""})
@@ -83,7 +92,7 @@ def instrument(
             span.set_status(Status(StatusCode.OK))
         span.end()
 
-    def finished(run: _Run, event: Event) -> None:
+    def finished(self, run: _Run, event: Event) -> None:
         for span in run.attempts.values():  # cancelled mid-attempt
             span.set_status(Status(StatusCode.ERROR, "cancelled"))
             span.end()
@@ -96,21 +105,17 @@ def instrument(
             run.span.set_status(Status(StatusCode.OK))
         run.span.end()
 
-    def listener(event: Event) -> None:
-        if event.kind == "run.started":
-            started(event)
-            return
-        run = runs.get(event.run_id)
-        if run is None:
-            return
-        if event.kind == "node.started":
-            attempt_started(run, event)
-        elif event.kind in ("node.retrying", "node.finished"):
-            attempt_ended(run, event)
-        elif event.kind == "run.retrying":
-            run.span.add_event("run.retrying", {"flowrt.retry.wait": event.wait or 0.0})
-        elif event.kind == "run.finished":
-            finished(runs.pop(event.run_id), event)
 
+def instrument(
+    wf: Workflow, tracer_provider: trace.TracerProvider | None = None
+) -> Callable[[Event], None]:
+    """Emit spans for every run of ``wf``; returns the listener (``wf.remove_listener`` undoes).
+
+    Args:
+        wf: the workflow to trace.
+        tracer_provider: where spans go; the global provider by default.
+    """
+    tracer = trace.get_tracer("flowrt", __version__, tracer_provider=tracer_provider)
+    listener = _Tracing(wf.name, tracer)
     wf.add_listener(listener)
     return listener

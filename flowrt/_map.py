@@ -1,0 +1,133 @@
+"""A map node: its function called once per item, at most ``concurrency`` at a time, each item
+under the node's error handling; the output is the list of per-item envelopes in item order."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from ._attempt import Context, NodeRecord, as_failure, attempt, error_info
+from ._context import register
+from ._errors import InputError, TooManyFailures
+from ._native import task_group
+
+if TYPE_CHECKING:
+    from ._invoke import Invoke
+    from ._plan import PlanNode
+
+
+async def run_map(
+    pn: PlanNode, results: Mapping[str, Any], done: NodeRecord, ctx: Context
+) -> NodeRecord:
+    """A map node: one call per item, each under the node's error handling."""
+    done.attempts = 1
+    try:
+        args, kwargs = pn.arguments(results)
+        assert pn.items is not None
+        items = pn.items(pn.data(results))
+        if not isinstance(items, list | tuple):
+            raise InputError(
+                f"map {pn.name!r}: items resolved to {type(items).__name__}, "
+                f"not a list: {items!r:.80}"
+            )
+    except InputError as exc:
+        return done.fail(exc)
+    return await MapRun(pn, items, args, kwargs, ctx).run(done)
+
+
+class MapRun:
+    """One map node's run over its items: workers take the next item until none is left, or
+    until a failure stops the map (behavior ``raise``, or more than ``tolerated_failures``)."""
+
+    __slots__ = (
+        "allowed", "args", "bare", "ctx", "envelopes", "failed", "invoke", "items", "kwargs",
+        "pending", "plain", "pn",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        pn: PlanNode,
+        items: Sequence[Any],
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        ctx: Context,
+    ) -> None:
+        assert pn.map is not None
+        assert pn.invoke is not None
+        self.pn, self.items, self.args, self.kwargs, self.ctx = pn, items, args, kwargs, ctx
+        limit = pn.map.tolerated_failures
+        self.allowed = math.floor(limit * len(items)) if isinstance(limit, float) else limit
+        self.envelopes: list[dict[str, Any] | None] = [None] * len(items)
+        self.pending = iter(range(len(items)))
+        self.failed: list[int] = []
+        self.plain = pn.policy.max_retries == 0 and pn.policy.timeout_seconds is None
+        self.invoke: Invoke = pn.invoke
+        self.bare = not args and not kwargs
+
+    async def run(self, done: NodeRecord) -> NodeRecord:
+        """Run every item (``concurrency`` workers) and finish ``done``."""
+        assert self.pn.map is not None
+        count = len(self.items)
+        with anyio.CancelScope() as scope:
+            async with task_group() as spawn:
+                for _ in range(min(self.pn.map.concurrency or count, count)):
+                    spawn(self.worker, scope)
+        return self.verdict(done)
+
+    async def worker(self, scope: anyio.CancelScope) -> None:
+        """Take items until none is left; a failure that stops the map cancels ``scope``."""
+        pn, items, invoke = self.pn, self.items, self.invoke
+        for i in self.pending:
+            if self.plain:  # no retries, no timeout: one call is the whole policy
+                try:
+                    if self.bare:
+                        output = await invoke(items[i])
+                    else:
+                        output = await invoke(items[i], *self.args, **self.kwargs)
+                    envelope = {"status": "success", "output": output, "error": None}
+                except BaseException as caught:
+                    exc = as_failure(caught, pn.name)
+                    if exc is None:
+                        raise
+                    envelope = {"status": "failure", "output": None, "error": error_info(exc)}
+            else:
+                call = (items[i], *self.args)
+                done = NodeRecord()
+                envelope = dict(await attempt(pn, invoke, call, self.kwargs, done, self.ctx, i))
+            self.envelopes[i] = envelope
+            if envelope["status"] == "failure" and self.stops(i):
+                scope.cancel()
+                return
+
+    def stops(self, i: int) -> bool:
+        """Item ``i`` failed: whether that stops the map."""
+        self.failed.append(i)
+        return self.pn.raises or (self.allowed is not None and len(self.failed) > self.allowed)
+
+    def verdict(self, done: NodeRecord) -> NodeRecord:
+        """Finish ``done``: the first item failure (``raise``), too many failures, or the list
+        of envelopes."""
+        failed, allowed = self.failed, self.allowed
+        if self.pn.raises and failed:
+            error = self.envelopes[failed[0]]["error"]  # type: ignore[index]
+            message = f"item {failed[0]}: {error['message']}"
+            return done.failed({"type": error["type"], "message": message})
+        if allowed is not None and len(failed) > allowed:
+            count = len(self.items)
+            return done.fail(
+                TooManyFailures(
+                    f"map {self.pn.name!r}: {len(failed)} of {count} items failed, "
+                    f"more than the {allowed} tolerated"
+                )
+            )
+        return done.succeed(self.envelopes)
+
+
+# A map's worker runs plain items itself (items with a policy run in attempt()).
+register(
+    MapRun.worker.__code__,
+    lambda f: (f["self"].ctx.run_id, f["self"].ctx.workflow, f["self"].pn.name, 1, f["i"]),
+)
