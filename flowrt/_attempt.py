@@ -125,10 +125,7 @@ def as_failure(exc: BaseException, node: str) -> Exception | None:
     else:
         if task is None or task.cancelling():
             return None
-    return StrayCancellation(
-        f"node {node!r}: its function raised CancelledError while nothing was cancelling it "
-        "(did it await something cancelled elsewhere?)"
-    )
+    return StrayCancellation(node)
 
 
 def failure_info(exc: BaseException, last: ErrorInfo | None) -> ErrorInfo:

@@ -47,7 +47,9 @@ def input_json(input: Any) -> str:
         return to_json(input)
     except (TypeError, ValueError, RecursionError) as exc:
         reason = "it is nested too deep" if isinstance(exc, RecursionError) else str(exc)
-        raise InputError(f"the run input cannot be stored as JSON: {reason}") from None
+        raise InputError(
+            f"the run input cannot be stored as JSON: {reason}", field="input"
+        ) from None
 
 
 def owner_id() -> str:
@@ -99,9 +101,7 @@ class DurableRun:
                 output = to_json(done["output"])
             except (TypeError, ValueError, RecursionError) as exc:
                 reason = "it is nested too deep" if isinstance(exc, RecursionError) else exc
-                done.fail(
-                    OutputError(f"node {name!r}: its output cannot be stored as JSON: {reason}")
-                )
+                done.fail(OutputError(name, str(reason)))
                 status = "failure"
         if status == "success" and len(done.trace) == 1:  # the common record, built directly:
             # what record() makes of it (tests/test_store.py checks), at half the cost

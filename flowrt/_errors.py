@@ -54,30 +54,94 @@ class DefinitionError(FlowError, ValueError):
 
 
 class InputError(FlowError, ValueError):
-    """A node's input could not be resolved (a parameter without a value, map items not a list)."""
+    """A node's input could not be resolved (a parameter without a value, map items not a list,
+    a template that failed), or a durable run's input cannot be stored.
+
+    Attributes:
+        reason: what is wrong, in words.
+        node: the node whose input it is, when known.
+        field: the parameter or input at fault (``"items"``, ``"input"``...), when known.
+    """
+
+    def __init__(self, reason: str, *, node: str | None = None, field: str | None = None) -> None:
+        self.reason, self.node, self.field = reason, node, field
+        super().__init__(f"node {node!r}: {reason}" if node else reason)
 
 
 class OutputError(FlowError, ValueError):
     """A node of a durable run (one with a store) returned an output that cannot be stored as
-    JSON."""
+    JSON.
+
+    Attributes:
+        node: the node.
+        reason: why it cannot be stored.
+    """
+
+    def __init__(self, node: str, reason: str) -> None:
+        self.node, self.reason = node, reason
+        super().__init__(f"node {node!r}: its output cannot be stored as JSON: {reason}")
 
 
 class NoMatch(FlowError):
-    """No option of a Choice node held and it has no default option."""
+    """No option of a Choice node held and it has no default option.
+
+    Attributes:
+        node: the Choice.
+    """
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+        super().__init__(f"Choice {node!r}: no option matched and it has no default option")
 
 
 class MaxLoopsExceeded(FlowError):
-    """A loop node reached its ``max_loops`` without its step returning ``Final``."""
+    """A loop node reached its ``max_loops`` without its step returning ``Final``.
+
+    Attributes:
+        node: the loop node.
+        limit: its ``max_loops``.
+    """
+
+    def __init__(self, node: str, limit: int) -> None:
+        self.node, self.limit = node, limit
+        super().__init__(
+            f"Agent {node!r} has reached the maximum loop limit of {limit} "
+            "without finding a final answer"
+        )
 
 
 class TooManyFailures(FlowError):
-    """A map node had more failed items than its ``tolerated_failures`` allows."""
+    """A map node had more failed items than its ``tolerated_failures`` allows.
+
+    Attributes:
+        node: the map node.
+        failed: how many items failed.
+        total: how many items it had.
+        tolerated: how many failures it tolerated.
+    """
+
+    def __init__(self, node: str, failed: int, total: int, tolerated: int) -> None:
+        self.node, self.failed, self.total, self.tolerated = node, failed, total, tolerated
+        super().__init__(
+            f"map {node!r}: {failed} of {total} items failed, more than the {tolerated} tolerated"
+        )
 
 
 class StrayCancellation(FlowError):
     """A node's function raised ``asyncio.CancelledError`` while nothing was cancelling it (it
     raised it itself, or awaited something cancelled elsewhere). The node fails with it, like
-    any other error, instead of vanishing from the run."""
+    any other error, instead of vanishing from the run.
+
+    Attributes:
+        node: the node.
+    """
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+        super().__init__(
+            f"node {node!r}: its function raised CancelledError while nothing was cancelling it "
+            "(did it await something cancelled elsewhere?)"
+        )
 
 
 class RunInProgress(FlowError):

@@ -50,7 +50,7 @@ def choose(pn: PlanNode, data: Mapping[str, Any]) -> str:
     for option, test in pn.options:
         if test is None or test(dict(data)):
             return option
-    raise NoMatch(f"Choice {pn.name!r}: no option matched and it has no default option")
+    raise NoMatch(pn.name)
 
 
 async def _pick(pn: PlanNode, data: Mapping[str, Any]) -> str:
@@ -74,10 +74,7 @@ async def _loop(pn: PlanNode, initial: Mapping[str, Any]) -> Any:
             return state.value
     if spec.on_max_loops == "return":
         return state if spec.finalize is None else await call_any(spec.finalize, state)
-    raise MaxLoopsExceeded(
-        f"Agent {pn.name!r} has reached the maximum loop limit of {spec.max_loops} "
-        "without finding a final answer"
-    )
+    raise MaxLoopsExceeded(pn.name, spec.max_loops)
 
 
 def prepare_loop(pn: PlanNode, results: Mapping[str, Any]) -> Call:

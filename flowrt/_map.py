@@ -30,8 +30,9 @@ async def run_map(
         items = pn.items(pn.data(results))
         if not isinstance(items, list | tuple):
             raise InputError(
-                f"map {pn.name!r}: items resolved to {type(items).__name__}, "
-                f"not a list: {items!r:.80}"
+                f"items resolved to {type(items).__name__}, not a list: {items!r:.80}",
+                node=pn.name,
+                field="items",
             )
     except InputError as exc:
         return done.fail(exc)
@@ -117,12 +118,7 @@ class MapRun:
             return done.failed({"type": error["type"], "message": message})
         if allowed is not None and len(failed) > allowed:
             count = len(self.items)
-            return done.fail(
-                TooManyFailures(
-                    f"map {self.pn.name!r}: {len(failed)} of {count} items failed, "
-                    f"more than the {allowed} tolerated"
-                )
-            )
+            return done.fail(TooManyFailures(self.pn.name, len(failed), count, allowed))
         return done.succeed(self.envelopes)
 
 

@@ -83,8 +83,10 @@ class PlanNode:
                     kwargs[name] = given[name]
                 elif required:
                     raise InputError(
-                        f"node {self.name!r}: parameter {name!r} has no value: not in its "
-                        f"inputs, not in the run input ($.input.{name}), and no default"
+                        f"parameter {name!r} has no value: not in its inputs, not in the run "
+                        f"input ($.input.{name}), and no default",
+                        node=self.name,
+                        field=name,
                     )
         return args, kwargs
 

@@ -185,6 +185,19 @@ def compile_selector(spec: str, known: Collection[str]) -> Path | Selector:
 
 def _check_syntax(spec: str) -> None:
     """jsonpath-python accepts almost any text; refuse what cannot be a JSONPath."""
+    _check_brackets(spec)
+    if not re.match(r"\$(\.|\[|$)", spec) or re.search(r"\.{3,}|\.$|\.\[|\[\]", spec):
+        raise DefinitionError(f"malformed selector {spec!r}")
+    for expression in _FILTER.findall(spec):
+        python = re.sub(r"=~\s*/.*?/", "== ''", expression).replace("@", "_at_")
+        try:
+            ast.parse(python, mode="eval")
+        except SyntaxError:
+            raise DefinitionError(f"malformed filter {expression!r} in selector {spec!r}") from None
+
+
+def _check_brackets(spec: str) -> None:
+    """Refuse a selector whose brackets, parentheses or quotes do not balance."""
     depth = {"[": 0, "(": 0}
     closing = {"]": "[", ")": "("}
     quote = None
@@ -201,14 +214,6 @@ def _check_syntax(spec: str) -> None:
                 raise DefinitionError(f"malformed selector {spec!r}: unbalanced {char!r}")
     if quote or any(depth.values()):
         raise DefinitionError(f"malformed selector {spec!r}: unclosed bracket or quote")
-    if not re.match(r"\$(\.|\[|$)", spec) or re.search(r"\.{3,}|\.$|\.\[|\[\]", spec):
-        raise DefinitionError(f"malformed selector {spec!r}")
-    for expression in _FILTER.findall(spec):
-        python = re.sub(r"=~\s*/.*?/", "== ''", expression).replace("@", "_at_")
-        try:
-            ast.parse(python, mode="eval")
-        except SyntaxError:
-            raise DefinitionError(f"malformed filter {expression!r} in selector {spec!r}") from None
 
 
 def environment() -> SandboxedEnvironment:

@@ -134,8 +134,7 @@ class Scheduler:
             else:
                 done = self.records[i] = NodeRecord()
             start = clock()
-            kind = pn.kind
-            if kind == "map":
+            if (kind := pn.kind) == "map":
                 await run_map(pn, self.results, done, ctx)
             else:
                 try:
@@ -149,11 +148,16 @@ class Scheduler:
             done.duration = end - start
             self.running -= 1
             i = self._finish(i, done)
-            while self.queue and (self.cap is None or self.running < self.cap):
-                self._start(self.queue.popleft())
+            if self.queue:
+                self._drain()
             if i is not None and end - turn > YIELD_AFTER:
                 await ctx.checkpoint()  # let the loop run others before the next node
                 turn = clock()
+
+    def _drain(self) -> None:
+        """Start queued nodes while the concurrency cap allows."""
+        while self.queue and (self.cap is None or self.running < self.cap):
+            self._start(self.queue.popleft())
 
     async def _unpark(self, parked: Parked) -> NodeRecord:
         """A node resumed in a retry wait: wait until its next attempt is due."""

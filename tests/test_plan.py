@@ -253,3 +253,59 @@ def test_generator_functions_are_refused() -> None:
         with pytest.raises(DefinitionError, match="generator function") as info:
             wf.validate()
         assert info.value.field == "fn"
+
+
+@pytest.mark.anyio
+async def test_changing_the_output_after_a_run_takes_effect() -> None:
+    wf = Workflow("late-output")
+    wf.node(lambda: 1, name="one")
+    assert (await wf.run()).output == {"one": 1}
+    wf.output = {"value": "$.one.output"}
+    assert (await wf.run()).output == {"value": 1}
+
+
+@pytest.mark.anyio
+async def test_a_bad_setting_after_validate_is_refused_by_the_next_run() -> None:
+    wf = Workflow("late-cap")
+    wf.node(lambda: 1, name="one")
+    wf.validate()
+    wf.max_concurrency = 0
+    with pytest.raises(DefinitionError, match="max_concurrency: must be an int >= 1, got 0"):
+        await wf.run()
+
+
+@pytest.mark.anyio
+async def test_changing_a_node_after_a_run_takes_effect() -> None:
+    wf = Workflow("late-node")
+    node = wf.node(lambda x: x, name="echo", inputs={"x": "first"})
+    assert (await wf.run())["echo"].output == "first"
+    node.inputs = {"x": "second"}
+    assert (await wf.run())["echo"].output == "second"
+
+
+@pytest.mark.anyio
+async def test_a_run_writes_nothing_into_its_plan() -> None:
+    import dataclasses
+
+    from flowrt import ErrorHandling
+
+    wf = Workflow("read-only-plan")
+
+    @wf.node(error_handling=ErrorHandling(max_retries=2, retry_interval_seconds=0))
+    async def flaky() -> int:
+        raise RuntimeError("always")
+
+    wf.node(lambda: 2, name="sync", executor="thread")
+    plan = wf.compiled()
+
+    def snapshot() -> list[tuple[Any, ...]]:
+        return [
+            tuple((f.name, id(getattr(pn, f.name))) for f in dataclasses.fields(pn))
+            for pn in plan.nodes
+        ]
+
+    before = snapshot()
+    await wf.run()
+    await wf.run()
+    assert snapshot() == before
+    assert wf.compiled() is plan  # nothing changed: the same plan serves every run
