@@ -9,6 +9,7 @@ from typing import Any
 
 import anyio
 import pytest
+from trio.testing import MockClock
 
 from flowrt import ErrorHandling, Workflow
 
@@ -203,23 +204,27 @@ async def test_max_concurrency_caps_nodes_running_at_once() -> None:
     assert peak == 3
 
 
+VIRTUAL = [("trio", {"clock": MockClock(autojump_threshold=0)})]
+
+
+@pytest.mark.parametrize("anyio_backend", VIRTUAL)
 async def test_run_timeout_cancels_running_nodes_and_skips_unstarted_ones() -> None:
-    stopped: list[str] = []
+    stopped: list[float] = []
 
     async def hang() -> None:
         try:
             await anyio.sleep(100)
         finally:
-            stopped.append("hang")
+            stopped.append(anyio.current_time())
 
     wf = Workflow("deadline")
     h = wf.node(hang)
     wf.node(ok, name="after", depends=[h])
     wf.node(ok, name="quick")
-    start = time.perf_counter()
+    start = anyio.current_time()
     result = await wf.run(timeout=0.1)
-    assert time.perf_counter() - start < 2
-    assert stopped == ["hang"]
+    assert anyio.current_time() - start == pytest.approx(0.1, abs=1e-9)  # exactly at the deadline
+    assert [t - start for t in stopped] == [pytest.approx(0.1, abs=1e-9)]
     assert result.status == "failure"
     assert result.error is not None
     assert result.error.type == "TimeoutError"
@@ -229,6 +234,30 @@ async def test_run_timeout_cancels_running_nodes_and_skips_unstarted_ones() -> N
     assert result["hang"].error.type == "TimeoutError"
     assert result["after"].status == "skip"
     assert result["quick"].status == "success"
+
+
+@pytest.mark.parametrize("anyio_backend", VIRTUAL)
+@pytest.mark.parametrize("seconds", [0.05, 0.099, 0.0999, 0.1001, 0.101, 0.5])
+async def test_a_node_finishing_before_the_deadline_succeeds_and_after_it_times_out(
+    seconds: float,
+) -> None:
+    wf = Workflow("sweep")
+
+    @wf.node
+    async def work() -> float:
+        await anyio.sleep(seconds)
+        return seconds
+
+    start = anyio.current_time()
+    result = await wf.run(timeout=0.1)
+    took = anyio.current_time() - start
+    if seconds < 0.1:
+        assert (result.status, result["work"].output) == ("success", seconds)
+        assert took == pytest.approx(seconds, abs=1e-9)
+    else:
+        assert result["work"].error is not None
+        assert (result.status, result["work"].error.type) == ("failure", "TimeoutError")
+        assert took == pytest.approx(0.1, abs=1e-9)
 
 
 async def test_cancelling_the_caller_cancels_every_node_and_propagates() -> None:
