@@ -39,7 +39,7 @@ class NodeRecord(dict[str, Any]):
     templates and conditions see); the rest lives in slots. ``status`` is None until the node
     finishes; a skipped node has a ``reason`` and the root ``cause`` of its skip."""
 
-    __slots__ = ("attempts", "cause", "duration", "last_error", "reason", "trace")
+    __slots__ = ("attempts", "cause", "duration", "reason", "trace")
 
     def __init__(
         self, status: str | None = None, reason: str | None = None, cause: str | None = None
@@ -52,7 +52,6 @@ class NodeRecord(dict[str, Any]):
         self.reason = reason
         self.cause = cause
         self.trace: list[AttemptRecord] = []
-        self.last_error: ErrorInfo | None = None  # the last failure, shared by the next like it
 
     @property
     def status(self) -> str | None:
@@ -128,13 +127,15 @@ def as_failure(exc: BaseException, node: str) -> Exception | None:
     return StrayCancellation(node)
 
 
-def failure_info(exc: BaseException, last: ErrorInfo | None) -> ErrorInfo:
-    """The ErrorInfo of ``exc``: ``last`` again when it says the same (ErrorInfo is frozen, so
-    a node failing the same way, attempt after attempt or run after run, shares one)."""
-    kind, message = type(exc).__name__, message_of(exc)
-    if last is not None and last.type == kind and last.message == message:
-        return last
-    return construct(ErrorInfo, {"type": kind, "message": message})
+def failure_info(exc: BaseException, seen: dict[tuple[str, str], ErrorInfo]) -> ErrorInfo:
+    """The ErrorInfo of ``exc``, shared through ``seen`` (the run's) with every failure that
+    says the same: ErrorInfo is frozen, and nodes failing alike (a flaky dependency, attempt
+    after attempt) then cost one."""
+    key = (type(exc).__name__, message_of(exc))
+    info = seen.get(key)
+    if info is None:
+        info = seen[key] = construct(ErrorInfo, {"type": key[0], "message": key[1]})
+    return info
 
 
 def error_info(exc: BaseException) -> dict[str, str]:
@@ -145,9 +146,10 @@ def error_info(exc: BaseException) -> dict[str, str]:
 class Context:
     """What every node of one run shares: the event emitter (None when nobody listens), the
     random source for jitter, the loop's clock, a yield to the loop (``checkpoint``), the run's
-    id and workflow name (for ``flowrt.current()``), and its durable run (None: not durable)."""
+    id and workflow name (for ``flowrt.current()``), its durable run (None: not durable), and
+    the failures seen so far (``failure_info``)."""
 
-    __slots__ = ("checkpoint", "clock", "durable", "emit", "rng", "run_id", "workflow")
+    __slots__ = ("checkpoint", "clock", "durable", "emit", "errors", "rng", "run_id", "workflow")
 
     def __init__(
         self,
@@ -166,6 +168,7 @@ class Context:
         self.run_id = run_id
         self.workflow = workflow
         self.durable = durable
+        self.errors: dict[tuple[str, str], ErrorInfo] = {}  # failures seen, shared alike
 
 
 def _retries(pn: PlanNode, exc: Exception) -> bool:
@@ -259,7 +262,7 @@ def _failed(
     ):
         waits = pn.waits
         wait = waits[number - 1] if waits else wait_before_retry(policy, number - 1, ctx.rng)
-    info = done.last_error = failure_info(exc, done.last_error)
+    info = failure_info(exc, ctx.errors)
     done.attempt_failed(start, ctx.clock(), info, wait)
     if wait is not None and emit is not None:
         emit("node.retrying", pn.name, attempt=number, error=info.__dict__, wait=wait)
