@@ -13,7 +13,7 @@ import anyio
 from ._backoff import wait_before_retry
 from ._context import register
 from ._errors import StrayCancellation
-from ._models import AttemptRecord, ErrorInfo, construct
+from ._models import AttemptRecord, ErrorInfo, Status, construct
 
 if TYPE_CHECKING:
     from ._events import Emitter
@@ -42,7 +42,7 @@ class NodeRecord(dict[str, Any]):
     __slots__ = ("attempts", "cause", "duration", "reason", "trace")
 
     def __init__(
-        self, status: str | None = None, reason: str | None = None, cause: str | None = None
+        self, status: Status | None = None, reason: str | None = None, cause: str | None = None
     ):
         self["status"] = status
         self["output"] = None
@@ -54,7 +54,7 @@ class NodeRecord(dict[str, Any]):
         self.trace: list[AttemptRecord] = []
 
     @property
-    def status(self) -> str | None:
+    def status(self) -> Status | None:
         """``"success"``, ``"failure"``, ``"skip"``, or None while running."""
         return self["status"]  # type: ignore[no-any-return]
 

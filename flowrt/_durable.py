@@ -232,7 +232,7 @@ def stored_result(run: RunRow) -> RunResult:
     """A RunResult rebuilt from a stored run (an ended run asked for again, ``runs show``)."""
     nodes = {
         row.name: NodeResult(
-            status="failure" if row.status == "waiting" else row.status,  # type: ignore[arg-type]
+            status="failure" if row.status == "waiting" else row.status,
             output=json.loads(row.output) if row.output else None,
             error=ErrorInfo(**row.error) if row.error else None,
             attempts=row.attempts,

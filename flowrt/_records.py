@@ -34,7 +34,7 @@ class NodeRow:
 
     run_id: str
     name: str
-    status: str
+    status: NodeStatus
     output: str | None
     error: dict[str, str] | None
     attempts: int
@@ -55,7 +55,7 @@ class RunRow:
     run_id: str
     workflow: str
     input: str
-    status: str
+    status: RunStatus
     started_at: str
     definition: str | None = None
     attempts: int = 1

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
-from ._records import RunRow
+from ._records import RunRow, RunStatus
 
 Outcome = Literal["created", "claimed", "finished", "busy", "missing"]
 
@@ -104,7 +104,7 @@ def lease_live(run: RunRow, now: float) -> bool:
     return run.owner is not None and run.lease_until is not None and run.lease_until > now
 
 
-def reported_status(run: RunRow, now: float) -> str:
+def reported_status(run: RunRow, now: float) -> RunStatus:
     """The status ``load_run`` reports: ``interrupted`` for a ``running`` run whose owner's
     lease has expired."""
     if run.status == "running" and not lease_live(run, now):
