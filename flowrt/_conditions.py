@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import operator
+import re
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, Literal, get_args
 
 from ._errors import DefinitionError
 from ._resolve import Value, compile_selector
 
-Op = Literal["==", "!=", "<", "<=", ">", ">=", "in", "not_in", "contains", "exists", "not_exists"]
+Op = Literal[
+    "==", "!=", "<", "<=", ">", ">=", "in", "not_in", "contains", "exists", "not_exists",
+    "startswith", "endswith", "matches",
+]  # fmt: skip
 OPS: frozenset[str] = frozenset(get_args(Op))
 
 
@@ -19,6 +23,18 @@ def _contains(left: Any, right: Any) -> bool:
 
 def _not_in(left: Any, right: Any) -> bool:
     return left not in right
+
+
+def _startswith(left: Any, right: Any) -> bool:
+    return isinstance(left, str) and left.startswith(right)
+
+
+def _endswith(left: Any, right: Any) -> bool:
+    return isinstance(left, str) and left.endswith(right)
+
+
+def _matches(left: Any, right: re.Pattern[str]) -> bool:
+    return isinstance(left, str) and right.search(left) is not None
 
 
 _BINARY: dict[str, Callable[[Any, Any], Any]] = {
@@ -31,6 +47,9 @@ _BINARY: dict[str, Callable[[Any, Any], Any]] = {
     "in": lambda left, right: left in right,
     "not_in": _not_in,
     "contains": _contains,
+    "startswith": _startswith,
+    "endswith": _endswith,
+    "matches": _matches,
 }
 
 
@@ -65,8 +84,10 @@ CompiledCondition = Callable[[Mapping[str, Any]], bool]
 class Condition(Expr):
     """``Condition(path, op, value)``: whether the value at ``path`` compares to ``value``.
 
-    ``op`` is one of ``== != < <= > >= in not_in contains exists not_exists``; ``exists`` holds
-    when the path resolves to a non-null value. A comparison between values that cannot be compared
+    ``op`` is one of ``== != < <= > >= in not_in contains exists not_exists startswith endswith
+    matches``; ``exists`` holds when the path resolves to a non-null value; ``startswith`` and
+    ``endswith`` hold for a string with that prefix or suffix; ``matches`` when ``re.search`` finds
+    the pattern ``value`` in a string. A comparison between values that cannot be compared
     (``None < 3``) does not hold.
     """
 
@@ -84,11 +105,25 @@ class Condition(Expr):
         if not isinstance(self.path, str) or not self.path.startswith("$"):
             raise DefinitionError(f"condition path {self.path!r} is not a selector ($...)")
         selector = compile_selector(self.path, known)
-        return _Test(selector, self.op, self.value)
+        value = self.value
+        if self.op in ("startswith", "endswith") and not isinstance(value, str):
+            raise DefinitionError(f"{self.op} needs a string value, got {value!r}")
+        if self.op == "matches":
+            value = _pattern(value)
+        return _Test(selector, self.op, value)
 
     def to_data(self) -> dict[str, Any]:
         data: dict[str, Any] = {"path": self.path, "op": self.op}
         return data if self.value is None else {**data, "value": self.value}
+
+
+def _pattern(value: Any) -> re.Pattern[str]:
+    if not isinstance(value, str):
+        raise DefinitionError(f"matches needs a regular expression string, got {value!r}")
+    try:
+        return re.compile(value)
+    except re.error as exc:
+        raise DefinitionError(f"matches: invalid regular expression {value!r}: {exc}") from None
 
 
 class _Test:

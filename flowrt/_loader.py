@@ -42,13 +42,13 @@ class ConditionFile(_File):
 class AllFile(_File):
     """Every condition holds."""
 
-    all: list[ConditionData]
+    all: list[ConditionData] = Field(min_length=1)
 
 
 class AnyFile(_File):
     """At least one condition holds."""
 
-    any: list[ConditionData]
+    any: list[ConditionData] = Field(min_length=1)
 
 
 class NotFile(_File):
@@ -78,7 +78,7 @@ class MapFile(_File):
 class LoopFile(_File):
     """A loop node's limit and what happens when it is reached."""
 
-    max_loops: int = Field(ge=1)
+    max_loops: int = Field(default=15, ge=1)
     on_max_loops: Literal["raise", "return"] = "raise"
     finalize: CallRef | None = None
 
@@ -257,6 +257,11 @@ def read_yaml(path: str | os.PathLike[str]) -> Any:
         return yaml.safe_load(file.read_text(encoding="utf-8"))
     except OSError as exc:
         raise DefinitionError(f"cannot read {file}: {exc.strerror}", field="file") from None
+    except UnicodeDecodeError as exc:
+        where = f"byte {exc.start}"
+        raise DefinitionError(f"{file} is not UTF-8 text ({where})", field="file") from None
+    except RecursionError:
+        raise DefinitionError(f"{file} is nested too deep", field="file") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" at line {mark.line + 1}" if mark is not None else ""

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from jsonpath import JSONPath
 
 NAME = r"[A-Za-z_][A-Za-z0-9_-]*"
+_ZERO_STEP = re.compile(r"\[\s*[-+]?\d*\s*:\s*[-+]?\d*\s*:\s*[-+]?0+\s*\]")
 _SIMPLE_PATH = re.compile(rf"\$((?:\.{NAME}|\[\d+\]|\['[^']*'\]|\[\"[^\"]*\"\])+)")
 _SEGMENT = re.compile(rf"\.({NAME})|\[(\d+)\]|\['([^']*)'\]|\[\"([^\"]*)\"\]")
 _HEAD = re.compile(rf"\$(?:\.({NAME})|\['([^']*)'\]|\[\"([^\"]*)\"\])")
@@ -87,15 +88,26 @@ class Path(Value):
 class Selector(Value):
     """Any other JSONPath: one match -> the value, several -> a list, none -> None."""
 
-    __slots__ = ("compiled",)
+    __slots__ = ("compiled", "source")
 
-    def __init__(self, compiled: JSONPath, names: frozenset[str]) -> None:
+    def __init__(self, compiled: JSONPath, names: frozenset[str], source: str) -> None:
         super().__init__(names, needs_view=True)
         self.compiled = compiled
+        self.source = source
 
     def __call__(self, data: Mapping[str, Any]) -> Any:
-        # JSONPath keeps its matches on the instance: a shallow copy keeps concurrent runs apart.
-        matches = copy.copy(self.compiled).parse(dict(data))
+        """Resolve against ``data``.
+
+        Raises:
+            InputError: the selector failed on this data (too deep to walk, a filter that
+                raised...): whatever data a run gets, it never raises anything else.
+        """
+        try:
+            # JSONPath keeps its matches on the instance: a shallow copy keeps runs apart.
+            matches = copy.copy(self.compiled).parse(dict(data))
+        except Exception as exc:
+            detail = "the data is nested too deep" if isinstance(exc, RecursionError) else exc
+            raise InputError(f"selector {self.source!r} failed: {detail}") from None
         if not matches:
             return None
         return matches[0] if len(matches) == 1 else matches
@@ -145,7 +157,7 @@ def compile_value(spec: Any, known: Collection[str]) -> Value:
     """
     if not isinstance(spec, str):
         return Constant(spec)
-    if " || " in spec:
+    if " || " in spec and spec.lstrip().startswith("$"):  # only a selector starts a chain
         return Coalesce([_compile_one(part.strip(), known) for part in spec.split(" || ")])
     return _compile_one(spec, known)
 
@@ -180,7 +192,11 @@ def compile_selector(spec: str, known: Collection[str]) -> Path | Selector:
     # optional: jsonpath-python is imported by the first selector that needs it (import time)
     from jsonpath import JSONPath
 
-    return Selector(JSONPath(spec), frozenset({name} if name else ()))
+    try:
+        compiled = JSONPath(spec)
+    except Exception as exc:  # jsonpath-python's parser fails with IndexError, ValueError...
+        raise DefinitionError(f"malformed selector {spec!r} ({type(exc).__name__})") from None
+    return Selector(compiled, frozenset({name} if name else ()), spec)
 
 
 def _check_syntax(spec: str) -> None:
@@ -188,12 +204,24 @@ def _check_syntax(spec: str) -> None:
     _check_brackets(spec)
     if not re.match(r"\$(\.|\[|$)", spec) or re.search(r"\.{3,}|\.$|\.\[|\[\]", spec):
         raise DefinitionError(f"malformed selector {spec!r}")
+    if _ZERO_STEP.search(spec):
+        raise DefinitionError(f"malformed selector {spec!r}: a slice step cannot be zero")
+    if _outside_quotes(spec).count("..") > 1:  # each one multiplies the walk (it blocks the loop)
+        raise DefinitionError(
+            f"selector {spec!r} descends recursively ('..') more than once: its cost grows with "
+            "a power of the data's size; use one '..' (then a filter or a path)"
+        )
     for expression in _FILTER.findall(spec):
         python = re.sub(r"=~\s*/.*?/", "== ''", expression).replace("@", "_at_")
         try:
             ast.parse(python, mode="eval")
         except SyntaxError:
             raise DefinitionError(f"malformed filter {expression!r} in selector {spec!r}") from None
+
+
+def _outside_quotes(spec: str) -> str:
+    """``spec`` without its quoted parts (a quoted key may contain '..')."""
+    return re.sub(r"'[^']*'|\"[^\"]*\"", "''", spec)
 
 
 def _check_brackets(spec: str) -> None:
@@ -217,14 +245,18 @@ def _check_brackets(spec: str) -> None:
 
 
 def environment() -> SandboxedEnvironment:
-    """The shared sandboxed Jinja2 environment (missing values render empty)."""
+    """The shared Jinja2 environment: sandboxed and immutable (a template can call no method
+    that changes a dict, list or set: the results and the run input are read-only to it);
+    missing values render empty."""
     global _env
     if _env is None:
         # optional: Jinja2 is imported by the first template (it doubles import time)
         from jinja2 import ChainableUndefined
-        from jinja2.sandbox import SandboxedEnvironment
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-        _env = SandboxedEnvironment(undefined=ChainableUndefined, keep_trailing_newline=True)
+        _env = ImmutableSandboxedEnvironment(
+            undefined=ChainableUndefined, keep_trailing_newline=True
+        )
     return _env
 
 
@@ -236,9 +268,10 @@ def compile_template(spec: str, known: Collection[str]) -> Render:
     env = environment()
     try:
         parsed = env.parse(spec)
-    except TemplateSyntaxError as exc:
+        names = meta.find_undeclared_variables(parsed) - set(env.globals)  # compiles it
+        template = env.from_string(parsed)
+    except TemplateSyntaxError as exc:  # TemplateAssertionError too: an unknown filter or test
         raise DefinitionError(f"template {spec!r} has a syntax error: {exc.message}") from None
-    names = meta.find_undeclared_variables(parsed) - set(env.globals)
     unknown = sorted(names - set(known))
     if unknown:
         hyphenated = sorted(name for name in known if "-" in name and name in spec)
@@ -249,7 +282,7 @@ def compile_template(spec: str, known: Collection[str]) -> Render:
             else ""
         )
         raise DefinitionError(f"template {spec!r} names unknown node {unknown[0]!r}{hint}")
-    return Render(env.from_string(parsed), frozenset(names), spec)
+    return Render(template, frozenset(names), spec)
 
 
 def view(results: Mapping[str, Any], names: Collection[str]) -> dict[str, Any]:

@@ -16,15 +16,16 @@ from typing import Any
 import anyio
 from pydantic import BaseModel
 
-from ._attempt import Context, NodeRecord
+from ._attempt import Context
 from ._backoff import wait_before_rerun
 from ._durable import DurableRun, input_json, stored_result
 from ._errors import FlowError, LeaseLost, RunInProgress
 from ._events import Emitter
-from ._models import Event, NodeResult, RunResult, as_error_info, construct
+from ._models import Event, RunResult
 from ._native import checkpoint, clock
 from ._plan import Plan
 from ._records import RunRow
+from ._result import run_result
 from ._resume import Restart, restart
 from ._scheduler import Scheduler
 from ._store import Claim, RunStore
@@ -180,12 +181,18 @@ async def _execute(
             await durable.cancelled()
         raise
     scheduler, attempts, error = outcome
-    result = _result(plan, scheduler, run_id, error, attempts, started_at)
+    result = run_result(plan, scheduler, run_id, error, attempts, started_at)
     if durable is not None:
         await durable.finish(result)
     if emit is not None:
-        emit("run.finished", attempt=attempts, status=result.status, error=error, result=result)
+        _finished(emit, result)
     return result
+
+
+def _finished(emit: Emitter, result: RunResult) -> None:
+    info = result.error
+    error = None if info is None else {"type": info.type, "message": info.message}
+    emit("run.finished", attempt=result.attempts, status=result.status, error=error, result=result)
 
 
 Outcome = tuple[Scheduler, int, dict[str, str] | None]
@@ -214,37 +221,6 @@ async def _beside_writer(
     if durable.lost or outcome is None:
         raise LeaseLost(durable.row.run_id)
     return outcome
-
-
-def _result(
-    plan: Plan,
-    scheduler: Scheduler,
-    run_id: str,
-    error: dict[str, str] | None,
-    attempts: int,
-    started_at: datetime,
-) -> RunResult:
-    finished_at = datetime.now(UTC)
-    nodes = {
-        pn.name: _node_result(done)
-        for pn, done in zip(plan.nodes, scheduler.records, strict=True)
-        if done is not None
-    }
-    return construct(
-        RunResult,
-        {
-            "workflow": plan.name,
-            "run_id": run_id,
-            "status": "failure" if error else "success",
-            "output": _output(plan, scheduler.results),
-            "error": as_error_info(error),
-            "nodes": nodes,
-            "attempts": attempts,
-            "started_at": started_at,
-            "finished_at": finished_at,
-            "duration": (finished_at - started_at).total_seconds(),
-        },
-    )
 
 
 async def _attempts(
@@ -287,28 +263,6 @@ def _run_error(
         }
     failure = scheduler.first_failure()
     return None if failure is None else failure.error
-
-
-def _output(plan: Plan, results: dict[str, Any]) -> Any:
-    if plan.output is not None:
-        return {key: value(results) for key, value in plan.output.items()}
-    return {plan.nodes[i].name: results[plan.nodes[i].name]["output"] for i in plan.leaves}
-
-
-def _node_result(done: NodeRecord) -> NodeResult:
-    error = done["error"]  # the record's keys and slots, read directly: this runs once per node
-    return construct(
-        NodeResult,
-        {
-            "status": done["status"],
-            "output": done["output"],
-            "error": None if error is None else as_error_info(error),
-            "attempts": done.attempts,
-            "duration": done.duration,
-            "reason": done.reason,
-            "trace": done.trace,  # the record's own list: runs are not copied
-        },
-    )
 
 
 async def resume_due(

@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from flowrt import Condition
+from flowrt import Condition, DefinitionError
 
 DATA: dict[str, Any] = {
     "input": {},
@@ -63,3 +63,52 @@ def test_compiled_conditions_name_the_nodes_they_read() -> None:
         KNOWN
     )
     assert compiled.names == {"a", "input"}
+
+
+@pytest.mark.parametrize(
+    ("op", "value", "found", "holds"),
+    [
+        ("startswith", "ord-", "ord-42", True),
+        ("startswith", "ord-", "inv-42", False),
+        ("startswith", "ord-", 42, False),
+        ("endswith", ".pdf", "a.pdf", True),
+        ("endswith", ".pdf", "a.txt", False),
+        ("matches", r"^\d{3}-\d{4}$", "555-0199", True),
+        ("matches", r"\d+", "no digits", False),
+        ("matches", r"\d+", None, False),
+    ],
+)
+def test_string_operators(op: Any, value: Any, found: Any, holds: bool) -> None:
+    test = Condition("$.a.output", op, value).compile({"a"})
+    assert test({"a": {"output": found}}) is holds
+
+
+@pytest.mark.parametrize(
+    ("op", "value", "reason"),
+    [
+        ("matches", "(unclosed", "invalid regular expression"),
+        ("matches", 5, "needs a regular expression string"),
+        ("startswith", 5, "needs a string value"),
+    ],
+)
+def test_bad_string_operands_are_definition_errors(op: Any, value: Any, reason: str) -> None:
+    with pytest.raises(DefinitionError, match=reason):
+        Condition("$.a.output", op, value).compile({"a"})
+
+
+@pytest.mark.anyio
+async def test_a_loop_stops_at_15_steps_by_default() -> None:
+    from flowrt import Workflow
+
+    steps: list[int] = []
+    wf = Workflow("endless")
+
+    @wf.loop
+    async def agent(state: Any) -> Any:
+        steps.append(1)
+        return state
+
+    result = await wf.run()
+    assert len(steps) == 15
+    assert result["agent"].error is not None
+    assert result["agent"].error.type == "MaxLoopsExceeded"

@@ -172,3 +172,46 @@ async def test_a_template_that_fails_to_render_fails_the_node_with_input_error()
 def test_a_hyphenated_node_in_a_template_gets_a_hint() -> None:
     with pytest.raises(DefinitionError, match="'fetch-page' has a '-'"):
         compile_value("{{ fetch-page.output }}", {"input", "fetch-page"})
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("x || y", "x || y"),  # literal text is kept whole
+        ("fallback || $.input.user.name", "fallback || $.input.user.name"),
+        ("{{ input.user.name }} || bye", "ada || bye"),  # a template renders as a whole
+        ("$.input.nothing || x || y", "x"),  # a chain starts with a selector
+    ],
+)
+def test_only_a_selector_starts_a_coalescing_chain(spec: str, expected: str) -> None:
+    assert resolve(spec) == expected
+
+
+@pytest.mark.anyio
+async def test_a_template_cannot_change_the_results_or_the_run_input() -> None:
+    from flowrt import ErrorHandling, Workflow
+
+    wf = Workflow("forgery")
+
+    @wf.node(error_handling=ErrorHandling.ignore())
+    async def a() -> str:
+        raise RuntimeError("a failed")
+
+    forged = "{{ a.update({'status': 'success', 'output': 'forged'}) }}{{ input.clear() }}"
+    wf.node(
+        lambda text: text,
+        name="attacker",
+        inputs={"text": forged},
+        error_handling=ErrorHandling.ignore(),
+    )
+
+    @wf.node(depends=["attacker"], inputs={"seen": "$.input.secret", "status": "$.a.status"})
+    async def later(seen: str, status: str) -> list[str]:
+        return [seen, status]
+
+    result = await wf.run({"secret": "kept"})
+    assert result["a"].status == "failure"
+    assert result["attacker"].error is not None
+    assert result["attacker"].error.type == "InputError"
+    assert "unsafe" in result["attacker"].error.message
+    assert result["later"].output == ["kept", "failure"]  # nothing changed for later nodes

@@ -1,0 +1,79 @@
+"""The ``RunResult`` of a finished run: each node's ``NodeResult``, the output mapping resolved
+against the results, the run's status and error."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from ._attempt import NodeRecord
+from ._errors import InputError
+from ._models import NodeResult, RunResult, as_error_info, construct
+from ._plan import Plan
+from ._scheduler import Scheduler
+
+
+def run_result(
+    plan: Plan,
+    scheduler: Scheduler,
+    run_id: str,
+    error: dict[str, str] | None,
+    attempts: int,
+    started_at: datetime,
+) -> RunResult:
+    finished_at = datetime.now(UTC)
+    output, output_error = output_of(plan, scheduler.results)
+    error = error or output_error
+    nodes = {
+        pn.name: node_result(done)
+        for pn, done in zip(plan.nodes, scheduler.records, strict=True)
+        if done is not None
+    }
+    return construct(
+        RunResult,
+        {
+            "workflow": plan.name,
+            "run_id": run_id,
+            "status": "failure" if error else "success",
+            "output": output,
+            "error": as_error_info(error),
+            "nodes": nodes,
+            "attempts": attempts,
+            "started_at": started_at,
+            "finished_at": finished_at,
+            "duration": (finished_at - started_at).total_seconds(),
+        },
+    )
+
+
+def output_of(plan: Plan, results: dict[str, Any]) -> tuple[Any, dict[str, str] | None]:
+    """The run's output, and the error that fails the run when an output value could not be
+    resolved (its key is then None)."""
+    if plan.output is None:
+        return {
+            plan.nodes[i].name: results[plan.nodes[i].name]["output"] for i in plan.leaves
+        }, None
+    output, error = {}, None
+    for key, value in plan.output.items():
+        try:
+            output[key] = value(results)
+        except InputError as exc:
+            output[key] = None
+            error = error or {"type": "InputError", "message": f"output {key!r}: {exc}"}
+    return output, error
+
+
+def node_result(done: NodeRecord) -> NodeResult:
+    error = done["error"]  # the record's keys and slots, read directly: this runs once per node
+    return construct(
+        NodeResult,
+        {
+            "status": done["status"],
+            "output": done["output"],
+            "error": None if error is None else as_error_info(error),
+            "attempts": done.attempts,
+            "duration": done.duration,
+            "reason": done.reason,
+            "trace": done.trace,  # the record's own list: runs are not copied
+        },
+    )
