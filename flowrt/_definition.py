@@ -128,11 +128,13 @@ class Definition:
         output: Mapping[str, Any] | None = None,
         retry: WorkflowRetry | None = None,
         max_concurrency: int | None = None,
+        fail_fast: bool = False,
     ) -> None:
         self._name = name
         self._output = output
         self._retry = retry or WorkflowRetry()
         self._max_concurrency = max_concurrency
+        self._fail_fast = fail_fast
         self._nodes: list[Node] = []
 
     def _changed(self) -> None:
@@ -176,6 +178,16 @@ class Definition:
     @max_concurrency.setter
     def max_concurrency(self, value: int | None) -> None:
         self._max_concurrency = value
+        self._changed()
+
+    @property
+    def fail_fast(self) -> bool:
+        """Whether the first failure of a ``raise`` node stops the whole run at once."""
+        return self._fail_fast
+
+    @fail_fast.setter
+    def fail_fast(self, value: bool) -> None:
+        self._fail_fast = value
         self._changed()
 
     @property

@@ -35,6 +35,8 @@ class Workflow(Definition):
             dict of the leaf nodes' outputs.
         retry: workflow-level retry of a failed run.
         max_concurrency: how many nodes may run at once (None: no cap).
+        fail_fast: stop the run at the first failure of a ``raise`` node (after its retries):
+            running nodes are cancelled (error type ``Cancelled``), unstarted ones skip.
         rng: the random source for retry jitter (inject a seeded one for reproducible waits).
         store: where runs are kept durably (``flowrt.SQLiteStore(path)``); None: in memory only.
     """
@@ -46,12 +48,15 @@ class Workflow(Definition):
         output: Mapping[str, Any] | None = None,
         retry: WorkflowRetry | None = None,
         max_concurrency: int | None = None,
+        fail_fast: bool = False,
         rng: random.Random | None = None,
         store: RunStore | None = None,
     ) -> None:
         self._plan: Plan | None = None
         self._data: list[str | None] = []  # the data form as JSON text, once computed
-        super().__init__(name, output=output, retry=retry, max_concurrency=max_concurrency)
+        super().__init__(
+            name, output=output, retry=retry, max_concurrency=max_concurrency, fail_fast=fail_fast
+        )
         self.rng = rng or random.Random()
         self.store = store
         self.listeners: list[Callable[[Event], None]] = []

@@ -117,6 +117,7 @@ class WorkflowFile(_File):
     output: dict[str, Any] | None = None
     retry: RetryFields | None = None
     max_concurrency: int | None = Field(default=None, ge=1)
+    fail_fast: bool = False
     nodes: list[NodeFile] = Field(min_length=1)
 
 
@@ -224,7 +225,10 @@ def from_dict(data: Any, kind: type[D]) -> D:
         first = exc.errors()[0]
         raise DefinitionError(reason(first), field=place(first["loc"]) or "file") from None
     retry = WorkflowRetry(**spec.retry.model_dump()) if spec.retry else None
-    wf = kind(spec.name, output=spec.output, retry=retry, max_concurrency=spec.max_concurrency)
+    wf = kind(
+        spec.name, output=spec.output, retry=retry, max_concurrency=spec.max_concurrency,
+        fail_fast=spec.fail_fast,
+    )  # fmt: skip
     for i, node in enumerate(spec.nodes):
         _add(wf, node, f"nodes[{i}]")
     return wf
@@ -350,5 +354,7 @@ def to_dict(wf: Definition) -> dict[str, Any]:
         data["retry"] = wf.retry.model_dump()
     if wf.max_concurrency is not None:
         data["max_concurrency"] = wf.max_concurrency
+    if wf.fail_fast:
+        data["fail_fast"] = True
     data["nodes"] = [_node_data(node) for node in wf.nodes.values()]
     return data

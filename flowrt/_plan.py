@@ -105,6 +105,7 @@ class Plan:
     output: dict[str, Value] | None
     max_concurrency: int | None
     retry: WorkflowRetry
+    fail_fast: bool = False
 
 
 def compile_plan(definition: Definition) -> Plan:
@@ -136,7 +137,14 @@ def compile_plan(definition: Definition) -> Plan:
         raise DefinitionError(f"must be an int >= 1, got {cap!r}", field="max_concurrency")
     roots = [pn.index for pn in nodes if not pn.deps]
     leaves = [pn.index for pn in nodes if not pn.dependents]
-    return Plan(definition.name, nodes, index, roots, leaves, output, cap, definition.retry)
+    if not isinstance(definition.fail_fast, bool):
+        raise DefinitionError(
+            f"must be True or False, got {definition.fail_fast!r}", field="fail_fast"
+        )
+    return Plan(
+        definition.name, nodes, index, roots, leaves, output, cap, definition.retry,
+        definition.fail_fast,
+    )  # fmt: skip
 
 
 def _check_names(nodes: list[Node]) -> dict[str, int]:

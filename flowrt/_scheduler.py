@@ -4,6 +4,7 @@ O(the finished node's dependents)."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
@@ -19,7 +20,7 @@ from ._native import Spawn, task_group
 from ._rules import blocked_by, taken_before, taken_failures
 
 if TYPE_CHECKING:
-    from ._plan import Plan
+    from ._plan import Plan, PlanNode
     from ._resume import Parked, Restart
 
 
@@ -37,6 +38,7 @@ class Scheduler:
         "ctx",
         "durable",
         "emit",
+        "fail_fast",
         "handled",
         "nodes",
         "order",
@@ -48,7 +50,9 @@ class Scheduler:
         "results",
         "run_node",
         "running",
+        "scope",
         "spawn",
+        "stopped",
     )
 
     def __init__(
@@ -82,6 +86,9 @@ class Scheduler:
         self.spawn: Spawn | None = None
         self.run_node: Callable[[int | None], Coroutine[Any, Any, None]] | None = None
         self.durable = ctx.durable
+        self.fail_fast = plan.fail_fast
+        self.stopped: int | None = None  # the node whose failure stopped the run (fail_fast)
+        self.scope: anyio.CancelScope | None = None
 
     async def execute(self, timeout: float | None) -> bool:
         """Run every node; return False if the run's deadline expired first."""
@@ -89,17 +96,20 @@ class Scheduler:
         # reference cycle it makes is broken when the run ends.
         self.run_node = self._run
         try:
-            if timeout is None:  # no deadline: no cancel scope to enter and leave
+            if timeout is None and not self.fail_fast:  # no cancel scope to enter and leave
                 await self._all()
                 return True
-            with anyio.move_on_after(timeout) as scope:
+            with anyio.move_on_after(math.inf if timeout is None else timeout) as scope:
+                self.scope = scope
                 await self._all()
-            if scope.cancelled_caught:
+            if self.stopped is not None:
+                self._halt(self.nodes[self.stopped].name)
+            elif scope.cancelled_caught:
                 self._expire(timeout)
                 return False
             return True
         finally:
-            self.run_node = self.spawn = None
+            self.run_node = self.spawn = self.scope = None
 
     async def _all(self) -> None:
         try:
@@ -156,7 +166,7 @@ class Scheduler:
 
     def _drain(self) -> None:
         """Start queued nodes while the concurrency cap allows."""
-        while self.queue and (self.cap is None or self.running < self.cap):
+        while self.queue and self.stopped is None and (self.cap is None or self.running < self.cap):
             self._start(self.queue.popleft())
 
     async def _unpark(self, parked: Parked) -> NodeRecord:
@@ -189,6 +199,10 @@ class Scheduler:
                 error=done.error,
                 duration=done.duration,
             )
+        if self.fail_fast and done["status"] == "failure" and pn.raises and self.stopped is None:
+            self.stopped = i  # stop the run: cancel every running node, start no other
+            if self.scope is not None:
+                self.scope.cancel()
         pending = self.pending
         for dependent in pn.dependents:
             pending[dependent] -= 1
@@ -206,6 +220,8 @@ class Scheduler:
         next_node = None
         while ready:
             i = ready.pop()
+            if self.stopped is not None:  # fail_fast: nothing starts any more (see _halt)
+                continue
             pn = self.nodes[i]
             blocked = blocked_by(pn, self.nodes, self.records)
             if blocked is None:
@@ -225,20 +241,44 @@ class Scheduler:
 
     def _expire(self, timeout: float | None) -> None:
         """The deadline passed: running nodes fail with TimeoutError, unstarted ones skip."""
+        self._end_unfinished(
+            f"the run timed out after {timeout:g}s before it started",
+            lambda pn, done: {
+                "type": "TimeoutError",
+                "message": f"node {pn.name!r} was cancelled at attempt {done.attempts}: "
+                f"the run timed out after {timeout:g}s",
+            },
+        )
+
+    def _halt(self, failed: str) -> None:
+        """fail_fast: node ``failed`` failed; running nodes fail with ``Cancelled``, unstarted
+        ones skip, both with the reason naming it."""
+        why = f"'{failed}' failed (fail_fast)"
+        self._end_unfinished(
+            why,
+            lambda pn, done: {
+                "type": "Cancelled",
+                "message": f"node {pn.name!r} was cancelled at attempt {done.attempts}: node "
+                f"{failed!r} failed and the workflow stops at its first failure (fail_fast)",
+            },
+            why,
+        )
+
+    def _end_unfinished(
+        self,
+        skipped: str,
+        failure: Callable[[PlanNode, NodeRecord], dict[str, str]],
+        reason: str | None = None,
+    ) -> None:
+        """End every node the run did not finish: a running one fails with ``failure``, one
+        that never started skips with reason ``skipped``."""
         for pn in self.nodes:
             done = self.records[pn.index]
             if done is None:
-                done = NodeRecord(
-                    status="skip", reason=f"the run timed out after {timeout:g}s before it started"
-                )
-                self.records[pn.index] = done
+                done = self.records[pn.index] = NodeRecord("skip", skipped, skipped)
             elif done.status is None:
-                done.fail(
-                    TimeoutError(
-                        f"node {pn.name!r} was cancelled at attempt {done.attempts}: "
-                        f"the run timed out after {timeout:g}s"
-                    )
-                )
+                done.failed(failure(pn, done))
+                done.reason = reason
             else:
                 continue
             self._record(pn.index, done, None)

@@ -491,3 +491,61 @@ async def test_a_chain_of_nodes_that_never_await_still_lets_other_tasks_run() ->
     # The chain takes 30 ms or more and yields after each 0.2 ms: about a hundred turns for
     # the other task (a chain yielding never would give it one or two).
     assert len(turns) >= 20
+
+
+def fail_fast_workflow(fail_fast: bool, behavior: str = "raise") -> Workflow:
+    wf = Workflow("stop", fail_fast=fail_fast)
+
+    @wf.node(
+        error_handling=ErrorHandling(behavior=behavior, max_retries=1, retry_interval_seconds=2)
+    )  # type: ignore[arg-type]
+    async def breaks() -> None:
+        await anyio.sleep(1)
+        raise RuntimeError("broken")
+
+    @wf.node
+    async def slow() -> str:
+        await anyio.sleep(10)
+        return "slow"
+
+    @wf.node(depends=[slow])
+    async def after_slow() -> str:
+        return "after"
+
+    return wf
+
+
+@pytest.mark.parametrize("anyio_backend", VIRTUAL)
+async def test_fail_fast_stops_the_run_at_the_first_raise_failure() -> None:
+    start = anyio.current_time()
+    result = await fail_fast_workflow(True).run()
+    assert anyio.current_time() - start == pytest.approx(4, abs=1e-9)  # 1 + wait 2 + 1: retried
+    assert result.status == "failure"
+    assert result.error is not None
+    assert (result.error.type, result.error.message) == ("RuntimeError", "broken")
+    slow, after = result["slow"], result["after_slow"]
+    assert slow.error is not None
+    assert (slow.status, slow.error.type, slow.reason) == (
+        "failure", "Cancelled", "'breaks' failed (fail_fast)",
+    )  # fmt: skip
+    assert "node 'breaks' failed" in slow.error.message
+    assert (after.status, after.reason) == ("skip", "'breaks' failed (fail_fast)")
+
+
+@pytest.mark.parametrize("anyio_backend", VIRTUAL)
+@pytest.mark.parametrize(("fail_fast", "behavior"), [(False, "raise"), (True, "return")])
+async def test_without_fail_fast_or_with_a_return_failure_the_rest_runs_on(
+    fail_fast: bool, behavior: str
+) -> None:
+    start = anyio.current_time()
+    result = await fail_fast_workflow(fail_fast, behavior).run()
+    assert anyio.current_time() - start == pytest.approx(10, abs=1e-9)
+    assert (result["slow"].status, result["after_slow"].status) == ("success", "success")
+
+
+def test_fail_fast_round_trips_through_data() -> None:
+    wf = Workflow.from_dict({"name": "w", "fail_fast": True, "nodes": [
+        {"name": "a", "call": "json:dumps", "inputs": {"obj": 1}}]})  # fmt: skip
+    assert wf.fail_fast
+    assert wf.to_dict()["fail_fast"] is True
+    assert wf.compiled().fail_fast
