@@ -13,6 +13,7 @@ import anyio
 from ._backoff import wait_before_retry
 from ._context import register
 from ._errors import StrayCancellation
+from ._invoke import thread_done
 from ._models import AttemptRecord, ErrorInfo, Status, construct
 
 if TYPE_CHECKING:
@@ -223,10 +224,24 @@ async def attempt(
             wait = _failed(pn, exc, done, ctx, start, emit)
             if wait is None:
                 return done
-            if wait > 0:  # a zero wait retries at once
-                await _wait(pn, done, wait, ctx.durable if item is None else None)
+            if wait > 0 or pn.in_thread:  # an async node with a zero wait retries at once
+                await _before_retry(pn, done, wait, ctx, item)
         else:
             return done.attempted(start, clock(), output)
+
+
+async def _before_retry(
+    pn: PlanNode, done: NodeRecord, wait: float, ctx: Context, item: int | None
+) -> None:
+    """Wait ``wait`` seconds (recorded first by a durable run); then, for a sync node, until
+    the thread of the attempt that just failed has returned (a timed-out thread is abandoned,
+    but never overlaps its own retry): that time goes on the attempt's trace (``held``)."""
+    if wait > 0:
+        await _wait(pn, done, wait, ctx.durable if item is None else None)
+    if pn.in_thread:
+        begin = ctx.clock()
+        if await thread_done(ctx.run_id, pn.name, item):
+            done.trace[-1].held = ctx.clock() - begin
 
 
 async def _timed(

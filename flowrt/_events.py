@@ -57,6 +57,7 @@ class Emitter:
         wait: float | None = None,
         duration: float | None = None,
         result: RunResult | None = None,
+        abandoned: list[str] | None = None,
     ) -> None:
         time = self.clock() - self.start
         if self.sinks:
@@ -64,6 +65,7 @@ class Emitter:
                 Event.model_construct(
                     kind=kind, run_id=self.run_id, node=node, attempt=attempt, status=status,
                     error=as_error_info(error), wait=wait, time=time, result=result,
+                    abandoned=abandoned,
                 )
             )  # fmt: skip
         if self.logger is not None:
@@ -72,6 +74,7 @@ class Emitter:
                 kind, run_id=self.run_id, workflow=self.workflow, node=node, attempt=attempt,
                 status=status, wait=wait, duration=duration, time=round(time, 6),
                 error=f"{error['type']}: {error['message']}" if error else None,
+                **({"abandoned": abandoned} if abandoned else {}),
             )  # fmt: skip
 
     def _deliver(self, event: Event) -> None:

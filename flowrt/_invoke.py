@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import inspect
 import sys
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,11 +18,52 @@ from ._context import call_within, fields_from
 Invoke = Callable[..., Awaitable[Any]]
 
 
+Key = tuple[str, str, int | None]  # run id, node, map item
+_RUNNING: dict[Key, threading.Event] = {}
+"""The threads of sync nodes still running, by run, node and item: set when the thread ends.
+A thread whose attempt timed out is abandoned (it cannot be killed) and stays here until it
+returns, so that the node's next attempt waits for it (``thread_done``)."""
+
+
 async def _in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     # What flowrt.current() answers in the thread: read now from the calling attempt or item
     # (an abandoned thread must not see the attempt after it).
-    bound = functools.partial(call_within, fields_from(sys._getframe(1)), fn, *args, **kwargs)
-    return await anyio.to_thread.run_sync(bound, abandon_on_cancel=True)
+    here = fields_from(sys._getframe(1))
+    bound = functools.partial(call_within, here, fn, *args, **kwargs)
+    if here is None:
+        return await anyio.to_thread.run_sync(bound, abandon_on_cancel=True)
+    key, ended = (here[0], here[2], here[4]), threading.Event()
+    _RUNNING[key] = ended
+
+    def tracked() -> Any:
+        try:
+            return bound()
+        finally:
+            ended.set()
+            if _RUNNING.get(key) is ended:
+                del _RUNNING[key]
+
+    return await anyio.to_thread.run_sync(tracked, abandon_on_cancel=True)
+
+
+async def thread_done(run_id: str, node: str, item: int | None) -> bool:
+    """Wait until the thread of a sync node's previous attempt has returned (an attempt that
+    timed out abandoned it); return whether there was one to wait for."""
+    ended = _RUNNING.get((run_id, node, item))
+    if ended is None or ended.is_set():
+        return False
+    await anyio.to_thread.run_sync(ended.wait, abandon_on_cancel=True)
+    return True
+
+
+def still_running(run_id: str) -> list[str]:
+    """The sync nodes of run ``run_id`` whose threads are still running (abandoned), as
+    ``node`` or ``node[item]``."""
+    return sorted(
+        node if item is None else f"{node}[{item}]"
+        for (run, node, item), ended in list(_RUNNING.items())
+        if run == run_id and not ended.is_set()
+    )
 
 
 async def _in_process(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -196,7 +196,9 @@ def as_error_info(error: dict[str, str] | None) -> ErrorInfo | None:
 @dataclass(slots=True)
 class AttemptRecord:
     """One attempt of a node: when it started (run clock, seconds), how long, its error, the wait
-    that followed it before the next attempt (None for the last). A slotted dataclass (pydantic
+    that followed it before the next attempt (None for the last), and ``held``: how long the
+    next attempt then waited for this attempt's thread to return (a sync node that timed out:
+    its thread cannot be killed, and never overlaps its retry). A slotted dataclass (pydantic
     validates and serialises it inside NodeResult): runs make one per attempt."""
 
     attempt: int
@@ -204,6 +206,7 @@ class AttemptRecord:
     duration: float
     error: ErrorInfo | None = None
     wait: float | None = None
+    held: float | None = None
 
 
 class NodeResult(BaseModel):
@@ -262,8 +265,10 @@ EventKind = Literal[
 class Event(BaseModel):
     """Something that happened during a run. ``time`` is seconds since the run started; ``wait``
     is the delay before a retry (node.retrying, run.retrying); ``result`` is the RunResult, on
-    run.finished only. A run cancelled by its caller ends with run.finished of status
-    ``"cancelled"``."""
+    run.finished only; ``abandoned`` (run.finished) names the sync nodes whose worker threads
+    were still running when the run ended (``node`` or ``node[item]``: a thread cannot be
+    killed; it was told to stop through ``anyio.from_thread.check_cancelled()``). A run cancelled
+    by its caller ends with run.finished of status ``"cancelled"``."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -276,3 +281,4 @@ class Event(BaseModel):
     wait: float | None = None
     time: float = 0.0
     result: RunResult | None = None
+    abandoned: list[str] | None = None

@@ -41,6 +41,7 @@ class PlanNode:
     map: MapSpec | None = None
     loop: LoopSpec | None = None
     is_async: bool = False
+    in_thread: bool = False  # a sync function run in a worker thread (executor "thread")
     edges: tuple[tuple[int, str | None], ...] = ()
     deps: tuple[int, ...] = ()
     dependents: tuple[int, ...] = ()  # a tuple of ints: the collector stops tracking it
@@ -197,6 +198,7 @@ def _compile_node(i: int, node: Node, known: frozenset[str]) -> PlanNode:
         pn.is_async, pn.item_param = binding.is_async, binding.item_param
         pn.positional, pn.keywords = binding.positional, binding.keywords
         pn.from_input = binding.from_input
+        pn.in_thread = not pn.is_async and node.executor == "thread"
         assert pn.fn is not None
         pn.invoke = invoker(pn.fn, pn.is_async, node.executor)
     if node.map is not None:

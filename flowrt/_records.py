@@ -132,6 +132,7 @@ def trace_json(trace: list[AttemptRecord]) -> str:
     return to_json(
         [
             [a.attempt, a.started, a.duration, a.error and [a.error.type, a.error.message], a.wait]
+            + ([] if a.held is None else [a.held])
             for a in trace
         ]
     )
@@ -143,10 +144,11 @@ def trace_of(text: str, duration: float) -> list[AttemptRecord]:
         return [AttemptRecord(1, 0.0, duration)]
     return [
         AttemptRecord(
-            n, s, d, construct(ErrorInfo, {"type": e[0], "message": e[1]}) if e else None, w
+            n, s, d, construct(ErrorInfo, {"type": e[0], "message": e[1]}) if e else None, w,
+            *held,
         )
-        for n, s, d, e, w in json.loads(text)
-    ]
+        for n, s, d, e, w, *held in json.loads(text)
+    ]  # fmt: skip
 
 
 def node_rows(run_id: str, batches: list[str]) -> list[NodeRow]:

@@ -21,6 +21,7 @@ from ._backoff import wait_before_rerun
 from ._durable import DurableRun, input_json, stored_result
 from ._errors import FlowError, LeaseLost, RunInProgress
 from ._events import Emitter
+from ._invoke import still_running
 from ._models import Event, RunResult
 from ._native import checkpoint, clock
 from ._plan import Plan
@@ -176,7 +177,7 @@ async def _execute(
         outcome = await (body() if durable is None else _beside_writer(durable, body))
     except BaseException:
         if emit is not None:
-            emit("run.finished", status="cancelled")
+            emit("run.finished", status="cancelled", abandoned=still_running(run_id) or None)
         if durable is not None:
             await durable.cancelled()
         raise
@@ -192,7 +193,10 @@ async def _execute(
 def _finished(emit: Emitter, result: RunResult) -> None:
     info = result.error
     error = None if info is None else {"type": info.type, "message": info.message}
-    emit("run.finished", attempt=result.attempts, status=result.status, error=error, result=result)
+    emit(
+        "run.finished", attempt=result.attempts, status=result.status, error=error, result=result,
+        abandoned=still_running(result.run_id) or None,
+    )  # fmt: skip
 
 
 Outcome = tuple[Scheduler, int, dict[str, str] | None]
