@@ -202,7 +202,7 @@ async def attempt(
     return ``done``. A map item (``item``, its index) emits no events and records no waits:
     the map node is recorded as a whole. ``done`` may hold earlier attempts (a resumed node):
     numbering and the retries left go on from them."""
-    timeout = pn.policy.timeout_seconds
+    timeout = pn.timeout
     emit = ctx.emit if item is None else None
     clock = ctx.clock
     if kwargs:

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio
 import anyio.to_thread
 
 from ._context import call_within, fields_from
@@ -66,21 +67,44 @@ def still_running(run_id: str) -> list[str]:
     )
 
 
-async def _in_process(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+def _ready() -> None:
+    """Nothing: run in a worker process, it makes sure one has started."""
+
+
+async def _in_process(
+    fn: Callable[..., Any], timeout: float | None, attempts: int, /, *args: Any, **kwargs: Any
+) -> Any:
     # optional: anyio.to_process pulls in subprocess machinery; imported on first use
     from anyio import to_process
 
     here = fields_from(sys._getframe(1))  # what flowrt.current() answers in the worker process
     call = functools.partial(call_within, here, functools.partial(fn, *args, **kwargs))
-    return await to_process.run_sync(call, cancellable=True)
+    # A worker's start-up (a second, cold) is not the function's time: start one first, then
+    # the timeout bounds the call in that warm worker (anyio keeps idle workers for reuse).
+    await to_process.run_sync(_ready, cancellable=True)
+    if timeout is None:
+        return await to_process.run_sync(call, cancellable=True)
+    with anyio.move_on_after(timeout):  # a timed-out worker is killed
+        return await to_process.run_sync(call, cancellable=True)
+    node, attempt = (here[2], here[3]) if here else ("?", 0)
+    raise TimeoutError(
+        f"node {node!r} attempt {attempt} of {attempts} timed out after {timeout:g}s"
+    )
 
 
-def invoker(fn: Callable[..., Any], is_async: bool, executor: str) -> Invoke:
-    """``fn`` as a coroutine function called the node's way."""
+def invoker(
+    fn: Callable[..., Any],
+    is_async: bool,
+    executor: str,
+    timeout: float | None = None,
+    attempts: int = 1,
+) -> Invoke:
+    """``fn`` as a coroutine function called the node's way; a process node applies the
+    attempt's ``timeout`` itself (of ``attempts`` attempts), once its worker has started."""
     if is_async:
         return fn
     if executor == "process":
-        return functools.partial(_in_process, fn)
+        return functools.partial(_in_process, fn, timeout, attempts)
     return functools.partial(_in_thread, fn)
 
 

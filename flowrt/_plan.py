@@ -13,6 +13,7 @@ from typing import Any, Literal, cast, get_args
 from ._backoff import wait_before_retry
 from ._bind import bind
 from ._conditions import CompiledCondition, Expr, names_of
+from ._dag import check_acyclic, check_names
 from ._definition import Branch, Choice, Definition, Executor, LoopSpec, MapSpec, Node, Trigger
 from ._errors import DefinitionError, InputError
 from ._invoke import Invoke, invoker
@@ -42,6 +43,7 @@ class PlanNode:
     loop: LoopSpec | None = None
     is_async: bool = False
     in_thread: bool = False  # a sync function run in a worker thread (executor "thread")
+    timeout: float | None = None  # the attempt's timeout that attempt() applies
     edges: tuple[tuple[int, str | None], ...] = ()
     deps: tuple[int, ...] = ()
     dependents: tuple[int, ...] = ()  # a tuple of ints: the collector stops tracking it
@@ -115,7 +117,7 @@ def compile_plan(definition: Definition) -> Plan:
     Raises:
         DefinitionError: the first problem found, naming the node and field.
     """
-    index = _check_names(definition._nodes)
+    index = check_names([node.name for node in definition._nodes])
     known = frozenset(index) | {"input"}
     sources = definition._nodes
     nodes = [_compile_node(i, node, known) for i, node in enumerate(sources)]
@@ -126,7 +128,9 @@ def compile_plan(definition: Definition) -> Plan:
             dependents[dep].append(pn.index)
     for pn, after in zip(nodes, dependents, strict=True):
         pn.dependents = tuple(after)
-    _check_acyclic(nodes)
+    check_acyclic(
+        [pn.name for pn in nodes], [pn.deps for pn in nodes], [pn.dependents for pn in nodes]
+    )
     output = None
     if definition.output is not None:
         output = {
@@ -148,25 +152,6 @@ def compile_plan(definition: Definition) -> Plan:
     )  # fmt: skip
 
 
-def _check_names(nodes: list[Node]) -> dict[str, int]:
-    index: dict[str, int] = {}
-    for i, node in enumerate(nodes):
-        if not isinstance(node.name, str) or not _NAME.fullmatch(node.name):
-            raise DefinitionError(
-                f"invalid name {node.name!r}: use letters, digits, '_' and '-', not starting with "
-                "a digit (pass name=... for lambdas and partials)",
-                field="name",
-            )
-        if node.name == "input":
-            raise DefinitionError(
-                "'input' is reserved for the run input", node="input", field="name"
-            )
-        if node.name in index:
-            raise DefinitionError("duplicate node name", node=node.name, field="name")
-        index[node.name] = i
-    return index
-
-
 def _compile_node(i: int, node: Node, known: frozenset[str]) -> PlanNode:
     policy = _policy(node)
     if node.trigger not in TRIGGERS:
@@ -182,7 +167,7 @@ def _compile_node(i: int, node: Node, known: frozenset[str]) -> PlanNode:
             field="executor",
         )
     pn = PlanNode(i, node.name, node.kind, policy, node.trigger, node.fn, node.executor)
-    pn.map, pn.loop = node.map, node.loop
+    pn.map, pn.loop, pn.timeout = node.map, node.loop, policy.timeout_seconds
     if isinstance(policy.retry_on, tuple):
         pn.retry_types = policy.retry_on
     if not policy.jitter:
@@ -190,22 +175,31 @@ def _compile_node(i: int, node: Node, known: frozenset[str]) -> PlanNode:
     if isinstance(node, Choice):
         pn.options = _options(node, known)
     else:
-        inputs = {
-            key: _value(spec, known, node.name, f"inputs.{key}")
-            for key, spec in node.inputs.items()
-        }
-        binding = bind(node, inputs)
-        pn.is_async, pn.item_param = binding.is_async, binding.item_param
-        pn.positional, pn.keywords = binding.positional, binding.keywords
-        pn.from_input = binding.from_input
-        pn.in_thread = not pn.is_async and node.executor == "thread"
-        assert pn.fn is not None
-        pn.invoke = invoker(pn.fn, pn.is_async, node.executor)
+        _function(pn, node, known)
     if node.map is not None:
         _map_settings(pn, node, known)
     if node.loop is not None:
         _loop_settings(node)
     return pn
+
+
+def _function(pn: PlanNode, node: Node, known: frozenset[str]) -> None:
+    """Bind a node's function to its inputs and build its invoker."""
+    inputs = {
+        key: _value(spec, known, node.name, f"inputs.{key}") for key, spec in node.inputs.items()
+    }
+    binding = bind(node, inputs)
+    pn.is_async, pn.item_param = binding.is_async, binding.item_param
+    pn.positional, pn.keywords = binding.positional, binding.keywords
+    pn.from_input = binding.from_input
+    pn.in_thread = not pn.is_async and node.executor == "thread"
+    assert pn.fn is not None
+    policy = pn.policy
+    pn.invoke = invoker(
+        pn.fn, pn.is_async, node.executor, policy.timeout_seconds, policy.max_retries + 1
+    )
+    if node.executor == "process":
+        pn.timeout = None  # the process invoker times the call once its worker has started
 
 
 _DEFAULT_POLICY = ErrorHandling()  # frozen: every node without a policy shares this one
@@ -369,24 +363,3 @@ def _edge(
                 f"Choice {ref!r} has no option {option!r}", node=name, field="depends"
             )
     return index[ref], option
-
-
-def _check_acyclic(nodes: list[PlanNode]) -> None:
-    """Kahn's algorithm; on a cycle, report its path."""
-    remaining = [len(pn.deps) for pn in nodes]
-    ready = [pn.index for pn in nodes if not pn.deps]
-    while ready:
-        for dependent in nodes[ready.pop()].dependents:
-            remaining[dependent] -= 1
-            if not remaining[dependent]:
-                ready.append(dependent)
-    stuck = {i for i, count in enumerate(remaining) if count}
-    if not stuck:
-        return
-    path, current = [], min(stuck)
-    while current not in path:
-        path.append(current)
-        current = next(dep for dep in nodes[current].deps if dep in stuck)
-    cycle = [nodes[i].name for i in path[path.index(current) :]][::-1]
-    cycle.append(cycle[0])
-    raise DefinitionError(f"cycle: {' -> '.join(cycle)}", node=cycle[0], field="depends")
