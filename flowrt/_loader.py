@@ -134,6 +134,11 @@ def load_call(ref: str, where: str) -> Any:
         raise DefinitionError(
             f"cannot import module {module_name!r} ({exc})", field=where
         ) from None
+    except Exception as exc:  # the module itself fails: a SyntaxError, an error at import
+        detail = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        raise DefinitionError(
+            f"importing module {module_name!r} failed ({detail})", field=where
+        ) from None
     for part in attr.split("."):
         if not hasattr(target, part):
             raise DefinitionError(f"module {module_name!r} has no attribute {attr!r}", field=where)

@@ -5,7 +5,6 @@ Runs only read a plan; a changed definition is compiled into a new one."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast, get_args
@@ -18,9 +17,8 @@ from ._definition import Branch, Choice, Definition, Executor, LoopSpec, MapSpec
 from ._errors import DefinitionError, InputError
 from ._invoke import Invoke, invoker
 from ._models import ErrorHandling, WorkflowRetry
-from ._resolve import NAME, Value, compile_value, is_dynamic, view
+from ._resolve import Value, compile_value, is_dynamic, view
 
-_NAME = re.compile(NAME)
 _NO_ARGS: tuple[Any, ...] = ()
 _NO_KWARGS: Mapping[str, Any] = {}  # never mutated: ``**`` unpacking copies it (a proxy is slower)
 TRIGGERS = frozenset(get_args(Trigger))

@@ -1,9 +1,20 @@
-"""Plain-text rendering of a RunResult for people: one row per node. It reads results by
-their attributes only (``RunResult.table`` calls it: it imports nothing of flowrt)."""
+"""Rendering results: a plain-text table for people (one row per node), and JSON that always
+encodes, whatever the nodes returned. It reads results by their attributes only
+(``RunResult.table`` calls it: it imports nothing of flowrt).
+
+A value JSON cannot hold (an object, bytes that are not UTF-8, a value nested too deep) is
+encoded as ``{"$unserializable": "<module.Type>", "repr": "<its repr, shortened>"}``; NaN and
+infinities as null; dict keys as strings.
+"""
 
 from __future__ import annotations
 
+import math
+import reprlib
 from typing import Any
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 200
 
 _HEADERS = ("node", "status", "attempts", "duration", "error / reason")
 
@@ -40,3 +51,47 @@ def table(result: Any, width: int = 72) -> str:
     if result.error is not None:
         verdict += f": {result.error.type}: {result.error.message}"
     return "\n".join([*lines, "", verdict])
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with what JSON cannot hold replaced by its fallback form (see the module)."""
+    try:
+        return _jsonable(value)
+    except RecursionError:
+        return {"$unserializable": type(value).__name__, "repr": "nested too deep"}
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    kind = type(value)
+    return {"$unserializable": f"{kind.__module__}.{kind.__qualname__}", "repr": _REPR.repr(value)}
+
+
+def result_json(result: Any) -> str:
+    """A RunResult as JSON text: ``model_dump_json()``, or, when an output cannot be encoded,
+    the same with the outputs in their JSON-safe form."""
+    try:
+        return str(result.model_dump_json())
+    except Exception:  # pydantic's serialization error: some output JSON cannot hold
+        return str(safe_result(result).model_dump_json())
+
+
+def safe_result(result: Any) -> Any:
+    """A copy of a RunResult whose run output and node outputs are JSON-safe."""
+    nodes = {
+        name: node.model_copy(update={"output": jsonable(node.output)})
+        for name, node in result.nodes.items()
+    }
+    return result.model_copy(update={"output": jsonable(result.output), "nodes": nodes})

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,13 +28,14 @@ import anyio
 
 from ._cli_errors import UsageError
 from ._cli_load import load
-from ._cli_runs import add_commands, open_store, store_option
+from ._cli_runs import DEFAULT_STORE, add_commands, open_store, store_option
 from ._cli_runs import main as runs_main
 from ._errors import FlowError
 from ._events import configure_logging
 from ._graph import Workflow
 from ._loader import WorkflowFile
 from ._models import Event, RunResult
+from ._report import result_json
 
 OK, FAILED, USAGE = 0, 1, 2
 
@@ -71,6 +74,8 @@ def _input(text: str) -> Any:
         raise UsageError(
             f"--input is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
+    except RecursionError:
+        raise UsageError("--input is nested too deep") from None
 
 
 class Progress:
@@ -147,7 +152,7 @@ def _execute(wf: Workflow, data: Any, args: argparse.Namespace) -> int:
         configure_logging(json=args.log == "json")
     if args.json:
         result = anyio.run(lambda: wf.run(data, timeout=args.timeout))
-        print(result.model_dump_json())
+        print(result_json(result))
     else:
         result = anyio.run(_run_live, wf, data, args.timeout)
         print(result.table())
@@ -158,22 +163,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args = _parser().parse_args(argv)
     try:
-        if args.command == "run":
-            return _run(args)
-        if args.command in ("runs", "resume", "db"):
-            return runs_main(args)
-        if args.command == "schema":
-            print(json.dumps(WorkflowFile.model_json_schema(by_alias=True), indent=2))
-            return OK
-        wf = load(args.file)
-        if args.command == "graph":
-            print(wf.mermaid())
-        else:
-            print(f"ok: workflow {wf.name!r}, {len(wf.nodes)} nodes")
-        return OK
+        return _command(args)
     except (UsageError, FlowError) as exc:
-        print(f"flowrt: error: {exc}", file=sys.stderr)
-        return USAGE
+        return _error(str(exc))
+    except sqlite3.Error as exc:  # a --store that is not SQLite, or cannot be opened
+        return _error(f"store {getattr(args, 'store', None) or DEFAULT_STORE}: {exc}")
     except KeyboardInterrupt:
         print("flowrt: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`flowrt schema | head -1`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return OK
+
+
+def _error(message: str) -> int:
+    print(f"flowrt: error: {message.splitlines()[0] if message else 'failed'}", file=sys.stderr)
+    return USAGE
+
+
+def _command(args: argparse.Namespace) -> int:
+    if args.command == "run":
+        return _run(args)
+    if args.command in ("runs", "resume", "db"):
+        return runs_main(args)
+    if args.command == "schema":
+        print(json.dumps(WorkflowFile.model_json_schema(by_alias=True), indent=2))
+        return OK
+    wf = load(args.file)
+    if args.command == "graph":
+        print(wf.mermaid())
+    else:
+        print(f"ok: workflow {wf.name!r}, {len(wf.nodes)} nodes")
+    return OK

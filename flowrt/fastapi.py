@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, create_model
 from ._graph import Workflow
 from ._models import Event, RunResult
 from ._native import alongside
+from ._report import result_json, safe_result
 from ._resolve import Path
 from ._run import run as run_plan
 
@@ -126,8 +127,18 @@ async def _run_until_disconnect(
     return result
 
 
+def _json(model: Event | RunState) -> str:
+    """JSON of an event or a run's state, whatever its outputs (see ``_report.result_json``)."""
+    try:
+        return model.model_dump_json()
+    except Exception:  # an output JSON cannot hold: send it in the fallback form
+        if model.result is None:
+            raise
+        return model.model_copy(update={"result": safe_result(model.result)}).model_dump_json()
+
+
 def _sse(event: Event) -> str:
-    return f"event: {event.kind}\ndata: {event.model_dump_json()}\n\n"
+    return f"event: {event.kind}\ndata: {_json(event)}\n\n"
 
 
 class _Service:
@@ -156,7 +167,7 @@ class _Service:
         if result is None:  # the client went away; nobody reads this
             return Response(status_code=499)
         code = 200 if result.status == "success" else 500
-        return Response(result.model_dump_json(), code, media_type="application/json")
+        return Response(result_json(result), code, media_type="application/json")
 
     async def background(self, state: _Run, data: dict[str, Any]) -> None:
         """A background run; cancelled at shutdown, it ends with a "cancelled" run.finished."""
@@ -190,9 +201,9 @@ class _Service:
             raise HTTPException(404, f"no run {run_id!r}")
         return state
 
-    async def status(self, run_id: str) -> RunState:
-        """``GET /runs/{run_id}``."""
-        return self.find(run_id).state
+    async def status(self, run_id: str) -> Response:
+        """``GET /runs/{run_id}``: its ``RunState``."""
+        return Response(_json(self.find(run_id).state), media_type="application/json")
 
     async def events(self, run_id: str) -> StreamingResponse:
         """``GET /runs/{run_id}/events``: every event so far, then live, as SSE."""
@@ -263,8 +274,9 @@ def _routes(
         "/runs", start, methods=["POST"], status_code=202, summary="Start a background run"
     )
     router.add_api_route(
-        "/runs/{run_id}", service.status, methods=["GET"], summary="A background run"
-    )
+        "/runs/{run_id}", service.status, methods=["GET"], response_model=RunState,
+        summary="A background run",
+    )  # fmt: skip
     router.add_api_route(
         "/runs/{run_id}/events", service.events, methods=["GET"],
         response_class=StreamingResponse,

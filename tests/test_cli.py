@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -235,3 +236,81 @@ def test_two_resumers_at_once_run_the_unfinished_node_once(tmp_path: Path) -> No
     refused = next(err for (_, err), r in zip(outputs, resumers, strict=True) if r.returncode)
     assert f"run {run_id!r} is being executed" in refused
     assert log.read_text().split() == ["a", "b", "b", "c"]  # b and c ran once more, a never
+
+
+HOSTILE_MODULES = {
+    "boom.py": 'raise RuntimeError("boom at import")\ndef f():\n    return 1\n',
+    "broken.py": "def f(:\n",
+    "objs.py": "class Thing:\n    pass\ndef thing():\n    return Thing()\ndef raw():\n"
+    "    return b'\\xff\\xfe'\n",
+}
+
+
+@pytest.fixture
+def hostile(tmp_path: Path) -> Path:
+    for name, text in HOSTILE_MODULES.items():
+        (tmp_path / name).write_text(text)
+    for name, call in (("boom", "boom:f"), ("broken", "broken:f")):
+        (tmp_path / f"{name}.yaml").write_text(
+            f"name: w\nnodes:\n  - {{name: a, call: '{call}'}}\n"
+        )
+    (tmp_path / "objs.yaml").write_text(
+        "name: w\nnodes:\n  - {name: a, call: 'objs:thing'}\n  - {name: b, call: 'objs:raw'}\n"
+    )
+    (tmp_path / "notdb.db").write_text("not a database")
+    (tmp_path / "deep.json").write_text("[" * 3000 + "]" * 3000)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (
+            ["validate", "boom.yaml"],
+            "importing module 'boom' failed (RuntimeError: boom at import)",
+        ),
+        (["validate", "broken.yaml"], "importing module 'broken' failed (SyntaxError"),
+        (["run", "objs.yaml", "--store", "notdb.db"], "store notdb.db: file is not a database"),
+        (["run", "objs.yaml", "--store", "missing/dir/x.db"], "unable to open database file"),
+        (["runs", "list", "--store", "notdb.db"], "file is not a database"),
+        (["run", "objs.yaml", "--input", "@deep.json"], "--input is nested too deep"),
+    ],
+)
+def test_a_bad_file_or_store_exits_2_with_one_line(
+    hostile: Path, args: list[str], says: str
+) -> None:
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "flowrt"), *args],
+        cwd=hostile, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert len(done.stderr.splitlines()) == 1
+    assert done.stderr.startswith("flowrt: error: ")
+    assert says in done.stderr
+
+
+def test_run_json_prints_outputs_json_cannot_hold_in_their_fallback_form(hostile: Path) -> None:
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "flowrt"), "run", "objs.yaml", "--json"],
+        cwd=hostile, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert (done.returncode, done.stderr) == (0, "")
+    result = json.loads(done.stdout)
+    assert result["status"] == "success"
+    assert result["nodes"]["a"]["output"]["$unserializable"] == "objs.Thing"
+    assert result["nodes"]["b"]["output"] == {
+        "$unserializable": "builtins.bytes", "repr": "b'\\xff\\xfe'",
+    }  # fmt: skip
+
+
+def test_a_closed_pipe_ends_the_command_quietly() -> None:
+    reader, writer = os.pipe()
+    os.close(reader)  # nobody will read: the first write fails with EPIPE
+    try:
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "flowrt"), "schema"],
+            stdout=writer, stderr=subprocess.PIPE, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    finally:
+        os.close(writer)
+    assert (done.returncode, done.stderr) == (0, "")

@@ -244,3 +244,36 @@ async def test_shutdown_cancels_background_runs() -> None:
     # the server has stopped: its lifespan cancelled the run, whose node stopped before exit
     assert stopped == ["wait_for_gate"]
     assert not gate.is_set()
+
+
+class Opaque:
+    def __repr__(self) -> str:
+        return "<Opaque thing>"
+
+
+def odd_outputs_workflow() -> Workflow:
+    wf = Workflow("odd-outputs")
+    wf.node(lambda: Opaque(), name="opaque")
+    wf.node(lambda: b"\xff\xfe", name="raw")
+    return wf
+
+
+async def test_outputs_json_cannot_hold_reach_the_client_in_their_fallback_form() -> None:
+    async with asgi_client(app_for(odd_outputs_workflow())) as client:
+        answer = await client.post("/run", json={})
+        assert answer.status_code == 200
+        nodes = answer.json()["nodes"]
+        assert nodes["opaque"]["output"] == {
+            "$unserializable": f"{__name__}.Opaque", "repr": "<Opaque thing>",
+        }  # fmt: skip
+        assert nodes["raw"]["output"]["$unserializable"] == "builtins.bytes"
+        run_id = (await client.post("/runs", json={})).json()["run_id"]
+        with anyio.fail_after(5):
+            while (state := await client.get(f"/runs/{run_id}")).json()["status"] == "running":
+                await anyio.sleep(0.01)
+        assert state.status_code == 200
+        assert state.json()["result"]["nodes"]["opaque"]["output"]["repr"] == "<Opaque thing>"
+        events = (await client.get(f"/runs/{run_id}/events")).text
+    data = [json.loads(line[6:]) for line in events.splitlines() if line.startswith("data: ")]
+    assert data[-1]["kind"] == "run.finished"  # the stream ends with run.finished, whole
+    assert data[-1]["result"]["nodes"]["raw"]["output"]["repr"] == "b'\\xff\\xfe'"
