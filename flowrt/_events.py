@@ -23,20 +23,20 @@ def _structlog_logger() -> Any:
 
 
 class Emitter:
-    """Sends a run's events to a sink (``stream``) and to structlog."""
+    """Sends a run's events to its listeners (``add_listener``, ``stream``) and to structlog."""
 
-    __slots__ = ("clock", "logger", "run_id", "sinks", "start", "workflow")
+    __slots__ = ("clock", "listeners", "logger", "run_id", "start", "workflow")
 
     def __init__(
         self,
         workflow: str,
         run_id: str,
-        sinks: list[Callable[[Event], None]],
+        listeners: list[Callable[[Event], None]],
         clock: Callable[[], float],
     ) -> None:
         self.workflow = workflow
         self.run_id = run_id
-        self.sinks = sinks
+        self.listeners = listeners
         self.logger = _structlog_logger()
         self.clock = clock  # the loop's clock (anyio.current_time's, without its lookups)
         self.start = clock()
@@ -44,7 +44,7 @@ class Emitter:
     @property
     def active(self) -> bool:
         """Whether anyone listens."""
-        return bool(self.sinks) or self.logger is not None
+        return bool(self.listeners) or self.logger is not None
 
     def __call__(
         self,
@@ -60,7 +60,7 @@ class Emitter:
         abandoned: list[str] | None = None,
     ) -> None:
         time = self.clock() - self.start
-        if self.sinks:
+        if self.listeners:
             self._deliver(
                 Event.model_construct(
                     kind=kind, run_id=self.run_id, node=node, attempt=attempt, status=status,
@@ -78,11 +78,11 @@ class Emitter:
             )  # fmt: skip
 
     def _deliver(self, event: Event) -> None:
-        for sink in self.sinks:
+        for listener in self.listeners:
             try:
-                sink(event)
+                listener(event)
             except Exception:  # an observer's bug must not break the run it observes
-                _stdlib_log.exception("flowrt event listener %r failed on %s", sink, event.kind)
+                _stdlib_log.exception("flowrt event listener %r failed on %s", listener, event.kind)
 
 
 def configure_logging(json: bool = False) -> None:
