@@ -43,6 +43,11 @@ class NodeRow:
     trace: str
     due: float | None = None
 
+    @property
+    def next_attempt(self) -> int | None:
+        """A ``waiting`` node's next attempt number (it continues there when due), else None."""
+        return self.attempts + 1 if self.status == "waiting" else None
+
 
 @dataclass(slots=True)
 class RunRow:

@@ -29,7 +29,8 @@ _RUNS_V1 = """CREATE TABLE IF NOT EXISTS runs (
     status TEXT NOT NULL, attempts INTEGER NOT NULL, error TEXT, output TEXT,
     started_at TEXT NOT NULL, finished_at TEXT, retry_due REAL)"""
 _NODES_V2 = """CREATE VIEW nodes AS
-    SELECT run_id, batch, name, status, output, error, attempts, duration, reason, due FROM (
+    SELECT run_id, batch, name, status, output, error, attempts, duration, reason, due,
+           CASE WHEN status = 'waiting' THEN attempts + 1 END AS next_attempt FROM (
         SELECT b.run_id AS run_id, b.id AS batch,
             json_extract(j.value, '$[0]') AS name, json_extract(j.value, '$[1]') AS status,
             json_extract(j.value, '$[2]') AS output, json_extract(j.value, '$[3]') AS error,

@@ -341,7 +341,8 @@ async def test_a_node_parked_in_a_retry_wait_continues_at_its_next_attempt(
         assert parked.status == "waiting"
         assert parked.retry_due is not None
         (node,) = parked.nodes
-        assert (node.status, node.attempts) == ("waiting", 1)
+        assert (node.status, node.attempts, node.next_attempt) == ("waiting", 1, 2)
+        assert query(path, "SELECT status, next_attempt FROM nodes") == [("waiting", 2)]
         assert node.due == pytest.approx(parked.retry_due, abs=1e-5)
         assert node.error == {"type": "ConnectionError", "message": "down"}
         wf.listeners.clear()
