@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import traceback
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -14,7 +15,7 @@ from ._backoff import wait_before_retry
 from ._context import register
 from ._errors import StrayCancellation
 from ._invoke import thread_done
-from ._models import AttemptRecord, ErrorInfo, Status, construct
+from ._models import AttemptRecord, ErrorInfo, Status, error_of
 
 if TYPE_CHECKING:
     from ._events import Emitter
@@ -40,7 +41,7 @@ class NodeRecord(dict[str, Any]):
     templates and conditions see); the rest lives in slots. ``status`` is None until the node
     finishes; a skipped node has a ``reason`` and the root ``cause`` of its skip."""
 
-    __slots__ = ("attempts", "cause", "duration", "reason", "trace")
+    __slots__ = ("attempts", "cause", "duration", "exception", "reason", "trace")
 
     def __init__(
         self, status: Status | None = None, reason: str | None = None, cause: str | None = None
@@ -53,6 +54,7 @@ class NodeRecord(dict[str, Any]):
         self.reason = reason
         self.cause = cause
         self.trace: list[AttemptRecord] = []
+        self.exception: BaseException | None = None  # the final failure's exception
 
     @property
     def status(self) -> Status | None:
@@ -82,6 +84,12 @@ class NodeRecord(dict[str, Any]):
         self.trace.append(AttemptRecord(self.attempts, start, end - start, info, wait))
         if wait is None:
             self.failed({"type": info.type, "message": info.message})
+
+    def failed_with(self, exc: BaseException) -> None:
+        """The node's final failure was ``exc``: keep it (``RunResult.raise_for_status`` chains
+        it) and its formatted traceback (in the envelope's error)."""
+        self.exception = exc
+        self["error"] = {**self["error"], "traceback": format_traceback(exc)}
 
     def succeed(self, output: Any) -> NodeRecord:
         """Finish as a success with ``output``."""
@@ -135,8 +143,20 @@ def failure_info(exc: BaseException, seen: dict[tuple[str, str], ErrorInfo]) -> 
     key = (type(exc).__name__, message_of(exc))
     info = seen.get(key)
     if info is None:
-        info = seen[key] = construct(ErrorInfo, {"type": key[0], "message": key[1]})
+        info = seen[key] = error_of(key[0], key[1])
     return info
+
+
+TRACEBACK_FRAMES = 20
+
+
+def format_traceback(exc: BaseException) -> str:
+    """``exc``'s traceback, formatted (its last ``TRACEBACK_FRAMES`` frames). The frames'
+    locals are cleared afterwards: a kept exception must not keep a run's objects alive (nor
+    make reference cycles of them)."""
+    text = "".join(traceback.format_exception(exc, limit=-TRACEBACK_FRAMES))
+    traceback.clear_frames(exc.__traceback__)
+    return text
 
 
 def error_info(exc: BaseException) -> dict[str, str]:
@@ -279,7 +299,9 @@ def _failed(
         wait = waits[number - 1] if waits else wait_before_retry(policy, number - 1, ctx.rng)
     info = failure_info(exc, ctx.errors)
     done.attempt_failed(start, ctx.clock(), info, wait)
-    if wait is not None and emit is not None:
+    if wait is None:
+        done.failed_with(exc)
+    elif emit is not None:
         emit("node.retrying", pn.name, attempt=number, error=info.__dict__, wait=wait)
     return wait
 

@@ -75,6 +75,7 @@ class Emitter:
                 status=status, wait=wait, duration=duration, time=round(time, 6),
                 error=f"{error['type']}: {error['message']}" if error else None,
                 **({"abandoned": abandoned} if abandoned else {}),
+                **({"traceback": error["traceback"]} if error and error.get("traceback") else {}),
             )  # fmt: skip
 
     def _deliver(self, event: Event) -> None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 from pydantic_core import ErrorDetails
 
 from ._errors import DefinitionError, WorkflowFailed
@@ -152,12 +152,14 @@ class WorkflowRetry(_Config, RetryFields):
 
 
 class ErrorInfo(BaseModel):
-    """A failure: the exception's class name and message."""
+    """A failure: the exception's class name and message, and for a node's final failure the
+    formatted traceback (its last 20 frames at most; None otherwise)."""
 
     model_config = ConfigDict(frozen=True)
 
     type: str
     message: str
+    traceback: str | None = None
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -168,6 +170,7 @@ _set_fields = BaseModel.__dict__["__pydantic_fields_set__"].__set__
 _set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
 _set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 _all_fields: dict[type[BaseModel], set[str]] = {}
+_PRIVATE: dict[type[BaseModel], dict[str, Any]] = {}  # models with private attributes: defaults
 
 
 def construct(cls: type[M], values: dict[str, Any]) -> M:
@@ -182,15 +185,21 @@ def construct(cls: type[M], values: dict[str, Any]) -> M:
         fields = _all_fields[cls] = set(cls.model_fields)
     _set_fields(obj, fields)
     _set_extra(obj, None)
-    _set_private(obj, None)
+    private = _PRIVATE.get(cls)
+    _set_private(obj, None if private is None else dict(private))
     return obj
 
 
+def error_of(kind: str, message: str, traceback: str | None = None) -> ErrorInfo:
+    """An ErrorInfo, built without validation (flowrt made its parts)."""
+    return construct(ErrorInfo, {"type": kind, "message": message, "traceback": traceback})
+
+
 def as_error_info(error: dict[str, str] | None) -> ErrorInfo | None:
-    """The ErrorInfo of a plain ``{type, message}`` dict (no validation: flowrt built it)."""
+    """The ErrorInfo of a plain ``{type, message[, traceback]}`` dict (flowrt built it)."""
     if error is None:
         return None
-    return construct(ErrorInfo, {"type": error["type"], "message": error["message"]})
+    return error_of(error["type"], error["message"], error.get("traceback"))
 
 
 @dataclass(slots=True)
@@ -238,9 +247,19 @@ class RunResult(BaseModel):
     started_at: datetime
     finished_at: datetime
     duration: float
+    _cause: BaseException | None = PrivateAttr(default=None)
 
     def __getitem__(self, node: str) -> NodeResult:
         return self.nodes[node]
+
+    def __eq__(self, other: object) -> bool:
+        # The fields only: a result read back from JSON or a store equals the original (the
+        # exception kept for raise_for_status is not part of the result).
+        if not isinstance(other, RunResult):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]
 
     def table(self) -> str:
         """A readable table: node, status, attempts, duration, error or skip reason."""
@@ -250,10 +269,11 @@ class RunResult(BaseModel):
         """Return self for a successful run.
 
         Raises:
-            WorkflowFailed: the run failed.
+            WorkflowFailed: the run failed; its ``__cause__`` is the exception that failed it
+                when the run ran in this process (a result read back from a store has none).
         """
         if self.status == "failure":
-            raise WorkflowFailed(self.workflow, self.run_id, self.error)
+            raise WorkflowFailed(self.workflow, self.run_id, self.error) from self._cause
         return self
 
 
@@ -282,3 +302,6 @@ class Event(BaseModel):
     time: float = 0.0
     result: RunResult | None = None
     abandoned: list[str] | None = None
+
+
+_PRIVATE[RunResult] = {"_cause": None}  # construct() gives each RunResult a copy

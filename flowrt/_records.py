@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii
 from typing import Any, Literal
 
-from ._models import AttemptRecord, ErrorInfo, construct
+from ._models import AttemptRecord, error_of
 
 RunStatus = Literal[
     "queued", "running", "waiting", "retrying", "success", "failure", "cancelled", "interrupted"
@@ -149,7 +149,7 @@ def trace_of(text: str, duration: float) -> list[AttemptRecord]:
         return [AttemptRecord(1, 0.0, duration)]
     return [
         AttemptRecord(
-            n, s, d, construct(ErrorInfo, {"type": e[0], "message": e[1]}) if e else None, w,
+            n, s, d, error_of(e[0], e[1]) if e else None, w,
             *held,
         )
         for n, s, d, e, w, *held in json.loads(text)

@@ -29,7 +29,7 @@ def run_result(
         for pn, done in zip(plan.nodes, scheduler.records, strict=True)
         if done is not None
     }
-    return construct(
+    result = construct(
         RunResult,
         {
             "workflow": plan.name,
@@ -44,6 +44,11 @@ def run_result(
             "duration": (finished_at - started_at).total_seconds(),
         },
     )
+    if error is not None:  # the exception that failed the run, for raise_for_status
+        failure = scheduler.first_failure()
+        cause = failure.exception if failure is not None and failure.error is error else None
+        object.__setattr__(result, "__pydantic_private__", {"_cause": cause})
+    return result
 
 
 def output_of(plan: Plan, results: dict[str, Any]) -> tuple[Any, dict[str, str] | None]:

@@ -29,10 +29,15 @@ class _Run:
 
 
 def _error(span: Span, event: Event) -> None:
-    if event.error is not None:
-        span.set_attribute("error.type", event.error.type)
-        span.set_attribute("flowrt.error.message", event.error.message)
-        span.set_status(Status(StatusCode.ERROR, f"{event.error.type}: {event.error.message}"))
+    error = event.error
+    if error is not None:
+        span.set_attribute("error.type", error.type)
+        span.set_attribute("flowrt.error.message", error.message)
+        span.set_status(Status(StatusCode.ERROR, f"{error.type}: {error.message}"))
+        attributes = {"exception.type": error.type, "exception.message": error.message}
+        if error.traceback:  # the semantic conventions' recorded exception
+            attributes["exception.stacktrace"] = error.traceback
+        span.add_event("exception", attributes)
 
 
 class _Tracing:

@@ -232,3 +232,18 @@ def test_an_async_listener_is_refused() -> None:
 
     with pytest.raises(TypeError, match="listeners are called synchronously"):
         retried_once().add_listener(listener)
+
+
+async def test_a_failure_is_logged_with_its_traceback() -> None:
+    wf = Workflow("logged-failure")
+
+    @wf.node
+    async def explode() -> None:
+        raise KeyError("missing")
+
+    with capture_logs() as logs:
+        await wf.run()
+    failed = next(entry for entry in logs if entry["event"] == "node.finished")
+    assert failed["log_level"] == "warning"
+    assert failed["error"] == "KeyError: 'missing'"
+    assert 'raise KeyError("missing")' in failed["traceback"]

@@ -75,7 +75,8 @@ async def test_a_failed_run_answers_500_with_the_failing_nodes_error() -> None:
     assert response.status_code == 500
     body = response.json()
     assert body["status"] == "failure"
-    assert body["error"] == {"type": "ValueError", "message": "negative amount"}
+    assert (body["error"]["type"], body["error"]["message"]) == ("ValueError", "negative amount")
+    assert "raise ValueError" in body["error"]["traceback"]
     assert body["nodes"]["charge"]["status"] == "skip"
 
 

@@ -96,7 +96,9 @@ def test_envelope_shape_and_json_round_trip() -> None:
     assert result["bad"].error is not None
     assert (result["bad"].error.type, result["bad"].error.message) == ("KeyError", "'missing'")
     data = json.loads(result.model_dump_json())
-    assert data["nodes"]["bad"]["error"] == {"type": "KeyError", "message": "'missing'"}
+    error = data["nodes"]["bad"]["error"]
+    assert (error["type"], error["message"]) == ("KeyError", "'missing'")
+    assert error["traceback"].endswith("KeyError: 'missing'\n")
     assert NodeResult.model_validate(data["nodes"]["good"]).output == {"n": 1}
     assert type(result).model_validate_json(result.model_dump_json()) == result
 
@@ -121,7 +123,7 @@ def test_raise_for_status() -> None:
 def test_fast_construction_equals_validation() -> None:
     from flowrt._models import AttemptRecord, ErrorInfo, construct
 
-    error = {"type": "E", "message": "m"}
+    error = {"type": "E", "message": "m", "traceback": None}
     values = {
         "status": "failure",
         "output": None,
@@ -137,3 +139,51 @@ def test_fast_construction_equals_validation() -> None:
     assert built == validated
     assert built.model_dump_json() == validated.model_dump_json()
     assert built.model_fields_set == validated.model_fields_set
+
+
+def test_a_final_failure_keeps_its_last_20_frames_and_retried_attempts_none() -> None:
+    from flowrt import ErrorHandling, Workflow
+
+    wf = Workflow("deep-failure")
+
+    def dig(depth: int) -> None:
+        if depth == 0:
+            raise LookupError("bottom")
+        dig(depth - 1)
+
+    @wf.node(error_handling=ErrorHandling(max_retries=1, retry_interval_seconds=0))
+    async def digger() -> None:
+        dig(50)
+
+    node = wf.run_sync()["digger"]
+    assert node.error is not None
+    text = node.error.traceback
+    assert text is not None
+    # the last 20 frames of 50+: 3 shown + 16 repeated recursive frames, and the raising one
+    assert text.count('  File "') == 4
+    assert "[Previous line repeated 16 more times]" in text
+    assert 'raise LookupError("bottom")' in text
+    assert text.endswith("LookupError: bottom\n")
+    assert [a.error.traceback for a in node.trace if a.error] == [None, None]
+
+
+def test_raise_for_status_chains_the_exception_that_failed_the_run() -> None:
+    from flowrt import Workflow, WorkflowFailed
+
+    class Declined(Exception):
+        pass
+
+    wf = Workflow("declined")
+    raised: list[BaseException] = []
+
+    @wf.node
+    async def charge() -> None:
+        exc = Declined("card declined")
+        raised.append(exc)
+        raise exc
+
+    result = wf.run_sync()
+    with pytest.raises(WorkflowFailed) as failed:
+        result.raise_for_status()
+    assert failed.value.__cause__ is raised[0]
+    assert type(result).model_validate_json(result.model_dump_json()) == result

@@ -70,4 +70,22 @@ async def test_one_span_per_run_and_per_attempt(
         assert span.parent.span_id == run_span.context.span_id  # type: ignore[union-attr]
     assert run_span.status.status_code == StatusCode.ERROR
     assert run_span.attributes["error.type"] == "ValueError"  # type: ignore[index]
-    assert [e.name for e in run_span.events] == ["node.skipped"]
+    assert [e.name for e in run_span.events] == ["node.skipped", "exception"]  # the run failed
+
+
+async def test_a_failure_is_recorded_on_its_span_as_an_exception_with_its_stacktrace(
+    exporter: InMemorySpanExporter, provider: TracerProvider
+) -> None:
+    wf = Workflow("traced-failure")
+
+    @wf.node
+    async def explode() -> None:
+        raise KeyError("missing")
+
+    instrument(wf, provider)
+    await wf.run()
+    span = next(s for s in exporter.get_finished_spans() if s.name == "flowrt.node explode")
+    (event,) = [e for e in span.events if e.name == "exception"]
+    assert event.attributes is not None
+    assert event.attributes["exception.type"] == "KeyError"
+    assert 'raise KeyError("missing")' in str(event.attributes["exception.stacktrace"])

@@ -58,7 +58,9 @@ async def test_a_durable_run_stores_input_envelopes_and_status(store: SQLiteStor
     run = await store.load_run(result.run_id)
     assert run is not None
     assert (run.workflow, run.status, run.input) == ("diamond", "failure", '{"x": 5}')
-    assert run.error == {"type": "RuntimeError", "message": "c broke"}
+    assert run.error is not None
+    assert (run.error["type"], run.error["message"]) == ("RuntimeError", "c broke")
+    assert 'raise RuntimeError(f"{name} broke")' in run.error["traceback"]  # stored, whole
     rows = {row.name: row for row in run.nodes}
     assert {name: row.status for name, row in rows.items()} == {
         "a": "success",
