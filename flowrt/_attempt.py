@@ -170,7 +170,9 @@ class Context:
     id and workflow name (for ``flowrt.current()``), its durable run (None: not durable), and
     the failures seen so far (``failure_info``)."""
 
-    __slots__ = ("checkpoint", "clock", "durable", "emit", "errors", "rng", "run_id", "workflow")
+    __slots__ = (
+        "checkpoint", "clock", "durable", "emit", "errors", "origin", "rng", "run_id", "workflow",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -190,6 +192,7 @@ class Context:
         self.workflow = workflow
         self.durable = durable
         self.errors: dict[tuple[str, str], ErrorInfo] = {}  # failures seen, shared alike
+        self.origin = clock()  # the run's start on its clock: traces count from it
 
 
 def _retries(pn: PlanNode, exc: Exception) -> bool:
@@ -224,7 +227,7 @@ async def attempt(
     numbering and the retries left go on from them."""
     timeout = pn.timeout
     emit = ctx.emit if item is None else None
-    clock = ctx.clock
+    clock, origin = ctx.clock, ctx.origin
     if kwargs:
         fn = functools.partial(fn, *args, **kwargs)
     elif args:
@@ -234,7 +237,7 @@ async def attempt(
         number = done.attempts
         if emit is not None:
             emit("node.started", pn.name, attempt=number)
-        start = clock()
+        start = clock() - origin  # seconds from the run's start, as traces give them
         try:
             output = await fn() if timeout is None else await _timed(fn, timeout, pn, number)
         except BaseException as caught:
@@ -247,7 +250,7 @@ async def attempt(
             if wait > 0 or pn.in_thread:  # an async node with a zero wait retries at once
                 await _before_retry(pn, done, wait, ctx, item)
         else:
-            return done.attempted(start, clock(), output)
+            return done.attempted(start, clock() - origin, output)
 
 
 async def _before_retry(
@@ -298,7 +301,7 @@ def _failed(
         waits = pn.waits
         wait = waits[number - 1] if waits else wait_before_retry(policy, number - 1, ctx.rng)
     info = failure_info(exc, ctx.errors)
-    done.attempt_failed(start, ctx.clock(), info, wait)
+    done.attempt_failed(start, ctx.clock() - ctx.origin, info, wait)
     if wait is None:
         done.failed_with(exc)
     elif emit is not None:

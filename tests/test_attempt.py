@@ -233,3 +233,22 @@ async def test_each_attempt_records_its_own_error_across_attempts_and_runs() -> 
         assert [a.error.message for a in trace if a.error] == expected
         assert result["n"].error is not None
         assert result["n"].error.message == expected[-1]
+
+
+@pytest.mark.anyio
+async def test_trace_start_times_count_from_the_run_start() -> None:
+    wf = Workflow("timeline")
+
+    @wf.node
+    async def first() -> None:
+        await anyio.sleep(5)
+
+    @wf.node(depends=[first], error_handling=ErrorHandling(max_retries=1, retry_interval_seconds=2))
+    async def second() -> None:
+        await anyio.sleep(1)
+        raise RuntimeError("always")
+
+    await anyio.sleep(100)  # the clock is far from zero when the run starts
+    result = await wf.run()
+    assert [a.started for a in result["first"].trace] == [0.0]
+    assert [(a.started, a.duration) for a in result["second"].trace] == [(5.0, 1.0), (8.0, 1.0)]
