@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ._definition import Node
+from ._definition import AnyNode
 from ._errors import DefinitionError
 from ._resolve import Value
 
@@ -26,7 +26,7 @@ class Binding:
     from_input: tuple[tuple[str, bool], ...] = ()
 
 
-def bind(node: Node, inputs: dict[str, Value]) -> Binding:
+def bind(node: AnyNode, inputs: dict[str, Value]) -> Binding:
     """Match the function's parameters with the node's compiled ``inputs``.
 
     Raises:

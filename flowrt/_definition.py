@@ -6,16 +6,18 @@ that can run."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypedDict, TypeVar, Unpack, overload
+from typing import Any, Generic, Literal, ParamSpec, TypedDict, TypeVar, Unpack, overload
 
 from ._conditions import Expr
 from ._models import ErrorHandling, WorkflowRetry
 
 Trigger = Literal["all", "any", "always", "on_failure"]
 Executor = Literal["thread", "process"]
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 OptionCondition = Expr | Callable[[dict[str, Any]], bool] | None
 
 
@@ -23,7 +25,7 @@ class NodeOptions(TypedDict, total=False):
     """The options ``Workflow.node`` takes, shared by ``map`` and ``loop``."""
 
     name: str | None
-    depends: Sequence[Node | Branch | str]
+    depends: Sequence[AnyNode | Branch | str]
     inputs: Mapping[str, Any] | None
     error_handling: ErrorHandling | Mapping[str, Any] | None
     trigger: Trigger
@@ -61,8 +63,10 @@ class Branch:
         return f"{self.choice}.{self.option}"
 
 
-class Node:
-    """A handle on a node of a workflow, usable in another node's ``depends``.
+class Node(Generic[P, R]):
+    """A handle on a node of a workflow, usable in another node's ``depends``. It is also its
+    function: ``node(*args)`` calls it (with the function's own signature, for type checkers
+    and for unit tests of the function).
 
     Attributes: ``name``, ``fn`` (None for a Choice), ``depends``, ``inputs``, ``error_handling``,
     ``trigger``, ``executor``, ``kind`` (``"task"``, ``"choice"``, ``"map"`` or ``"loop"``).
@@ -74,9 +78,9 @@ class Node:
     def __init__(
         self,
         name: str,
-        fn: Callable[..., Any] | None,
+        fn: Callable[P, R] | None,
         *,
-        depends: Sequence[Node | Branch | str],
+        depends: Sequence[AnyNode | Branch | str],
         inputs: Mapping[str, Any] | None,
         error_handling: ErrorHandling | Mapping[str, Any] | None,
         trigger: Trigger,
@@ -92,6 +96,18 @@ class Node:
         self.map: MapSpec | None = None
         self.loop: LoopSpec | None = None
         self.call: str | None = None  # "package.module:function", for nodes loaded from data
+        if fn is not None:  # the function's name, docstring and signature (inspect.signature)
+            functools.update_wrapper(self, fn, updated=())
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Call the node's function directly (outside any run).
+
+        Raises:
+            TypeError: a Choice has no function.
+        """
+        if self.fn is None:
+            raise TypeError(f"{self!r} has no function to call")
+        return self.fn(*args, **kwargs)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
@@ -102,7 +118,10 @@ class Node:
             self._owner._changed()
 
 
-class Choice(Node):
+AnyNode = Node[..., Any]
+
+
+class Choice(Node[..., Any]):
     """A Choice node: routes to the first option whose condition holds. ``choice["ok"]`` is the
     branch to name in ``depends``; its output is the chosen option's name."""
 
@@ -135,7 +154,7 @@ class Definition:
         self._retry = retry or WorkflowRetry()
         self._max_concurrency = max_concurrency
         self._fail_fast = fail_fast
-        self._nodes: list[Node] = []
+        self._nodes: list[AnyNode] = []
 
     def _changed(self) -> None:
         """The definition changed (a hook for subclasses)."""
@@ -191,38 +210,40 @@ class Definition:
         self._changed()
 
     @property
-    def nodes(self) -> dict[str, Node]:
+    def nodes(self) -> dict[str, AnyNode]:
         """The nodes by name, in the order they were added."""
         return {node.name: node for node in self._nodes}
 
-    def _add(self, node: Node) -> Node:
+    def _add(self, node: AnyNode) -> AnyNode:
         self._nodes.append(node)
         node._owner = self
         self._changed()
         return node
 
     @overload
-    def node(self, fn: F, **options: Unpack[NodeOptions]) -> Node: ...
+    def node(self, fn: Callable[P, R], **options: Unpack[NodeOptions]) -> Node[P, R]: ...
     @overload
-    def node(self, fn: None = None, **options: Unpack[NodeOptions]) -> Callable[[F], Node]: ...
+    def node(
+        self, fn: None = None, **options: Unpack[NodeOptions]
+    ) -> Callable[[Callable[P, R]], Node[P, R]]: ...
     def node(
         self,
         fn: Callable[..., Any] | None = None,
         *,
         name: str | None = None,
-        depends: Sequence[Node | Branch | str] = (),
+        depends: Sequence[AnyNode | Branch | str] = (),
         inputs: Mapping[str, Any] | None = None,
         error_handling: ErrorHandling | Mapping[str, Any] | None = None,
         trigger: Trigger = "all",
         executor: Executor = "thread",
-    ) -> Node | Callable[[F], Node]:
+    ) -> AnyNode | Callable[[Callable[..., Any]], AnyNode]:
         """Add a node running ``fn`` (async on the loop; sync in a worker thread or process).
 
         Usable as ``@wf.node``, ``@wf.node(...)`` or ``wf.node(fn, ...)``; returns a ``Node``.
         Definitions are checked by ``validate()`` (and so by ``run``).
         """
 
-        def add(fn: Callable[..., Any]) -> Node:
+        def add(fn: Callable[..., Any]) -> AnyNode:
             return self._add(
                 Node(
                     _name_of(fn) if name is None else name,
@@ -242,7 +263,7 @@ class Definition:
         name: str,
         options: Mapping[str, OptionCondition],
         *,
-        depends: Sequence[Node | Branch | str] = (),
+        depends: Sequence[AnyNode | Branch | str] = (),
         error_handling: ErrorHandling | Mapping[str, Any] | None = None,
     ) -> Choice:
         """Add a Choice node; options are tried in order, a ``None`` condition is the default
@@ -254,13 +275,13 @@ class Definition:
     @overload
     def map(
         self,
-        fn: F,
+        fn: Callable[P, R],
         *,
         items: Any,
         concurrency: int | None = None,
         tolerated_failures: int | float | None = None,
         **options: Unpack[NodeOptions],
-    ) -> Node: ...
+    ) -> Node[P, R]: ...
     @overload
     def map(
         self,
@@ -270,7 +291,7 @@ class Definition:
         concurrency: int | None = None,
         tolerated_failures: int | float | None = None,
         **options: Unpack[NodeOptions],
-    ) -> Callable[[F], Node]: ...
+    ) -> Callable[[Callable[P, R]], Node[P, R]]: ...
     def map(
         self,
         fn: Callable[..., Any] | None = None,
@@ -279,7 +300,7 @@ class Definition:
         concurrency: int | None = None,
         tolerated_failures: int | float | None = None,
         **options: Unpack[NodeOptions],
-    ) -> Node | Callable[[F], Node]:
+    ) -> AnyNode | Callable[[Callable[..., Any]], AnyNode]:
         """Add a node that calls ``fn`` once per item (its first parameter), at most
         ``concurrency`` at a time, each item under the node's error handling. Its output is the
         list of per-item envelopes ``{status, output, error}`` in item order. Other options as
@@ -289,13 +310,13 @@ class Definition:
     @overload
     def loop(
         self,
-        fn: F,
+        fn: Callable[P, R],
         *,
         max_loops: int = 15,
         on_max_loops: Literal["raise", "return"] = "raise",
         finalize: Callable[[Any], Any] | None = None,
         **options: Unpack[NodeOptions],
-    ) -> Node: ...
+    ) -> Node[P, R]: ...
     @overload
     def loop(
         self,
@@ -305,7 +326,7 @@ class Definition:
         on_max_loops: Literal["raise", "return"] = "raise",
         finalize: Callable[[Any], Any] | None = None,
         **options: Unpack[NodeOptions],
-    ) -> Callable[[F], Node]: ...
+    ) -> Callable[[Callable[P, R]], Node[P, R]]: ...
     def loop(
         self,
         fn: Callable[..., Any] | None = None,
@@ -314,7 +335,7 @@ class Definition:
         on_max_loops: Literal["raise", "return"] = "raise",
         finalize: Callable[[Any], Any] | None = None,
         **options: Unpack[NodeOptions],
-    ) -> Node | Callable[[F], Node]:
+    ) -> AnyNode | Callable[[Callable[..., Any]], AnyNode]:
         """Add an agent-style loop: ``fn(state)`` is called until it returns ``Final(value)``, the
         state being first the dict of the node's inputs, then each step's return value. Other
         options as ``node``."""
@@ -322,10 +343,10 @@ class Definition:
 
     def _special(
         self, fn: Callable[..., Any] | None, spec: MapSpec | LoopSpec, options: NodeOptions
-    ) -> Node | Callable[[F], Node]:
+    ) -> AnyNode | Callable[[Callable[..., Any]], AnyNode]:
         """``node`` for a map or loop: the same handle, with its kind and settings."""
 
-        def add(fn: Callable[..., Any]) -> Node:
+        def add(fn: Callable[..., Any]) -> AnyNode:
             node = self.node(fn, **options)
             if isinstance(spec, MapSpec):
                 node.kind, node.map = "map", spec

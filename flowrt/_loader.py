@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal, Self, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ._conditions import Condition, Expr, Op
-from ._definition import Choice, Definition, Executor, Node, Trigger
+from ._definition import AnyNode, Choice, Definition, Executor, Node, Trigger
 from ._errors import DefinitionError
 from ._models import ErrorHandling, PolicyFields, RetryFields, WorkflowRetry, place, reason
 
@@ -305,7 +305,7 @@ def _exception_name(cls: type[BaseException]) -> str:
     )
 
 
-def _policy_data(node: Node) -> dict[str, Any]:
+def _policy_data(node: AnyNode) -> dict[str, Any]:
     policy = node.error_handling
     if not isinstance(policy, ErrorHandling):
         policy = ErrorHandling(**(policy or {}))
@@ -321,7 +321,7 @@ def _policy_data(node: Node) -> dict[str, Any]:
     return data
 
 
-def _node_data(node: Node) -> dict[str, Any]:
+def _node_data(node: AnyNode) -> dict[str, Any]:
     data: dict[str, Any] = {"name": node.name}
     if isinstance(node, Choice):
         data["choice"] = _options_data(node)

@@ -13,7 +13,17 @@ from ._backoff import wait_before_retry
 from ._bind import bind
 from ._conditions import CompiledCondition, Expr, names_of
 from ._dag import check_acyclic, check_names
-from ._definition import Branch, Choice, Definition, Executor, LoopSpec, MapSpec, Node, Trigger
+from ._definition import (
+    AnyNode,
+    Branch,
+    Choice,
+    Definition,
+    Executor,
+    LoopSpec,
+    MapSpec,
+    Node,
+    Trigger,
+)
 from ._errors import DefinitionError, InputError
 from ._invoke import Invoke, invoker
 from ._models import ErrorHandling, WorkflowRetry
@@ -150,7 +160,7 @@ def compile_plan(definition: Definition) -> Plan:
     )  # fmt: skip
 
 
-def _compile_node(i: int, node: Node, known: frozenset[str]) -> PlanNode:
+def _compile_node(i: int, node: AnyNode, known: frozenset[str]) -> PlanNode:
     policy = _policy(node)
     if node.trigger not in TRIGGERS:
         raise DefinitionError(
@@ -181,7 +191,7 @@ def _compile_node(i: int, node: Node, known: frozenset[str]) -> PlanNode:
     return pn
 
 
-def _function(pn: PlanNode, node: Node, known: frozenset[str]) -> None:
+def _function(pn: PlanNode, node: AnyNode, known: frozenset[str]) -> None:
     """Bind a node's function to its inputs and build its invoker."""
     inputs = {
         key: _value(spec, known, node.name, f"inputs.{key}") for key, spec in node.inputs.items()
@@ -203,7 +213,7 @@ def _function(pn: PlanNode, node: Node, known: frozenset[str]) -> None:
 _DEFAULT_POLICY = ErrorHandling()  # frozen: every node without a policy shares this one
 
 
-def _policy(node: Node) -> ErrorHandling:
+def _policy(node: AnyNode) -> ErrorHandling:
     given = node.error_handling
     if given is None:
         return _DEFAULT_POLICY
@@ -262,7 +272,7 @@ def _options(
     return tuple(compiled)
 
 
-def _map_settings(pn: PlanNode, node: Node, known: frozenset[str]) -> None:
+def _map_settings(pn: PlanNode, node: AnyNode, known: frozenset[str]) -> None:
     spec = node.map
     assert spec is not None
     if not is_dynamic(spec.items) and not isinstance(spec.items, list | tuple):
@@ -288,7 +298,7 @@ def _map_settings(pn: PlanNode, node: Node, known: frozenset[str]) -> None:
         )
 
 
-def _loop_settings(node: Node) -> None:
+def _loop_settings(node: AnyNode) -> None:
     spec = node.loop
     assert spec is not None
     if not isinstance(spec.max_loops, int) or spec.max_loops < 1:
@@ -312,7 +322,7 @@ def _link(
     depends: Sequence[Any],
     index: dict[str, int],
     nodes: list[PlanNode],
-    sources: list[Node],
+    sources: list[AnyNode],
 ) -> None:
     """Turn depends and the names read by inputs/conditions/items into edges."""
     edges = {_edge(ref, pn.name, index, sources) for ref in depends}
@@ -333,7 +343,7 @@ def _link(
 
 
 def _edge(
-    ref: Any, name: str, index: dict[str, int], sources: list[Node]
+    ref: Any, name: str, index: dict[str, int], sources: list[AnyNode]
 ) -> tuple[int, str | None]:
     if isinstance(ref, Node):
         ref = (

@@ -309,3 +309,29 @@ async def test_a_run_writes_nothing_into_its_plan() -> None:
     await wf.run()
     assert snapshot() == before
     assert wf.compiled() is plan  # nothing changed: the same plan serves every run
+
+
+def test_a_decorated_node_is_still_its_function() -> None:
+    import inspect
+
+    import anyio
+
+    wf = Workflow("callable")
+
+    @wf.node
+    async def double(x: int, *, factor: int = 2) -> int:
+        """Double it."""
+        return x * factor
+
+    @wf.node(depends=[double])
+    def shout(text: str) -> str:
+        return text.upper()
+
+    assert isinstance(double, Node)
+    assert anyio.run(double, 4) == 8  # a unit test calls it directly
+    assert shout("hi") == "HI"
+    assert str(inspect.signature(double)) == "(x: 'int', *, factor: 'int' = 2) -> 'int'"
+    assert (double.__name__, double.__doc__) == ("double", "Double it.")
+    route = wf.choice("route", {"any": None})
+    with pytest.raises(TypeError, match="has no function"):
+        route()
