@@ -1,5 +1,12 @@
-"""Run events: built only when someone listens (a ``stream`` consumer, or structlog configured by
-the application or by ``configure_logging``), so an unobserved run pays one attribute check."""
+"""Run events: built only when someone listens (a listener, a ``stream`` consumer, structlog
+configured by the application or by ``configure_logging``, or stdlib ``logging`` configured by
+the application), so an unobserved run pays one attribute check.
+
+Logging goes to structlog when the application configured it; else to the stdlib logger
+``flowrt`` when the application configured stdlib logging (a handler on the root logger or on
+``flowrt``), as ``event key=value ...`` lines without the empty fields; else nowhere (``flowrt``
+carries a ``NullHandler``: a library prints nothing by itself).
+"""
 
 from __future__ import annotations
 
@@ -11,15 +18,45 @@ from typing import Any
 from ._models import Event, RunResult, as_error_info
 
 _stdlib_log = logging.getLogger("flowrt")
+_stdlib_log.addHandler(logging.NullHandler())
 _LEVELS = {"node.retrying": "warning", "run.retrying": "warning"}
+
+
+class _StdlibLogger:
+    """What the emitter logs through when only stdlib logging is configured: ``info`` and
+    ``warning`` of an event and its fields, as one ``event key=value ...`` line (the fields are
+    also on the record, as ``record.flowrt``)."""
+
+    __slots__ = ()
+
+    def info(self, event: str, **fields: Any) -> None:
+        self._log(logging.INFO, event, fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self._log(logging.WARNING, event, fields)
+
+    def _log(self, level: int, event: str, fields: dict[str, Any]) -> None:
+        if _stdlib_log.isEnabledFor(level):
+            text = " ".join(f"{key}={value}" for key, value in fields.items() if key != "traceback")
+            if "traceback" in fields:
+                text += "\n" + fields["traceback"].rstrip()
+            _stdlib_log.log(level, "%s %s", event, text, extra={"flowrt": fields})
+
+
+def _stdlib_configured() -> bool:
+    """Whether the application configured stdlib logging so that flowrt's warnings show."""
+    if not _stdlib_log.isEnabledFor(logging.WARNING):
+        return False
+    handlers = [h for h in _stdlib_log.handlers if not isinstance(h, logging.NullHandler)]
+    return bool(handlers or logging.getLogger().handlers)
 
 
 def _structlog_logger() -> Any:
     # An unconfigured structlog prints to stdout: a library must not, so log only once configured.
     structlog = sys.modules.get("structlog")
-    if structlog is None or not structlog.is_configured():
-        return None
-    return structlog.get_logger("flowrt")
+    if structlog is not None and structlog.is_configured():
+        return structlog.get_logger("flowrt")
+    return _StdlibLogger() if _stdlib_configured() else None
 
 
 class Emitter:
@@ -70,13 +107,15 @@ class Emitter:
             )  # fmt: skip
         if self.logger is not None:
             level = "warning" if status == "failure" else _LEVELS.get(kind, "info")
-            getattr(self.logger, level)(
-                kind, run_id=self.run_id, workflow=self.workflow, node=node, attempt=attempt,
-                status=status, wait=wait, duration=duration, time=round(time, 6),
-                error=f"{error['type']}: {error['message']}" if error else None,
-                **({"abandoned": abandoned} if abandoned else {}),
-                **({"traceback": error["traceback"]} if error and error.get("traceback") else {}),
-            )  # fmt: skip
+            fields = {
+                "run_id": self.run_id, "workflow": self.workflow, "node": node,
+                "attempt": attempt, "status": status, "wait": wait, "duration": duration,
+                "time": round(time, 6),
+                "error": f"{error['type']}: {error['message']}" if error else None,
+                "abandoned": abandoned or None,
+                "traceback": error.get("traceback") if error else None,
+            }  # fmt: skip
+            getattr(self.logger, level)(kind, **{k: v for k, v in fields.items() if v is not None})
 
     def _deliver(self, event: Event) -> None:
         for listener in self.listeners:

@@ -247,3 +247,45 @@ async def test_a_failure_is_logged_with_its_traceback() -> None:
     assert failed["log_level"] == "warning"
     assert failed["error"] == "KeyError: 'missing'"
     assert 'raise KeyError("missing")' in failed["traceback"]
+
+
+async def test_an_app_on_stdlib_logging_gets_retries_and_failures(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    wf = Workflow("stdlib")
+
+    @wf.node(error_handling=ErrorHandling(max_retries=1, retry_interval_seconds=0))
+    async def down() -> None:
+        raise ConnectionError("reset")
+
+    with caplog.at_level(logging.INFO, logger="flowrt"):
+        result = await wf.run()
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "flowrt"]
+    retry = next(text for level, text in lines if text.startswith("node.retrying"))
+    assert f"run_id={result.run_id}" in retry
+    assert "error=ConnectionError: reset" in retry
+    failed = next(
+        (level, text)
+        for level, text in lines
+        if text.startswith("node.finished") and "failure" in text
+    )
+    assert failed[0] == "WARNING"
+    assert "raise ConnectionError" in failed[1]  # the traceback follows the line
+    assert not any("=None" in text for _, text in lines)  # empty fields are left out
+
+
+def test_an_app_without_logging_sees_nothing_from_flowrt() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import flowrt\n"
+        "wf = flowrt.Workflow('quiet')\n"
+        "def boom():\n    raise RuntimeError('x')\n"
+        "wf.node(boom)\n"
+        "print(wf.run_sync().status)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert (done.stdout, done.stderr) == ("failure\n", "")
