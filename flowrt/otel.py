@@ -5,13 +5,17 @@
 each with the run id, node, attempt, status and error as attributes. A failed attempt's span has
 status ERROR; a retry's wait is recorded on the failed attempt (``flowrt.retry.wait``); skipped
 nodes and workflow-level retries are events on the run span. Map items are attempts of their
-map node's single span. flowrt itself never imports this module.
+map node's single span. While a node's function runs, its attempt span is the current span (on
+the loop and in a worker thread), so spans its code starts are children of it. A failure is
+recorded on the span as an ``exception`` event with its stacktrace. Only ``opentelemetry-api``
+is needed (the application brings the SDK). flowrt itself never imports this module.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
@@ -21,11 +25,12 @@ from ._models import Event
 
 
 class _Run:
-    __slots__ = ("attempts", "span")
+    __slots__ = ("attempts", "span", "tokens")
 
     def __init__(self, span: Span) -> None:
         self.span = span
         self.attempts: dict[str, Span] = {}
+        self.tokens: dict[str, object] = {}  # the context tokens of the current attempt spans
 
 
 def _error(span: Span, event: Event) -> None:
@@ -73,7 +78,7 @@ class _Tracing:
 
     def attempt_started(self, run: _Run, event: Event) -> None:
         assert event.node is not None
-        run.attempts[event.node] = self.tracer.start_span(
+        span = run.attempts[event.node] = self.tracer.start_span(
             f"flowrt.node {event.node}",
             context=trace.set_span_in_context(run.span),
             attributes={
@@ -83,9 +88,16 @@ class _Tracing:
                 "flowrt.attempt": event.attempt or 0,
             },
         )
+        # node.started is emitted in the node's own task, just before its function runs: the
+        # attempt's span is current for that code (and its worker thread, which copies the
+        # context), so spans the node's code starts are its children.
+        run.tokens[event.node] = otel_context.attach(trace.set_span_in_context(span))
 
     def attempt_ended(self, run: _Run, event: Event) -> None:
         span = run.attempts.pop(event.node or "", None)
+        token = run.tokens.pop(event.node or "", None)
+        if token is not None and trace.get_current_span() is span:  # in the node's own task
+            otel_context.detach(token)  # type: ignore[arg-type]
         if span is None:  # a node skipped without any attempt
             run.span.add_event("node.skipped", {"flowrt.node": event.node or ""})
             return

@@ -89,3 +89,32 @@ async def test_a_failure_is_recorded_on_its_span_as_an_exception_with_its_stackt
     assert event.attributes is not None
     assert event.attributes["exception.type"] == "KeyError"
     assert 'raise KeyError("missing")' in str(event.attributes["exception.stacktrace"])
+
+
+async def test_spans_a_node_starts_are_children_of_its_attempt_span(
+    exporter: InMemorySpanExporter, provider: TracerProvider
+) -> None:
+    from opentelemetry import trace
+
+    tracer = provider.get_tracer("app")
+    wf = Workflow("nested")
+
+    @wf.node
+    async def on_loop() -> None:
+        with tracer.start_as_current_span("http.get"):
+            pass
+
+    @wf.node
+    def in_thread() -> None:
+        with tracer.start_as_current_span("db.query"):
+            pass
+
+    instrument(wf, provider)
+    with tracer.start_as_current_span("caller"):
+        await wf.run()
+        assert trace.get_current_span().name == "caller"  # type: ignore[attr-defined]
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    for inner, node in (("http.get", "on_loop"), ("db.query", "in_thread")):
+        parent = spans[inner].parent
+        assert parent is not None
+        assert parent.span_id == spans[f"flowrt.node {node}"].context.span_id  # type: ignore[union-attr]
