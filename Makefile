@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-peers clean
+.PHONY: demo test test-lowest lint bench bench-peers clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "flowrt needs Python 3.11+")'
@@ -18,6 +18,18 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The suite against the lowest dependency versions pyproject.toml allows (ci/lowest.txt), in its
+# own environment. Deprecation warnings from old third-party pairs are not flowrt's failures.
+LOWEST := .venv-lowest
+$(LOWEST)/.installed: pyproject.toml ci/lowest.txt
+	$(PYTHON) -m venv $(LOWEST)
+	$(LOWEST)/bin/pip install --quiet --upgrade pip
+	$(LOWEST)/bin/pip install --quiet -c ci/lowest.txt -e '.[dev]'
+	touch $(LOWEST)/.installed
+
+test-lowest: $(LOWEST)/.installed
+	$(LOWEST)/bin/python -m pytest -q -W ignore::DeprecationWarning
 
 lint: $(STAMP)
 	$(BIN)/ruff check flowrt tests benchmarks examples
@@ -39,4 +51,4 @@ bench-peers: $(PEERS)/.installed
 	$(PEERS)/bin/python -m benchmarks.peers_langgraph
 
 clean:
-	rm -rf $(VENV) $(PEERS) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(PEERS) $(LOWEST) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
