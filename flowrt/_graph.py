@@ -225,14 +225,17 @@ class Workflow(Definition):
         """``run`` for scripts: starts an event loop with ``anyio.run``."""
         return anyio.run(lambda: self.run(input, timeout=timeout))
 
-    def stream(self, input: Any = None, *, timeout: float | None = None) -> EventStream:
+    def stream(
+        self, input: Any = None, *, timeout: float | None = None, run_id: str | None = None
+    ) -> EventStream:
         """Run the workflow, yielding each ``Event`` as it happens; leaving the loop early
-        cancels the run. The last event, ``run.finished``, carries the RunResult.
+        cancels the run. The last event, ``run.finished``, carries the RunResult. ``run_id``
+        names the run, as for ``run``.
 
         Raises:
             DefinitionError: the workflow is invalid (raised here, before iterating).
         """
-        return EventStream(self.compiled(), self.environment(), input, timeout)
+        return EventStream(self.compiled(), self.environment(), input, timeout, run_id)
 
 
 async def resume_due(

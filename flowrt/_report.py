@@ -23,8 +23,28 @@ def _detail(node: Any, width: int) -> str:
     if node.error is not None:
         text = f"{node.error.type}: {node.error.message}"
     else:
-        text = node.reason or ""
+        text = node.reason or _failed_items(node.output)
+    text = text.splitlines()[0] if text else ""  # one row per node, whatever the message
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _failed_items(output: Any) -> str:
+    """For a map node's output (its items' envelopes): how many items failed, and the first."""
+    if not isinstance(output, list) or not output:
+        return ""
+    if not all(isinstance(item, dict) and item.keys() == _ENVELOPE for item in output):
+        return ""
+    failed = [i for i, item in enumerate(output) if item["status"] == "failure"]
+    if not failed:
+        return ""
+    first = output[failed[0]]["error"] or {}
+    return (
+        f"{len(failed)} of {len(output)} items failed; item {failed[0]}: "
+        f"{first.get('type')}: {first.get('message')}"
+    )
+
+
+_ENVELOPE = {"status", "output", "error"}
 
 
 def table(result: Any, width: int = 72) -> str:

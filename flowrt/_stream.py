@@ -62,11 +62,11 @@ class _Producer:
             self.send.send_nowait(event)  # fails only once the consumer has gone
 
     async def produce(
-        self, plan: Plan, env: Environment, input: Any, timeout: float | None
+        self, plan: Plan, env: Environment, input: Any, timeout: float | None, run_id: str | None
     ) -> None:
         try:
             with self.scope, self.send:
-                await run(plan, env, input, timeout=timeout, sink=self.deliver)
+                await run(plan, env, input, timeout=timeout, sink=self.deliver, run_id=run_id)
         except BaseException as exc:  # handed to the consumer; the producer ends quietly
             self.error = exc
         finally:
@@ -86,9 +86,17 @@ class EventStream:
     The last event is ``run.finished``, whose ``result`` is the RunResult.
     """
 
-    def __init__(self, plan: Plan, env: Environment, input: Any, timeout: float | None) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        env: Environment,
+        input: Any,
+        timeout: float | None,
+        run_id: str | None = None,
+    ) -> None:
         # The plan is compiled by the caller: definition errors surface there, not here.
         self._plan, self._env, self._input, self._timeout = plan, env, input, timeout
+        self._run_id = run_id
         self._send, self._receive = anyio.create_memory_object_stream[Event](math.inf)
         self._producer: _Producer | None = None
 
@@ -98,8 +106,10 @@ class EventStream:
     async def __anext__(self) -> Event:
         if self._producer is None:
             self._producer = _Producer(self._send)
-            produce = self._producer.produce
-            _spawn(functools.partial(produce, self._plan, self._env, self._input, self._timeout))
+            produce = functools.partial(
+                self._producer.produce, self._plan, self._env, self._input, self._timeout
+            )
+            _spawn(functools.partial(produce, self._run_id))
         try:
             return await self._receive.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):

@@ -20,6 +20,7 @@ import json
 import os
 import sqlite3
 import sys
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -35,7 +36,7 @@ from ._events import configure_logging
 from ._graph import Workflow
 from ._loader import WorkflowFile
 from ._models import Event, RunResult
-from ._report import result_json
+from ._report import jsonable, result_json
 
 OK, FAILED, USAGE = 0, 1, 2
 
@@ -115,9 +116,9 @@ class Progress:
         self.out.flush()
 
 
-async def _run_live(wf: Workflow, data: Any, timeout: float | None) -> RunResult:
+async def _run_live(wf: Workflow, data: Any, timeout: float | None, run_id: str) -> RunResult:
     progress = Progress(len(wf.nodes), sys.stderr)
-    async with wf.stream(data, timeout=timeout) as events:
+    async with wf.stream(data, timeout=timeout, run_id=run_id) as events:
         async for event in events:
             progress(event)
             if event.result is not None:
@@ -143,6 +144,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.store is None:
         return _execute(wf, data, args)
     with open_store(args.store) as store:
+        anyio.run(store.upgrade)  # a store that cannot be used fails here, before the run
         wf.store = store
         return _execute(wf, data, args)
 
@@ -150,11 +152,15 @@ def _run(args: argparse.Namespace) -> int:
 def _execute(wf: Workflow, data: Any, args: argparse.Namespace) -> int:
     if args.log:
         configure_logging(json=args.log == "json")
+    run_id = args.run_id = uuid.uuid4().hex
+    if wf.store is not None and not args.json:
+        print(f"run {run_id} (stored in {args.store})", file=sys.stderr)
     if args.json:
-        result = anyio.run(lambda: wf.run(data, timeout=args.timeout))
+        result = anyio.run(lambda: wf.run(data, timeout=args.timeout, run_id=run_id))
         print(result_json(result))
     else:
-        result = anyio.run(_run_live, wf, data, args.timeout)
+        result = anyio.run(_run_live, wf, data, args.timeout, run_id)
+        print(f"output: {json.dumps(jsonable(result.output))}\n")
         print(result.table())
     return OK if result.status == "success" else FAILED
 
@@ -169,11 +175,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except sqlite3.Error as exc:  # a --store that is not SQLite, or cannot be opened
         return _error(f"store {getattr(args, 'store', None) or DEFAULT_STORE}: {exc}")
     except KeyboardInterrupt:
-        print("flowrt: interrupted", file=sys.stderr)
+        print(f"flowrt: interrupted{_resume_hint(args)}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader went away (`flowrt schema | head -1`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return OK
+
+
+def _resume_hint(args: argparse.Namespace) -> str:
+    run_id, store = getattr(args, "run_id", None), getattr(args, "store", None)
+    if run_id is None or store is None:
+        return ""
+    return f"; what finished is stored: resume with `flowrt resume {run_id} --store {store}`"
 
 
 def _error(message: str) -> int:

@@ -53,7 +53,9 @@ def test_run_prints_progress_and_a_table_and_exits_1_on_failure() -> None:
     assert "fetch_price: attempt 1 failed (ConnectionError" in done.stderr
     assert "retrying in 0.05s" in done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0].split() == ["node", "status", "attempts", "duration", "error", "/", "reason"]
+    assert lines[0].startswith("output: ")  # the run's output first, as JSON
+    assert json.loads(lines[0].removeprefix("output: "))["build_page"].startswith("KB-1 at $19.99")
+    assert lines[2].split() == ["node", "status", "attempts", "duration", "error", "/", "reason"]
     assert any(line.startswith("fetch_price") and "success  3" in line for line in lines)
     assert lines[-1].startswith("run failure")
 
@@ -314,3 +316,26 @@ def test_a_closed_pipe_ends_the_command_quietly() -> None:
     finally:
         os.close(writer)
     assert (done.returncode, done.stderr) == (0, "")
+
+
+def test_a_stored_run_prints_its_id_and_the_table_keeps_one_line_per_node(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "items.py").write_text(
+        "def check(item):\n    if item % 2:\n"
+        "        raise ValueError(f'odd {item}\\nsecond line')\n    return item\n"
+    )
+    (tmp_path / "items.yaml").write_text(
+        "name: items\nnodes:\n  - name: each\n    call: 'items:check'\n"
+        "    map: {items: [1, 2, 3, 4]}\n    error_handling: {behavior: return}\n"
+    )
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "flowrt"), "run", "items.yaml", "--store", "r.db"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0
+    run_id = done.stderr.splitlines()[0].split()[1]
+    assert done.stderr.splitlines()[0] == f"run {run_id} (stored in r.db)"
+    row = next(line for line in done.stdout.splitlines() if line.startswith("each"))
+    assert row.endswith("2 of 4 items failed; item 0: ValueError: odd 1")  # first line only
+    assert "second line" not in done.stdout.split("\n\n", 1)[1]
