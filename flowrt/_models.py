@@ -28,6 +28,18 @@ _REASONS = {
     "literal_error": "must be {expected}",
     "extra_forbidden": "is not a known field",
     "missing": "is required",
+    "model_type": "must be a mapping",
+    "model_attributes_type": "must be a mapping",
+    "dict_type": "must be a mapping",
+    "string_type": "must be a string",
+    "list_type": "must be a list",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "int_type": "must be an integer",
+    "int_parsing": "must be an integer",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "string_pattern_mismatch": "must be a reference 'package.module:name'",
 }
 
 

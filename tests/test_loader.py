@@ -130,7 +130,7 @@ def node(**fields: Any) -> dict[str, Any]:
             node(name="c", call="json:no_such_fn"),
             "nodes[2].call: module 'json' has no attribute 'no_such_fn'",
         ),
-        (node(name="c", call="not a reference"), "nodes[2].call: String should match pattern"),
+        (node(name="c", call="not a reference"), "nodes[2].call: must be a reference 'package.module:name'"),
         (node(name="c"), "nodes[2]: Value error, a node has either `call` or `choice`"),
         (
             node(name="c", call="builtins:dict", depends=["ghost"]),
@@ -178,3 +178,21 @@ def test_lambdas_and_callable_conditions_have_no_data_form() -> None:
     wf.node(lambda: 1, name="a")
     with pytest.raises(DefinitionError, match="no importable name"):
         wf.to_dict()
+
+
+@pytest.mark.parametrize(
+    ("data", "says"),
+    [
+        (5, "file: must be a mapping (got 5)"),
+        ({"name": "w", "nodes": [5]}, "nodes[0]: must be a mapping (got 5)"),
+        ({"name": "w", "nodes": [{"name": "a", "call": "bad ref"}]},
+         "nodes[0].call: must be a reference 'package.module:name' (got 'bad ref')"),
+        ({"name": 3, "nodes": []}, "name: must be a string (got 3)"),
+    ],
+)  # fmt: skip
+def test_file_errors_speak_of_the_file_not_of_pydantic(data: Any, says: str) -> None:
+    with pytest.raises(DefinitionError) as raised:
+        Workflow.from_dict(data)
+    assert str(raised.value) == says
+    for internal in ("WorkflowFile", "NodeFile", "Input should", "^[A-Za-z"):
+        assert internal not in str(raised.value)
