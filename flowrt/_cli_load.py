@@ -39,7 +39,10 @@ def load(target: str) -> Workflow:
     if not file.is_file():
         raise UsageError(f"no such file: {file}")
     importable(file.parent, Path.cwd())
-    return Workflow.from_yaml(file)
+    wf = Workflow.from_yaml(file)
+    if not wf.paths:  # stored runs remember where its call: modules live (flowrt resume)
+        wf.paths = [str(file.parent.resolve())]
+    return wf
 
 
 def _python_object(path: str, attr: str) -> Any:

@@ -155,6 +155,7 @@ class Definition:
         self._max_concurrency = max_concurrency
         self._fail_fast = fail_fast
         self._nodes: list[AnyNode] = []
+        self._paths: list[str] = []
 
     def _changed(self) -> None:
         """The definition changed (a hook for subclasses)."""
@@ -197,6 +198,18 @@ class Definition:
     @max_concurrency.setter
     def max_concurrency(self, value: int | None) -> None:
         self._max_concurrency = value
+        self._changed()
+
+    @property
+    def paths(self) -> list[str]:
+        """Folders its ``call:`` modules are imported from (put first on ``sys.path`` when its
+        data form is loaded again, by ``from_dict`` or ``flowrt resume``); the CLI records the
+        workflow file's folder."""
+        return self._paths
+
+    @paths.setter
+    def paths(self, value: list[str]) -> None:
+        self._paths = list(value)
         self._changed()
 
     @property

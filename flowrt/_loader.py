@@ -12,6 +12,7 @@ import functools
 import importlib
 import operator
 import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, TypeVar
 
@@ -118,6 +119,7 @@ class WorkflowFile(_File):
     retry: RetryFields | None = None
     max_concurrency: int | None = Field(default=None, ge=1)
     fail_fast: bool = False
+    paths: list[str] = Field(default_factory=list)
     nodes: list[NodeFile] = Field(min_length=1)
 
 
@@ -230,10 +232,14 @@ def from_dict(data: Any, kind: type[D]) -> D:
         first = exc.errors()[0]
         raise DefinitionError(reason(first), field=place(first["loc"]) or "file") from None
     retry = WorkflowRetry(**spec.retry.model_dump()) if spec.retry else None
+    for folder in reversed(spec.paths):  # where its call: modules import from
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
     wf = kind(
         spec.name, output=spec.output, retry=retry, max_concurrency=spec.max_concurrency,
         fail_fast=spec.fail_fast,
     )  # fmt: skip
+    wf.paths = list(spec.paths)
     for i, node in enumerate(spec.nodes):
         _add(wf, node, f"nodes[{i}]")
     return wf
@@ -361,5 +367,7 @@ def to_dict(wf: Definition) -> dict[str, Any]:
         data["max_concurrency"] = wf.max_concurrency
     if wf.fail_fast:
         data["fail_fast"] = True
+    if wf.paths:
+        data["paths"] = list(wf.paths)
     data["nodes"] = [_node_data(node) for node in wf.nodes.values()]
     return data

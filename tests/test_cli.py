@@ -339,3 +339,32 @@ def test_a_stored_run_prints_its_id_and_the_table_keeps_one_line_per_node(
     row = next(line for line in done.stdout.splitlines() if line.startswith("each"))
     assert row.endswith("2 of 4 items failed; item 0: ValueError: odd 1")  # first line only
     assert "second line" not in done.stdout.split("\n\n", 1)[1]
+
+
+def test_a_stored_run_resumes_from_another_folder(tmp_path: Path) -> None:
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    (project / "steps.py").write_text(
+        "import os\n"
+        "def flaky():\n"
+        "    if not os.path.exists(os.environ['FIXED']):\n"
+        "        raise RuntimeError('not yet')\n"
+        "    return 'fixed'\n"
+    )
+    (project / "wf.yaml").write_text("name: moved\nnodes:\n  - {name: a, call: 'steps:flaky'}\n")
+    store, fixed = tmp_path / "runs.db", tmp_path / "fixed"
+    command = [str(Path(sys.executable).parent / "flowrt")]
+    env = {**os.environ, "FIXED": str(fixed)}
+    first = subprocess.run(
+        [*command, "run", str(project / "wf.yaml"), "--json", "--store", str(store)],
+        cwd=project, capture_output=True, text=True, timeout=60, check=False, env=env,
+    )  # fmt: skip
+    assert first.returncode == 1
+    fixed.touch()
+    resumed = subprocess.run(
+        [*command, "resume", json.loads(first.stdout)["run_id"], "--store", str(store)],
+        cwd=elsewhere, capture_output=True, text=True, timeout=60, check=False, env=env,
+    )  # fmt: skip
+    assert (resumed.returncode, resumed.stderr) == (0, "")
+    assert resumed.stdout.splitlines()[-1].startswith("run success")

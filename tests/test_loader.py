@@ -130,7 +130,10 @@ def node(**fields: Any) -> dict[str, Any]:
             node(name="c", call="json:no_such_fn"),
             "nodes[2].call: module 'json' has no attribute 'no_such_fn'",
         ),
-        (node(name="c", call="not a reference"), "nodes[2].call: must be a reference 'package.module:name'"),
+        (
+            node(name="c", call="not a reference"),
+            "nodes[2].call: must be a reference 'package.module:name'",
+        ),
         (node(name="c"), "nodes[2]: Value error, a node has either `call` or `choice`"),
         (
             node(name="c", call="builtins:dict", depends=["ghost"]),
