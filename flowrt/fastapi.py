@@ -28,8 +28,9 @@ from typing import Any, Literal, get_type_hints
 import anyio
 import anyio.abc
 from fastapi import APIRouter, FastAPI, HTTPException, Request
-from fastapi.responses import PlainTextResponse, Response, StreamingResponse
+from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, create_model
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from ._graph import Workflow
 from ._models import Event, RunResult
@@ -137,16 +138,12 @@ def _json(model: Event | RunState) -> str:
         return model.model_copy(update={"result": safe_result(model.result)}).model_dump_json()
 
 
-def _sse(event: Event) -> str:
-    return f"event: {event.kind}\ndata: {_json(event)}\n\n"
-
-
 class _Service:
     """What a router serves for one workflow: its runs in the request, its background runs
     (owned by the app's lifespan), their state and events, and its graph."""
 
-    def __init__(self, wf: Workflow, timeout: float | None, keep: int) -> None:
-        self.wf, self.timeout, self.keep = wf, timeout, keep
+    def __init__(self, wf: Workflow, timeout: float | None, keep: int, ping: float) -> None:
+        self.wf, self.timeout, self.keep, self.ping = wf, timeout, keep, ping
         self.runs: OrderedDict[str, _Run] = OrderedDict()
         self.owner: list[anyio.abc.TaskGroup] = []
 
@@ -205,22 +202,28 @@ class _Service:
         """``GET /runs/{run_id}``: its ``RunState``."""
         return Response(_json(self.find(run_id).state), media_type="application/json")
 
-    async def events(self, run_id: str) -> StreamingResponse:
-        """``GET /runs/{run_id}/events``: every event so far, then live, as SSE."""
+    async def events(self, run_id: str, request: Request) -> EventSourceResponse:
+        """``GET /runs/{run_id}/events``: every event so far, then live, as Server-Sent Events
+        (sse-starlette: ids, keep-alive pings, no proxy buffering, closed at shutdown). Each
+        event's id is its number in the run (from 1): a client that reconnects with
+        ``Last-Event-ID: n`` gets the events after the n-th."""
         state = self.find(run_id)
+        last = request.headers.get("last-event-id", "")
+        start = int(last) if last.isdigit() else 0
 
-        async def stream() -> AsyncIterator[str]:
-            index = 0
+        async def stream() -> AsyncIterator[ServerSentEvent]:
+            index = start
             while True:
                 changed = state.changed
                 while index < len(state.events):
+                    event = state.events[index]
                     index += 1
-                    yield _sse(state.events[index - 1])
+                    yield ServerSentEvent(data=_json(event), event=event.kind, id=str(index))
                 if state.state.status != "running":
                     return
                 await changed.wait()
 
-        return StreamingResponse(stream(), media_type="text/event-stream")
+        return EventSourceResponse(stream(), ping=self.ping)
 
     async def graph(self) -> PlainTextResponse:
         """``GET /graph``."""
@@ -228,7 +231,12 @@ class _Service:
 
 
 def workflow_router(
-    wf: Workflow, *, timeout: float | None = None, keep: int = 1000, **router_options: Any
+    wf: Workflow,
+    *,
+    timeout: float | None = None,
+    keep: int = 1000,
+    ping: float = 15,
+    **router_options: Any,
 ) -> APIRouter:
     """An APIRouter serving ``wf``: see the module docstring for its routes.
 
@@ -236,13 +244,14 @@ def workflow_router(
         wf: the workflow (validated here).
         timeout: the deadline of each run, in seconds.
         keep: how many finished background runs stay readable (the oldest are forgotten).
+        ping: seconds between keep-alive pings on an idle event stream.
         router_options: passed to ``APIRouter`` (``prefix``, ``tags``, ...).
 
     Raises:
         DefinitionError: the workflow is invalid.
     """
     wf.validate()
-    service = _Service(wf, timeout, keep)
+    service = _Service(wf, timeout, keep, ping)
     body_model = input_model(wf)
 
     async def run(request: Request, body: BaseModel) -> Response:
@@ -279,7 +288,7 @@ def _routes(
     )  # fmt: skip
     router.add_api_route(
         "/runs/{run_id}/events", service.events, methods=["GET"],
-        response_class=StreamingResponse,
+        response_class=EventSourceResponse,
         summary="A background run's events, as Server-Sent Events",
     )  # fmt: skip
     router.add_api_route(

@@ -278,3 +278,29 @@ async def test_outputs_json_cannot_hold_reach_the_client_in_their_fallback_form(
     data = [json.loads(line[6:]) for line in events.splitlines() if line.startswith("data: ")]
     assert data[-1]["kind"] == "run.finished"  # the stream ends with run.finished, whole
     assert data[-1]["result"]["nodes"]["raw"]["output"]["repr"] == "b'\\xff\\xfe'"
+
+
+async def test_events_carry_ids_resume_after_last_event_id_and_ping_when_idle() -> None:
+    gate, started, stopped = anyio.Event(), anyio.Event(), []
+    app = FastAPI()
+    app.include_router(workflow_router(gated_workflow(gate, started, stopped), ping=0.1))
+    pinged, ids = False, []
+    async with (
+        uvicorn_server(app) as (url, _),
+        httpx.AsyncClient(base_url=url, timeout=5) as client,
+    ):
+        run_id = (await client.post("/runs", json={})).json()["run_id"]
+        async with client.stream("GET", f"/runs/{run_id}/events") as response:
+            assert response.headers["x-accel-buffering"] == "no"
+            async for line in response.aiter_lines():
+                if line.startswith(": ping"):  # the run waits at the gate: the stream pings
+                    pinged = True
+                    gate.set()
+                elif line.startswith("id: "):
+                    ids.append(int(line.removeprefix("id: ")))
+        # a client that reconnects after the third event
+        resumed = await client.get(f"/runs/{run_id}/events", headers={"Last-Event-ID": "3"})
+    assert pinged
+    assert ids == [1, 2, 3, 4, 5, 6]
+    kinds = [line[7:] for line in resumed.text.splitlines() if line.startswith("event: ")]
+    assert kinds == ["node.started", "node.finished", "run.finished"]  # events 4, 5, 6
