@@ -1,0 +1,132 @@
+"""Every shell command and code sample of README.md, run as a reader would: commands through the
+installed ``flowrt`` in a copy of ``examples/``, Python samples (top-level ``await`` allowed) in
+a fresh folder, the YAML sample loaded. A sample that stops working fails here."""
+
+from __future__ import annotations
+
+import ast
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+BLOCKS = re.findall(r"```(\w+)\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+FLOWRT = str(Path(sys.executable).parent / "flowrt")
+
+
+def blocks(language: str) -> list[str]:
+    return [code for lang, code in BLOCKS if lang == language]
+
+
+def commands() -> list[str]:
+    """Each command line of the shell samples, without its comment."""
+    lines = [line.split("  #")[0].strip() for code in blocks("sh") for line in code.splitlines()]
+    return [line for line in lines if line]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with a copy of examples/ (commands write their stores there)."""
+    folder = tmp_path_factory.mktemp("readme")
+    shutil.copytree(ROOT / "examples", folder / "examples")
+    return folder
+
+
+def argv(line: str, run_id: str) -> list[str]:
+    line = line.replace("RUN_ID", run_id).replace(" [FILE]", "")
+    line = re.sub(r"\[(--[^\]]+)\]", r"\1", line)  # an optional flag, shown in brackets: use it
+    words = shlex.split(line)
+    if words[0] == "flowrt":
+        return [FLOWRT, *words[1:]]
+    if words[:3] == ["python", "-m", "flowrt"]:
+        return [sys.executable, *words[1:]]
+    return words
+
+
+def test_the_readme_has_samples_of_every_kind() -> None:
+    assert len(commands()) >= 14
+    assert len(blocks("python")) >= 3
+    assert blocks("yaml")
+
+
+def test_every_shell_command_runs(workdir: Path) -> None:
+    run_id = ""
+    for line in commands():
+        if line.startswith("make test"):
+            continue  # it is the command running this suite
+        command = argv(line, run_id)
+        cwd = ROOT if command[0] == "make" else workdir
+        done = subprocess.run(
+            command, cwd=cwd, capture_output=True, text=True, timeout=300, check=False
+        )
+        # 0, or 1 when the example run fails by design (demo.yaml declines the card)
+        assert done.returncode in (0, 1), (line, done.stderr[-2000:])
+        # no crash: a traceback in JSON logs (a node's failure) is inside a string, not a line
+        assert not any(out.startswith("Traceback") for out in done.stderr.splitlines()), line
+        if "--store" in command and not run_id:  # the stored run the next commands name
+            run_id = done.stderr.splitlines()[0].split()[1]
+    assert run_id
+
+
+def run_sample(code: str, cwd: Path, names: dict[str, Any]) -> dict[str, Any]:
+    """Run a Python sample (top-level await allowed) in ``cwd``; return its namespace."""
+    namespace: dict[str, Any] = {"__name__": "readme", **names}
+    compiled = compile(code, "README.md", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+
+    async def main() -> None:
+        result = eval(compiled, namespace)
+        if result is not None:
+            await result
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(cwd)
+        anyio.run(main)
+    return namespace
+
+
+class Payments:
+    """The payment client the durable-runs sample calls."""
+
+    def __init__(self) -> None:
+        self.charged: dict[str, int] = {}
+
+    async def charge(self, order_id: int, idempotency_key: str) -> str:
+        self.charged[idempotency_key] = order_id
+        return f"charged {order_id}"
+
+
+def test_every_python_sample_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from flowrt import Workflow
+
+    payments = Payments()
+    webhook = Workflow("webhook")
+    webhook.node(lambda order_id=0: order_id, name="receive")
+    names = {"payments": payments, "wf": webhook}
+    namespaces = []
+    for i, code in enumerate(blocks("python")):
+        folder = tmp_path / f"sample{i}"
+        folder.mkdir()
+        namespaces.append(run_sample(code, folder, dict(names)))
+    printed = capsys.readouterr().out
+    assert printed.startswith("success")  # the 20-line example ran and printed its result
+    assert payments.charged == {"order-7:charge": 7}  # once, though the run id was used twice
+    (app,) = [ns["app"] for ns in namespaces if "app" in ns]
+    assert "/webhooks/order/run" in app.openapi()["paths"]
+    for ns in namespaces:
+        if "store" in ns:
+            ns["store"].close()
+
+
+def test_the_yaml_sample_is_the_example_file() -> None:
+    (sample,) = blocks("yaml")
+    assert sample.startswith("# examples/fallback_choice.yaml")
+    on_disk = yaml.safe_load((ROOT / "examples" / "fallback_choice.yaml").read_text())
+    assert yaml.safe_load(sample) == on_disk
