@@ -23,8 +23,6 @@ RunStatus = Literal[
     "queued", "running", "waiting", "retrying", "success", "failure", "cancelled", "interrupted"
 ]
 NodeStatus = Literal["success", "failure", "skip", "waiting"]
-FINISHED: frozenset[str] = frozenset({"success", "failure"})
-"""Run statuses after which a run never changes again (unless resumed)."""
 
 
 @dataclass(slots=True)
