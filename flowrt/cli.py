@@ -23,19 +23,20 @@ import sys
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import anyio
 
 from ._cli_errors import UsageError
 from ._cli_load import load
+from ._cli_progress import progress_for
 from ._cli_runs import DEFAULT_STORE, add_commands, open_store, store_option
 from ._cli_runs import main as runs_main
 from ._errors import FlowError
 from ._events import configure_logging
 from ._graph import Workflow
 from ._loader import WorkflowFile
-from ._models import Event, RunResult
+from ._models import RunResult
 from ._report import jsonable, result_json
 
 OK, FAILED, USAGE = 0, 1, 2
@@ -79,45 +80,8 @@ def _input(text: str) -> Any:
         raise UsageError("--input is nested too deep") from None
 
 
-class Progress:
-    """Live progress on stderr: a rewritten status line on a terminal, and a line per retry or
-    failure everywhere."""
-
-    def __init__(self, total: int, out: IO[str]) -> None:
-        self.total = total
-        self.done = 0
-        self.out = out
-        self.tty = out.isatty()
-
-    def _line(self, text: str) -> None:
-        self.out.write(("\r\x1b[2K" if self.tty else "") + text + "\n")
-
-    def __call__(self, event: Event) -> None:
-        error = f"{event.error.type}: {event.error.message}" if event.error else ""
-        if event.kind == "node.retrying":
-            self._line(
-                f"  {event.node}: attempt {event.attempt} failed ({error}), "
-                f"retrying in {event.wait:g}s"
-            )
-        elif event.kind == "run.retrying":
-            self._line(
-                f"  run attempt {event.attempt} failed ({error}), running again in {event.wait:g}s"
-            )
-        elif event.kind == "node.finished":
-            self.done += 1
-            if event.status == "failure":
-                self._line(f"  {event.node}: failed ({error})")
-        if self.tty and event.kind in ("node.started", "node.finished", "node.retrying"):
-            self.out.write(
-                f"\r\x1b[2K[{self.done}/{self.total}] {event.kind.split('.')[1]} {event.node}"
-            )
-        if event.kind == "run.finished" and self.tty:
-            self.out.write("\r\x1b[2K")
-        self.out.flush()
-
-
 async def _run_live(wf: Workflow, data: Any, timeout: float | None, run_id: str) -> RunResult:
-    progress = Progress(len(wf.nodes), sys.stderr)
+    progress = progress_for(len(wf.nodes), sys.stderr)
     async with wf.stream(data, timeout=timeout, run_id=run_id) as events:
         async for event in events:
             progress(event)

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from flowrt import ErrorInfo, Event
-from flowrt.cli import Progress
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -139,31 +138,39 @@ def test_schema_is_json_schema_of_the_file_format() -> None:
     assert "NodeFile" in schema["$defs"]
 
 
-def test_progress_rewrites_one_line_on_a_terminal() -> None:
-    class Terminal(io.StringIO):
-        def isatty(self) -> bool:
-            return True
+def test_progress_is_a_live_bar_on_a_terminal_and_plain_lines_elsewhere() -> None:
+    from flowrt._cli_progress import LiveProgress, Progress, progress_for
 
-    out = Terminal()
-    progress = Progress(2, out)
-    progress(Event(kind="node.started", run_id="r", node="a", attempt=1))
-    progress(
-        Event(
-            kind="node.retrying",
-            run_id="r",
-            node="a",
-            attempt=1,
-            wait=0.5,
-            error=ErrorInfo(type="E", message="m"),
-        )
+    retry = Event(
+        kind="node.retrying", run_id="r", node="a", attempt=1, wait=0.5,
+        error=ErrorInfo(type="E", message="m\nsecond line"),
+    )  # fmt: skip
+    events = [
+        Event(kind="node.started", run_id="r", node="a", attempt=1),
+        retry,
+        Event(kind="node.started", run_id="r", node="a", attempt=2),
+        Event(kind="node.finished", run_id="r", node="a", attempt=2, status="success"),
+        Event(kind="node.started", run_id="r", node="b", attempt=1),
+        Event(kind="node.finished", run_id="r", node="b", attempt=1, status="failure",
+              error=ErrorInfo(type="F", message="broke")),
+        Event(kind="run.finished", run_id="r", status="failure"),
+    ]  # fmt: skip
+    terminal = io.StringIO()
+    live = LiveProgress(2, terminal, force_terminal=True, width=80)
+    for event in events:
+        live(event)
+    shown = terminal.getvalue()
+    assert "a: attempt 1 failed (E: m), retrying in 0.5s" in shown  # above the bar, one line
+    assert "b: failed (F: broke)" in shown
+    assert "2/2" in shown  # the bar counted nodes done out of the total (its last render)
+    assert "1 failed" in shown
+    plain = io.StringIO()
+    assert isinstance(progress_for(2, plain), Progress)  # not a terminal: plain lines only
+    for event in events:
+        progress_for(2, plain)(event)
+    assert plain.getvalue() == (
+        "  a: attempt 1 failed (E: m), retrying in 0.5s\n  b: failed (F: broke)\n"
     )
-    progress(Event(kind="node.finished", run_id="r", node="a", attempt=2, status="success"))
-    progress(Event(kind="run.finished", run_id="r", status="success"))
-    text = out.getvalue()
-    assert "[0/2] started a" in text
-    assert "a: attempt 1 failed (E: m), retrying in 0.5s\n" in text
-    assert "[1/2] finished a" in text
-    assert text.endswith("\r\x1b[2K")
 
 
 def test_stored_runs_list_show_and_resume(tmp_path: Path) -> None:
