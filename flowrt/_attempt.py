@@ -1,5 +1,5 @@
 """One node's attempts: call under a cancel scope when a timeout is set, classify the failure,
-wait with backoff, retry; fill in the node's ``NodeRecord`` record as it goes."""
+wait with backoff, retry; fill in the node's ``NodeRecord`` as it goes."""
 
 from __future__ import annotations
 
@@ -202,16 +202,6 @@ def _retries(pn: PlanNode, exc: Exception) -> bool:
         return False
 
 
-async def _wait(pn: PlanNode, done: NodeRecord, wait: float, durable: Waits | None) -> None:
-    """Sleep before the next attempt; a durable run records the wait first (``waiting``)."""
-    if durable is None:
-        await anyio.sleep(wait)
-        return
-    durable.waiting(pn.name, done, wait)
-    await anyio.sleep(wait)
-    durable.unpark(wait)
-
-
 async def attempt(
     pn: PlanNode,
     fn: Callable[..., Awaitable[Any]],
@@ -260,7 +250,12 @@ async def _before_retry(
     the thread of the attempt that just failed has returned (a timed-out thread is abandoned,
     but never overlaps its own retry): that time goes on the attempt's trace (``held``)."""
     if wait > 0:
-        await _wait(pn, done, wait, ctx.durable if item is None else None)
+        durable = ctx.durable if item is None else None  # a map item's waits are not stored
+        if durable is not None:
+            durable.waiting(pn.name, done, wait)
+        await anyio.sleep(wait)
+        if durable is not None:
+            durable.unpark(wait)
     if pn.in_thread:
         begin = ctx.clock()
         if await thread_done(ctx.run_id, pn.name, item):

@@ -103,6 +103,11 @@ def to_json(value: Any) -> str:
     return "".join(_encode(value, 0))
 
 
+def unencodable(exc: BaseException) -> str:
+    """Why ``to_json`` refused a value, in words (a RecursionError says nothing useful)."""
+    return "it is nested too deep" if isinstance(exc, RecursionError) else str(exc)
+
+
 def record(
     name: str,
     status: str,

@@ -18,6 +18,7 @@ from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._errors import DefinitionError, InputError
+from ._records import unencodable
 
 if TYPE_CHECKING:
     from jinja2 import Template
@@ -106,8 +107,7 @@ class Selector(Value):
             # JSONPath keeps its matches on the instance: a shallow copy keeps runs apart.
             matches = copy.copy(self.compiled).parse(dict(data))
         except Exception as exc:
-            detail = "the data is nested too deep" if isinstance(exc, RecursionError) else exc
-            raise InputError(f"selector {self.source!r} failed: {detail}") from None
+            raise InputError(f"selector {self.source!r} failed: {unencodable(exc)}") from None
         if not matches:
             return None
         return matches[0] if len(matches) == 1 else matches
