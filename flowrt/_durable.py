@@ -28,7 +28,7 @@ import anyio
 from ._attempt import NodeRecord
 from ._errors import InputError, LeaseLost, OutputError
 from ._models import ErrorInfo, NodeResult, RunResult
-from ._records import RunRow, record, to_json, trace_json, trace_of
+from ._records import RunRow, record, to_json, trace_json, trace_of, unencodable
 from ._store import Claim, RunStore
 
 COMMIT_DELAY = 0.01  # seconds a finished node may wait before its batch is written
@@ -46,9 +46,8 @@ def input_json(input: Any) -> str:
     try:
         return to_json(input)
     except (TypeError, ValueError, RecursionError) as exc:
-        reason = "it is nested too deep" if isinstance(exc, RecursionError) else str(exc)
         raise InputError(
-            f"the run input cannot be stored as JSON: {reason}", field="input"
+            f"the run input cannot be stored as JSON: {unencodable(exc)}", field="input"
         ) from None
 
 
@@ -100,8 +99,7 @@ class DurableRun:
             try:
                 output = to_json(done["output"])
             except (TypeError, ValueError, RecursionError) as exc:
-                reason = "it is nested too deep" if isinstance(exc, RecursionError) else exc
-                done.fail(OutputError(name, str(reason)))
+                done.fail(OutputError(name, unencodable(exc)))
                 status = "failure"
         if status == "success" and len(done.trace) == 1:  # the common record, built directly:
             # what record() makes of it (tests/test_store.py checks), at half the cost
@@ -112,6 +110,10 @@ class DurableRun:
                 done.reason, trace_json(done.trace),
             )  # fmt: skip
         self._queue(text)
+
+    def _row_changed(self) -> None:
+        """Write the run row (as it is now) with the next batch."""
+        self.run = dataclasses.replace(self.row, nodes=[])
 
     def _queue(self, text: str) -> None:
         self.pending.append(text)
@@ -137,7 +139,7 @@ class DurableRun:
             row = self.row
             row.status = "waiting"
             row.retry_due = due if row.retry_due is None else min(row.retry_due, due)
-            self.run = dataclasses.replace(row, nodes=[])
+            self._row_changed()
 
     def unpark(self, wait: float) -> None:
         """A retry wait recorded by ``waiting`` is over (the next attempt starts)."""
@@ -145,7 +147,7 @@ class DurableRun:
             self.parked -= 1
             if not self.parked:
                 self.row.status, self.row.retry_due = "running", None
-                self.run = dataclasses.replace(self.row, nodes=[])
+                self._row_changed()
 
     async def writer(self) -> None:
         """The run's writer task: wait for a record, let others join it for ``COMMIT_DELAY``,
@@ -185,9 +187,9 @@ class DurableRun:
 
     def start(self, attempt: int) -> None:
         """Workflow-level attempt ``attempt`` is running (written with its first records)."""
-        self.attempt = attempt
+        self.attempt, self.parked = attempt, 0  # waits of an earlier attempt are over
         self.row.status, self.row.attempts, self.row.retry_due = "running", attempt, None
-        self.run = dataclasses.replace(self.row, nodes=[])
+        self._row_changed()
 
     async def retrying(self, attempts: int, error: dict[str, str], wait: float) -> None:
         """A failed attempt will run again after ``wait``: record when, so that it survives a
@@ -195,7 +197,7 @@ class DurableRun:
         row = self.row
         row.status, row.attempts, row.error = "retrying", attempts, error
         row.retry_due = time.time() + wait
-        self.run = dataclasses.replace(row, nodes=[])
+        self._row_changed()
         await self.flush()
 
     async def finish(self, result: RunResult) -> None:
@@ -209,7 +211,7 @@ class DurableRun:
             row.output = to_json(result.output)
         except (TypeError, ValueError, RecursionError):
             row.output = None
-        self.run = dataclasses.replace(row, nodes=[])
+        self._row_changed()
         await self.flush(release=True)
 
     async def cancelled(self) -> None:
@@ -223,7 +225,7 @@ class DurableRun:
             if row.status not in ("retrying", "waiting"):
                 row.status, row.retry_due = "cancelled", None
                 row.finished_at = datetime.now(UTC).isoformat()
-            self.run = dataclasses.replace(row, nodes=[])
+            self._row_changed()
             with contextlib.suppress(LeaseLost):  # taken over meanwhile: the new owner's stand
                 await self.flush(release=True)
 

@@ -568,3 +568,18 @@ async def test_current_is_not_available_in_a_task_a_node_spawns_itself() -> None
 
 async def _ask() -> Any:
     return flowrt.current()
+
+
+async def test_a_new_attempt_forgets_the_waits_of_the_last_one(store: SQLiteStore) -> None:
+    from flowrt._attempt import NodeRecord
+    from flowrt._durable import DurableRun
+    from flowrt._records import RunRow
+
+    durable = DurableRun(store, RunRow("w", "wf", "{}", "running", "2026-01-01T00:00:00"))
+    waits = NodeRecord()
+    durable.waiting("a", waits, 5)  # parked: the run is waiting...
+    assert durable.row.status == "waiting"
+    durable.start(2)  # ...then the run deadline cut that wait and a workflow retry started
+    durable.waiting("a", waits, 5)
+    durable.unpark(5)
+    assert (durable.row.status, durable.row.retry_due) == ("running", None)
