@@ -4,7 +4,7 @@ boundary with ``model_construct`` (the values are already known to be valid)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Self, TypeVar
@@ -230,6 +230,10 @@ class AttemptRecord:
     held: float | None = None
 
 
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 class NodeResult(BaseModel):
     """A node's envelope: ``status``, ``output`` (None unless success), ``error``.
 
@@ -244,6 +248,16 @@ class NodeResult(BaseModel):
     duration: float = 0.0
     reason: str | None = None
     trace: list[AttemptRecord] = Field(default_factory=list)
+
+    def __repr_args__(self) -> Iterator[tuple[str, Any]]:
+        # One short line whatever the output (repr, str, debuggers, rich): read the fields for it.
+        yield "status", self.status
+        if self.error is not None:
+            yield "error", self.error.type
+        if self.reason is not None:
+            yield "reason", _short(self.reason)
+        yield "attempts", self.attempts
+        yield "duration", round(self.duration, 2)
 
 
 class RunResult(BaseModel):
@@ -260,6 +274,13 @@ class RunResult(BaseModel):
     finished_at: datetime
     duration: float
     _cause: BaseException | None = PrivateAttr(default=None)
+
+    def __repr_args__(self) -> Iterator[tuple[str, Any]]:
+        # One short line whatever the run's size: a 10,000-node result's full repr is 2.4 MB.
+        yield "run_id", self.run_id
+        yield "status", self.status
+        yield "nodes", len(self.nodes)
+        yield "duration", round(self.duration, 2)
 
     def __getitem__(self, node: str) -> NodeResult:
         return self.nodes[node]

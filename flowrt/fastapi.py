@@ -39,6 +39,9 @@ from ._report import result_json, safe_result
 from ._resolve import Path
 from ._run import run as run_plan
 
+_GRACE = 3.0
+"""Seconds an open event stream has at server shutdown to deliver its run's cancellation."""
+
 
 class RunState(BaseModel):
     """A background run: ``status`` is ``running`` until it ends (``success``, ``failure``, or
@@ -64,6 +67,7 @@ class _Run:
         self.state = RunState(run_id=run_id, status="running")
         self.events: list[Event] = []
         self.changed = anyio.Event()
+        self.scope = anyio.CancelScope()
 
     def add(self, event: Event) -> None:
         self.events.append(event)
@@ -146,17 +150,28 @@ class _Service:
         self.wf, self.timeout, self.keep, self.ping = wf, timeout, keep, ping
         self.runs: OrderedDict[str, _Run] = OrderedDict()
         self.owner: list[anyio.abc.TaskGroup] = []
+        self.stopping: anyio.Event | None = None
 
     @asynccontextmanager
     async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
         """Own the background runs while the app runs; cancel those still going at shutdown."""
         async with anyio.create_task_group() as tg:
             self.owner.append(tg)
+            self.stopping = anyio.Event()
+            tg.start_soon(self.cancel_at_shutdown, self.stopping)
             try:
                 yield
             finally:
                 self.owner.remove(tg)
                 tg.cancel_scope.cancel()
+
+    async def cancel_at_shutdown(self, stopping: anyio.Event) -> None:
+        """The server is shutting down (sse-starlette saw it while a follower was connected):
+        cancel the background runs now, so their followers get the ``cancelled`` run.finished
+        before their streams close, rather than after, at the lifespan's end."""
+        await stopping.wait()
+        for state in list(self.runs.values()):
+            state.scope.cancel()
 
     async def run_now(self, request: Request, data: dict[str, Any]) -> Response:
         """``POST /run``: 200 or 500 with the RunResult; 499 when the client went away."""
@@ -170,7 +185,8 @@ class _Service:
         """A background run; cancelled at shutdown, it ends with a "cancelled" run.finished."""
         plan, env = self.wf.compiled(), self.wf.environment()
         run_id = state.state.run_id
-        await run_plan(plan, env, data, timeout=self.timeout, sink=state.add, run_id=run_id)
+        with state.scope:
+            await run_plan(plan, env, data, timeout=self.timeout, sink=state.add, run_id=run_id)
 
     def start(self, request: Request, data: dict[str, Any]) -> RunStarted:
         """``POST /runs``: start a background run (forgetting the oldest finished ones)."""
@@ -223,7 +239,9 @@ class _Service:
                     return
                 await changed.wait()
 
-        return EventSourceResponse(stream(), ping=self.ping)
+        return EventSourceResponse(
+            stream(), ping=self.ping, shutdown_event=self.stopping, shutdown_grace_period=_GRACE
+        )
 
     async def graph(self) -> PlainTextResponse:
         """``GET /graph``."""

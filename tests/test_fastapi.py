@@ -304,3 +304,36 @@ async def test_events_carry_ids_resume_after_last_event_id_and_ping_when_idle() 
     assert ids == [1, 2, 3, 4, 5, 6]
     kinds = [line[7:] for line in resumed.text.splitlines() if line.startswith("event: ")]
     assert kinds == ["node.started", "node.finished", "run.finished"]  # events 4, 5, 6
+
+
+async def test_a_follower_open_at_shutdown_gets_the_cancelled_run_finished() -> None:
+    gate, started, stopped = anyio.Event(), anyio.Event(), []
+    app = app_for(gated_workflow(gate, started, stopped))
+    kinds: list[str] = []
+    finished: dict[str, Any] = {}
+    async with anyio.create_task_group() as tg:
+        async with uvicorn_server(app) as (url, _):
+            async with httpx.AsyncClient(base_url=url) as client:
+                run_id = (await client.post("/runs", json={})).json()["run_id"]
+
+            async def follow() -> None:
+                client = httpx.AsyncClient(base_url=url, timeout=10)
+                async with client, client.stream("GET", f"/runs/{run_id}/events") as response:
+                    async for line in response.aiter_lines():
+                        if line.startswith("data: "):
+                            event = json.loads(line.removeprefix("data: "))
+                            kinds.append(event["kind"])
+                            if event["kind"] == "run.finished":
+                                finished.update(event)
+
+            tg.start_soon(follow)
+            with anyio.fail_after(5):
+                await started.wait()
+                while len(kinds) < 2:  # run.started and node.started have reached the follower
+                    await anyio.sleep(0.01)
+            began = anyio.current_time()
+        # uvicorn_server set should_exit and the server has stopped
+        assert anyio.current_time() - began < 4
+    assert kinds == ["run.started", "node.started", "run.finished"]
+    assert finished["status"] == "cancelled"
+    assert stopped == ["wait_for_gate"]

@@ -187,3 +187,33 @@ def test_raise_for_status_chains_the_exception_that_failed_the_run() -> None:
         result.raise_for_status()
     assert failed.value.__cause__ is raised[0]
     assert type(result).model_validate_json(result.model_dump_json()) == result
+
+
+def test_repr_is_one_short_line_whatever_the_runs_size() -> None:
+    wf = Workflow("wide")
+    wf.node(lambda: "x" * 1000, name="root")
+    for i in range(10_000):
+        wf.node(lambda value: value, name=f"n{i}", inputs={"value": "$.root.output"})
+    result = wf.run_sync()
+    text = repr(result)
+    assert text == (
+        f"RunResult(run_id={result.run_id!r}, status='success', nodes=10001, "
+        f"duration={round(result.duration, 2)!r})"
+    )
+    assert str(result) == text.removeprefix("RunResult(").removesuffix(")").replace(", ", " ")
+    assert repr(result["n5"]) == (
+        f"NodeResult(status='success', attempts=1, duration={round(result['n5'].duration, 2)!r})"
+    )
+    assert len(result.model_dump_json()) > 1_000_000  # the whole result is still there
+
+
+def test_a_failed_nodes_repr_names_its_error_type_not_its_message() -> None:
+    wf = Workflow("fails")
+
+    @wf.node
+    def boom() -> None:
+        raise KeyError("x" * 10_000)
+
+    text = repr(wf.run_sync()["boom"])
+    assert text.startswith("NodeResult(status='failure', error='KeyError', attempts=1, duration=")
+    assert len(text) < 100
