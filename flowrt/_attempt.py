@@ -155,8 +155,28 @@ def format_traceback(exc: BaseException) -> str:
     locals are cleared afterwards: a kept exception must not keep a run's objects alive (nor
     make reference cycles of them)."""
     text = "".join(traceback.format_exception(exc, limit=-TRACEBACK_FRAMES))
-    traceback.clear_frames(exc.__traceback__)
+    _release(exc)
     return text
+
+
+def _release(exc: BaseException | None) -> None:
+    """Clear the locals of ``exc``'s frames, and of its cause's and context's. A frame still
+    executing (the one that caught ``exc``, which holds ``exc`` in a local) cannot be cleared:
+    it leaves the traceback, or it would make a reference cycle through ``exc``."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        tb = exc.__traceback__
+        while tb is not None:
+            try:
+                tb.tb_frame.clear()
+            except RuntimeError:  # still executing
+                tb = tb.tb_next
+                continue
+            break
+        exc.__traceback__ = tb
+        traceback.clear_frames(tb)
+        exc = exc.__cause__ or exc.__context__
 
 
 def error_info(exc: BaseException) -> dict[str, str]:
@@ -235,6 +255,7 @@ async def attempt(
             if exc is None:  # a cancellation (or KeyboardInterrupt...): never swallowed
                 raise
             wait = _failed(pn, exc, done, ctx, start, emit)
+            del exc  # its traceback holds this frame: no reference cycle through the local
             if wait is None:
                 return done
             if wait > 0 or pn.in_thread:  # an async node with a zero wait retries at once
@@ -299,7 +320,10 @@ def _failed(
     done.attempt_failed(start, ctx.clock() - ctx.origin, info, wait)
     if wait is None:
         done.failed_with(exc)
-    elif emit is not None:
+        return None
+    if pn.in_thread:  # anyio's thread call keeps it in a frame of its path: a cycle
+        _release(exc)
+    if emit is not None:
         emit("node.retrying", pn.name, attempt=number, error=info.__dict__, wait=wait)
     return wait
 

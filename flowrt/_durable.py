@@ -62,7 +62,7 @@ class DurableRun:
 
     __slots__ = (
         "attempt", "lock", "lost", "owner", "parked", "pending", "queued", "row", "run",
-        "scope", "signalled", "store", "token",
+        "scope", "signalled", "stopping", "store", "token",
     )  # fmt: skip
 
     def __init__(self, store: RunStore, row: RunRow) -> None:
@@ -79,6 +79,7 @@ class DurableRun:
         self.parked = 0  # nodes in a long retry wait (the run is ``waiting`` while any is)
         self.scope = anyio.CancelScope()  # the run's: cancelled when its lease is lost
         self.lost = False
+        self.stopping = anyio.Event()  # the run has ended: the writer returns
 
     async def open(self, *, create: bool, reopen: bool) -> Claim:
         """Claim the run, or with ``create`` create it (committed before any node starts);
@@ -152,11 +153,14 @@ class DurableRun:
     async def writer(self) -> None:
         """The run's writer task: wait for a record, let others join it for ``COMMIT_DELAY``,
         write the batch; with nothing to write for ``heartbeat_seconds``, renew the lease."""
-        heartbeat = self.store.heartbeat_seconds
-        while True:
+        heartbeat, stopping = self.store.heartbeat_seconds, self.stopping
+        while not stopping.is_set():
             with anyio.move_on_after(heartbeat):
                 await self.queued.wait()
-                await anyio.sleep(COMMIT_DELAY)
+                with anyio.move_on_after(COMMIT_DELAY):
+                    await stopping.wait()
+            if stopping.is_set():  # what is queued goes with the run's end (finish)
+                return
             self.queued, self.signalled = anyio.Event(), False
             try:
                 await self.flush(renew=True)
@@ -166,6 +170,12 @@ class DurableRun:
                 return
             except Exception:  # the records stay queued: the next write takes them
                 _log.warning("flowrt: writing run %s failed", self.row.run_id, exc_info=True)
+
+    def stop(self) -> None:
+        """The run has ended: the writer returns (at once, or after a write in progress).
+        Stopping it rather than cancelling it leaves no reference cycles of cancellation."""
+        self.stopping.set()
+        self.queued.set()
 
     async def flush(self, *, renew: bool = False, release: bool = False) -> None:
         """Write everything queued (and the run row, if it changed) now, in one transaction;

@@ -94,6 +94,7 @@ class MapRun:
                     if exc is None:
                         raise
                     envelope = {"status": "failure", "output": None, "error": error_info(exc)}
+                    del exc  # its traceback holds this frame: no reference cycle through it
             else:
                 call = (items[i], *self.args)
                 done = NodeRecord()

@@ -136,12 +136,18 @@ class LoopGroup:
                 except asyncio.CancelledError as exc:
                     cancelled = cancelled or exc  # cancelled again: keep waiting all the same
                 self._tasks = {k: task for k, task in self._tasks.items() if not task.done()}
-        if self._errors:
-            if len(self._errors) == 1:
-                raise self._errors[0]
-            raise BaseExceptionGroup("flowrt tasks failed", self._errors)
-        if cancelled is not None:
-            raise cancelled
+        # Raised from locals that are then dropped: the exception's traceback holds this frame,
+        # which must not hold the exception back (a reference cycle only the collector frees).
+        errors, self._errors = self._errors, []
+        try:
+            if errors:
+                if len(errors) == 1:
+                    raise errors[0]
+                raise BaseExceptionGroup("flowrt tasks failed", errors)
+            if cancelled is not None:
+                raise cancelled
+        finally:
+            errors = cancelled = None  # type: ignore[assignment]
 
 
 @asynccontextmanager

@@ -216,8 +216,10 @@ async def _beside_writer(
         with durable.scope:
             async with anyio.create_task_group() as group:
                 group.start_soon(durable.writer)
-                outcome = await attempts()
-                group.cancel_scope.cancel()
+                try:
+                    outcome = await attempts()
+                finally:
+                    durable.stop()
     except BaseExceptionGroup as group_error:  # one error: raise it as itself
         if len(group_error.exceptions) == 1:
             raise group_error.exceptions[0] from None
