@@ -16,7 +16,7 @@ from typing import Any
 import anyio
 import pytest
 
-from flowrt import ErrorHandling, SQLiteStore, Workflow, WorkflowRetry
+from flowrt import ErrorHandling, SQLiteStore, Workflow, WorkflowFailed, WorkflowRetry
 
 pytestmark = pytest.mark.anyio
 
@@ -193,7 +193,7 @@ def test_a_failing_run_keeps_its_traceback_and_its_cause() -> None:
     # Breaking the cycles must not lose what a user debugs with.
     result = failure_skips_downstream().run_sync()
     assert 'raise KeyError("missing")' in result["first"].error.traceback  # type: ignore[union-attr]
-    with pytest.raises(Exception) as raised:
+    with pytest.raises(WorkflowFailed) as raised:
         result.raise_for_status()
     cause = raised.value.__cause__
     assert isinstance(cause, KeyError)
