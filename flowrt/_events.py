@@ -45,10 +45,11 @@ class _StdlibLogger:
 
 def _stdlib_configured() -> bool:
     """Whether the application configured stdlib logging so that flowrt's warnings show."""
-    if not _stdlib_log.isEnabledFor(logging.WARNING):
-        return False
-    handlers = [h for h in _stdlib_log.handlers if not isinstance(h, logging.NullHandler)]
-    return bool(handlers or logging.getLogger().handlers)
+    if not logging.root.handlers and all(
+        isinstance(h, logging.NullHandler) for h in _stdlib_log.handlers
+    ):
+        return False  # nothing configured (checked first: every run asks)
+    return _stdlib_log.isEnabledFor(logging.WARNING)
 
 
 def _structlog_logger() -> Any:
@@ -57,6 +58,22 @@ def _structlog_logger() -> Any:
     if structlog is not None and structlog.is_configured():
         return structlog.get_logger("flowrt")
     return _StdlibLogger() if _stdlib_configured() else None
+
+
+_ASK = object()  # Emitter(logger=...) not given: find out
+
+
+def emitter_for(
+    workflow: str,
+    run_id: str,
+    listeners: list[Callable[[Event], None]],
+    clock: Callable[[], float],
+) -> Emitter | None:
+    """The run's emitter, or None when nobody listens (no listener, no logging configured)."""
+    logger = _structlog_logger()
+    if not listeners and logger is None:
+        return None
+    return Emitter(workflow, run_id, listeners, clock, logger)
 
 
 class Emitter:
@@ -70,18 +87,14 @@ class Emitter:
         run_id: str,
         listeners: list[Callable[[Event], None]],
         clock: Callable[[], float],
+        logger: Any = _ASK,
     ) -> None:
         self.workflow = workflow
         self.run_id = run_id
         self.listeners = listeners
-        self.logger = _structlog_logger()
+        self.logger = _structlog_logger() if logger is _ASK else logger
         self.clock = clock  # the loop's clock (anyio.current_time's, without its lookups)
         self.start = clock()
-
-    @property
-    def active(self) -> bool:
-        """Whether anyone listens."""
-        return bool(self.listeners) or self.logger is not None
 
     def __call__(
         self,

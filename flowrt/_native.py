@@ -14,7 +14,7 @@ import functools
 import itertools
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 Spawn = Callable[[Callable[[Any], Coroutine[Any, Any, Any]], Any], None]  # spawn(async_fn, arg)
@@ -28,28 +28,21 @@ def _on_asyncio() -> bool:
     return True
 
 
-def clock() -> Callable[[], float]:
-    """The running loop's clock (what ``anyio.current_time()`` reads), without the per-call
-    backend lookup."""
+def loop_tools() -> tuple[Callable[[], float], Callable[[], Coroutine[Any, Any, None]]]:
+    """``clock()`` and ``checkpoint()`` of the running loop, found out once."""
     if _on_asyncio():
-        loop = asyncio.get_running_loop()
-        if type(loop).time is asyncio.BaseEventLoop.time:
-            return time.monotonic  # what that method returns, without a Python-level call
-        return loop.time
+        return _asyncio_clock(), functools.partial(asyncio.sleep, 0)
     # optional: trio is only imported when the running loop is trio's
     import trio
 
-    return trio.current_time
+    return trio.current_time, trio.lowlevel.checkpoint
 
 
-def checkpoint() -> Callable[[], Coroutine[Any, Any, None]]:
-    """A zero-argument coroutine function that yields to the running loop once."""
-    if _on_asyncio():
-        return functools.partial(asyncio.sleep, 0)
-    # optional: trio is only imported when the running loop is trio's
-    import trio
-
-    return trio.lowlevel.checkpoint
+def _asyncio_clock() -> Callable[[], float]:
+    loop = asyncio.get_running_loop()
+    if type(loop).time is asyncio.BaseEventLoop.time:
+        return time.monotonic  # what that method returns, without a Python-level call
+    return loop.time
 
 
 class LoopGroup:
@@ -73,6 +66,14 @@ class LoopGroup:
         self._idle: asyncio.Future[None] | None = None  # set when the last task ends
         self._errors: list[BaseException] = []
         self._aborting = False
+
+    async def __aenter__(self) -> Spawn:
+        return self.spawn
+
+    async def __aexit__(self, kind: object, error: BaseException | None, tb: object) -> None:
+        if error is not None:  # the block failed: stop the tasks, then let its error go on
+            self.abort()
+        await self.wait()
 
     def spawn(self, fn: Callable[[Any], Coroutine[Any, Any, Any]], arg: Any) -> None:
         """Start ``fn(arg)`` in a task of this group (one argument: no tuple kept per task)."""
@@ -150,24 +151,18 @@ class LoopGroup:
             errors = cancelled = None  # type: ignore[assignment]
 
 
-@asynccontextmanager
-async def task_group() -> AsyncIterator[Spawn]:
-    """A structured task group of the running loop; yields ``spawn(async_fn, arg)``."""
-    if _on_asyncio():
-        group = LoopGroup()
-        try:
-            yield group.spawn
-        except BaseException:
-            group.abort()
-            await group.wait()
-            raise
-        await group.wait()
-    else:
-        # optional: trio is only imported when the running loop is trio's
-        import trio
+def task_group() -> AbstractAsyncContextManager[Spawn]:
+    """A structured task group of the running loop; its block gets ``spawn(async_fn, arg)``."""
+    return LoopGroup() if _on_asyncio() else _nursery()
 
-        async with trio.open_nursery() as nursery:
-            yield nursery.start_soon
+
+@asynccontextmanager
+async def _nursery() -> AsyncIterator[Spawn]:
+    # optional: trio is only imported when the running loop is trio's
+    import trio
+
+    async with trio.open_nursery() as nursery:
+        yield nursery.start_soon
 
 
 @asynccontextmanager

@@ -7,7 +7,6 @@ from __future__ import annotations
 import functools
 import json
 import random
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,10 +19,11 @@ from ._attempt import Context
 from ._backoff import wait_before_rerun
 from ._durable import DurableRun, input_json, stored_result
 from ._errors import FlowError, LeaseLost, RunInProgress
-from ._events import Emitter
+from ._events import Emitter, emitter_for
+from ._ids import new_id
 from ._invoke import still_running
 from ._models import Event, RunResult
-from ._native import checkpoint, clock
+from ._native import loop_tools
 from ._plan import Plan
 from ._records import RunRow
 from ._result import run_result
@@ -67,9 +67,9 @@ async def run(
         input = input.model_dump()
     store = env.store
     if store is None:
-        return await _execute(plan, env, input, timeout, sink, run_id or uuid.uuid4().hex)
+        return await _execute(plan, env, input, timeout, sink, run_id or new_id())
     row = RunRow(
-        run_id or uuid.uuid4().hex, plan.name, input_json(input), "running",
+        run_id or new_id(), plan.name, input_json(input), "running",
         datetime.now(UTC).isoformat(), env.definition(),
     )  # fmt: skip
     if run_id is not None:
@@ -164,14 +164,13 @@ async def _execute(
     when resumed; a durable run's writer runs beside it."""
     started_at = datetime.now(UTC)
     listeners = [*env.listeners, sink] if sink is not None else list(env.listeners)
-    run_clock = clock()
-    emitter = Emitter(plan.name, run_id, listeners, run_clock)
-    emit = emitter if emitter.active else None
+    run_clock, checkpoint = loop_tools()
+    emit = emitter_for(plan.name, run_id, listeners, run_clock)
     if durable is not None:
         durable.start(after_attempts + 1)
     if emit is not None:
         emit("run.started")
-    ctx = Context(emit, env.rng, run_clock, checkpoint(), run_id, plan.name, durable)
+    ctx = Context(emit, env.rng, run_clock, checkpoint, run_id, plan.name, durable)
     body = functools.partial(_attempts, plan, input, ctx, timeout, where, after_attempts, durable)
     try:
         outcome = await (body() if durable is None else _beside_writer(durable, body))

@@ -114,7 +114,11 @@ class Scheduler:
     async def _all(self) -> None:
         try:
             async with task_group() as self.spawn:
-                self._settle(list(self.ready))
+                # The first ready node runs in this task, as code awaiting it would: a run of
+                # one node (or of a chain) starts no task at all.
+                first = self._settle(list(self.ready), follow=True)
+                if first is not None:
+                    await self._run(first)
         except BaseExceptionGroup as group:
             # Node code never raises Exception out of a node task; what gets here is a
             # BaseException (KeyboardInterrupt, SystemExit...): re-raise it as itself.
