@@ -109,11 +109,16 @@ def compare(
     against: str = "asyncio",
 ) -> dict[str, Any]:
     """Run both sides (warm-up, then alternating), print one table, write a JSON record."""
-    ours, base = asyncio.run(_compare(flowrt, baseline, repeats, warmup))
+    loop = os.environ.get("FLOWRT_BENCH_LOOP", "asyncio")
+    with asyncio.Runner(loop_factory=_loop_factory(loop)) as runner:
+        ours, base = runner.run(_compare(flowrt, baseline, repeats, warmup))
+    if loop != "asyncio":
+        against = f"{against} on {loop}"
     record = {
         "shape": shape,
         "title": title,
         "against": against,
+        "loop": loop,
         "n": n,
         "flowrt": _side(ours),
         "baseline": _side(base),
@@ -126,8 +131,21 @@ def compare(
     }
     print(render(record))
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{shape}-{n}.json").write_text(json.dumps(record, indent=2))
+    suffix = "" if loop == "asyncio" else f"-{loop}"
+    (RESULTS / f"{shape}-{n}{suffix}.json").write_text(json.dumps(record, indent=2))
     return record
+
+
+def _loop_factory(loop: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """Both sides run on the loop ``FLOWRT_BENCH_LOOP`` names: ``asyncio`` (the default) or
+    ``uvloop`` (``pip install flowrt[uvloop]``)."""
+    if loop == "asyncio":
+        return None
+    if loop == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop
+    raise SystemExit(f"FLOWRT_BENCH_LOOP: unknown loop {loop!r} (asyncio or uvloop)")
 
 
 def _side(figures: Figures) -> dict[str, Any]:
@@ -144,14 +162,14 @@ def render(record: dict[str, Any]) -> str:
     """The table for one record."""
     lines = [f"{record['shape']} {record['title']} (n = {record['n']:,})"]
     lines.append(
-        f"  {'':10} {'median ms':>10} {'per node µs':>12} {'peak KiB':>10} {'KiB/node':>9} "
+        f"  {'':18} {'median ms':>10} {'per node µs':>12} {'peak KiB':>10} {'KiB/node':>9} "
         f"{'GC ms':>7} {'full GCs':>9}"
     )
     for side in ("flowrt", "baseline"):
         fig = record[side]
         label = side if side == "flowrt" else record.get("against", side)
         lines.append(
-            f"  {label:10} {fig['median_s'] * 1000:10.1f} {record['per_node_us'][side]:12.2f} "
+            f"  {label:18} {fig['median_s'] * 1000:10.1f} {record['per_node_us'][side]:12.2f} "
             f"{fig['peak_bytes'] / 1024:10.0f} {fig['peak_bytes'] / 1024 / record['n']:9.2f} "
             f"{fig['gc_s'] * 1000:7.1f} {fig['full_gcs']:9d}"
         )
