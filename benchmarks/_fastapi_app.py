@@ -25,6 +25,7 @@ for i in range(1, STEPS):
 
 app = FastAPI()
 app.include_router(workflow_router(wf), prefix="/flowrt")
+app.include_router(workflow_router(wf, response="output"), prefix="/flowrt-output")
 
 
 @app.post("/bare/run")

@@ -56,9 +56,26 @@ def test_fastapi_load_reports_every_figure(results_in_tmp: Path) -> None:
     from benchmarks import fastapi_load
 
     record = fastapi_load.run(requests=5, rounds=1)
-    for side in ("flowrt", "bare"):
+    for side in ("flowrt", "flowrt-output", "bare"):
         assert record[side]["p50_ms"] > 0
         assert record[side]["p99_ms"] >= record[side]["p50_ms"]
         assert record[side]["throughput_rps"] > 0
     assert record["p50_ratio"] > 0
+    assert record["output_throughput_ratio"] > 0
     assert (results_in_tmp / "S7-5.json").exists()
+
+
+def test_small_runs_and_uvloop_report_their_figures(
+    results_in_tmp: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from benchmarks import s9_small
+
+    monkeypatch.setenv("FLOWRT_BENCH_LOOP", "uvloop")
+    record = s9_small.run(nodes=10, runs=20, repeats=1)
+    assert record["loop"] == "uvloop"
+    assert record["against"] == "asyncio on uvloop"
+    assert (results_in_tmp / "S9-10-20-uvloop.json").exists()
+    assert "flowrt / asyncio on uvloop" in capsys.readouterr().out
+    monkeypatch.setenv("FLOWRT_BENCH_LOOP", "tokio")
+    with pytest.raises(SystemExit, match="unknown loop 'tokio'"):
+        s9_small.run(nodes=1, runs=2, repeats=1)

@@ -337,3 +337,43 @@ async def test_a_follower_open_at_shutdown_gets_the_cancelled_run_finished() -> 
     assert kinds == ["run.started", "node.started", "run.finished"]
     assert finished["status"] == "cancelled"
     assert stopped == ["wait_for_gate"]
+
+
+def compact_app(wf: Workflow) -> FastAPI:
+    app = FastAPI()
+    app.include_router(workflow_router(wf, response="output"))
+    return app
+
+
+async def test_the_output_response_answers_run_id_status_output_and_error_only() -> None:
+    async with asgi_client(compact_app(order_workflow())) as client:
+        ok = await client.post("/run", json={"order_id": 7})
+        failed = await client.post("/run", json={"order_id": 7, "amount": -5})
+        schema = (await client.get("/openapi.json")).json()["components"]["schemas"]
+    assert ok.status_code == 200
+    body = ok.json()
+    assert set(body) == {"run_id", "status", "output", "error"}
+    assert (body["status"], body["output"], body["error"]) == (
+        "success", {"charge": "charged 7"}, None,
+    )  # fmt: skip
+    assert len(body["run_id"]) == 32
+    assert failed.status_code == 500
+    error = failed.json()["error"]
+    assert (error["type"], error["message"]) == ("ValueError", "negative amount")
+    assert "raise ValueError" in error["traceback"]
+    assert set(schema["RunAnswer"]["properties"]) == {"run_id", "status", "output", "error"}
+
+
+async def test_the_output_response_sends_outputs_json_cannot_hold_in_their_fallback_form() -> None:
+    async with asgi_client(compact_app(odd_outputs_workflow())) as client:
+        response = await client.post("/run", json={})
+    assert response.status_code == 200
+    output = response.json()["output"]
+    assert output["opaque"] == {
+        "$unserializable": f"{Opaque.__module__}.Opaque", "repr": "<Opaque thing>",
+    }  # fmt: skip
+
+
+def test_an_unknown_response_mode_is_refused() -> None:
+    with pytest.raises(ValueError, match="response must be 'result' or 'output'"):
+        workflow_router(order_workflow(), response="nodes")  # type: ignore[arg-type]
