@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, Self, TypeVar
+from typing import Any, Literal, Protocol, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 from pydantic_core import ErrorDetails
@@ -178,6 +178,7 @@ M = TypeVar("M", bound=BaseModel)
 
 # BaseModel's own slots, set through their descriptors: one C call each, no __setattr__ hooks.
 _set_values = BaseModel.__dict__["__dict__"].__set__
+_get_values = BaseModel.__dict__["__dict__"].__get__
 _set_fields = BaseModel.__dict__["__pydantic_fields_set__"].__set__
 _set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
 _set_private = BaseModel.__dict__["__pydantic_private__"].__set__
@@ -260,6 +261,14 @@ class NodeResult(BaseModel):
         yield "duration", round(self.duration, 2)
 
 
+class LazyNodes(Protocol):
+    """A run's node results, built when called (``_result.NodeResults``)."""
+
+    def __call__(self) -> dict[str, NodeResult]: ...
+
+    def __len__(self) -> int: ...
+
+
 class RunResult(BaseModel):
     """The outcome of one run. ``result["node"]`` is ``result.nodes["node"]``."""
 
@@ -274,12 +283,46 @@ class RunResult(BaseModel):
     finished_at: datetime
     duration: float
     _cause: BaseException | None = PrivateAttr(default=None)
+    _nodes_from: LazyNodes | None = PrivateAttr(default=None)
+
+    # ``nodes`` is built when first read (``lazy_nodes``): a run whose caller reads only its
+    # status and output never pays for a NodeResult per node. Everything that reads the fields
+    # goes through ``__dict__`` (pydantic's serializer, ``==``, copies, pickling) or, for
+    # ``result.nodes``, through ``__getattr__`` while the key is absent: both build it first.
+    @property
+    def __dict__(self) -> dict[str, Any]:
+        values: dict[str, Any] = _get_values(self)
+        if "nodes" not in values:
+            self._build_nodes(values)
+        return values
+
+    @__dict__.setter
+    def __dict__(self, values: dict[str, Any]) -> None:
+        _set_values(self, values)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "nodes":
+            values = _get_values(self)
+            if "nodes" not in values:
+                self._build_nodes(values)
+            return values["nodes"]
+        return super().__getattr__(name)  # type: ignore[misc]
+
+    def __getstate__(self) -> dict[Any, Any]:
+        self.__dict__  # noqa: B018  (build the nodes: the builder holds the run's plan)
+        return super().__getstate__()
+
+    def _build_nodes(self, values: dict[str, Any]) -> None:
+        build = self._nodes_from
+        values["nodes"] = {} if build is None else build()
+        self._nodes_from = None  # the run's records can go
 
     def __repr_args__(self) -> Iterator[tuple[str, Any]]:
         # One short line whatever the run's size: a 10,000-node result's full repr is 2.4 MB.
         yield "run_id", self.run_id
         yield "status", self.status
-        yield "nodes", len(self.nodes)
+        values, lazy = _get_values(self), self._nodes_from
+        yield "nodes", len(values["nodes"] if lazy is None or "nodes" in values else lazy)
         yield "duration", round(self.duration, 2)
 
     def __getitem__(self, node: str) -> NodeResult:
@@ -337,4 +380,4 @@ class Event(BaseModel):
     abandoned: list[str] | None = None
 
 
-_PRIVATE[RunResult] = {"_cause": None}  # construct() gives each RunResult a copy
+_PRIVATE[RunResult] = {"_cause": None, "_nodes_from": None}  # each RunResult gets a copy

@@ -24,11 +24,7 @@ def run_result(
     finished_at = datetime.now(UTC)
     output, output_error = output_of(plan, scheduler.results)
     error = error or output_error
-    nodes = {
-        pn.name: node_result(done)
-        for pn, done in zip(plan.nodes, scheduler.records, strict=True)
-        if done is not None
-    }
+    records = scheduler.records
     result = construct(
         RunResult,
         {
@@ -37,18 +33,40 @@ def run_result(
             "status": "failure" if error else "success",
             "output": output,
             "error": as_error_info(error),
-            "nodes": nodes,
             "attempts": attempts,
             "started_at": started_at,
             "finished_at": finished_at,
             "duration": (finished_at - started_at).total_seconds(),
         },
     )
+    cause = None
     if error is not None:  # the exception that failed the run, for raise_for_status
         failure = scheduler.first_failure()
         cause = failure.exception if failure is not None and failure.error is error else None
-        object.__setattr__(result, "__pydantic_private__", {"_cause": cause})
+    # ``nodes`` is built when first read (see RunResult.__dict__)
+    private = {"_cause": cause, "_nodes_from": NodeResults(plan, records)}
+    object.__setattr__(result, "__pydantic_private__", private)
     return result
+
+
+class NodeResults:
+    """A run's node results, built when called: every finished node's NodeResult, by name, in
+    the plan's order."""
+
+    __slots__ = ("plan", "records")
+
+    def __init__(self, plan: Plan, records: list[NodeRecord | None]) -> None:
+        self.plan, self.records = plan, records
+
+    def __len__(self) -> int:
+        return sum(done is not None for done in self.records)
+
+    def __call__(self) -> dict[str, NodeResult]:
+        return {
+            pn.name: node_result(done)
+            for pn, done in zip(self.plan.nodes, self.records, strict=True)
+            if done is not None
+        }
 
 
 def output_of(plan: Plan, results: dict[str, Any]) -> tuple[Any, dict[str, str] | None]:
