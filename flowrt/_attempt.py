@@ -140,7 +140,10 @@ def failure_info(exc: BaseException, seen: dict[tuple[str, str], ErrorInfo]) -> 
     """The ErrorInfo of ``exc``, shared through ``seen`` (the run's) with every failure that
     says the same: ErrorInfo is frozen, and nodes failing alike (a flaky dependency, attempt
     after attempt) then cost one."""
-    key = (type(exc).__name__, message_of(exc))
+    try:
+        key = (type(exc).__name__, str(exc))
+    except Exception:  # an exception whose str() raises
+        key = (type(exc).__name__, message_of(exc))
     info = seen.get(key)
     if info is None:
         info = seen[key] = error_of(key[0], key[1])
@@ -251,7 +254,7 @@ async def attempt(
         try:
             output = await fn() if timeout is None else await _timed(fn, timeout, pn, number)
         except BaseException as caught:
-            exc = as_failure(caught, pn.name)
+            exc = caught if isinstance(caught, Exception) else as_failure(caught, pn.name)
             if exc is None:  # a cancellation (or KeyboardInterrupt...): never swallowed
                 raise
             wait = _failed(pn, exc, done, ctx, start, emit)
@@ -317,10 +320,11 @@ def _failed(
         waits = pn.waits
         wait = waits[number - 1] if waits else wait_before_retry(policy, number - 1, ctx.rng)
     info = failure_info(exc, ctx.errors)
-    done.attempt_failed(start, ctx.clock() - ctx.origin, info, wait)
     if wait is None:
+        done.attempt_failed(start, ctx.clock() - ctx.origin, info, None)
         done.failed_with(exc)
         return None
+    done.trace.append(AttemptRecord(number, start, ctx.clock() - ctx.origin - start, info, wait))
     if pn.in_thread:  # anyio's thread call keeps it in a frame of its path: a cycle
         _release(exc)
     if emit is not None:
