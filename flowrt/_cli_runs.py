@@ -8,6 +8,9 @@ import argparse
 import json
 import os
 import re
+import sqlite3
+import sys
+from typing import TYPE_CHECKING, TypeAlias
 
 import anyio
 
@@ -18,6 +21,10 @@ from ._graph import Workflow
 from ._records import RunRow
 from ._sqlite import SQLiteStore
 
+if TYPE_CHECKING:
+    from .postgres import PostgresStore
+
+AnyStore: TypeAlias = "SQLiteStore | PostgresStore"
 DEFAULT_STORE = "flowrt.db"
 
 
@@ -62,13 +69,33 @@ def duration(text: str) -> float:
 
 def store_option(parser: argparse.ArgumentParser, text: str | None = None) -> None:
     """``--store PATH`` (for the stored-run commands: default $FLOWRT_STORE, else ./flowrt.db)."""
-    text = text or "the SQLite run store (default: $FLOWRT_STORE, else ./flowrt.db)"
+    text = text or (
+        "the run store: a SQLite file or a postgresql:// URL "
+        "(default: $FLOWRT_STORE, else ./flowrt.db)"
+    )
     parser.add_argument("--store", default=None, help=text)
 
 
-def open_store(path: str | None) -> SQLiteStore:
-    """The SQLite store a ``--store`` option names."""
-    return SQLiteStore(path or os.environ.get("FLOWRT_STORE") or DEFAULT_STORE)
+def open_store(where: str | None) -> AnyStore:
+    """The store a ``--store`` option names: a ``postgresql://`` URL, else a SQLite file."""
+    where = where or os.environ.get("FLOWRT_STORE") or DEFAULT_STORE
+    if where.startswith(("postgresql://", "postgres://")):
+        # optional: psycopg comes with flowrt[postgres], needed only for such a URL
+        from .postgres import PostgresStore
+
+        return PostgresStore(where)
+    return SQLiteStore(where)
+
+
+def store_errors() -> tuple[type[BaseException], ...]:
+    """What a store that cannot be opened or read raises (psycopg's once it is loaded)."""
+    psycopg = sys.modules.get("psycopg")
+    return (sqlite3.Error,) if psycopg is None else (sqlite3.Error, psycopg.Error)
+
+
+def where(store: AnyStore) -> str:
+    """How messages name a store: its file, or its URL without the password."""
+    return str(store.path) if isinstance(store, SQLiteStore) else repr(store)
 
 
 def _line(run: RunRow) -> str:
@@ -76,10 +103,10 @@ def _line(run: RunRow) -> str:
     return f"{run.run_id:32}  {run.workflow[:24]:24}  {run.status:9}  {run.attempts:8}  {started}"
 
 
-async def _find(store: SQLiteStore, run_id: str) -> RunRow:
+async def _find(store: AnyStore, run_id: str) -> RunRow:
     run = await store.load_run(run_id)
     if run is None:
-        raise UsageError(f"no run {run_id!r} in {store.path}")
+        raise UsageError(f"no run {run_id!r} in {where(store)}")
     return run
 
 
@@ -98,10 +125,10 @@ def main(args: argparse.Namespace) -> int:
         return _on(store, args)
 
 
-def _on(store: SQLiteStore, args: argparse.Namespace) -> int:
+def _on(store: AnyStore, args: argparse.Namespace) -> int:
     if args.command == "db":
         version = anyio.run(store.upgrade)
-        print(f"{store.path}: schema version {version}")
+        print(f"{where(store)}: schema version {version}")
         return 0
     if args.command == "runs" and args.runs_command == "prune":
         deleted = anyio.run(store.prune, args.older_than)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sqlite3
 import sys
 import uuid
 from collections.abc import Sequence
@@ -30,7 +29,7 @@ import anyio
 from ._cli_errors import UsageError
 from ._cli_load import load
 from ._cli_progress import progress_for
-from ._cli_runs import DEFAULT_STORE, add_commands, open_store, store_option
+from ._cli_runs import DEFAULT_STORE, add_commands, open_store, store_errors, store_option
 from ._cli_runs import main as runs_main
 from ._errors import FlowError
 from ._events import configure_logging
@@ -136,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _command(args)
     except (UsageError, FlowError) as exc:
         return _error(str(exc))
-    except sqlite3.Error as exc:  # a --store that is not SQLite, or cannot be opened
+    except store_errors() as exc:  # a --store that cannot be opened or read
         return _error(f"store {getattr(args, 'store', None) or DEFAULT_STORE}: {exc}")
     except KeyboardInterrupt:
         print(f"flowrt: interrupted{_resume_hint(args)}", file=sys.stderr)

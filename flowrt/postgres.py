@@ -1,0 +1,344 @@
+"""``PostgresStore``: durable runs in PostgreSQL, shared by every process and host that reaches
+the database (``pip install flowrt[postgres]``: psycopg 3 and psycopg-pool).
+
+The same ``RunStore`` as ``SQLiteStore``: a run is claimed in one transaction (``SELECT ... FOR
+UPDATE``), every write names the claim number and is refused (``LeaseLost``) once another owner
+has claimed the run, and an owner's lease is renewed by its writes. Times (leases, due retries)
+come from the database's clock, never a host's. Its tables are ``flowrt_runs`` and
+``flowrt_node_batches`` (with the view ``flowrt_nodes``), versioned in ``flowrt_schema`` and
+created or migrated on first use (under an advisory lock: concurrent starters wait, then find
+nothing to do). Calls run on pooled synchronous connections in worker threads, so the store
+works on asyncio and trio alike; a call in progress always completes before its caller's
+cancellation is delivered.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from ._errors import LeaseLost
+from ._records import RunRow, node_rows
+from ._sqlite import _run_row, _update_values
+from ._store import Claim, reported_status
+
+T = TypeVar("T")
+
+_NOW = "extract(epoch from clock_timestamp())"
+_COLUMNS = (
+    "run_id, workflow, input, definition, status, attempts, error, output, started_at, "
+    "finished_at, retry_due, owner, lease_until, claim"
+)
+_NODES_VIEW = """CREATE OR REPLACE VIEW flowrt_nodes AS
+    SELECT run_id, batch, name, status, output, error, attempts, duration, reason, due,
+           CASE WHEN status = 'waiting' THEN attempts + 1 END AS next_attempt FROM (
+        SELECT b.run_id, b.id AS batch, r.value ->> 0 AS name, r.value ->> 1 AS status,
+               r.value -> 2 AS output, r.value -> 3 AS error, (r.value ->> 4)::int AS attempts,
+               (r.value ->> 5)::float8 AS duration, r.value ->> 6 AS reason,
+               (r.value ->> 8)::float8 AS due,
+               row_number() OVER (PARTITION BY b.run_id, r.value ->> 0
+                                  ORDER BY b.id DESC, r.n DESC) AS newest
+        FROM flowrt_runs AS runs
+        JOIN flowrt_node_batches AS b ON b.run_id = runs.run_id AND b.attempt = runs.attempts,
+             jsonb_array_elements(b.records::jsonb) WITH ORDINALITY AS r(value, n)) AS last
+    WHERE newest = 1"""
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (  # 1: runs with owners and leases; node record batches per workflow attempt; the view
+        "CREATE TABLE IF NOT EXISTS flowrt_runs (run_id TEXT PRIMARY KEY, workflow TEXT NOT NULL,"
+        " input TEXT NOT NULL, definition TEXT, status TEXT NOT NULL, attempts INTEGER NOT NULL,"
+        " error TEXT, output TEXT, started_at TEXT NOT NULL, finished_at TEXT,"
+        " retry_due DOUBLE PRECISION, owner TEXT, lease_until DOUBLE PRECISION,"
+        " claim INTEGER NOT NULL DEFAULT 0)",
+        "CREATE INDEX IF NOT EXISTS flowrt_runs_started ON flowrt_runs (started_at)",
+        "CREATE INDEX IF NOT EXISTS flowrt_runs_status ON flowrt_runs (status, started_at)",
+        "CREATE INDEX IF NOT EXISTS flowrt_runs_due ON flowrt_runs (retry_due)"
+        " WHERE retry_due IS NOT NULL",
+        "CREATE TABLE IF NOT EXISTS flowrt_node_batches (id BIGSERIAL PRIMARY KEY,"
+        " run_id TEXT NOT NULL, attempt INTEGER NOT NULL, records TEXT NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS flowrt_node_batches_run ON flowrt_node_batches"
+        " (run_id, attempt)",
+        _NODES_VIEW,
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+_MIGRATION_LOCK = 7_287_011  # pg_advisory_xact_lock key: one migrator at a time
+
+
+def migrate(db: psycopg.Connection[Any]) -> int:
+    """Bring the schema to ``SCHEMA_VERSION`` in one transaction; return the version."""
+    with db.transaction():
+        db.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        db.execute("CREATE TABLE IF NOT EXISTS flowrt_schema (version INTEGER NOT NULL)")
+        row = db.execute("SELECT max(version) FROM flowrt_schema").fetchone()
+        version = int(row[0]) if row and row[0] is not None else 0
+        for number in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS[number - 1]:
+                db.execute(statement)
+            db.execute("INSERT INTO flowrt_schema (version) VALUES (%s)", (number,))
+    return max(version, SCHEMA_VERSION)
+
+
+class PostgresStore:
+    """A ``RunStore`` in PostgreSQL. It creates or migrates its tables on first use. Close it
+    when done (``close()``, ``await aclose()``, or use it as a context manager).
+
+    Args:
+        url: a libpq connection string (``postgresql://user@host:5432/app``).
+        max_connections: the pool's size (calls beyond it wait for a connection).
+        lease_seconds: how long a run's owner is presumed alive after each of its writes.
+        heartbeat_seconds: how often a run's owner renews its lease when it has nothing else
+            to write.
+        park_after_seconds: a node retry wait at least this long marks the run ``waiting``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_connections: int = 10,
+        lease_seconds: float = 30.0,
+        heartbeat_seconds: float = 5.0,
+        park_after_seconds: float = 1.0,
+    ) -> None:
+        self.url = url
+        self.lease_seconds = lease_seconds
+        self.heartbeat_seconds = heartbeat_seconds
+        self.park_after_seconds = park_after_seconds
+        self._max = max_connections
+        self._pool: ConnectionPool[Any] | None = None
+        self._lock = threading.Lock()
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    def __repr__(self) -> str:
+        safe = psycopg.conninfo.conninfo_to_dict(self.url)
+        safe.pop("password", None)
+        return f"PostgresStore({psycopg.conninfo.make_conninfo(**safe)!r})"  # type: ignore[arg-type]
+
+    def _connections(self) -> ConnectionPool[Any]:
+        with self._lock:
+            if self._pool is None:
+                # One direct connection first: a bad URL or a server that is down fails here at
+                # once (the pool would retry in the background), and the schema is brought up.
+                with psycopg.connect(self.url) as db:
+                    migrate(db)
+                self._pool = ConnectionPool(self.url, min_size=1, max_size=self._max, open=True)
+            return self._pool
+
+    async def _call(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self._max)
+
+        def pooled() -> T:
+            with self._connections().connection() as db:
+                return fn(db)
+
+        # Not abandoned on cancel: a transaction in progress always completes (or fails) first.
+        return await anyio.to_thread.run_sync(pooled, limiter=self._limiter)
+
+    def __enter__(self) -> PostgresStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> PostgresStore:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def close(self) -> None:
+        """Close the pool's connections (the next call opens a new pool)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+    async def aclose(self) -> None:
+        """``close()`` from async code."""
+        await anyio.to_thread.run_sync(self.close)
+
+    async def upgrade(self) -> int:
+        """Create or migrate the schema (idempotent); return its version."""
+        return await self._call(migrate)
+
+    async def claim(
+        self, run_id: str, owner: str, *, new: RunRow | None = None, reopen: bool = False
+    ) -> Claim:
+        """See ``RunStore.claim``."""
+        lease = self.lease_seconds
+
+        def claim(db: psycopg.Connection[Any]) -> Claim:
+            with db.transaction():
+                if new is not None and _insert(db, new, owner, lease):
+                    return Claim("created", 1)
+                found = _load(db, run_id, lock=True)
+                if found is None:
+                    return Claim("missing")
+                if found.status == "success" or (found.status == "failure" and not reopen):
+                    return Claim("finished", found.claim, found)
+                now = _now(db)
+                if found.owner is not None and (found.lease_until or 0) > now:
+                    return Claim("busy", found.claim, found)
+                db.execute(
+                    "UPDATE flowrt_runs SET status = 'running', owner = %s, lease_until = %s, "
+                    "claim = claim + 1, finished_at = NULL WHERE run_id = %s",
+                    (owner, now + lease, run_id),
+                )
+                return Claim("claimed", found.claim + 1, found)
+
+        return await self._call(claim)
+
+    async def write(
+        self,
+        run_id: str,
+        token: int,
+        attempt: int,
+        records: Sequence[str],
+        run: RunRow | None = None,
+        *,
+        release: bool = False,
+    ) -> None:
+        """See ``RunStore.write``: the records go in as one row, a JSON array of them (the
+        ``flowrt_nodes`` view shows each node's last record)."""
+        lease = self.lease_seconds
+
+        def write(db: psycopg.Connection[Any]) -> None:
+            with db.transaction():  # one transaction: commit on success, roll back on error
+                if run is None:
+                    updated = db.execute(
+                        f"UPDATE flowrt_runs SET lease_until = {_NOW} + %s "
+                        "WHERE run_id = %s AND claim = %s",
+                        (lease, run_id, token),
+                    )
+                else:
+                    updated = db.execute(_UPDATE_RUN, _update_values(run, lease, release, token))
+                if updated.rowcount != 1:
+                    raise LeaseLost(run_id)  # rolls back: nothing written
+                if records:
+                    db.execute(
+                        "INSERT INTO flowrt_node_batches (run_id, attempt, records) "
+                        "VALUES (%s, %s, %s)",
+                        (run_id, attempt, "[" + ", ".join(records) + "]"),
+                    )
+
+        await self._call(write)
+
+    async def load_run(self, run_id: str) -> RunRow | None:
+        """See ``RunStore.load_run``."""
+
+        def read(db: psycopg.Connection[Any]) -> RunRow | None:
+            run = _load(db, run_id, lock=False)
+            if run is not None:
+                run.status = reported_status(run, _now(db))
+            return run
+
+        return await self._call(read)
+
+    async def list_runs(self, limit: int = 50, status: str | None = None) -> list[RunRow]:
+        """See ``RunStore.list_runs``."""
+
+        def read(db: psycopg.Connection[Any]) -> list[RunRow]:
+            now = _now(db)
+            stored = "running" if status == "interrupted" else status
+            where = "" if stored is None else "WHERE status = %s"
+            query = f"SELECT {_COLUMNS} FROM flowrt_runs {where} ORDER BY started_at DESC LIMIT %s"
+            params = (limit,) if stored is None else (stored, limit)
+            runs = []
+            for row in db.execute(query, params):
+                run = _run_row(row)
+                run.status = reported_status(run, now)
+                if status is None or run.status == status:
+                    runs.append(run)
+            return runs
+
+        return await self._call(read)
+
+    async def due_runs(self, now: float | None = None) -> list[RunRow]:
+        """See ``RunStore.due_runs`` (``now`` defaults to the database's clock)."""
+
+        def read(db: psycopg.Connection[Any]) -> list[RunRow]:
+            clock = _now(db)
+            query = (
+                f"SELECT {_COLUMNS} FROM flowrt_runs WHERE retry_due <= %s "
+                "AND status IN ('retrying', 'waiting') "
+                "AND (owner IS NULL OR lease_until IS NULL OR lease_until <= %s) ORDER BY retry_due"
+            )
+            at = clock if now is None else now
+            return [_run_row(row) for row in db.execute(query, (at, clock))]
+
+        return await self._call(read)
+
+    async def prune(self, older_than: float) -> int:
+        """See ``RunStore.prune`` (ages by the database's clock)."""
+
+        def delete(db: psycopg.Connection[Any]) -> int:
+            ended = (
+                "status IN ('success', 'failure', 'cancelled') AND finished_at < "
+                "to_char((clock_timestamp() - make_interval(secs => %s)) AT TIME ZONE 'UTC', "
+                '\'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"\')'
+            )
+            with db.transaction():
+                db.execute(
+                    "DELETE FROM flowrt_node_batches WHERE run_id IN "
+                    f"(SELECT run_id FROM flowrt_runs WHERE {ended})",
+                    (older_than,),
+                )
+                deleted = db.execute(
+                    f"DELETE FROM flowrt_runs WHERE {ended}",
+                    (older_than,),
+                )
+                return deleted.rowcount
+
+        return await self._call(delete)
+
+
+_UPDATE_RUN = (
+    "UPDATE flowrt_runs SET status = %s, attempts = %s, error = %s, output = %s, "
+    f"finished_at = %s, retry_due = %s, lease_until = {_NOW} + %s, "
+    "owner = CASE WHEN %s THEN NULL ELSE owner END WHERE run_id = %s AND claim = %s"
+)
+
+
+def _now(db: psycopg.Connection[Any]) -> float:
+    row = db.execute(f"SELECT {_NOW}").fetchone()
+    assert row is not None
+    return float(row[0])
+
+
+def _insert(db: psycopg.Connection[Any], run: RunRow, owner: str, lease: float) -> bool:
+    """Insert ``run`` as ``running`` under ``owner``; False if a run of that id exists."""
+    inserted = db.execute(
+        f"INSERT INTO flowrt_runs ({_COLUMNS}) VALUES (%s, %s, %s, %s, 'running', %s, NULL, "
+        f"NULL, %s, NULL, NULL, %s, {_NOW} + %s, 1) ON CONFLICT (run_id) DO NOTHING",
+        (
+            run.run_id, run.workflow, run.input, run.definition, run.attempts, run.started_at,
+            owner, lease,
+        ),
+    )  # fmt: skip
+    return inserted.rowcount == 1
+
+
+def _load(db: psycopg.Connection[Any], run_id: str, *, lock: bool) -> RunRow | None:
+    """The run as stored (its raw status), with its current attempt's node records; with
+    ``lock``, its row stays locked until the transaction ends."""
+    query = f"SELECT {_COLUMNS} FROM flowrt_runs WHERE run_id = %s"
+    found = db.execute(query + (" FOR UPDATE" if lock else ""), (run_id,)).fetchone()
+    if found is None:
+        return None
+    run = _run_row(found)
+    batches = db.execute(
+        "SELECT records FROM flowrt_node_batches WHERE run_id = %s AND attempt = %s ORDER BY id",
+        (run_id, run.attempts),
+    )
+    run.nodes = node_rows(run_id, [batch for (batch,) in batches])
+    return run
+
+
+__all__: Sequence[str] = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresStore", "migrate"]

@@ -1,0 +1,90 @@
+"""A throwaway PostgreSQL server for the tests, started from the server binaries on PATH
+(``initdb``, ``pg_ctl``: PostgreSQL 15 on these machines), or ``FLOWRT_TEST_POSTGRES_DSN``
+when set. As root (initdb refuses to run as root) the server runs as the ``postgres`` user.
+Without a server the PostgreSQL tests skip, except on CI (``CI=true``), where that fails."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _as_server_user() -> tuple[list[str], int | None, int | None]:
+    """The command prefix and ids to run the server's binaries with."""
+    if os.geteuid() != 0:
+        return [], None, None
+    for name in ("postgres", "nobody"):  # Debian's server package makes "postgres"
+        try:
+            user = pwd.getpwnam(name)
+        except KeyError:
+            continue
+        return ["runuser", "-u", name, "--"], user.pw_uid, user.pw_gid
+    _missing("running as root, and no postgres or nobody user to run the server as")
+    raise AssertionError("unreachable")
+
+
+def _missing(reason: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"PostgreSQL is needed on CI: {reason}")
+    pytest.skip(reason)
+
+
+@contextmanager
+def postgres_server() -> Iterator[str]:
+    """Yield the DSN of a running PostgreSQL server (stopped and deleted afterwards)."""
+    dsn = os.environ.get("FLOWRT_TEST_POSTGRES_DSN")
+    if dsn:
+        yield dsn
+        return
+    if shutil.which("initdb") is None or shutil.which("pg_ctl") is None:
+        _missing("initdb and pg_ctl are not on PATH (install PostgreSQL's server package)")
+    prefix, uid, gid = _as_server_user()
+    root = Path(tempfile.mkdtemp(prefix="flowrt-pg-"))
+    data, port = root / "data", _free_port()
+    if uid is not None:
+        os.chown(root, uid, gid or -1)
+    try:
+        subprocess.run(
+            [*prefix, "initdb", "-D", str(data), "-U", "flowrt", "--auth=trust", "-E", "UTF8"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        subprocess.run(
+            [*prefix, "pg_ctl", "-D", str(data), "-o", options, "-l", str(root / "log"), "-w",
+             "start"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        try:
+            yield f"postgresql://flowrt@127.0.0.1:{port}/postgres"
+        finally:
+            subprocess.run(
+                [*prefix, "pg_ctl", "-D", str(data), "-m", "immediate", "-w", "stop"],
+                capture_output=True,
+            )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def fresh_database(dsn: str, name: str) -> str:
+    """Create database ``name`` on the server of ``dsn`` (dropped first if it exists); its DSN."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as db:
+        db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+        db.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+    return dsn.rsplit("/", 1)[0] + f"/{name}"
