@@ -33,6 +33,7 @@ from ._models import RunResult as RunResult
 from ._models import WorkflowRetry as WorkflowRetry
 from ._sqlite import SQLiteStore as SQLiteStore
 from ._store import RunStore as RunStore
+from ._worker import Worker as Worker
 
 __version__ = "0.1.0"
 
@@ -61,6 +62,7 @@ __all__ = [
     "SQLiteStore",
     "StrayCancellation",
     "TooManyFailures",
+    "Worker",
     "Workflow",
     "WorkflowFailed",
     "WorkflowRetry",

@@ -61,8 +61,21 @@ class DurableRun:
     the writer task (group commit with ``COMMIT_DELAY``, heartbeats), and the run's ends."""
 
     __slots__ = (
-        "attempt", "lock", "lost", "owner", "parked", "pending", "queued", "row", "run",
-        "scope", "signalled", "stopping", "store", "token",
+        "attempt",
+        "handover",
+        "lock",
+        "lost",
+        "owner",
+        "parked",
+        "pending",
+        "queued",
+        "row",
+        "run",
+        "scope",
+        "signalled",
+        "stopping",
+        "store",
+        "token",
     )  # fmt: skip
 
     def __init__(self, store: RunStore, row: RunRow) -> None:
@@ -80,17 +93,24 @@ class DurableRun:
         self.scope = anyio.CancelScope()  # the run's: cancelled when its lease is lost
         self.lost = False
         self.stopping = anyio.Event()  # the run has ended: the writer returns
+        self.handover = False  # a worker's run: cancelled, it is left for another worker
 
     async def open(self, *, create: bool, reopen: bool) -> Claim:
         """Claim the run, or with ``create`` create it (committed before any node starts);
         ``reopen`` (resume) claims a failed run too."""
         new = self.row if create else None
         claim = await self.store.claim(self.row.run_id, self.owner, new=new, reopen=reopen)
+        self.adopt(claim)
+        return claim
+
+    def adopt(self, claim: Claim, owner: str | None = None) -> None:
+        """Hold the run as ``claim`` gave it (to ``owner``, when a worker claimed it)."""
         self.token = claim.token
+        if owner is not None:
+            self.owner = owner
         if claim.outcome == "claimed" and claim.run is not None:
             stored = claim.run
             self.row = dataclasses.replace(stored, status="running", nodes=[], finished_at=None)
-        return claim
 
     def add(self, name: str, done: NodeRecord) -> None:
         """Queue node ``name``'s record; a success whose output is not strict JSON becomes an
@@ -227,12 +247,16 @@ class DurableRun:
     async def cancelled(self) -> None:
         """The caller cancelled the run: keep what finished and release the run, marked
         ``cancelled`` (resumable); in a workflow-level retry wait (``retrying``) or a parked
-        node wait (``waiting``), it keeps that status and due time, for ``resume_due``."""
+        node wait (``waiting``), it keeps that status and due time, for ``resume_due``. A
+        worker's run (``handover``) is released as ``running`` instead: reported
+        ``interrupted``, it is claimed by the next worker that looks."""
         if self.lost:
             return
         with anyio.CancelScope(shield=True):
             row = self.row
-            if row.status not in ("retrying", "waiting"):
+            if self.handover and row.status == "running":
+                row.retry_due = None  # released as running: any worker continues it at once
+            elif row.status not in ("retrying", "waiting"):
                 row.status, row.retry_due = "cancelled", None
                 row.finished_at = datetime.now(UTC).isoformat()
             self._row_changed()

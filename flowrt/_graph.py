@@ -20,7 +20,7 @@ from ._loader import from_dict, located, read_yaml, to_dict
 from ._models import Event, RunResult, WorkflowRetry
 from ._plan import Plan, compile_plan
 from ._records import RunRow
-from ._run import Environment, resume, run
+from ._run import Environment, result_of, resume, run, submit
 from ._run import resume_due as resume_due_runs
 from ._store import RunStore
 from ._stream import EventStream
@@ -221,6 +221,35 @@ class Workflow(Definition):
         """
         return await resume(self.compiled(), self.environment(store), run_id, timeout=timeout)
 
+    async def submit(
+        self, input: Any = None, *, store: RunStore | None = None, run_id: str | None = None
+    ) -> str:
+        """Enqueue a run for a ``Worker`` and return its id at once (the run row is committed,
+        status ``queued``). ``run_id`` is an idempotency key: an existing run of this workflow
+        is not enqueued again, and its id is returned.
+
+        Raises:
+            DefinitionError: the workflow is invalid.
+            FlowError: no store (``store`` or the workflow's), or ``run_id`` is a run of
+                another workflow.
+            InputError: the input is not strict JSON.
+        """
+        return await submit(self.compiled(), self.environment(store), input, run_id)
+
+    async def result(
+        self, run_id: str, *, store: RunStore | None = None, timeout: float | None = None
+    ) -> RunResult:
+        """Wait for stored run ``run_id`` to end (``success`` or ``failure``); its result.
+
+        Raises:
+            FlowError: no store, or no such run.
+            TimeoutError: it had not ended after ``timeout`` seconds.
+        """
+        where = store if store is not None else self.store
+        if where is None:
+            raise FlowError(f"workflow {self.name!r} has no store to read run {run_id!r} from")
+        return await result_of(where, run_id, timeout)
+
     def run_sync(self, input: Any = None, *, timeout: float | None = None) -> RunResult:
         """``run`` for scripts: starts an event loop with ``anyio.run``."""
         return anyio.run(lambda: self.run(input, timeout=timeout))
@@ -251,6 +280,18 @@ async def resume_due(
     Raises:
         FlowError: a due run's workflow is neither given nor stored as data.
     """
+    return await resume_due_runs(store, chooser(store, workflows), now=now)
+
+
+def chooser(
+    store: RunStore, workflows: Iterable[Workflow]
+) -> Callable[[RunRow], tuple[Plan, Environment]]:
+    """What runs a stored run: its workflow taken from ``workflows`` by name, else rebuilt
+    from its stored definition (once), against ``store``.
+
+    Raises (when called):
+        FlowError: the run's workflow is neither given nor stored as data.
+    """
     by_name = {wf.name: wf for wf in workflows}
 
     def choose(row: RunRow) -> tuple[Plan, Environment]:
@@ -261,4 +302,4 @@ async def resume_due(
             wf = by_name[row.workflow] = Workflow.from_dict(json.loads(row.definition))
         return wf.compiled(), wf.environment(store)
 
-    return await resume_due_runs(store, choose, now=now)
+    return choose

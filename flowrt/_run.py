@@ -61,10 +61,7 @@ async def run(
 ) -> RunResult:
     """Run ``plan`` with workflow-level retries; see ``Workflow.run``. With a store the run is
     durable, and an existing ``run_id`` is returned (ended), refused (owned) or resumed."""
-    if input is None:
-        input = {}
-    elif isinstance(input, BaseModel):  # selectors walk plain data
-        input = input.model_dump()
+    input = plain_input(input)
     store = env.store
     if store is None:
         return await _execute(plan, env, input, timeout, sink, run_id or new_id())
@@ -75,6 +72,67 @@ async def run(
     if run_id is not None:
         await _check_workflow(store, row.run_id, plan.name, must_exist=False)
     return await _durable(plan, env, DurableRun(store, row), False, timeout, sink, input)
+
+
+def plain_input(input: Any) -> Any:
+    """The run input as selectors walk it: ``{}`` for None, a pydantic model's ``model_dump()``."""
+    if input is None:
+        return {}
+    return input.model_dump() if isinstance(input, BaseModel) else input
+
+
+async def submit(plan: Plan, env: Environment, input: Any, run_id: str | None) -> str:
+    """Enqueue a run of ``plan`` in ``env``'s store for a worker; return its id. A run id that
+    exists already is returned as it is (an idempotency key), if it is of this workflow.
+
+    Raises:
+        FlowError: no store, or the id belongs to a run of another workflow.
+        InputError: the input is not strict JSON.
+    """
+    if env.store is None:
+        raise FlowError(f"workflow {plan.name!r} has no store to submit a run to")
+    row = RunRow(
+        run_id or new_id(), plan.name, input_json(plain_input(input)), "queued",
+        datetime.now(UTC).isoformat(), env.definition(),
+    )  # fmt: skip
+    if not await env.store.enqueue(row):
+        await _check_workflow(env.store, row.run_id, plan.name, must_exist=True)
+    return row.run_id
+
+
+async def result_of(store: RunStore, run_id: str, timeout: float | None) -> RunResult:
+    """Wait until stored run ``run_id`` has ended (``success`` or ``failure``); its result.
+
+    Raises:
+        FlowError: no such run.
+        TimeoutError: it had not ended after ``timeout`` seconds.
+    """
+    pause = 0.005
+    with anyio.fail_after(timeout):
+        while True:
+            run = await store.load_run(run_id)
+            if run is None:
+                raise FlowError(f"no run {run_id!r} in {store!r}")
+            if run.status in ("success", "failure"):
+                return stored_result(run)
+            await anyio.sleep(pause)
+            pause = min(pause * 2, 0.25)
+
+
+async def execute_claimed(
+    plan: Plan, env: Environment, claim: Claim, owner: str, store: RunStore
+) -> RunResult:
+    """Execute a run a worker claimed (``store.claim_next``) as ``owner``; cancelled, it is
+    released as ``running`` (reported ``interrupted``) for another worker to continue.
+
+    Raises:
+        LeaseLost: another owner took the run over; it was stopped.
+    """
+    assert claim.run is not None
+    durable = DurableRun(store, claim.run)
+    durable.adopt(claim, owner)
+    durable.handover = True  # a worker that stops leaves its runs to the others
+    return await _claimed(plan, env, durable, claim, None, None)
 
 
 async def resume(plan: Plan, env: Environment, run_id: str, *, timeout: float | None) -> RunResult:
@@ -141,6 +199,8 @@ async def _claimed(
         return await _execute(plan, env, input, timeout, sink, run_id, durable)
     stored = claim.run
     input = json.loads(stored.input)
+    if stored.status == "queued":  # submitted: a worker starts it
+        return await _execute(plan, env, input, timeout, sink, run_id, durable)
     if stored.status == "retrying":  # a workflow-level retry: its next attempt, from scratch
         after = stored.attempts
         return await _execute(plan, env, input, timeout, sink, run_id, durable, None, after)

@@ -73,6 +73,12 @@ _UPDATE_RUN = (
 )
 _RENEW = "UPDATE runs SET lease_until = ? WHERE run_id = ? AND claim = ?"
 _ENDED = ("success", "failure", "cancelled")
+# A run a worker may claim (the parameters: now, three times).
+_READY = (
+    "(status = 'queued' OR (status = 'running' AND (owner IS NULL OR lease_until <= ?)) "
+    "OR (status IN ('retrying', 'waiting') AND retry_due <= ? "
+    "AND (owner IS NULL OR lease_until IS NULL OR lease_until <= ?)))"
+)
 
 
 def _json(value: dict[str, str] | None) -> str | None:
@@ -250,6 +256,53 @@ class SQLiteStore:
                     )
 
         await self._call(write)
+
+    async def enqueue(self, run: RunRow) -> bool:
+        """See ``RunStore.enqueue`` (idle workers poll: SQLite has no notifications)."""
+
+        def insert(db: sqlite3.Connection) -> bool:
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                inserted = db.execute(
+                    f"INSERT OR IGNORE INTO runs ({_COLUMNS}) VALUES (?, ?, ?, ?, 'queued', ?, "
+                    "NULL, NULL, ?, NULL, NULL, NULL, NULL, 0)",
+                    (run.run_id, run.workflow, run.input, run.definition, run.attempts,
+                     run.started_at),
+                )  # fmt: skip
+                return inserted.rowcount == 1
+
+        return await self._call(insert)
+
+    async def claim_next(self, owner: str, workflows: Sequence[str]) -> Claim | None:
+        """See ``RunStore.claim_next`` (one ``BEGIN IMMEDIATE`` transaction)."""
+        if not workflows:
+            return None
+        names = ", ".join("?" * len(workflows))
+
+        def claim(db: sqlite3.Connection) -> Claim | None:
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                now = time.time()
+                found = db.execute(
+                    f"SELECT run_id FROM runs WHERE workflow IN ({names}) AND {_READY} "
+                    "ORDER BY started_at LIMIT 1",
+                    (*workflows, now, now, now),
+                ).fetchone()
+                run = None if found is None else _load(db, found[0])
+                if run is None:
+                    return None
+                db.execute(
+                    "UPDATE runs SET status = 'running', owner = ?, lease_until = ?, "
+                    "claim = claim + 1 WHERE run_id = ?",
+                    (owner, now + self.lease_seconds, run.run_id),
+                )
+                return Claim("claimed", run.claim + 1, run)
+
+        return await self._call(claim)
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """See ``RunStore.wait_for_work``: SQLite cannot notify, so this sleeps ``timeout``."""
+        await anyio.sleep(timeout)
 
     async def load_run(self, run_id: str) -> RunRow | None:
         """See ``RunStore.load_run``."""

@@ -76,6 +76,21 @@ class RunStore(Protocol):
             LeaseLost: another owner has claimed the run since (nothing was written).
         """
 
+    async def enqueue(self, run: RunRow) -> bool:
+        """Insert ``run`` as ``queued`` (no owner) for a worker to claim, and wake idle
+        workers; False, changing nothing, if a run of that id exists."""
+
+    async def claim_next(self, owner: str, workflows: Sequence[str]) -> Claim | None:
+        """Claim, in one transaction, the oldest run of one of ``workflows`` that is ready for
+        a worker: ``queued``; ``running`` under an expired lease (its owner died); or in a
+        retry wait (``retrying``, ``waiting``) that is due, with no live owner. None if there
+        is none. Concurrent claimers never get the same run (PostgreSQL: ``FOR UPDATE SKIP
+        LOCKED``)."""
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Return when a run may have been enqueued (PostgreSQL: ``LISTEN``), or after
+        ``timeout`` seconds."""
+
     async def load_run(self, run_id: str) -> RunRow | None:
         """The stored run with its current attempt's nodes (each node's last record), or
         None. A ``running`` run whose owner's lease has expired is reported ``interrupted``."""

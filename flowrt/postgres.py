@@ -24,56 +24,26 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from ._errors import LeaseLost
+from ._postgres_sql import (
+    COLUMNS,
+    MIGRATION_LOCK,
+    MIGRATIONS,
+    NOW,
+    READY,
+    SCHEMA_VERSION,
+    UPDATE_RUN,
+)  # fmt: skip
 from ._records import RunRow, node_rows
 from ._sqlite import _run_row, _update_values
 from ._store import Claim, reported_status
 
 T = TypeVar("T")
 
-_NOW = "extract(epoch from clock_timestamp())"
-_COLUMNS = (
-    "run_id, workflow, input, definition, status, attempts, error, output, started_at, "
-    "finished_at, retry_due, owner, lease_until, claim"
-)
-_NODES_VIEW = """CREATE OR REPLACE VIEW flowrt_nodes AS
-    SELECT run_id, batch, name, status, output, error, attempts, duration, reason, due,
-           CASE WHEN status = 'waiting' THEN attempts + 1 END AS next_attempt FROM (
-        SELECT b.run_id, b.id AS batch, r.value ->> 0 AS name, r.value ->> 1 AS status,
-               r.value -> 2 AS output, r.value -> 3 AS error, (r.value ->> 4)::int AS attempts,
-               (r.value ->> 5)::float8 AS duration, r.value ->> 6 AS reason,
-               (r.value ->> 8)::float8 AS due,
-               row_number() OVER (PARTITION BY b.run_id, r.value ->> 0
-                                  ORDER BY b.id DESC, r.n DESC) AS newest
-        FROM flowrt_runs AS runs
-        JOIN flowrt_node_batches AS b ON b.run_id = runs.run_id AND b.attempt = runs.attempts,
-             jsonb_array_elements(b.records::jsonb) WITH ORDINALITY AS r(value, n)) AS last
-    WHERE newest = 1"""
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (  # 1: runs with owners and leases; node record batches per workflow attempt; the view
-        "CREATE TABLE IF NOT EXISTS flowrt_runs (run_id TEXT PRIMARY KEY, workflow TEXT NOT NULL,"
-        " input TEXT NOT NULL, definition TEXT, status TEXT NOT NULL, attempts INTEGER NOT NULL,"
-        " error TEXT, output TEXT, started_at TEXT NOT NULL, finished_at TEXT,"
-        " retry_due DOUBLE PRECISION, owner TEXT, lease_until DOUBLE PRECISION,"
-        " claim INTEGER NOT NULL DEFAULT 0)",
-        "CREATE INDEX IF NOT EXISTS flowrt_runs_started ON flowrt_runs (started_at)",
-        "CREATE INDEX IF NOT EXISTS flowrt_runs_status ON flowrt_runs (status, started_at)",
-        "CREATE INDEX IF NOT EXISTS flowrt_runs_due ON flowrt_runs (retry_due)"
-        " WHERE retry_due IS NOT NULL",
-        "CREATE TABLE IF NOT EXISTS flowrt_node_batches (id BIGSERIAL PRIMARY KEY,"
-        " run_id TEXT NOT NULL, attempt INTEGER NOT NULL, records TEXT NOT NULL)",
-        "CREATE INDEX IF NOT EXISTS flowrt_node_batches_run ON flowrt_node_batches"
-        " (run_id, attempt)",
-        _NODES_VIEW,
-    ),
-)
-SCHEMA_VERSION = len(MIGRATIONS)
-_MIGRATION_LOCK = 7_287_011  # pg_advisory_xact_lock key: one migrator at a time
-
 
 def migrate(db: psycopg.Connection[Any]) -> int:
     """Bring the schema to ``SCHEMA_VERSION`` in one transaction; return the version."""
     with db.transaction():
-        db.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        db.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
         db.execute("CREATE TABLE IF NOT EXISTS flowrt_schema (version INTEGER NOT NULL)")
         row = db.execute("SELECT max(version) FROM flowrt_schema").fetchone()
         version = int(row[0]) if row and row[0] is not None else 0
@@ -112,6 +82,7 @@ class PostgresStore:
         self.park_after_seconds = park_after_seconds
         self._max = max_connections
         self._pool: ConnectionPool[Any] | None = None
+        self._listening: psycopg.Connection[Any] | None = None  # LISTEN flowrt_work
         self._lock = threading.Lock()
         self._limiter: anyio.CapacityLimiter | None = None
 
@@ -157,8 +128,11 @@ class PostgresStore:
         """Close the pool's connections (the next call opens a new pool)."""
         with self._lock:
             pool, self._pool = self._pool, None
+            listening, self._listening = self._listening, None
         if pool is not None:
             pool.close()
+        if listening is not None:
+            listening.close()
 
     async def aclose(self) -> None:
         """``close()`` from async code."""
@@ -213,12 +187,12 @@ class PostgresStore:
             with db.transaction():  # one transaction: commit on success, roll back on error
                 if run is None:
                     updated = db.execute(
-                        f"UPDATE flowrt_runs SET lease_until = {_NOW} + %s "
+                        f"UPDATE flowrt_runs SET lease_until = {NOW} + %s "
                         "WHERE run_id = %s AND claim = %s",
                         (lease, run_id, token),
                     )
                 else:
-                    updated = db.execute(_UPDATE_RUN, _update_values(run, lease, release, token))
+                    updated = db.execute(UPDATE_RUN, _update_values(run, lease, release, token))
                 if updated.rowcount != 1:
                     raise LeaseLost(run_id)  # rolls back: nothing written
                 if records:
@@ -229,6 +203,70 @@ class PostgresStore:
                     )
 
         await self._call(write)
+
+    async def enqueue(self, run: RunRow) -> bool:
+        """See ``RunStore.enqueue``: the insert and a ``NOTIFY flowrt_work`` (idle workers
+        wake at once) in one transaction."""
+
+        def insert(db: psycopg.Connection[Any]) -> bool:
+            with db.transaction():
+                inserted = db.execute(
+                    f"INSERT INTO flowrt_runs ({COLUMNS}) VALUES (%s, %s, %s, %s, 'queued', %s, "
+                    "NULL, NULL, %s, NULL, NULL, NULL, NULL, 0) ON CONFLICT (run_id) DO NOTHING",
+                    (run.run_id, run.workflow, run.input, run.definition, run.attempts,
+                     run.started_at),
+                )  # fmt: skip
+                if inserted.rowcount != 1:
+                    return False
+                db.execute("NOTIFY flowrt_work")
+                return True
+
+        return await self._call(insert)
+
+    async def claim_next(self, owner: str, workflows: Sequence[str]) -> Claim | None:
+        """See ``RunStore.claim_next`` (``FOR UPDATE SKIP LOCKED``: concurrent workers each
+        get another run, none waits for another's transaction)."""
+        if not workflows:
+            return None
+        lease = self.lease_seconds
+
+        def claim(db: psycopg.Connection[Any]) -> Claim | None:
+            with db.transaction():
+                found = db.execute(
+                    f"SELECT run_id FROM flowrt_runs WHERE workflow = ANY(%s) AND {READY} "
+                    "ORDER BY started_at LIMIT 1 FOR UPDATE SKIP LOCKED",
+                    (list(workflows),),
+                ).fetchone()
+                run = None if found is None else _load(db, found[0], lock=False)
+                if run is None:
+                    return None
+                db.execute(
+                    f"UPDATE flowrt_runs SET status = 'running', owner = %s, "
+                    f"lease_until = {NOW} + %s, claim = claim + 1 WHERE run_id = %s",
+                    (owner, lease, run.run_id),
+                )
+                return Claim("claimed", run.claim + 1, run)
+
+        return await self._call(claim)
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """See ``RunStore.wait_for_work``: ``LISTEN flowrt_work`` on a connection of its own,
+        waited on in a worker thread in steps of at most 0.2 s (a cancellation is seen within
+        one step; the thread never outlives the call)."""
+        listener = await anyio.to_thread.run_sync(self._listener)
+        deadline = anyio.current_time() + timeout
+        while (left := deadline - anyio.current_time()) > 0:
+            step = min(left, 0.2)
+            woken = await anyio.to_thread.run_sync(_notified, listener, step)
+            if woken:
+                return
+
+    def _listener(self) -> psycopg.Connection[Any]:
+        with self._lock:
+            if self._listening is None or self._listening.closed:
+                self._listening = psycopg.connect(self.url, autocommit=True)
+                self._listening.execute("LISTEN flowrt_work")
+            return self._listening
 
     async def load_run(self, run_id: str) -> RunRow | None:
         """See ``RunStore.load_run``."""
@@ -248,7 +286,7 @@ class PostgresStore:
             now = _now(db)
             stored = "running" if status == "interrupted" else status
             where = "" if stored is None else "WHERE status = %s"
-            query = f"SELECT {_COLUMNS} FROM flowrt_runs {where} ORDER BY started_at DESC LIMIT %s"
+            query = f"SELECT {COLUMNS} FROM flowrt_runs {where} ORDER BY started_at DESC LIMIT %s"
             params = (limit,) if stored is None else (stored, limit)
             runs = []
             for row in db.execute(query, params):
@@ -266,7 +304,7 @@ class PostgresStore:
         def read(db: psycopg.Connection[Any]) -> list[RunRow]:
             clock = _now(db)
             query = (
-                f"SELECT {_COLUMNS} FROM flowrt_runs WHERE retry_due <= %s "
+                f"SELECT {COLUMNS} FROM flowrt_runs WHERE retry_due <= %s "
                 "AND status IN ('retrying', 'waiting') "
                 "AND (owner IS NULL OR lease_until IS NULL OR lease_until <= %s) ORDER BY retry_due"
             )
@@ -299,15 +337,13 @@ class PostgresStore:
         return await self._call(delete)
 
 
-_UPDATE_RUN = (
-    "UPDATE flowrt_runs SET status = %s, attempts = %s, error = %s, output = %s, "
-    f"finished_at = %s, retry_due = %s, lease_until = {_NOW} + %s, "
-    "owner = CASE WHEN %s THEN NULL ELSE owner END WHERE run_id = %s AND claim = %s"
-)
+def _notified(listener: psycopg.Connection[Any], timeout: float) -> bool:
+    """Whether a notification came within ``timeout`` seconds (all those pending are taken)."""
+    return any(True for _ in listener.notifies(timeout=timeout, stop_after=1))
 
 
 def _now(db: psycopg.Connection[Any]) -> float:
-    row = db.execute(f"SELECT {_NOW}").fetchone()
+    row = db.execute(f"SELECT {NOW}").fetchone()
     assert row is not None
     return float(row[0])
 
@@ -315,8 +351,8 @@ def _now(db: psycopg.Connection[Any]) -> float:
 def _insert(db: psycopg.Connection[Any], run: RunRow, owner: str, lease: float) -> bool:
     """Insert ``run`` as ``running`` under ``owner``; False if a run of that id exists."""
     inserted = db.execute(
-        f"INSERT INTO flowrt_runs ({_COLUMNS}) VALUES (%s, %s, %s, %s, 'running', %s, NULL, "
-        f"NULL, %s, NULL, NULL, %s, {_NOW} + %s, 1) ON CONFLICT (run_id) DO NOTHING",
+        f"INSERT INTO flowrt_runs ({COLUMNS}) VALUES (%s, %s, %s, %s, 'running', %s, NULL, "
+        f"NULL, %s, NULL, NULL, %s, {NOW} + %s, 1) ON CONFLICT (run_id) DO NOTHING",
         (
             run.run_id, run.workflow, run.input, run.definition, run.attempts, run.started_at,
             owner, lease,
@@ -328,7 +364,7 @@ def _insert(db: psycopg.Connection[Any], run: RunRow, owner: str, lease: float) 
 def _load(db: psycopg.Connection[Any], run_id: str, *, lock: bool) -> RunRow | None:
     """The run as stored (its raw status), with its current attempt's node records; with
     ``lock``, its row stays locked until the transaction ends."""
-    query = f"SELECT {_COLUMNS} FROM flowrt_runs WHERE run_id = %s"
+    query = f"SELECT {COLUMNS} FROM flowrt_runs WHERE run_id = %s"
     found = db.execute(query + (" FOR UPDATE" if lock else ""), (run_id,)).fetchone()
     if found is None:
         return None

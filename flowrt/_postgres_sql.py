@@ -1,0 +1,56 @@
+"""The SQL of ``flowrt.postgres``: its tables, view and migrations, and the statements shared by
+its methods."""
+
+from __future__ import annotations
+
+NOW = "extract(epoch from clock_timestamp())"
+COLUMNS = (
+    "run_id, workflow, input, definition, status, attempts, error, output, started_at, "
+    "finished_at, retry_due, owner, lease_until, claim"
+)
+NODES_VIEW = """CREATE OR REPLACE VIEW flowrt_nodes AS
+    SELECT run_id, batch, name, status, output, error, attempts, duration, reason, due,
+           CASE WHEN status = 'waiting' THEN attempts + 1 END AS next_attempt FROM (
+        SELECT b.run_id, b.id AS batch, r.value ->> 0 AS name, r.value ->> 1 AS status,
+               r.value -> 2 AS output, r.value -> 3 AS error, (r.value ->> 4)::int AS attempts,
+               (r.value ->> 5)::float8 AS duration, r.value ->> 6 AS reason,
+               (r.value ->> 8)::float8 AS due,
+               row_number() OVER (PARTITION BY b.run_id, r.value ->> 0
+                                  ORDER BY b.id DESC, r.n DESC) AS newest
+        FROM flowrt_runs AS runs
+        JOIN flowrt_node_batches AS b ON b.run_id = runs.run_id AND b.attempt = runs.attempts,
+             jsonb_array_elements(b.records::jsonb) WITH ORDINALITY AS r(value, n)) AS last
+    WHERE newest = 1"""
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (  # 1: runs with owners and leases; node record batches per workflow attempt; the view
+        "CREATE TABLE IF NOT EXISTS flowrt_runs (run_id TEXT PRIMARY KEY, workflow TEXT NOT NULL,"
+        " input TEXT NOT NULL, definition TEXT, status TEXT NOT NULL, attempts INTEGER NOT NULL,"
+        " error TEXT, output TEXT, started_at TEXT NOT NULL, finished_at TEXT,"
+        " retry_due DOUBLE PRECISION, owner TEXT, lease_until DOUBLE PRECISION,"
+        " claim INTEGER NOT NULL DEFAULT 0)",
+        "CREATE INDEX IF NOT EXISTS flowrt_runs_started ON flowrt_runs (started_at)",
+        "CREATE INDEX IF NOT EXISTS flowrt_runs_status ON flowrt_runs (status, started_at)",
+        "CREATE INDEX IF NOT EXISTS flowrt_runs_due ON flowrt_runs (retry_due)"
+        " WHERE retry_due IS NOT NULL",
+        "CREATE TABLE IF NOT EXISTS flowrt_node_batches (id BIGSERIAL PRIMARY KEY,"
+        " run_id TEXT NOT NULL, attempt INTEGER NOT NULL, records TEXT NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS flowrt_node_batches_run ON flowrt_node_batches"
+        " (run_id, attempt)",
+        NODES_VIEW,
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+MIGRATION_LOCK = 7_287_011  # pg_advisory_xact_lock key: one migrator at a time
+
+UPDATE_RUN = (
+    "UPDATE flowrt_runs SET status = %s, attempts = %s, error = %s, output = %s, "
+    f"finished_at = %s, retry_due = %s, lease_until = {NOW} + %s, "
+    "owner = CASE WHEN %s THEN NULL ELSE owner END WHERE run_id = %s AND claim = %s"
+)
+
+# A run a worker may claim (by the database's clock).
+READY = (
+    f"(status = 'queued' OR (status = 'running' AND (owner IS NULL OR lease_until <= {NOW})) "
+    f"OR (status IN ('retrying', 'waiting') AND retry_due <= {NOW} "
+    f"AND (owner IS NULL OR lease_until IS NULL OR lease_until <= {NOW})))"
+)

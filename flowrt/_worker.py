@@ -1,0 +1,109 @@
+"""``Worker``: executes the runs of a store, as many at once as it has slots. Any number of
+workers (processes, hosts) may serve one store: a run is claimed by exactly one of them
+(``RunStore.claim_next``), held under a lease its writer renews, and taken over by another
+worker once that lease has expired (its owner died). A worker whose run was taken over has its
+writes refused and drops the run."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+import anyio
+
+from ._durable import owner_id
+from ._errors import LeaseLost
+from ._graph import Workflow, chooser
+from ._run import execute_claimed
+from ._store import Claim, RunStore
+
+_log = logging.getLogger("flowrt")
+
+
+class Worker:
+    """Claims and executes the runs of ``workflows`` kept in ``store``: submitted runs
+    (``wf.submit``), runs whose owner's lease expired, and retry waits that have come due.
+
+    Args:
+        store: the store (``PostgresStore`` for several hosts, ``SQLiteStore`` for the
+            processes of one host).
+        workflows: the workflows this worker executes, matched to runs by name.
+        concurrency: how many runs it executes at once.
+        heartbeat_seconds, lease_seconds, park_after_seconds: when given, they replace the
+            store's settings (they apply to every run executed against that store object).
+        poll_seconds: how long an idle worker waits for a notification (PostgreSQL) before it
+            looks for ready runs again; SQLite cannot notify, so its workers poll at this pace.
+    """
+
+    def __init__(
+        self,
+        store: RunStore,
+        workflows: Iterable[Workflow],
+        *,
+        concurrency: int = 100,
+        heartbeat_seconds: float | None = None,
+        lease_seconds: float | None = None,
+        poll_seconds: float = 1.0,
+        park_after_seconds: float | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"Worker: concurrency must be at least 1, not {concurrency}")
+        self.store = store
+        self.workflows = list(workflows)
+        self.concurrency = concurrency
+        self.poll_seconds = poll_seconds
+        if heartbeat_seconds is not None:
+            store.heartbeat_seconds = heartbeat_seconds
+        if lease_seconds is not None:
+            store.lease_seconds = lease_seconds
+        if park_after_seconds is not None:
+            store.park_after_seconds = park_after_seconds
+        self._choose = chooser(store, self.workflows)
+        self._names = sorted({wf.name for wf in self.workflows})
+        self.executed = 0  # runs this worker has finished executing (ended, or dropped)
+
+    async def serve(self) -> None:
+        """Execute ready runs until cancelled. A cancellation stops the runs in progress and
+        hands them back before it propagates: each is stored as it stood, ``interrupted``,
+        and the next worker that looks continues it (its stored successes are kept)."""
+        await self._claiming(idle_stops=False)
+
+    async def drain(self) -> int:
+        """Execute ready runs until none is left (at most ``concurrency`` at once); return
+        how many were executed. For a cron job, or a test."""
+        done = self.executed
+        await self._claiming(idle_stops=True)
+        return self.executed - done
+
+    async def _claiming(self, *, idle_stops: bool) -> None:
+        slots = anyio.Semaphore(self.concurrency)
+        async with anyio.create_task_group() as tg:
+            while True:
+                await slots.acquire()
+                owner = owner_id()
+                try:
+                    claim = await self.store.claim_next(owner, self._names)
+                except Exception:  # the store is unreachable: try again after a poll
+                    _log.warning("flowrt: worker could not claim a run", exc_info=True)
+                    claim = None
+                if claim is not None:
+                    tg.start_soon(self._execute, claim, owner, slots)
+                    continue
+                slots.release()
+                if idle_stops:
+                    return
+                await self.store.wait_for_work(self.poll_seconds)
+
+    async def _execute(self, claim: Claim, owner: str, slots: anyio.Semaphore) -> None:
+        assert claim.run is not None
+        run_id = claim.run.run_id
+        try:
+            plan, env = self._choose(claim.run)
+            await execute_claimed(plan, env, claim, owner, self.store)
+        except LeaseLost:
+            _log.warning("flowrt: run %s was taken over by another owner; dropped", run_id)
+        except Exception:  # its lease expires and another worker takes it over
+            _log.error("flowrt: worker failed executing run %s", run_id, exc_info=True)
+        finally:
+            self.executed += 1
+            slots.release()
