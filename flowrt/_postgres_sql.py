@@ -54,3 +54,15 @@ READY = (
     f"OR (status IN ('retrying', 'waiting') AND retry_due <= {NOW} "
     f"AND (owner IS NULL OR lease_until IS NULL OR lease_until <= {NOW})))"
 )
+
+# Claim up to a limit of ready runs (parameters: workflows, limit, owner, lease seconds): the
+# runs as they were before (status, claim), by the order they were enqueued.
+CLAIM_READY = f"""WITH picked AS (
+        SELECT run_id, status AS was, claim AS had FROM flowrt_runs
+        WHERE workflow = ANY(%s) AND {READY}
+        ORDER BY started_at LIMIT %s FOR UPDATE SKIP LOCKED)
+    UPDATE flowrt_runs AS r SET status = 'running', owner = %s,
+        lease_until = {NOW} + %s, claim = r.claim + 1
+    FROM picked WHERE r.run_id = picked.run_id
+    RETURNING r.run_id, r.workflow, r.input, r.definition, picked.was, r.attempts, r.error,
+        r.output, r.started_at, r.finished_at, r.retry_due, r.owner, r.lease_until, picked.had"""

@@ -19,66 +19,13 @@ import anyio
 import anyio.to_thread
 
 from ._errors import LeaseLost
-from ._records import RunRow, node_rows
+from ._records import NodeRow, RunRow, node_rows
+from ._sqlite_sql import COLUMNS, MIGRATIONS, READY, RENEW, SCHEMA_VERSION, UPDATE_RUN
 from ._store import Claim, reported_status
 
 T = TypeVar("T")
 
-_RUNS_V1 = """CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY, workflow TEXT NOT NULL, input TEXT NOT NULL, definition TEXT,
-    status TEXT NOT NULL, attempts INTEGER NOT NULL, error TEXT, output TEXT,
-    started_at TEXT NOT NULL, finished_at TEXT, retry_due REAL)"""
-_NODES_V2 = """CREATE VIEW nodes AS
-    SELECT run_id, batch, name, status, output, error, attempts, duration, reason, due,
-           CASE WHEN status = 'waiting' THEN attempts + 1 END AS next_attempt FROM (
-        SELECT b.run_id AS run_id, b.id AS batch,
-            json_extract(j.value, '$[0]') AS name, json_extract(j.value, '$[1]') AS status,
-            json_extract(j.value, '$[2]') AS output, json_extract(j.value, '$[3]') AS error,
-            json_extract(j.value, '$[4]') AS attempts, json_extract(j.value, '$[5]') AS duration,
-            json_extract(j.value, '$[6]') AS reason, json_extract(j.value, '$[8]') AS due,
-            row_number() OVER (PARTITION BY b.run_id, json_extract(j.value, '$[0]')
-                               ORDER BY b.id DESC, j.key DESC) AS newest
-        FROM runs AS r JOIN node_batches AS b ON b.run_id = r.run_id AND b.attempt = r.attempts,
-             json_each(b.records) AS j)
-    WHERE newest = 1"""
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (  # 1: runs and their node record batches (flowrt 0.1)
-        _RUNS_V1,
-        "CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at)",
-        "CREATE INDEX IF NOT EXISTS runs_due ON runs (retry_due) WHERE retry_due IS NOT NULL",
-        "CREATE TABLE IF NOT EXISTS node_batches "
-        "(id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, records TEXT NOT NULL)",
-        "CREATE INDEX IF NOT EXISTS node_batches_run ON node_batches (run_id)",
-    ),
-    (  # 2: owners and leases; batches per workflow attempt; the nodes view: last records
-        "ALTER TABLE runs ADD COLUMN owner TEXT",
-        "ALTER TABLE runs ADD COLUMN lease_until REAL",
-        "ALTER TABLE runs ADD COLUMN claim INTEGER NOT NULL DEFAULT 0",
-        "ALTER TABLE node_batches ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1",
-        "CREATE INDEX IF NOT EXISTS runs_status ON runs (status, started_at)",
-        "DROP VIEW IF EXISTS nodes",
-        _NODES_V2,
-    ),
-)
-SCHEMA_VERSION = len(MIGRATIONS)
 _setup_lock = threading.Lock()
-_COLUMNS = (
-    "run_id, workflow, input, definition, status, attempts, error, output, started_at, "
-    "finished_at, retry_due, owner, lease_until, claim"
-)
-_UPDATE_RUN = (
-    "UPDATE runs SET status = ?, attempts = ?, error = ?, output = ?, finished_at = ?, "
-    "retry_due = ?, lease_until = ?, owner = CASE WHEN ? THEN NULL ELSE owner END "
-    "WHERE run_id = ? AND claim = ?"
-)
-_RENEW = "UPDATE runs SET lease_until = ? WHERE run_id = ? AND claim = ?"
-_ENDED = ("success", "failure", "cancelled")
-# A run a worker may claim (the parameters: now, three times).
-_READY = (
-    "(status = 'queued' OR (status = 'running' AND (owner IS NULL OR lease_until <= ?)) "
-    "OR (status IN ('retrying', 'waiting') AND retry_due <= ? "
-    "AND (owner IS NULL OR lease_until IS NULL OR lease_until <= ?)))"
-)
 
 
 def _json(value: dict[str, str] | None) -> str | None:
@@ -244,9 +191,9 @@ class SQLiteStore:
                 db.execute("BEGIN IMMEDIATE")  # the write lock now (waits busy_timeout)
                 lease = time.time() + self.lease_seconds
                 if run is None:
-                    updated = db.execute(_RENEW, (lease, run_id, token))
+                    updated = db.execute(RENEW, (lease, run_id, token))
                 else:
-                    updated = db.execute(_UPDATE_RUN, _update_values(run, lease, release, token))
+                    updated = db.execute(UPDATE_RUN, _update_values(run, lease, release, token))
                 if updated.rowcount != 1:
                     raise LeaseLost(run_id)  # rolls back: nothing written
                 if records:
@@ -264,7 +211,7 @@ class SQLiteStore:
             with db:
                 db.execute("BEGIN IMMEDIATE")
                 inserted = db.execute(
-                    f"INSERT OR IGNORE INTO runs ({_COLUMNS}) VALUES (?, ?, ?, ?, 'queued', ?, "
+                    f"INSERT OR IGNORE INTO runs ({COLUMNS}) VALUES (?, ?, ?, ?, 'queued', ?, "
                     "NULL, NULL, ?, NULL, NULL, NULL, NULL, 0)",
                     (run.run_id, run.workflow, run.input, run.definition, run.attempts,
                      run.started_at),
@@ -273,30 +220,33 @@ class SQLiteStore:
 
         return await self._call(insert)
 
-    async def claim_next(self, owner: str, workflows: Sequence[str]) -> Claim | None:
-        """See ``RunStore.claim_next`` (one ``BEGIN IMMEDIATE`` transaction)."""
-        if not workflows:
-            return None
+    async def claim_ready(self, owner: str, workflows: Sequence[str], limit: int) -> list[Claim]:
+        """See ``RunStore.claim_ready`` (one ``BEGIN IMMEDIATE`` transaction)."""
+        if not workflows or limit < 1:
+            return []
         names = ", ".join("?" * len(workflows))
 
-        def claim(db: sqlite3.Connection) -> Claim | None:
+        def claim(db: sqlite3.Connection) -> list[Claim]:
             with db:
                 db.execute("BEGIN IMMEDIATE")
                 now = time.time()
                 found = db.execute(
-                    f"SELECT run_id FROM runs WHERE workflow IN ({names}) AND {_READY} "
-                    "ORDER BY started_at LIMIT 1",
-                    (*workflows, now, now, now),
-                ).fetchone()
-                run = None if found is None else _load(db, found[0])
-                if run is None:
-                    return None
-                db.execute(
-                    "UPDATE runs SET status = 'running', owner = ?, lease_until = ?, "
-                    "claim = claim + 1 WHERE run_id = ?",
-                    (owner, now + self.lease_seconds, run.run_id),
-                )
-                return Claim("claimed", run.claim + 1, run)
+                    f"SELECT {COLUMNS} FROM runs WHERE workflow IN ({names}) AND {READY} "
+                    "ORDER BY started_at LIMIT ?",
+                    (*workflows, now, now, now, limit),
+                ).fetchall()
+                claims = []
+                for row in found:
+                    run = _run_row(row)
+                    if run.status != "queued":
+                        run.nodes = _nodes(db, run)
+                    db.execute(
+                        "UPDATE runs SET status = 'running', owner = ?, lease_until = ?, "
+                        "claim = claim + 1 WHERE run_id = ?",
+                        (owner, now + self.lease_seconds, run.run_id),
+                    )
+                    claims.append(Claim("claimed", run.claim + 1, run))
+                return claims
 
         return await self._call(claim)
 
@@ -322,7 +272,7 @@ class SQLiteStore:
             now = time.time()
             stored = "running" if status == "interrupted" else status
             where = "" if stored is None else "WHERE status = ?"
-            query = f"SELECT {_COLUMNS} FROM runs {where} ORDER BY started_at DESC LIMIT ?"
+            query = f"SELECT {COLUMNS} FROM runs {where} ORDER BY started_at DESC LIMIT ?"
             params = (limit,) if stored is None else (stored, limit)
             runs = []
             for row in db.execute(query, params):
@@ -340,7 +290,7 @@ class SQLiteStore:
         def read(db: sqlite3.Connection) -> list[RunRow]:
             at = time.time() if now is None else now
             query = (
-                f"SELECT {_COLUMNS} FROM runs WHERE retry_due <= ? "
+                f"SELECT {COLUMNS} FROM runs WHERE retry_due <= ? "
                 "AND status IN ('retrying', 'waiting') "
                 "AND (owner IS NULL OR lease_until IS NULL OR lease_until <= ?) ORDER BY retry_due"
             )
@@ -375,7 +325,7 @@ def _update_values(run: RunRow, lease: float, release: bool, token: int) -> tupl
 
 def _insert(db: sqlite3.Connection, run: RunRow, owner: str, lease: float) -> None:
     db.execute(
-        f"INSERT INTO runs ({_COLUMNS}) VALUES (?, ?, ?, ?, 'running', ?, NULL, NULL, ?, NULL, "
+        f"INSERT INTO runs ({COLUMNS}) VALUES (?, ?, ?, ?, 'running', ?, NULL, NULL, ?, NULL, "
         "NULL, ?, ?, 1)",
         (
             run.run_id, run.workflow, run.input, run.definition, run.attempts, run.started_at,
@@ -386,13 +336,19 @@ def _insert(db: sqlite3.Connection, run: RunRow, owner: str, lease: float) -> No
 
 def _load(db: sqlite3.Connection, run_id: str) -> RunRow | None:
     """The run as stored (its raw status), with its current attempt's node records."""
-    found = db.execute(f"SELECT {_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    found = db.execute(f"SELECT {COLUMNS} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
     if found is None:
         return None
     run = _run_row(found)
-    query = "SELECT records FROM node_batches WHERE run_id = ? AND attempt = ? ORDER BY id"
-    run.nodes = node_rows(run_id, [batch for (batch,) in db.execute(query, (run_id, run.attempts))])
+    run.nodes = _nodes(db, run)
     return run
+
+
+def _nodes(db: sqlite3.Connection, run: RunRow) -> list[NodeRow]:
+    """Each node's last record of the run's current attempt."""
+    query = "SELECT records FROM node_batches WHERE run_id = ? AND attempt = ? ORDER BY id"
+    batches = db.execute(query, (run.run_id, run.attempts))
+    return node_rows(run.run_id, [batch for (batch,) in batches])
 
 
 __all__: Sequence[str] = ["MIGRATIONS", "SCHEMA_VERSION", "SQLiteStore", "migrate"]

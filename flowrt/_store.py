@@ -80,12 +80,13 @@ class RunStore(Protocol):
         """Insert ``run`` as ``queued`` (no owner) for a worker to claim, and wake idle
         workers; False, changing nothing, if a run of that id exists."""
 
-    async def claim_next(self, owner: str, workflows: Sequence[str]) -> Claim | None:
-        """Claim, in one transaction, the oldest run of one of ``workflows`` that is ready for
-        a worker: ``queued``; ``running`` under an expired lease (its owner died); or in a
-        retry wait (``retrying``, ``waiting``) that is due, with no live owner. None if there
-        is none. Concurrent claimers never get the same run (PostgreSQL: ``FOR UPDATE SKIP
-        LOCKED``)."""
+    async def claim_ready(self, owner: str, workflows: Sequence[str], limit: int) -> list[Claim]:
+        """Claim for ``owner``, in one transaction, up to ``limit`` of the oldest runs of
+        ``workflows`` that are ready for a worker: ``queued``; ``running`` under an expired
+        lease or none (its owner died, or handed it back); or in a retry wait (``retrying``,
+        ``waiting``) that is due, with no live owner. Each ``Claim`` holds the run as it was
+        before (its status, and its nodes unless it was queued). Concurrent claimers never
+        get the same run (PostgreSQL: ``FOR UPDATE SKIP LOCKED``)."""
 
     async def wait_for_work(self, timeout: float) -> None:
         """Return when a run may have been enqueued (PostgreSQL: ``LISTEN``), or after

@@ -79,17 +79,22 @@ class Worker:
         slots = anyio.Semaphore(self.concurrency)
         async with anyio.create_task_group() as tg:
             while True:
-                await slots.acquire()
+                await slots.acquire()  # one free slot, and as many more as are free now
+                free = 1 + slots.value
+                for _ in range(free - 1):
+                    await slots.acquire()
                 owner = owner_id()
                 try:
-                    claim = await self.store.claim_next(owner, self._names)
+                    claims = await self.store.claim_ready(owner, self._names, free)
                 except Exception:  # the store is unreachable: try again after a poll
-                    _log.warning("flowrt: worker could not claim a run", exc_info=True)
-                    claim = None
-                if claim is not None:
+                    _log.warning("flowrt: worker could not claim runs", exc_info=True)
+                    claims = []
+                for claim in claims:
                     tg.start_soon(self._execute, claim, owner, slots)
+                for _ in range(free - len(claims)):
+                    slots.release()
+                if len(claims) == free:
                     continue
-                slots.release()
                 if idle_stops:
                     return
                 await self.store.wait_for_work(self.poll_seconds)

@@ -25,15 +25,15 @@ from psycopg_pool import ConnectionPool
 
 from ._errors import LeaseLost
 from ._postgres_sql import (
+    CLAIM_READY,
     COLUMNS,
     MIGRATION_LOCK,
     MIGRATIONS,
     NOW,
-    READY,
     SCHEMA_VERSION,
     UPDATE_RUN,
 )  # fmt: skip
-from ._records import RunRow, node_rows
+from ._records import NodeRow, RunRow, node_rows
 from ._sqlite import _run_row, _update_values
 from ._store import Claim, reported_status
 
@@ -223,29 +223,24 @@ class PostgresStore:
 
         return await self._call(insert)
 
-    async def claim_next(self, owner: str, workflows: Sequence[str]) -> Claim | None:
-        """See ``RunStore.claim_next`` (``FOR UPDATE SKIP LOCKED``: concurrent workers each
-        get another run, none waits for another's transaction)."""
-        if not workflows:
-            return None
+    async def claim_ready(self, owner: str, workflows: Sequence[str], limit: int) -> list[Claim]:
+        """See ``RunStore.claim_ready``: one statement picks the runs (``FOR UPDATE SKIP
+        LOCKED``: concurrent workers each get others, none waits for another's transaction)
+        and claims them, returning them as they were."""
+        if not workflows or limit < 1:
+            return []
         lease = self.lease_seconds
 
-        def claim(db: psycopg.Connection[Any]) -> Claim | None:
+        def claim(db: psycopg.Connection[Any]) -> list[Claim]:
             with db.transaction():
-                found = db.execute(
-                    f"SELECT run_id FROM flowrt_runs WHERE workflow = ANY(%s) AND {READY} "
-                    "ORDER BY started_at LIMIT 1 FOR UPDATE SKIP LOCKED",
-                    (list(workflows),),
-                ).fetchone()
-                run = None if found is None else _load(db, found[0], lock=False)
-                if run is None:
-                    return None
-                db.execute(
-                    f"UPDATE flowrt_runs SET status = 'running', owner = %s, "
-                    f"lease_until = {NOW} + %s, claim = claim + 1 WHERE run_id = %s",
-                    (owner, lease, run.run_id),
-                )
-                return Claim("claimed", run.claim + 1, run)
+                rows = db.execute(CLAIM_READY, (list(workflows), limit, owner, lease)).fetchall()
+                claims = []
+                for row in rows:
+                    run = _run_row(row)  # as it was: its status and claim before this one
+                    if run.status != "queued":
+                        run.nodes = _nodes(db, run)
+                    claims.append(Claim("claimed", run.claim + 1, run))
+                return claims
 
         return await self._call(claim)
 
@@ -369,12 +364,17 @@ def _load(db: psycopg.Connection[Any], run_id: str, *, lock: bool) -> RunRow | N
     if found is None:
         return None
     run = _run_row(found)
+    run.nodes = _nodes(db, run)
+    return run
+
+
+def _nodes(db: psycopg.Connection[Any], run: RunRow) -> list[NodeRow]:
+    """Each node's last record of the run's current attempt."""
     batches = db.execute(
         "SELECT records FROM flowrt_node_batches WHERE run_id = %s AND attempt = %s ORDER BY id",
-        (run_id, run.attempts),
+        (run.run_id, run.attempts),
     )
-    run.nodes = node_rows(run_id, [batch for (batch,) in batches])
-    return run
+    return node_rows(run.run_id, [batch for (batch,) in batches])
 
 
 __all__: Sequence[str] = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresStore", "migrate"]

@@ -79,3 +79,17 @@ def test_small_runs_and_uvloop_report_their_figures(
     monkeypatch.setenv("FLOWRT_BENCH_LOOP", "tokio")
     with pytest.raises(SystemExit, match="unknown loop 'tokio'"):
         s9_small.run(nodes=1, runs=2, repeats=1)
+
+
+def test_workers_benchmark_reports_throughput_and_latency(
+    results_in_tmp: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("psycopg")
+    from benchmarks import s10_workers
+
+    monkeypatch.setenv("FLOWRT_BENCH_POSTGRES_DSN", postgres_url)
+    record = s10_workers.run(n=20, samples=3)
+    for store in ("postgres", "sqlite"):
+        assert record[store]["runs_per_s"] > 0
+        assert 0 < record[store]["latency_p50_ms"] <= record[store]["latency_p90_ms"]
+    assert (results_in_tmp / "S10-20.json").exists()

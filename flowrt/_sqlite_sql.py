@@ -1,0 +1,58 @@
+"""The SQL of ``SQLiteStore``: its tables, view and migrations, and the statements shared by its
+methods."""
+
+from __future__ import annotations
+
+RUNS_V1 = """CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, workflow TEXT NOT NULL, input TEXT NOT NULL, definition TEXT,
+    status TEXT NOT NULL, attempts INTEGER NOT NULL, error TEXT, output TEXT,
+    started_at TEXT NOT NULL, finished_at TEXT, retry_due REAL)"""
+NODES_V2 = """CREATE VIEW nodes AS
+    SELECT run_id, batch, name, status, output, error, attempts, duration, reason, due,
+           CASE WHEN status = 'waiting' THEN attempts + 1 END AS next_attempt FROM (
+        SELECT b.run_id AS run_id, b.id AS batch,
+            json_extract(j.value, '$[0]') AS name, json_extract(j.value, '$[1]') AS status,
+            json_extract(j.value, '$[2]') AS output, json_extract(j.value, '$[3]') AS error,
+            json_extract(j.value, '$[4]') AS attempts, json_extract(j.value, '$[5]') AS duration,
+            json_extract(j.value, '$[6]') AS reason, json_extract(j.value, '$[8]') AS due,
+            row_number() OVER (PARTITION BY b.run_id, json_extract(j.value, '$[0]')
+                               ORDER BY b.id DESC, j.key DESC) AS newest
+        FROM runs AS r JOIN node_batches AS b ON b.run_id = r.run_id AND b.attempt = r.attempts,
+             json_each(b.records) AS j)
+    WHERE newest = 1"""
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (  # 1: runs and their node record batches (flowrt 0.1)
+        RUNS_V1,
+        "CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at)",
+        "CREATE INDEX IF NOT EXISTS runs_due ON runs (retry_due) WHERE retry_due IS NOT NULL",
+        "CREATE TABLE IF NOT EXISTS node_batches "
+        "(id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, records TEXT NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS node_batches_run ON node_batches (run_id)",
+    ),
+    (  # 2: owners and leases; batches per workflow attempt; the nodes view: last records
+        "ALTER TABLE runs ADD COLUMN owner TEXT",
+        "ALTER TABLE runs ADD COLUMN lease_until REAL",
+        "ALTER TABLE runs ADD COLUMN claim INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE node_batches ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1",
+        "CREATE INDEX IF NOT EXISTS runs_status ON runs (status, started_at)",
+        "DROP VIEW IF EXISTS nodes",
+        NODES_V2,
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+COLUMNS = (
+    "run_id, workflow, input, definition, status, attempts, error, output, started_at, "
+    "finished_at, retry_due, owner, lease_until, claim"
+)
+UPDATE_RUN = (
+    "UPDATE runs SET status = ?, attempts = ?, error = ?, output = ?, finished_at = ?, "
+    "retry_due = ?, lease_until = ?, owner = CASE WHEN ? THEN NULL ELSE owner END "
+    "WHERE run_id = ? AND claim = ?"
+)
+RENEW = "UPDATE runs SET lease_until = ? WHERE run_id = ? AND claim = ?"
+# A run a worker may claim (the parameters: now, three times).
+READY = (
+    "(status = 'queued' OR (status = 'running' AND (owner IS NULL OR lease_until <= ?)) "
+    "OR (status IN ('retrying', 'waiting') AND retry_due <= ? "
+    "AND (owner IS NULL OR lease_until IS NULL OR lease_until <= ?)))"
+)
