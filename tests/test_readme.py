@@ -8,8 +8,10 @@ import ast
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -57,16 +59,30 @@ def test_the_readme_has_samples_of_every_kind() -> None:
     assert blocks("yaml")
 
 
-def test_every_shell_command_runs(workdir: Path) -> None:
+SAMPLE_URL = "postgresql://app@db.internal/app"  # the README's; the tests' own server here
+
+
+def run_command(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run a README command; ``flowrt worker`` serves until SIGTERM: it gets one after 3 s."""
+    if command[1:2] != ["worker"]:
+        return subprocess.run(
+            command, cwd=cwd, capture_output=True, text=True, timeout=300, check=False
+        )
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(3)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=30)
+    return subprocess.CompletedProcess(command, process.returncode, out.decode(), err.decode())
+
+
+def test_every_shell_command_runs(workdir: Path, postgres_url: str) -> None:
     run_id = ""
     for line in commands():
         if line.startswith("make test"):
             continue  # it is the command running this suite
-        command = argv(line, run_id)
+        command = [word.replace(SAMPLE_URL, postgres_url) for word in argv(line, run_id)]
         cwd = ROOT if command[0] == "make" else workdir
-        done = subprocess.run(
-            command, cwd=cwd, capture_output=True, text=True, timeout=300, check=False
-        )
+        done = run_command(command, cwd)
         # 0, or 1 when the example run fails by design (demo.yaml declines the card)
         assert done.returncode in (0, 1), (line, done.stderr[-2000:])
         # no crash: a traceback in JSON logs (a node's failure) is inside a string, not a line
@@ -103,7 +119,9 @@ class Payments:
         return f"charged {order_id}"
 
 
-def test_every_python_sample_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_every_python_sample_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], postgres_url: str
+) -> None:
     from flowrt import Workflow
 
     payments = Payments()
@@ -114,12 +132,15 @@ def test_every_python_sample_runs(tmp_path: Path, capsys: pytest.CaptureFixture[
     for i, code in enumerate(blocks("python")):
         folder = tmp_path / f"sample{i}"
         folder.mkdir()
+        code = code.replace(SAMPLE_URL, postgres_url)
         namespaces.append(run_sample(code, folder, dict(names)))
     printed = capsys.readouterr().out
     assert printed.startswith("success")  # the 20-line example ran and printed its result
     assert payments.charged == {"order-7:charge": 7}  # once, though the run id was used twice
     (app,) = [ns["app"] for ns in namespaces if "app" in ns]
     assert "/webhooks/order/run" in app.openapi()["paths"]
+    (worked,) = [ns["result"] for ns in namespaces if "worker" in ns]
+    assert (worked.status, worked.output) == ("success", {"receive": 7})
     for ns in namespaces:
         if "store" in ns:
             ns["store"].close()
