@@ -13,6 +13,7 @@ import sys
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -27,7 +28,10 @@ HERE = Path(__file__).resolve().parent
 
 def tables(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as db:
-        db.execute("CREATE TABLE executions (run_id TEXT, node TEXT, pid INTEGER)")
+        db.execute(
+            "CREATE TABLE executions (run_id TEXT, node TEXT, pid INTEGER, attempt INTEGER, "
+            "at DOUBLE PRECISION DEFAULT extract(epoch from clock_timestamp()))"
+        )
         db.execute("CREATE TABLE effects (key TEXT PRIMARY KEY)")
 
 
@@ -132,3 +136,94 @@ def test_four_worker_processes_execute_a_thousand_runs_once_each(postgres_url: s
         executions = db.execute("SELECT run_id, pid FROM executions").fetchall()
     assert sorted(run_id for run_id, _ in executions) == sorted(ids)  # once each
     assert len({pid for _, pid in executions}) > 1  # the work was shared
+
+
+def wait_until(check: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"not in {timeout}s: {what}"
+        time.sleep(0.02)
+
+
+def executions_of(url: str, pid: int | None = None) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url) as db:
+        if pid is None:
+            return db.execute("SELECT run_id, node, pid, attempt, at FROM executions").fetchall()
+        query = "SELECT run_id, node, pid, attempt, at FROM executions WHERE pid = %s"
+        return db.execute(query, (pid,)).fetchall()
+
+
+def stored_state(url: str) -> tuple[Any, ...]:
+    with psycopg.connect(url) as db:
+        runs = db.execute(
+            "SELECT run_id, status, claim, output FROM flowrt_runs ORDER BY run_id"
+        ).fetchall()
+        batches = db.execute("SELECT count(*) FROM flowrt_node_batches").fetchone()
+    return tuple(runs), batches
+
+
+def test_a_killed_workers_run_is_continued_within_its_lease_and_two_polls(
+    postgres_url: str,
+) -> None:
+    tables(postgres_url)
+    workers = [start(postgres_url, "slow10", 5) for _ in range(2)]
+    try:
+        time.sleep(1.0)  # both up and idle
+        submit(postgres_url, "slow10", 1)
+        wait_until(lambda: len(executions_of(postgres_url)) >= 2, 30, "two nodes ran")
+        holder = executions_of(postgres_url)[0][2]
+        (victim,) = [worker for worker in workers if worker.pid == holder]
+        (other,) = [worker for worker in workers if worker.pid != holder]
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        killed_at = time.time()
+        wait_until(lambda: bool(executions_of(postgres_url, other.pid)), 30, "the other continued")
+        resumed_at = min(at for *_, at in executions_of(postgres_url, other.pid))
+        wait_for(postgres_url, 1, timeout=30)
+    finally:
+        stop(workers)
+    lease, poll = 1.0, 0.2  # tests/worker_app.py's
+    assert resumed_at - killed_at < lease + 2 * poll + 0.5  # tolerance: a real clock, 2 cores
+
+
+def test_a_stopped_worker_that_lost_its_lease_changes_nothing_when_it_wakes(
+    postgres_url: str,
+) -> None:
+    tables(postgres_url)
+    submit(postgres_url, "chain10", 3)
+    sleeper = start(postgres_url, "chain10", 5)
+    other = None
+    try:
+        wait_until(lambda: len(executions_of(postgres_url, sleeper.pid)) >= 2, 30, "it works")
+        sleeper.send_signal(signal.SIGSTOP)
+        other = start(postgres_url, "chain10", 5)  # takes the runs over once the lease expires
+        wait_for(postgres_url, 3, timeout=60)
+        before = stored_state(postgres_url)
+        sleeper.send_signal(signal.SIGCONT)
+        time.sleep(2.0)  # it wakes, finishes the node it was in, and is refused
+        after = stored_state(postgres_url)
+    finally:
+        sleeper.send_signal(signal.SIGCONT)
+        stop([sleeper] + ([other] if other else []))
+    assert after == before
+    assert {status for _, status, _, _ in after[0]} == {"success"}
+
+
+def test_a_parked_retry_continues_at_attempt_2_after_every_worker_was_killed(
+    postgres_url: str,
+) -> None:
+    tables(postgres_url)
+    submit(postgres_url, "parked", 1)
+    workers = [start(postgres_url, "parked", 5) for _ in range(2)]
+    wait_until(lambda: len(executions_of(postgres_url)) == 1, 30, "attempt 1 ran")
+    wait_until(lambda: statuses(postgres_url).get("waiting") == 1, 10, "the run is parked, waiting")
+    for worker in workers:  # all of them, during the 2 s wait
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+    fresh = start(postgres_url, "parked", 5)
+    try:
+        wait_for(postgres_url, 1, timeout=30)
+    finally:
+        stop([fresh])
+    attempts = [(pid, attempt) for _, _, pid, attempt, _ in executions_of(postgres_url)]
+    assert attempts == [(attempts[0][0], 1), (fresh.pid, 2)]
