@@ -32,12 +32,14 @@ from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, create_model
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from ._fastapi_store import StoredRun, StoredRuns, StoredRunState
 from ._graph import Workflow
 from ._models import ErrorInfo, Event, RunResult
 from ._native import alongside
 from ._report import jsonable, result_json, safe_result
 from ._resolve import Path
 from ._run import run as run_plan
+from ._store import RunStore
 
 _GRACE = 3.0
 """Seconds an open event stream has at server shutdown to deliver its run's cancellation."""
@@ -283,6 +285,8 @@ def workflow_router(
     keep: int = 1000,
     ping: float = 15,
     response: Literal["result", "output"] = "result",
+    store: RunStore | None = None,
+    worker: bool = True,
     **router_options: Any,
 ) -> APIRouter:
     """An APIRouter serving ``wf``: see the module docstring for its routes.
@@ -294,6 +298,10 @@ def workflow_router(
         ping: seconds between keep-alive pings on an idle event stream.
         response: what ``POST /run`` answers: the whole ``RunResult`` (``"result"``), or a
             ``RunAnswer`` (``"output"``: run id, status, output and error only).
+        store: keep background runs in this store: every instance serving it answers
+            ``GET /runs``, ``GET /runs/{run_id}`` and its events for any run.
+        worker: with a store, run a ``Worker`` for ``wf`` in the router's lifespan (False:
+            other processes execute the runs).
         router_options: passed to ``APIRouter`` (``prefix``, ``tags``, ...).
 
     Raises:
@@ -301,19 +309,34 @@ def workflow_router(
     """
     wf.validate()
     service = _Service(wf, timeout, keep, ping, response)
-    body_model = input_model(wf)
+    stored = None if store is None else StoredRuns(wf, store, worker, ping)
+    lifespan = service.lifespan if stored is None else stored.lifespan
+    router = APIRouter(lifespan=lifespan, **router_options)
+    _routes(router, service, *_handlers(service, stored))
+    if stored is not None:
+        _stored_routes(router, stored)
+    else:
+        _memory_routes(router, service)
+    return router
+
+
+def _handlers(
+    service: _Service, stored: StoredRuns | None
+) -> tuple[Callable[..., Awaitable[Response]], Callable[..., Awaitable[RunStarted]]]:
+    """``POST /run`` and ``POST /runs``, their body typed with the workflow's input model."""
 
     async def run(request: Request, body: BaseModel) -> Response:
         return await service.run_now(request, body.model_dump(exclude_unset=True))
 
     async def start(request: Request, body: BaseModel) -> RunStarted:
-        return service.start(request, body.model_dump(exclude_unset=True))
+        data = body.model_dump(exclude_unset=True)
+        if stored is not None:
+            return RunStarted(**await stored.start(request, data))
+        return service.start(request, data)
 
     # The body model is made here, at run time: give FastAPI the class, not a string annotation.
-    run.__annotations__["body"] = start.__annotations__["body"] = body_model
-    router = APIRouter(lifespan=service.lifespan, **router_options)
-    _routes(router, service, run, start)
-    return router
+    run.__annotations__["body"] = start.__annotations__["body"] = input_model(service.wf)
+    return run, start
 
 
 def _routes(
@@ -333,6 +356,12 @@ def _routes(
         "/runs", start, methods=["POST"], status_code=202, summary="Start a background run"
     )
     router.add_api_route(
+        "/graph", service.graph, methods=["GET"], summary="The workflow as Mermaid"
+    )
+
+
+def _memory_routes(router: APIRouter, service: _Service) -> None:
+    router.add_api_route(
         "/runs/{run_id}", service.status, methods=["GET"], response_model=RunState,
         summary="A background run",
     )  # fmt: skip
@@ -341,6 +370,19 @@ def _routes(
         response_class=EventSourceResponse,
         summary="A background run's events, as Server-Sent Events",
     )  # fmt: skip
+
+
+def _stored_routes(router: APIRouter, stored: StoredRuns) -> None:
     router.add_api_route(
-        "/graph", service.graph, methods=["GET"], summary="The workflow as Mermaid"
-    )
+        "/runs", stored.listing, methods=["GET"], response_model=list[StoredRun],
+        summary="The workflow's most recent runs in the store, newest first",
+    )  # fmt: skip
+    router.add_api_route(
+        "/runs/{run_id}", stored.status, methods=["GET"], response_model=StoredRunState,
+        summary="A run in the store",
+    )  # fmt: skip
+    router.add_api_route(
+        "/runs/{run_id}/events", stored.events, methods=["GET"],
+        response_class=EventSourceResponse,
+        summary="A stored run's events, as its records tell them, as Server-Sent Events",
+    )  # fmt: skip

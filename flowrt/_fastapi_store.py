@@ -1,0 +1,148 @@
+"""What ``workflow_router(wf, store=store)`` serves: background runs kept in the store, so that
+every app instance (and every worker) shares them. ``POST /runs`` submits a run; the router's
+lifespan runs a ``Worker`` for the workflow unless ``worker=False``; ``GET /runs``,
+``GET /runs/{run_id}`` and ``GET /runs/{run_id}/events`` read the store, whichever instance
+started the run."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, Literal
+
+import anyio
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import Response
+from pydantic import BaseModel
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from ._durable import stored_result
+from ._graph import Workflow
+from ._models import ErrorInfo, Event, EventKind, RunResult
+from ._records import RunRow
+from ._store import RunStore
+from ._worker import Worker
+
+ENDED = ("success", "failure")
+
+
+class StoredRun(BaseModel):
+    """A run as ``GET /runs`` lists it."""
+
+    run_id: str
+    workflow: str
+    status: Literal[
+        "queued", "running", "waiting", "retrying", "success", "failure", "cancelled",
+        "interrupted",
+    ]  # fmt: skip
+    attempts: int
+    started_at: str
+    finished_at: str | None = None
+
+
+class StoredRunState(BaseModel):
+    """``GET /runs/{run_id}`` with a store: its status, and its RunResult once it has ended."""
+
+    run_id: str
+    status: str
+    result: RunResult | None = None
+
+
+def _listed(run: RunRow) -> StoredRun:
+    return StoredRun(
+        run_id=run.run_id, workflow=run.workflow, status=run.status, attempts=run.attempts,
+        started_at=run.started_at, finished_at=run.finished_at,
+    )  # fmt: skip
+
+
+def events_of(run: RunRow) -> list[Event]:
+    """The events of a stored run, as its records tell them: ``run.started``, each node's
+    last record (``node.retrying`` for a node in a retry wait, else ``node.finished``), and
+    ``run.finished`` with its result once it has ended."""
+    events = [Event(kind="run.started", run_id=run.run_id, attempt=run.attempts)]
+    for node in run.nodes:
+        kind: EventKind = "node.retrying" if node.status == "waiting" else "node.finished"
+        error = ErrorInfo(**node.error) if node.error else None
+        events.append(
+            Event(
+                kind=kind, run_id=run.run_id, node=node.name, attempt=node.attempts,
+                status=None if kind == "node.retrying" else node.status, error=error,
+            )
+        )  # fmt: skip
+    if run.status in ENDED or run.status == "cancelled":
+        result = stored_result(run) if run.status in ENDED else None
+        events.append(
+            Event(kind="run.finished", run_id=run.run_id, status=run.status, result=result)
+        )
+    return events
+
+
+class StoredRuns:
+    """The background runs of one workflow, in a store."""
+
+    def __init__(self, wf: Workflow, store: RunStore, worker: bool, ping: float) -> None:
+        self.wf, self.store, self.worker, self.ping = wf, store, worker, ping
+        self.poll = 0.1  # seconds between reads of a followed run
+
+    @asynccontextmanager
+    async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
+        """Run a ``Worker`` for the workflow while the app runs (unless ``worker=False``);
+        stopped at shutdown, it hands its runs back to the other workers."""
+        async with anyio.create_task_group() as tg:
+            if self.worker:
+                tg.start_soon(Worker(self.store, [self.wf], poll_seconds=0.5).serve)
+            try:
+                yield
+            finally:
+                tg.cancel_scope.cancel()
+
+    async def start(self, request: Request, data: dict[str, Any]) -> dict[str, str]:
+        """``POST /runs``: submit the run to the store (a worker executes it)."""
+        run_id = await self.wf.submit(data, store=self.store)
+        base = str(request.url).rstrip("/").removesuffix("/runs")
+        return {
+            "run_id": run_id,
+            "status_url": f"{base}/runs/{run_id}",
+            "events_url": f"{base}/runs/{run_id}/events",
+        }
+
+    async def find(self, run_id: str) -> RunRow:
+        run = await self.store.load_run(run_id)
+        if run is None or run.workflow != self.wf.name:
+            raise HTTPException(404, f"no run {run_id!r}")
+        return run
+
+    async def status(self, run_id: str) -> Response:
+        """``GET /runs/{run_id}``."""
+        run = await self.find(run_id)
+        result = stored_result(run) if run.status in ENDED else None
+        state = StoredRunState(run_id=run_id, status=run.status, result=result)
+        return Response(state.model_dump_json(), media_type="application/json")
+
+    async def listing(self, limit: int = 50, status: str | None = None) -> list[StoredRun]:
+        """``GET /runs``: the workflow's most recent runs, newest first."""
+        runs = await self.store.list_runs(limit=limit, status=status)
+        return [_listed(run) for run in runs if run.workflow == self.wf.name]
+
+    async def events(self, run_id: str, request: Request) -> EventSourceResponse:
+        """``GET /runs/{run_id}/events``: the run's events as its records tell them, then
+        live (the store is read every 0.1 s) until ``run.finished``. Ids number the events;
+        ``Last-Event-ID: n`` skips the first n."""
+        await self.find(run_id)
+        last = request.headers.get("last-event-id", "")
+        sent = int(last) if last.isdigit() else 0
+
+        async def stream() -> AsyncIterator[ServerSentEvent]:
+            nonlocal sent
+            while True:
+                run = await self.find(run_id)
+                events = events_of(run)
+                for event in events[sent:]:
+                    sent += 1
+                    data = event.model_dump_json()  # stored outputs are JSON already
+                    yield ServerSentEvent(data=data, event=event.kind, id=str(sent))
+                if events[-1].kind == "run.finished":
+                    return
+                await anyio.sleep(self.poll)
+
+        return EventSourceResponse(stream(), ping=self.ping)
