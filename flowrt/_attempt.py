@@ -23,7 +23,10 @@ if TYPE_CHECKING:
 
 
 class Waits(Protocol):
-    """Where a durable run records a node's retry waits (``_durable.DurableRun``)."""
+    """Where a durable run records a node's retry waits (``_durable.DurableRun``); the
+    scheduler tells it, through ``running``, how many nodes are running."""
+
+    running: Callable[[], int] | None
 
     def waiting(self, name: str, done: NodeRecord, wait: float) -> None:
         """Node ``name`` waits ``wait`` seconds before its next attempt."""

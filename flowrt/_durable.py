@@ -19,7 +19,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -67,10 +67,12 @@ class DurableRun:
         "lost",
         "owner",
         "parked",
+        "parking",
         "pending",
         "queued",
         "row",
         "run",
+        "running",
         "scope",
         "signalled",
         "stopping",
@@ -94,6 +96,8 @@ class DurableRun:
         self.lost = False
         self.stopping = anyio.Event()  # the run has ended: the writer returns
         self.handover = False  # a worker's run: cancelled, it is left for another worker
+        self.running: Callable[[], int] | None = None  # nodes running (set by the scheduler)
+        self.parking = False  # stopped to wait for a due retry without holding a worker
 
     async def open(self, *, create: bool, reopen: bool) -> Claim:
         """Claim the run, or with ``create`` create it (committed before any node starts);
@@ -161,6 +165,10 @@ class DurableRun:
             row.status = "waiting"
             row.retry_due = due if row.retry_due is None else min(row.retry_due, due)
             self._row_changed()
+            running = self.running
+            if self.handover and running is not None and self.parked >= running():
+                self.parking = True  # a worker's run where every running node waits: park it
+                self.scope.cancel()
 
     def unpark(self, wait: float) -> None:
         """A retry wait recorded by ``waiting`` is over (the next attempt starts)."""

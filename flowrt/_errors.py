@@ -174,6 +174,16 @@ class LeaseLost(RunInProgress):
         )
 
 
+class RunParked(FlowError):
+    """A worker's run stopped executing because every node it was running waits for a retry
+    of at least ``park_after_seconds``: stored ``waiting`` with its due time, owned by nobody,
+    it is claimed again by a worker when due (its slot is free meanwhile)."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run {run_id!r} is parked in a retry wait until it is due")
+        self.run_id = run_id
+
+
 class WorkflowFailed(FlowError):
     """A run failed; raised by ``RunResult.raise_for_status()``.
 

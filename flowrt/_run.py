@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from ._attempt import Context
 from ._backoff import wait_before_rerun
 from ._durable import DurableRun, input_json, stored_result
-from ._errors import FlowError, LeaseLost, RunInProgress
+from ._errors import FlowError, LeaseLost, RunInProgress, RunParked
 from ._events import Emitter, emitter_for
 from ._ids import new_id
 from ._invoke import still_running
@@ -234,11 +234,11 @@ async def _execute(
     body = functools.partial(_attempts, plan, input, ctx, timeout, where, after_attempts, durable)
     try:
         outcome = await (body() if durable is None else _beside_writer(durable, body))
-    except BaseException:
-        if emit is not None:
+    except BaseException as stopped:
+        if emit is not None and not isinstance(stopped, RunParked):
             emit("run.finished", status="cancelled", abandoned=still_running(run_id) or None)
         if durable is not None:
-            await durable.cancelled()
+            await durable.cancelled()  # parked: it stays "waiting", due, owned by nobody
         raise
     scheduler, attempts, error = outcome
     result = run_result(plan, scheduler, run_id, error, attempts, started_at)
@@ -283,6 +283,8 @@ async def _beside_writer(
         if len(group_error.exceptions) == 1:
             raise group_error.exceptions[0] from None
         raise
+    if durable.parking:
+        raise RunParked(durable.row.run_id)
     if durable.lost or outcome is None:
         raise LeaseLost(durable.row.run_id)
     return outcome

@@ -95,6 +95,8 @@ class Scheduler:
         # One bound method for every task (a task group keeps it while the task runs); the
         # reference cycle it makes is broken when the run ends.
         self.run_node = self._run
+        if self.durable is not None:  # a worker parks its run when every running node waits
+            self.durable.running = self._running
         try:
             if timeout is None and not self.fail_fast:  # no cancel scope to enter and leave
                 await self._all()
@@ -110,6 +112,11 @@ class Scheduler:
             return True
         finally:
             self.run_node = self.spawn = self.scope = None
+            if self.durable is not None:
+                self.durable.running = None
+
+    def _running(self) -> int:
+        return self.running
 
     async def _all(self) -> None:
         try:

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 import anyio
 
 from ._durable import owner_id
-from ._errors import LeaseLost
+from ._errors import LeaseLost, RunParked
 from ._graph import Workflow, chooser
 from ._run import execute_claimed
 from ._store import Claim, RunStore
@@ -105,6 +105,8 @@ class Worker:
         try:
             plan, env = self._choose(claim.run)
             await execute_claimed(plan, env, claim, owner, self.store)
+        except RunParked:  # every running node waits for a due retry: the slot is free
+            _log.debug("flowrt: run %s parked until its retry is due", run_id)
         except LeaseLost:
             _log.warning("flowrt: run %s was taken over by another owner; dropped", run_id)
         except Exception:  # its lease expires and another worker takes it over

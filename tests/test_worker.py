@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import pytest
 
-from flowrt import FlowError, SQLiteStore, Worker, Workflow, current
+from flowrt import ErrorHandling, FlowError, SQLiteStore, Worker, Workflow, current
 from flowrt._records import RunRow
 
 pytestmark = pytest.mark.anyio
@@ -184,3 +184,36 @@ async def test_a_stopped_worker_hands_its_runs_to_the_next_one(store: Any) -> No
 def test_a_worker_needs_a_slot() -> None:
     with pytest.raises(ValueError, match="concurrency must be at least 1"):
         Worker(SQLiteStore(":memory:"), [], concurrency=0)
+
+
+async def test_a_parked_retry_frees_the_workers_slot_and_continues_at_attempt_2(
+    store: Any,
+) -> None:
+    times: dict[str, list[float]] = {"flaky": [], "quick": []}
+    wf = Workflow("parks")
+
+    @wf.node(error_handling=ErrorHandling(max_retries=1, retry_interval_seconds=1.5))
+    async def flaky(kind: str) -> str:
+        if kind == "quick":
+            times["quick"].append(time.monotonic())
+            return "quick"
+        times["flaky"].append(time.monotonic())
+        if current().attempt == 1:
+            raise ConnectionError("down for a moment")
+        return "recovered"
+
+    slow_run = await wf.submit({"kind": "flaky"}, store=store)
+    quick_run = await wf.submit({"kind": "quick"}, store=store)
+    async with anyio.create_task_group() as tg:  # one slot: the parked run must give it up
+        tg.start_soon(Worker(store, [wf], concurrency=1, poll_seconds=0.05).serve)
+        quick = await wf.result(quick_run, store=store, timeout=10)
+        parked = await store.load_run(slow_run)
+        slow = await wf.result(slow_run, store=store, timeout=10)
+        tg.cancel_scope.cancel()
+    assert quick.output == {"flaky": "quick"}
+    assert parked.status == "waiting"  # while the quick run ran in its slot
+    assert parked.owner is None
+    assert times["flaky"][0] < times["quick"][0] < times["flaky"][1]
+    assert times["flaky"][1] - times["flaky"][0] >= 1.5
+    assert slow.output == {"flaky": "recovered"}
+    assert slow["flaky"].attempts == 2
