@@ -97,7 +97,7 @@ def test_killed_workers_lose_nothing_and_repeat_no_stored_success(
     finally:
         stop(workers)
     with psycopg.connect(postgres_url) as db:
-        executions = db.execute("SELECT run_id, node, pid FROM executions").fetchall()
+        executions = db.execute("SELECT run_id, node, pid FROM executions ORDER BY at").fetchall()
         effects = {key for (key,) in db.execute("SELECT key FROM effects")}
     assert statuses(postgres_url) == {"success": 60}
     assert effects == {f"{run_id}:n{i}" for run_id in ids for i in range(10)}
