@@ -14,7 +14,9 @@ cancellation is delivered.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -192,7 +194,8 @@ class PostgresStore:
                         (lease, run_id, token),
                     )
                 else:
-                    updated = db.execute(UPDATE_RUN, _update_values(run, lease, release, token))
+                    values = _update_values(_on_database_clock(db, run), lease, release, token)
+                    updated = db.execute(UPDATE_RUN, values)
                 if updated.rowcount != 1:
                     raise LeaseLost(run_id)  # rolls back: nothing written
                 if records:
@@ -335,6 +338,14 @@ class PostgresStore:
 def _notified(listener: psycopg.Connection[Any], timeout: float) -> bool:
     """Whether a notification came within ``timeout`` seconds (all those pending are taken)."""
     return any(True for _ in listener.notifies(timeout=timeout, stop_after=1))
+
+
+def _on_database_clock(db: psycopg.Connection[Any], run: RunRow) -> RunRow:
+    """``run`` with its due time (computed on this host's clock) moved to the database's, by
+    which workers decide that it is due: hosts whose clocks differ agree on it."""
+    if run.retry_due is None:
+        return run
+    return dataclasses.replace(run, retry_due=run.retry_due + _now(db) - time.time())
 
 
 def _now(db: psycopg.Connection[Any]) -> float:

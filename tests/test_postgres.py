@@ -226,3 +226,58 @@ def test_the_cli_takes_a_postgresql_url(postgres_url: str, tmp_path: Path) -> No
     listed = cli("runs", "list", "--store", postgres_url)
     assert "cli-pg" in listed.stdout
     assert "success" in listed.stdout
+
+
+async def test_a_due_time_is_kept_on_the_database_clock(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time as real_time
+    from types import SimpleNamespace
+
+    import flowrt.postgres
+
+    skewed = SimpleNamespace(time=lambda: real_time.time() - 3600)  # this host is an hour slow
+    monkeypatch.setattr(flowrt.postgres, "time", skewed)
+    async with PostgresStore(postgres_url) as store:
+        await store.claim("d", "A", new=new_row("d"))
+        row = new_row("d")
+        row.status, row.retry_due = "retrying", skewed.time() + 60  # due in a minute, here
+        await store.write("d", 1, 1, [], row, release=True)
+        assert [run.run_id for run in await store.due_runs()] == []  # not due on any clock
+    with psycopg.connect(postgres_url) as db:
+        (delay,) = db.execute(
+            "SELECT retry_due - extract(epoch from clock_timestamp()) FROM flowrt_runs"
+        ).fetchone()
+    assert 55 < delay <= 60  # a minute from the database's now, not an hour ago
+
+
+async def test_resume_due_and_run_in_progress_on_postgres(postgres_url: str) -> None:
+    from flowrt import RunInProgress, WorkflowRetry, resume_due
+
+    async with PostgresStore(postgres_url) as store:
+        calls: list[int] = []
+        wf = Workflow("rerun", store=store, retry=WorkflowRetry(max_retries=1, delay_seconds=30))
+
+        @wf.node
+        async def flaky() -> int:
+            calls.append(1)
+            if len(calls) == 1:
+                raise ConnectionError("down")
+            return len(calls)
+
+        with anyio.move_on_after(1.0):  # the process "stops" during the 30 s re-run wait
+            await wf.run(run_id="w")
+        assert (await store.load_run("w")).status == "retrying"
+        assert await resume_due(store, [wf]) == []  # not due yet
+        results = await resume_due(store, [wf], now=anyio.current_time() + 10**10)
+        assert [(r.status, r.output) for r in results] == [("success", {"flaky": 2})]
+
+        gate = anyio.Event()
+        slow = Workflow("slow", store=store)
+        slow.node(gate.wait, name="wait")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: slow.run(run_id="busy"))
+            await anyio.sleep(0.3)
+            with pytest.raises(RunInProgress):
+                await slow.run(run_id="busy")
+            gate.set()
