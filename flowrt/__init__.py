@@ -8,6 +8,7 @@ from ._context import RunContext as RunContext
 from ._context import current as current
 from ._definition import Branch as Branch
 from ._definition import Choice as Choice
+from ._definition import Executor as Executor
 from ._definition import Node as Node
 from ._errors import DefinitionError as DefinitionError
 from ._errors import FlowError as FlowError
@@ -19,6 +20,7 @@ from ._errors import OutputError as OutputError
 from ._errors import RunInProgress as RunInProgress
 from ._errors import StrayCancellation as StrayCancellation
 from ._errors import TooManyFailures as TooManyFailures
+from ._errors import WorkerCrashed as WorkerCrashed
 from ._errors import WorkflowFailed as WorkflowFailed
 from ._events import configure_logging as configure_logging
 from ._graph import Workflow as Workflow
@@ -46,6 +48,7 @@ __all__ = [
     "ErrorHandling",
     "ErrorInfo",
     "Event",
+    "Executor",
     "Final",
     "FlowError",
     "InputError",
@@ -63,6 +66,7 @@ __all__ = [
     "StrayCancellation",
     "TooManyFailures",
     "Worker",
+    "WorkerCrashed",
     "Workflow",
     "WorkflowFailed",
     "WorkflowRetry",

@@ -9,13 +9,39 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, ParamSpec, TypedDict, TypeVar, Unpack, overload
+from typing import (
+    Any,
+    Generic,
+    Literal,
+    ParamSpec,
+    Protocol,
+    TypedDict,
+    TypeVar,
+    Unpack,
+    overload,
+    runtime_checkable,
+)  # fmt: skip
 
 from ._conditions import Expr
 from ._models import ErrorHandling, WorkflowRetry
 
 Trigger = Literal["all", "any", "always", "on_failure"]
-Executor = Literal["thread", "process"]
+ExecutorName = Literal["thread", "process"]
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Where a sync node's function runs, besides ``"thread"`` and ``"process"``: any object
+    with ``async def call(self, fn, /, *args, **kwargs)`` returning ``fn(*args, **kwargs)``.
+    When the call is cancelled (a timeout, a run deadline, the caller) it must stop the remote
+    work, wait until it has stopped, then re-raise the cancellation: an attempt never overlaps
+    its retry. ``flowrt.ray.RayExecutor`` is one."""
+
+    async def call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` and return its result (or raise its exception)."""
+
+
+ExecutorSpec = ExecutorName | Executor
 P = ParamSpec("P")
 R = TypeVar("R")
 OptionCondition = Expr | Callable[[dict[str, Any]], bool] | None
@@ -29,7 +55,7 @@ class NodeOptions(TypedDict, total=False):
     inputs: Mapping[str, Any] | None
     error_handling: ErrorHandling | Mapping[str, Any] | None
     trigger: Trigger
-    executor: Executor
+    executor: ExecutorSpec | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +110,7 @@ class Node(Generic[P, R]):
         inputs: Mapping[str, Any] | None,
         error_handling: ErrorHandling | Mapping[str, Any] | None,
         trigger: Trigger,
-        executor: Executor,
+        executor: ExecutorSpec | None,
     ) -> None:
         self.name = name
         self.fn = fn
@@ -128,7 +154,7 @@ class Choice(Node[..., Any]):
     kind: Literal["choice"] = "choice"
 
     def __init__(self, name: str, options: Mapping[str, OptionCondition], **rest: Any) -> None:
-        super().__init__(name, None, trigger="all", executor="thread", inputs=None, **rest)
+        super().__init__(name, None, trigger="all", executor=None, inputs=None, **rest)
         self.options = options
 
     def __getitem__(self, option: str) -> Branch:
@@ -148,12 +174,14 @@ class Definition:
         retry: WorkflowRetry | None = None,
         max_concurrency: int | None = None,
         fail_fast: bool = False,
+        executor: ExecutorSpec = "thread",
     ) -> None:
         self._name = name
         self._output = output
         self._retry = retry or WorkflowRetry()
         self._max_concurrency = max_concurrency
         self._fail_fast = fail_fast
+        self._executor = executor
         self._nodes: list[AnyNode] = []
         self._paths: list[str] = []
 
@@ -223,6 +251,17 @@ class Definition:
         self._changed()
 
     @property
+    def executor(self) -> ExecutorSpec:
+        """Where sync nodes run unless they name their own executor: ``"thread"``,
+        ``"process"``, or an ``Executor`` object."""
+        return self._executor
+
+    @executor.setter
+    def executor(self, value: ExecutorSpec) -> None:
+        self._executor = value
+        self._changed()
+
+    @property
     def nodes(self) -> dict[str, AnyNode]:
         """The nodes by name, in the order they were added."""
         return {node.name: node for node in self._nodes}
@@ -248,7 +287,7 @@ class Definition:
         inputs: Mapping[str, Any] | None = None,
         error_handling: ErrorHandling | Mapping[str, Any] | None = None,
         trigger: Trigger = "all",
-        executor: Executor = "thread",
+        executor: ExecutorSpec | None = None,
     ) -> AnyNode | Callable[[Callable[..., Any]], AnyNode]:
         """Add a node running ``fn`` (async on the loop; sync in a worker thread or process).
 

@@ -174,6 +174,16 @@ class LeaseLost(RunInProgress):
         )
 
 
+class WorkerCrashed(FlowError):
+    """The worker executing a node's attempt died (killed, out of memory): the attempt failed,
+    and is retried like any failure."""
+
+    def __init__(self, node: str | None, detail: str) -> None:
+        where = "a node" if node is None else f"node {node!r}"
+        super().__init__(f"the worker executing {where} died: {detail}")
+        self.node = node
+
+
 class RunParked(FlowError):
     """A worker's run stopped executing because every node it was running waits for a retry
     of at least ``park_after_seconds``: stored ``waiting`` with its due time, owned by nobody,

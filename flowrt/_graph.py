@@ -13,7 +13,7 @@ from typing import Any
 
 import anyio
 
-from ._definition import Definition
+from ._definition import Definition, ExecutorSpec
 from ._diagram import mermaid, stages
 from ._errors import DefinitionError, FlowError
 from ._loader import from_dict, located, read_yaml, to_dict
@@ -39,6 +39,8 @@ class Workflow(Definition):
             running nodes are cancelled (error type ``Cancelled``), unstarted ones skip.
         rng: the random source for retry jitter (inject a seeded one for reproducible waits).
         store: where runs are kept durably (``flowrt.SQLiteStore(path)``); None: in memory only.
+        executor: where sync nodes run unless they name their own: ``"thread"`` (the
+            default), ``"process"``, or an ``Executor`` (``flowrt.ray.RayExecutor()``).
     """
 
     def __init__(
@@ -51,12 +53,14 @@ class Workflow(Definition):
         fail_fast: bool = False,
         rng: random.Random | None = None,
         store: RunStore | None = None,
+        executor: ExecutorSpec = "thread",
     ) -> None:
         self._plan: Plan | None = None
         self._data: list[str | None] = []  # the data form as JSON text, once computed
         super().__init__(
-            name, output=output, retry=retry, max_concurrency=max_concurrency, fail_fast=fail_fast
-        )
+            name, output=output, retry=retry, max_concurrency=max_concurrency,
+            fail_fast=fail_fast, executor=executor,
+        )  # fmt: skip
         self.rng = rng or random.Random()
         self.store = store
         self.listeners: list[Callable[[Event], None]] = []

@@ -92,10 +92,39 @@ async def _in_process(
     )
 
 
+class Remote:
+    """A node's function as an ``Executor`` receives it: called with the node's arguments, it
+    calls ``fn`` with ``flowrt.current()`` answering for the attempt (``held``, read when the
+    attempt called it). Picklable when ``fn`` is; ``node`` names the node, ``fn`` is the
+    function itself (for messages that name its parameters)."""
+
+    __slots__ = ("fn", "held")
+
+    def __init__(self, held: Any, fn: Callable[..., Any]) -> None:
+        self.held, self.fn = held, fn
+
+    @property
+    def node(self) -> str | None:
+        """The node's name (None outside an attempt)."""
+        return None if self.held is None else str(self.held[2])
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return call_within(self.held, self.fn, *args, **kwargs)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Remote, (self.held, self.fn))
+
+
+async def _on_executor(executor: Any, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    # What flowrt.current() answers where the executor runs fn: read now, from the attempt.
+    remote = Remote(fields_from(sys._getframe(1)), fn)
+    return await executor.call(remote, *args, **kwargs)
+
+
 def invoker(
     fn: Callable[..., Any],
     is_async: bool,
-    executor: str,
+    executor: Any,
     timeout: float | None = None,
     attempts: int = 1,
 ) -> Invoke:
@@ -103,6 +132,8 @@ def invoker(
     attempt's ``timeout`` itself (of ``attempts`` attempts), once its worker has started."""
     if is_async:
         return fn
+    if not isinstance(executor, str):  # an Executor object: the attempt's timeout cancels it
+        return functools.partial(_on_executor, executor, fn)
     if executor == "process":
         return functools.partial(_in_process, fn, timeout, attempts)
     return functools.partial(_in_thread, fn)

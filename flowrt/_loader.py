@@ -19,8 +19,9 @@ from typing import Annotated, Any, Literal, Self, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ._conditions import Condition, Expr, Op
-from ._definition import AnyNode, Choice, Definition, Executor, Node, Trigger
+from ._definition import AnyNode, Choice, Definition, Node, Trigger
 from ._errors import DefinitionError
+from ._executors import as_data, named
 from ._models import ErrorHandling, PolicyFields, RetryFields, WorkflowRetry, place, reason
 
 D = TypeVar("D", bound=Definition)
@@ -97,7 +98,7 @@ class NodeFile(_File):
     inputs: dict[str, Any] = Field(default_factory=dict)
     error_handling: ErrorHandlingFile | None = None
     trigger: Trigger = "all"
-    executor: Executor = "thread"
+    executor: str | dict[str, dict[str, Any]] | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> Self:
@@ -119,6 +120,7 @@ class WorkflowFile(_File):
     retry: RetryFields | None = None
     max_concurrency: int | None = Field(default=None, ge=1)
     fail_fast: bool = False
+    executor: str | dict[str, dict[str, Any]] | None = None
     paths: list[str] = Field(default_factory=list)
     nodes: list[NodeFile] = Field(min_length=1)
 
@@ -192,7 +194,7 @@ def _add(wf: Definition, spec: NodeFile, where: str) -> None:
         "name": spec.name,
         "inputs": spec.inputs,
         "trigger": spec.trigger,
-        "executor": spec.executor,
+        "executor": named(spec.executor, f"{where}.executor"),
     }
     if spec.map is not None:
         node = wf.map(
@@ -240,6 +242,7 @@ def from_dict(data: Any, kind: type[D]) -> D:
         fail_fast=spec.fail_fast,
     )  # fmt: skip
     wf.paths = list(spec.paths)
+    wf.executor = named(spec.executor, "executor") or "thread"
     for i, node in enumerate(spec.nodes):
         _add(wf, node, f"nodes[{i}]")
     return wf
@@ -351,8 +354,8 @@ def _node_data(node: AnyNode) -> dict[str, Any]:
         data["error_handling"] = _policy_data(node)
     if node.trigger != "all":
         data["trigger"] = node.trigger
-    if node.executor != "thread":
-        data["executor"] = node.executor
+    if node.executor is not None:
+        data["executor"] = as_data(node.executor, node.name)
     return data
 
 
@@ -367,6 +370,8 @@ def to_dict(wf: Definition) -> dict[str, Any]:
         data["max_concurrency"] = wf.max_concurrency
     if wf.fail_fast:
         data["fail_fast"] = True
+    if wf.executor != "thread":
+        data["executor"] = as_data(wf.executor, None)
     if wf.paths:
         data["paths"] = list(wf.paths)
     data["nodes"] = [_node_data(node) for node in wf.nodes.values()]

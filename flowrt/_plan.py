@@ -19,6 +19,8 @@ from ._definition import (
     Choice,
     Definition,
     Executor,
+    ExecutorName,
+    ExecutorSpec,
     LoopSpec,
     MapSpec,
     Node,
@@ -32,7 +34,7 @@ from ._resolve import Value, compile_value, is_dynamic, view
 _NO_ARGS: tuple[Any, ...] = ()
 _NO_KWARGS: Mapping[str, Any] = {}  # never mutated: ``**`` unpacking copies it (a proxy is slower)
 TRIGGERS = frozenset(get_args(Trigger))
-EXECUTORS = frozenset(get_args(Executor))
+EXECUTORS = frozenset(get_args(ExecutorName))
 
 
 @dataclass(slots=True)
@@ -46,7 +48,7 @@ class PlanNode:
     policy: ErrorHandling
     trigger: Trigger
     fn: Callable[..., Any] | None = None
-    executor: Executor = "thread"
+    executor: ExecutorSpec = "thread"
     map: MapSpec | None = None
     loop: LoopSpec | None = None
     is_async: bool = False
@@ -128,7 +130,8 @@ def compile_plan(definition: Definition) -> Plan:
     index = check_names([node.name for node in definition._nodes])
     known = frozenset(index) | {"input"}
     sources = definition._nodes
-    nodes = [_compile_node(i, node, known) for i, node in enumerate(sources)]
+    default = definition.executor
+    nodes = [_compile_node(i, node, known, default) for i, node in enumerate(sources)]
     dependents: list[list[int]] = [[] for _ in nodes]
     for pn, node in zip(nodes, sources, strict=True):
         _link(pn, node.depends, index, nodes, sources)
@@ -160,7 +163,28 @@ def compile_plan(definition: Definition) -> Plan:
     )  # fmt: skip
 
 
-def _compile_node(i: int, node: AnyNode, known: frozenset[str]) -> PlanNode:
+def _executor(node: AnyNode, default: ExecutorSpec) -> ExecutorSpec:
+    """Where the node's function runs: its own executor, else the workflow's.
+
+    Raises:
+        DefinitionError: neither ``"thread"``, ``"process"`` nor an ``Executor``.
+    """
+    executor = default if node.executor is None else node.executor
+    if isinstance(executor, str) and executor in EXECUTORS:
+        return executor
+    if not isinstance(executor, str) and isinstance(executor, Executor):
+        return executor
+    raise DefinitionError(
+        f"must be one of {sorted(EXECUTORS)} or an Executor (an object with an async call()), "
+        f"got {executor!r}",
+        node=node.name,
+        field="executor",
+    )
+
+
+def _compile_node(
+    i: int, node: AnyNode, known: frozenset[str], default: ExecutorSpec = "thread"
+) -> PlanNode:
     policy = _policy(node)
     if node.trigger not in TRIGGERS:
         raise DefinitionError(
@@ -168,13 +192,8 @@ def _compile_node(i: int, node: AnyNode, known: frozenset[str]) -> PlanNode:
             node=node.name,
             field="trigger",
         )
-    if node.executor not in EXECUTORS:
-        raise DefinitionError(
-            f"must be one of {sorted(EXECUTORS)}, got {node.executor!r}",
-            node=node.name,
-            field="executor",
-        )
-    pn = PlanNode(i, node.name, node.kind, policy, node.trigger, node.fn, node.executor)
+    executor = _executor(node, default)
+    pn = PlanNode(i, node.name, node.kind, policy, node.trigger, node.fn, executor)
     pn.map, pn.loop, pn.timeout = node.map, node.loop, policy.timeout_seconds
     if isinstance(policy.retry_on, tuple):
         pn.retry_types = policy.retry_on
@@ -200,13 +219,13 @@ def _function(pn: PlanNode, node: AnyNode, known: frozenset[str]) -> None:
     pn.is_async, pn.item_param = binding.is_async, binding.item_param
     pn.positional, pn.keywords = binding.positional, binding.keywords
     pn.from_input = binding.from_input
-    pn.in_thread = not pn.is_async and node.executor == "thread"
+    pn.in_thread = not pn.is_async and pn.executor == "thread"
     assert pn.fn is not None
     policy = pn.policy
     pn.invoke = invoker(
-        pn.fn, pn.is_async, node.executor, policy.timeout_seconds, policy.max_retries + 1
+        pn.fn, pn.is_async, pn.executor, policy.timeout_seconds, policy.max_retries + 1
     )
-    if node.executor == "process":
+    if pn.executor == "process" and not pn.is_async:
         pn.timeout = None  # the process invoker times the call once its worker has started
 
 
