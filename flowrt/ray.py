@@ -107,8 +107,12 @@ async def _awaited(future: concurrent.futures.Future[Any]) -> Any:
     loop = asyncio.get_running_loop()
     waiter = loop.create_future()
 
+    def wake() -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
     def settled(_: concurrent.futures.Future[Any]) -> None:
-        loop.call_soon_threadsafe(lambda: waiter.done() or waiter.set_result(None))
+        loop.call_soon_threadsafe(wake)
 
     future.add_done_callback(settled)
     await waiter
