@@ -8,7 +8,6 @@ from ._context import RunContext as RunContext
 from ._context import current as current
 from ._definition import Branch as Branch
 from ._definition import Choice as Choice
-from ._definition import Executor as Executor
 from ._definition import Node as Node
 from ._errors import DefinitionError as DefinitionError
 from ._errors import FlowError as FlowError
@@ -23,6 +22,7 @@ from ._errors import TooManyFailures as TooManyFailures
 from ._errors import WorkerCrashed as WorkerCrashed
 from ._errors import WorkflowFailed as WorkflowFailed
 from ._events import configure_logging as configure_logging
+from ._executors import Executor as Executor
 from ._graph import Workflow as Workflow
 from ._graph import resume_due as resume_due
 from ._kinds import Final as Final

@@ -14,34 +14,18 @@ from typing import (
     Generic,
     Literal,
     ParamSpec,
-    Protocol,
     TypedDict,
     TypeVar,
     Unpack,
     overload,
-    runtime_checkable,
 )  # fmt: skip
 
 from ._conditions import Expr
+from ._executors import ExecutorSpec
 from ._models import ErrorHandling, WorkflowRetry
 
 Trigger = Literal["all", "any", "always", "on_failure"]
-ExecutorName = Literal["thread", "process"]
 
-
-@runtime_checkable
-class Executor(Protocol):
-    """Where a sync node's function runs, besides ``"thread"`` and ``"process"``: any object
-    with ``async def call(self, fn, /, *args, **kwargs)`` returning ``fn(*args, **kwargs)``.
-    When the call is cancelled (a timeout, a run deadline, the caller) it must stop the remote
-    work, wait until it has stopped, then re-raise the cancellation: an attempt never overlaps
-    its retry. ``flowrt.ray.RayExecutor`` is one."""
-
-    async def call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        """Run ``fn(*args, **kwargs)`` and return its result (or raise its exception)."""
-
-
-ExecutorSpec = ExecutorName | Executor
 P = ParamSpec("P")
 R = TypeVar("R")
 OptionCondition = Expr | Callable[[dict[str, Any]], bool] | None

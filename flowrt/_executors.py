@@ -4,10 +4,27 @@ and back: an executor object that has ``to_data()`` is written as what it return
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal, Protocol, runtime_checkable
 
-from ._definition import Executor, ExecutorSpec
 from ._errors import DefinitionError
+
+ExecutorName = Literal["thread", "process"]
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Where a sync node's function runs, besides ``"thread"`` and ``"process"``: any object
+    with ``async def call(self, fn, /, *args, **kwargs)`` returning ``fn(*args, **kwargs)``.
+    When the call is cancelled (a timeout, a run deadline, the caller) it must stop the remote
+    work, wait until it has stopped, then re-raise the cancellation: an attempt never overlaps
+    its retry. ``flowrt.ray.RayExecutor`` is one."""
+
+    async def call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` and return its result (or raise its exception)."""
+
+
+ExecutorSpec = ExecutorName | Executor
 
 NAMES = ("thread", "process", "ray")
 DataForm = str | dict[str, dict[str, Any]]

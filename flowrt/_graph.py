@@ -13,9 +13,10 @@ from typing import Any
 
 import anyio
 
-from ._definition import Definition, ExecutorSpec
+from ._definition import Definition
 from ._diagram import mermaid, stages
 from ._errors import DefinitionError, FlowError
+from ._executors import ExecutorSpec
 from ._loader import from_dict, located, read_yaml, to_dict
 from ._models import Event, RunResult, WorkflowRetry
 from ._plan import Plan, compile_plan

@@ -18,15 +18,13 @@ from ._definition import (
     Branch,
     Choice,
     Definition,
-    Executor,
-    ExecutorName,
-    ExecutorSpec,
     LoopSpec,
     MapSpec,
     Node,
     Trigger,
 )
 from ._errors import DefinitionError, InputError
+from ._executors import Executor, ExecutorName, ExecutorSpec
 from ._invoke import Invoke, invoker
 from ._models import ErrorHandling, WorkflowRetry
 from ._resolve import Value, compile_value, is_dynamic, view

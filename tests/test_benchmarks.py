@@ -93,3 +93,14 @@ def test_workers_benchmark_reports_throughput_and_latency(
         assert record[store]["runs_per_s"] > 0
         assert 0 < record[store]["latency_p50_ms"] <= record[store]["latency_p90_ms"]
     assert (results_in_tmp / "S10-20.json").exists()
+
+
+def test_ray_benchmark_reports_overhead_and_map_time(results_in_tmp: Path) -> None:
+    pytest.importorskip("ray")
+    from benchmarks import s11_ray
+
+    record = s11_ray.run(n=5)
+    for side in ("flowrt", "ray"):
+        assert 0 < record[side]["p50_ms"] <= record[side]["p90_ms"]
+    assert record["map_1000_s"] > 0
+    assert (results_in_tmp / "S11-5.json").exists()

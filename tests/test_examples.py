@@ -32,6 +32,7 @@ def test_every_example_is_covered() -> None:
         "map_orders.py",
         "agent_loop.py",
         "fastapi_app.py",
+        "ray_primes.py",
     }
     assert {path.name for path in EXAMPLES.glob("*.py")} <= covered
 
@@ -103,3 +104,11 @@ async def test_fastapi_app_runs_webhooks(monkeypatch: pytest.MonkeyPatch) -> Non
     assert (bounced.status_code, bounced.json()["output"]) == (200, {"receipt": "not sent"})
     assert bad.status_code == 500
     assert bad.json()["error"]["type"] == "ValueError"
+
+
+def test_ray_primes_counts_the_same_in_threads_and_on_ray() -> None:
+    pytest.importorskip("ray")
+    out = run_example("ray_primes.py", "4", "20000")
+    assert "4 items, primes below 20,000: 2,262 each" in out
+    assert "threads: " in out
+    assert "ray: " in out
