@@ -21,7 +21,7 @@ import anyio.to_thread
 from ._errors import LeaseLost
 from ._records import NodeRow, RunRow, node_rows
 from ._sqlite_sql import COLUMNS, MIGRATIONS, READY, RENEW, SCHEMA_VERSION, UPDATE_RUN
-from ._store import Claim, reported_status
+from ._store import Claim, Closing, reported_status
 
 T = TypeVar("T")
 
@@ -55,7 +55,7 @@ def migrate(db: sqlite3.Connection) -> int:
     return max(version, SCHEMA_VERSION)
 
 
-class SQLiteStore:
+class SQLiteStore(Closing):
     """A ``RunStore`` in one SQLite file (WAL mode; safe for many runs and several processes
     of one host). It creates or migrates its schema on first use. Close it when done
     (``close()``, ``await aclose()``, or use it as a context manager).
@@ -117,18 +117,6 @@ class SQLiteStore:
 
         # Not abandoned on cancel: a write in progress always completes (or fails) first.
         return await anyio.to_thread.run_sync(locked, limiter=self._limiter)
-
-    def __enter__(self) -> SQLiteStore:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> SQLiteStore:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     def close(self) -> None:
         """Close the connection (the next call reopens it)."""

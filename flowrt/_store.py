@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, Self, runtime_checkable
 
 from ._records import RunRow, RunStatus
 
@@ -115,6 +115,30 @@ class RunStore(Protocol):
         """Release the store's connections."""
 
 
+class Closing:
+    """``with`` and ``async with`` for a store: they close it (``close()``, ``aclose()``)."""
+
+    def close(self) -> None:
+        """Release the store's connections."""
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """``close()`` from async code."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
 def lease_live(run: RunRow, now: float) -> bool:
     """Whether ``run`` has an owner whose lease has not expired at ``now``."""
     return run.owner is not None and run.lease_until is not None and run.lease_until > now
@@ -128,4 +152,4 @@ def reported_status(run: RunRow, now: float) -> RunStatus:
     return run.status
 
 
-__all__: Sequence[str] = ["Claim", "RunStore", "lease_live", "reported_status"]
+__all__: Sequence[str] = ["Claim", "Closing", "RunStore", "lease_live", "reported_status"]

@@ -37,7 +37,7 @@ from ._postgres_sql import (
 )  # fmt: skip
 from ._records import NodeRow, RunRow, node_rows
 from ._sqlite import _run_row, _update_values
-from ._store import Claim, reported_status
+from ._store import Claim, Closing, reported_status
 
 T = TypeVar("T")
 
@@ -56,7 +56,7 @@ def migrate(db: psycopg.Connection[Any]) -> int:
     return max(version, SCHEMA_VERSION)
 
 
-class PostgresStore:
+class PostgresStore(Closing):
     """A ``RunStore`` in PostgreSQL. It creates or migrates its tables on first use. Close it
     when done (``close()``, ``await aclose()``, or use it as a context manager).
 
@@ -113,18 +113,6 @@ class PostgresStore:
 
         # Not abandoned on cancel: a transaction in progress always completes (or fails) first.
         return await anyio.to_thread.run_sync(pooled, limiter=self._limiter)
-
-    def __enter__(self) -> PostgresStore:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> PostgresStore:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     def close(self) -> None:
         """Close the pool's connections (the next call opens a new pool)."""
