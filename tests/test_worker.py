@@ -214,6 +214,6 @@ async def test_a_parked_retry_frees_the_workers_slot_and_continues_at_attempt_2(
     assert parked.status == "waiting"  # while the quick run ran in its slot
     assert parked.owner is None
     assert times["flaky"][0] < times["quick"][0] < times["flaky"][1]
-    assert times["flaky"][1] - times["flaky"][0] >= 1.5
+    assert times["flaky"][1] - times["flaky"][0] >= 1.5 - 0.02  # a real clock: 20 ms slack
     assert slow.output == {"flaky": "recovered"}
     assert slow["flaky"].attempts == 2
