@@ -9,6 +9,7 @@ owner's lease has expired was interrupted, and may be claimed by anyone.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, Self, runtime_checkable
@@ -115,16 +116,16 @@ class RunStore(Protocol):
         """Release the store's connections."""
 
 
-class Closing:
+class Closing(ABC):
     """``with`` and ``async with`` for a store: they close it (``close()``, ``aclose()``)."""
 
+    @abstractmethod
     def close(self) -> None:
         """Release the store's connections."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def aclose(self) -> None:
         """``close()`` from async code."""
-        raise NotImplementedError
 
     def __enter__(self) -> Self:
         return self
