@@ -174,3 +174,25 @@ def node_rows(run_id: str, batches: list[str]) -> list[NodeRow]:
                 attempts, duration, reason, to_json(trace), due[0] if due else None,
             )  # fmt: skip
     return list(latest.values())
+
+
+def run_row(row: tuple[Any, ...]) -> RunRow:
+    """A run from a store's row of its columns (``run_id, workflow, input, definition, status,
+    attempts, error, output, started_at, finished_at, retry_due, owner, lease_until, claim``)."""
+    run_id, workflow, input, definition, status, attempts, error, output, *rest = row
+    started, finished, due, owner, lease, claim = rest
+    return RunRow(
+        run_id, workflow, input, status, started, definition, attempts,
+        json.loads(error) if error else None, output, finished, due, owner, lease, claim,
+    )  # fmt: skip
+
+
+def update_values(run: RunRow, lease: float, release: bool, token: int) -> tuple[Any, ...]:
+    """The parameters of a store's run update, in the order both stores' statements take
+    them: status, attempts, error, output, finished_at, retry_due, lease, release, run_id,
+    claim."""
+    error = None if run.error is None else json.dumps(run.error)
+    return (
+        run.status, run.attempts, error, run.output, run.finished_at, run.retry_due,
+        lease, release, run.run_id, token,
+    )  # fmt: skip

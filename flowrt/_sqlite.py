@@ -6,39 +6,25 @@ host. Its connection is used from a worker thread, one call at a time; every wri
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import anyio
 import anyio.to_thread
 
 from ._errors import LeaseLost
-from ._records import NodeRow, RunRow, node_rows
+from ._records import NodeRow, RunRow, node_rows, run_row, update_values
 from ._sqlite_sql import COLUMNS, MIGRATIONS, READY, RENEW, SCHEMA_VERSION, UPDATE_RUN
 from ._store import Claim, Closing, reported_status
 
 T = TypeVar("T")
 
 _setup_lock = threading.Lock()
-
-
-def _json(value: dict[str, str] | None) -> str | None:
-    return None if value is None else json.dumps(value)
-
-
-def _run_row(row: tuple[Any, ...]) -> RunRow:
-    run_id, workflow, input, definition, status, attempts, error, output, *rest = row
-    started, finished, due, owner, lease, claim = rest
-    return RunRow(
-        run_id, workflow, input, status, started, definition, attempts,
-        json.loads(error) if error else None, output, finished, due, owner, lease, claim,
-    )  # fmt: skip
 
 
 def migrate(db: sqlite3.Connection) -> int:
@@ -181,7 +167,7 @@ class SQLiteStore(Closing):
                 if run is None:
                     updated = db.execute(RENEW, (lease, run_id, token))
                 else:
-                    updated = db.execute(UPDATE_RUN, _update_values(run, lease, release, token))
+                    updated = db.execute(UPDATE_RUN, update_values(run, lease, release, token))
                 if updated.rowcount != 1:
                     raise LeaseLost(run_id)  # rolls back: nothing written
                 if records:
@@ -225,7 +211,7 @@ class SQLiteStore(Closing):
                 ).fetchall()
                 claims = []
                 for row in found:
-                    run = _run_row(row)
+                    run = run_row(row)
                     if run.status != "queued":
                         run.nodes = _nodes(db, run)
                     db.execute(
@@ -264,7 +250,7 @@ class SQLiteStore(Closing):
             params = (limit,) if stored is None else (stored, limit)
             runs = []
             for row in db.execute(query, params):
-                run = _run_row(row)
+                run = run_row(row)
                 run.status = reported_status(run, now)
                 if status is None or run.status == status:
                     runs.append(run)
@@ -282,7 +268,7 @@ class SQLiteStore(Closing):
                 "AND status IN ('retrying', 'waiting') "
                 "AND (owner IS NULL OR lease_until IS NULL OR lease_until <= ?) ORDER BY retry_due"
             )
-            return [_run_row(row) for row in db.execute(query, (at, time.time()))]
+            return [run_row(row) for row in db.execute(query, (at, time.time()))]
 
         return await self._call(read)
 
@@ -304,13 +290,6 @@ class SQLiteStore(Closing):
         return await self._call(delete)
 
 
-def _update_values(run: RunRow, lease: float, release: bool, token: int) -> tuple[Any, ...]:
-    return (
-        run.status, run.attempts, _json(run.error), run.output, run.finished_at, run.retry_due,
-        lease, release, run.run_id, token,
-    )  # fmt: skip
-
-
 def _insert(db: sqlite3.Connection, run: RunRow, owner: str, lease: float) -> None:
     db.execute(
         f"INSERT INTO runs ({COLUMNS}) VALUES (?, ?, ?, ?, 'running', ?, NULL, NULL, ?, NULL, "
@@ -327,7 +306,7 @@ def _load(db: sqlite3.Connection, run_id: str) -> RunRow | None:
     found = db.execute(f"SELECT {COLUMNS} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
     if found is None:
         return None
-    run = _run_row(found)
+    run = run_row(found)
     run.nodes = _nodes(db, run)
     return run
 

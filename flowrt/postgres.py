@@ -35,8 +35,7 @@ from ._postgres_sql import (
     SCHEMA_VERSION,
     UPDATE_RUN,
 )  # fmt: skip
-from ._records import NodeRow, RunRow, node_rows
-from ._sqlite import _run_row, _update_values
+from ._records import NodeRow, RunRow, node_rows, run_row, update_values
 from ._store import Claim, Closing, reported_status
 
 T = TypeVar("T")
@@ -182,7 +181,7 @@ class PostgresStore(Closing):
                         (lease, run_id, token),
                     )
                 else:
-                    values = _update_values(_on_database_clock(db, run), lease, release, token)
+                    values = update_values(_on_database_clock(db, run), lease, release, token)
                     updated = db.execute(UPDATE_RUN, values)
                 if updated.rowcount != 1:
                     raise LeaseLost(run_id)  # rolls back: nothing written
@@ -227,7 +226,7 @@ class PostgresStore(Closing):
                 rows = db.execute(CLAIM_READY, (list(workflows), limit, owner, lease)).fetchall()
                 claims = []
                 for row in rows:
-                    run = _run_row(row)  # as it was: its status and claim before this one
+                    run = run_row(row)  # as it was: its status and claim before this one
                     if run.status != "queued":
                         run.nodes = _nodes(db, run)
                     claims.append(Claim("claimed", run.claim + 1, run))
@@ -276,7 +275,7 @@ class PostgresStore(Closing):
             params = (limit,) if stored is None else (stored, limit)
             runs = []
             for row in db.execute(query, params):
-                run = _run_row(row)
+                run = run_row(row)
                 run.status = reported_status(run, now)
                 if status is None or run.status == status:
                     runs.append(run)
@@ -295,7 +294,7 @@ class PostgresStore(Closing):
                 "AND (owner IS NULL OR lease_until IS NULL OR lease_until <= %s) ORDER BY retry_due"
             )
             at = clock if now is None else now
-            return [_run_row(row) for row in db.execute(query, (at, clock))]
+            return [run_row(row) for row in db.execute(query, (at, clock))]
 
         return await self._call(read)
 
@@ -362,7 +361,7 @@ def _load(db: psycopg.Connection[Any], run_id: str, *, lock: bool) -> RunRow | N
     found = db.execute(query + (" FOR UPDATE" if lock else ""), (run_id,)).fetchone()
     if found is None:
         return None
-    run = _run_row(found)
+    run = run_row(found)
     run.nodes = _nodes(db, run)
     return run
 
