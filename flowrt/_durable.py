@@ -128,7 +128,8 @@ class DurableRun:
                 status = "failure"
         if status == "success" and len(done.trace) == 1:  # the common record, built directly:
             # what record() makes of it (tests/test_store.py checks), at half the cost
-            text = f'["{name}", "success", {output}, null, 1, {done.duration:.6f}, null, null]'
+            figures = f"{done.duration:.6f}, null, {done.trace[0].started:.6f}"
+            text = f'["{name}", "success", {output}, null, 1, {figures}]'
         else:
             text = record(
                 name, status or "failure", output, done["error"], done.attempts, done.duration,

@@ -119,10 +119,15 @@ class StoredRuns:
         state = StoredRunState(run_id=run_id, status=run.status, result=result)
         return Response(state.model_dump_json(), media_type="application/json")
 
-    async def listing(self, limit: int = 50, status: str | None = None) -> list[StoredRun]:
-        """``GET /runs``: the workflow's most recent runs, newest first."""
-        runs = await self.store.list_runs(limit=limit, status=status)
-        return [_listed(run) for run in runs if run.workflow == self.wf.name]
+    async def listing(
+        self, limit: int = 50, status: str | None = None, offset: int = 0
+    ) -> list[StoredRun]:
+        """``GET /runs``: the workflow's most recent runs, newest first (``offset`` skips
+        that many: paging)."""
+        runs = await self.store.list_runs(
+            limit=limit, status=status, workflow=self.wf.name, offset=offset
+        )
+        return [_listed(run) for run in runs]
 
     async def events(self, run_id: str, request: Request) -> EventSourceResponse:
         """``GET /runs/{run_id}/events``: the run's events as its records tell them, then

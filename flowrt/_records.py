@@ -2,7 +2,8 @@
 JSON text a node record travels as (``record``). Pure: no I/O.
 
 A node record is a JSON array ``[name, status, output, error, attempts, duration, reason,
-trace, due]``: ``output`` and ``trace`` are JSON values, ``duration`` is in seconds to the
+trace, due]``: ``output`` and ``trace`` are JSON values (``trace`` a list of attempts, or for
+one clean attempt the number of seconds into the run it started), ``duration`` is in seconds to the
 microsecond, ``due`` (a wall-clock time, ``time.time()``) is set only on a ``waiting`` record,
 the node's retry wait, and may be left out. Stores receive records as text, already encoded.
 JSON is strict: NaN and Infinity are refused (SQLite's and PostgreSQL's JSON functions reject
@@ -133,10 +134,10 @@ def record(
 
 
 def trace_json(trace: list[AttemptRecord]) -> str:
-    """A node's attempts as JSON text; ``null`` for one clean attempt (the node's own figures
-    say it all)."""
+    """A node's attempts as JSON text; for one clean attempt only its start, a number (the
+    node's own figures say the rest)."""
     if len(trace) == 1 and trace[0].error is None:
-        return "null"
+        return f"{trace[0].started:.6f}"
     return to_json(
         [
             [a.attempt, a.started, a.duration, a.error and [a.error.type, a.error.message], a.wait]
@@ -147,15 +148,17 @@ def trace_json(trace: list[AttemptRecord]) -> str:
 
 
 def trace_of(text: str, duration: float) -> list[AttemptRecord]:
-    """The attempts ``trace_json`` wrote (``null``: one clean attempt of ``duration``)."""
-    if text == "null":
-        return [AttemptRecord(1, 0.0, duration)]
+    """The attempts ``trace_json`` wrote (a number: one clean attempt of ``duration`` that
+    started then; ``null``, as earlier versions wrote it: at an unknown time, taken as 0)."""
+    stored = json.loads(text)
+    if not isinstance(stored, list):
+        return [AttemptRecord(1, float(stored or 0.0), duration)]
     return [
         AttemptRecord(
             n, s, d, error_of(e[0], e[1]) if e else None, w,
             *held,
         )
-        for n, s, d, e, w, *held in json.loads(text)
+        for n, s, d, e, w, *held in stored
     ]  # fmt: skip
 
 

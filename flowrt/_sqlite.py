@@ -20,7 +20,7 @@ import anyio.to_thread
 from ._errors import LeaseLost
 from ._records import NodeRow, RunRow, node_rows, run_row, update_values
 from ._sqlite_sql import COLUMNS, MIGRATIONS, READY, RENEW, SCHEMA_VERSION, UPDATE_RUN
-from ._store import Claim, Closing, reported_status
+from ._store import Claim, Closing, listing, reported_status
 
 T = TypeVar("T")
 
@@ -239,21 +239,23 @@ class SQLiteStore(Closing):
 
         return await self._call(read)
 
-    async def list_runs(self, limit: int = 50, status: str | None = None) -> list[RunRow]:
+    async def list_runs(
+        self,
+        limit: int = 50,
+        status: str | None = None,
+        *,
+        workflow: str | None = None,
+        offset: int = 0,
+    ) -> list[RunRow]:
         """See ``RunStore.list_runs``."""
 
         def read(db: sqlite3.Connection) -> list[RunRow]:
             now = time.time()
-            stored = "running" if status == "interrupted" else status
-            where = "" if stored is None else "WHERE status = ?"
-            query = f"SELECT {COLUMNS} FROM runs {where} ORDER BY started_at DESC LIMIT ?"
-            params = (limit,) if stored is None else (stored, limit)
-            runs = []
-            for row in db.execute(query, params):
-                run = run_row(row)
+            source = ("runs", COLUMNS, "?")
+            query, params = listing(source, now, status, workflow, (limit, offset))
+            runs = [run_row(row) for row in db.execute(query, params)]
+            for run in runs:
                 run.status = reported_status(run, now)
-                if status is None or run.status == status:
-                    runs.append(run)
             return runs
 
         return await self._call(read)

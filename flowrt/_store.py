@@ -97,9 +97,17 @@ class RunStore(Protocol):
         """The stored run with its current attempt's nodes (each node's last record), or
         None. A ``running`` run whose owner's lease has expired is reported ``interrupted``."""
 
-    async def list_runs(self, limit: int = 50, status: str | None = None) -> list[RunRow]:
-        """The most recent runs, newest first, without their nodes; only those of ``status``
-        when given (``interrupted`` included)."""
+    async def list_runs(
+        self,
+        limit: int = 50,
+        status: str | None = None,
+        *,
+        workflow: str | None = None,
+        offset: int = 0,
+    ) -> list[RunRow]:
+        """The most recent runs, newest first, without their nodes: only those of ``status``
+        (``interrupted`` and ``running`` as ``load_run`` reports them) and of ``workflow``
+        when given; ``offset`` skips that many of them first (paging)."""
 
     async def due_runs(self, now: float | None = None) -> list[RunRow]:
         """Runs waiting for a retry (``retrying`` or ``waiting``) that is due at ``now`` (wall
@@ -140,6 +148,40 @@ class Closing(ABC):
         await self.aclose()
 
 
+def listing(
+    source: tuple[str, str, str],
+    now: float,
+    status: str | None,
+    workflow: str | None,
+    page: tuple[int, int],
+) -> tuple[str, tuple[object, ...]]:
+    """The query of ``list_runs`` and its parameters. ``source`` is the store's (table,
+    columns, parameter marker: ``?`` or ``%s``), ``page`` (limit, offset). A run is ``running``
+    while its owner's lease is live at ``now``, ``interrupted`` after."""
+    table, columns, mark = source
+    where: list[str] = []
+    params: list[object] = []
+    if status == "running":
+        where.append(f"status = 'running' AND owner IS NOT NULL AND lease_until > {mark}")
+        params.append(now)
+    elif status == "interrupted":
+        lapsed = f"owner IS NULL OR lease_until IS NULL OR lease_until <= {mark}"
+        where.append(f"status = 'running' AND ({lapsed})")
+        params.append(now)
+    elif status is not None:
+        where.append(f"status = {mark}")
+        params.append(status)
+    if workflow is not None:
+        where.append(f"workflow = {mark}")
+        params.append(workflow)
+    clause = f"WHERE {' AND '.join(where)} " if where else ""
+    query = (
+        f"SELECT {columns} FROM {table} {clause}"
+        f"ORDER BY started_at DESC, run_id DESC LIMIT {mark} OFFSET {mark}"
+    )
+    return query, (*params, *page)
+
+
 def lease_live(run: RunRow, now: float) -> bool:
     """Whether ``run`` has an owner whose lease has not expired at ``now``."""
     return run.owner is not None and run.lease_until is not None and run.lease_until > now
@@ -153,4 +195,6 @@ def reported_status(run: RunRow, now: float) -> RunStatus:
     return run.status
 
 
-__all__: Sequence[str] = ["Claim", "Closing", "RunStore", "lease_live", "reported_status"]
+__all__: Sequence[str] = [
+    "Claim", "Closing", "RunStore", "lease_live", "listing", "reported_status",
+]  # fmt: skip

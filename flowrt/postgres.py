@@ -36,7 +36,7 @@ from ._postgres_sql import (
     UPDATE_RUN,
 )  # fmt: skip
 from ._records import NodeRow, RunRow, node_rows, run_row, update_values
-from ._store import Claim, Closing, reported_status
+from ._store import Claim, Closing, listing, reported_status
 
 T = TypeVar("T")
 
@@ -264,21 +264,23 @@ class PostgresStore(Closing):
 
         return await self._call(read)
 
-    async def list_runs(self, limit: int = 50, status: str | None = None) -> list[RunRow]:
+    async def list_runs(
+        self,
+        limit: int = 50,
+        status: str | None = None,
+        *,
+        workflow: str | None = None,
+        offset: int = 0,
+    ) -> list[RunRow]:
         """See ``RunStore.list_runs``."""
 
         def read(db: psycopg.Connection[Any]) -> list[RunRow]:
             now = _now(db)
-            stored = "running" if status == "interrupted" else status
-            where = "" if stored is None else "WHERE status = %s"
-            query = f"SELECT {COLUMNS} FROM flowrt_runs {where} ORDER BY started_at DESC LIMIT %s"
-            params = (limit,) if stored is None else (stored, limit)
-            runs = []
-            for row in db.execute(query, params):
-                run = run_row(row)
+            source = ("flowrt_runs", COLUMNS, "%s")
+            query, params = listing(source, now, status, workflow, (limit, offset))
+            runs = [run_row(row) for row in db.execute(query, params)]
+            for run in runs:
                 run.status = reported_status(run, now)
-                if status is None or run.status == status:
-                    runs.append(run)
             return runs
 
         return await self._call(read)

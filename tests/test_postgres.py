@@ -118,6 +118,32 @@ async def test_list_due_and_prune(store: Any) -> None:
     assert [run.run_id for run in await store.list_runs()] == ["l3", "l2"]
 
 
+async def test_listing_pages_and_filters_by_workflow_and_live_status(store: Any) -> None:
+    """Pages of a filtered listing are exact: ``running`` and ``interrupted`` are told apart
+    in the query (by the lease), not dropped after the limit; the same start time pages in a
+    stable order (by run id)."""
+    for i in range(7):
+        run_id = f"p{i}"
+        started = f"2026-11-29T10:00:0{min(i, 5)}"  # p5 and p6 start together
+        await store.claim(run_id, "A", new=new_row(run_id, "odd" if i % 2 else "even", started))
+    await anyio.sleep(0.7)  # every lease (0.5 s) expires: all interrupted
+    for run_id in ("p1", "p4"):  # these two are claimed again: running
+        await store.claim(run_id, "B")
+    pages = [await store.list_runs(limit=3, offset=k) for k in (0, 3, 6)]
+    assert [[run.run_id for run in page] for page in pages] == [
+        ["p6", "p5", "p4"], ["p3", "p2", "p1"], ["p0"],
+    ]  # fmt: skip
+    odd = await store.list_runs(workflow="odd")
+    assert [run.run_id for run in odd] == ["p5", "p3", "p1"]
+    running = await store.list_runs(limit=1, status="running")
+    assert [(run.run_id, run.status) for run in running] == [("p4", "running")]
+    interrupted = await store.list_runs(limit=2, offset=1, status="interrupted", workflow="even")
+    assert [(run.run_id, run.status) for run in interrupted] == [
+        ("p2", "interrupted"), ("p0", "interrupted"),
+    ]  # fmt: skip
+    assert await store.list_runs(workflow="none") == []
+
+
 async def test_upgrade_is_idempotent(store: Any) -> None:
     first, again = await store.upgrade(), await store.upgrade()
     assert first == again >= 1

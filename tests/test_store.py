@@ -251,15 +251,17 @@ async def test_a_clean_success_is_recorded_as_the_general_record_would_be(
 ) -> None:
     from flowrt._attempt import NodeRecord
     from flowrt._durable import DurableRun
-    from flowrt._records import RunRow, record
+    from flowrt._records import RunRow, record, trace_json, trace_of
 
     done = NodeRecord()
     done.attempts = 1
-    done.attempted(0.0, 0.0001234567, {"ok": [1, "é"]})
+    done.attempted(0.25, 0.2501234567, {"ok": [1, "é"]})
     done.duration = 0.0001234567
     durable = DurableRun(store, RunRow("run", "wf", "{}", "running", "2026-01-01T00:00:00"))
     durable.add("n-1", done)
     expected = record(
-        "n-1", "success", '{"ok": [1, "\\u00e9"]}', None, 1, 0.0001234567, None, "null"
-    )
+        "n-1", "success", '{"ok": [1, "\\u00e9"]}', None, 1, 0.0001234567, None,
+        trace_json(done.trace),
+    )  # fmt: skip
+    assert trace_of(trace_json(done.trace), done.duration)[0].started == 0.25
     assert durable.pending == [expected]
