@@ -31,6 +31,8 @@ from ._cli_load import load
 from ._cli_progress import progress_for
 from ._cli_runs import DEFAULT_STORE, add_commands, open_store, store_errors, store_option
 from ._cli_runs import main as runs_main
+from ._cli_ui import add_command as add_ui_command
+from ._cli_ui import main as ui_main
 from ._cli_worker import add_command as add_worker_command
 from ._cli_worker import main as worker_main
 from ._errors import FlowError
@@ -62,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     store_option(run, "keep the run durably in this store: a SQLite file or a postgresql:// URL")
     add_commands(commands)
     add_worker_command(commands)
+    add_ui_command(commands)
     return parser
 
 
@@ -167,6 +170,8 @@ def _command(args: argparse.Namespace) -> int:
         return runs_main(args)
     if args.command == "worker":
         return worker_main(args)
+    if args.command == "ui":
+        return ui_main(args)
     if args.command == "schema":
         print(json.dumps(WorkflowFile.model_json_schema(by_alias=True), indent=2))
         return OK

@@ -9,6 +9,7 @@
   (from its first event, then live). Background runs live in a task group owned by the app's
   lifespan (merged in by ``include_router``) and are cancelled at shutdown.
 - ``GET /graph``: the workflow as a Mermaid flowchart.
+- With ``ui=True`` (and a store): the run viewer's pages at ``/ui`` (see ``flowrt._ui``).
 
 The request body is a pydantic model derived from the workflow's input parameters (the type hints
 of the parameters that come from ``$.input``), so ``/docs`` shows the real schema and a bad body
@@ -40,6 +41,7 @@ from ._report import jsonable, result_json, safe_result
 from ._resolve import Path
 from ._run import run as run_plan
 from ._store import RunStore
+from ._ui import viewer_router
 
 _GRACE = 3.0
 """Seconds an open event stream has at server shutdown to deliver its run's cancellation."""
@@ -287,6 +289,7 @@ def workflow_router(
     response: Literal["result", "output"] = "result",
     store: RunStore | None = None,
     worker: bool = True,
+    ui: bool = False,
     **router_options: Any,
 ) -> APIRouter:
     """An APIRouter serving ``wf``: see the module docstring for its routes.
@@ -300,24 +303,22 @@ def workflow_router(
             ``RunAnswer`` (``"output"``: run id, status, output and error only).
         store: keep background runs in this store: every instance serving it answers
             ``GET /runs``, ``GET /runs/{run_id}`` and its events for any run.
-        worker: with a store, run a ``Worker`` for ``wf`` in the router's lifespan (False:
-            other processes execute the runs).
+        worker: with a store, run a ``Worker`` for ``wf`` in the router's lifespan.
+        ui: also serve the run viewer of this workflow's runs in ``store`` at ``/ui``.
         router_options: passed to ``APIRouter`` (``prefix``, ``tags``, ...).
 
     Raises:
         DefinitionError: the workflow is invalid.
+        ValueError: ``ui=True`` without a ``store`` (the viewer reads runs from it).
     """
     wf.validate()
     service = _Service(wf, timeout, keep, ping, response)
     stored = None if store is None else StoredRuns(wf, store, worker, ping)
-    lifespan = service.lifespan if stored is None else stored.lifespan
-    router = APIRouter(lifespan=lifespan, **router_options)
+    router = APIRouter(lifespan=(stored or service).lifespan, **router_options)
     _routes(router, service, *_handlers(service, stored))
     if stored is not None:
-        _stored_routes(router, stored)
-    else:
-        _memory_routes(router, service)
-    return router
+        return _stored_routes(router, stored, ui, timeout)
+    return _memory_routes(router, service, ui)
 
 
 def _handlers(
@@ -360,7 +361,9 @@ def _routes(
     )
 
 
-def _memory_routes(router: APIRouter, service: _Service) -> None:
+def _memory_routes(router: APIRouter, service: _Service, ui: bool) -> APIRouter:
+    if ui:
+        raise ValueError("workflow_router: ui=True needs store=... (the viewer reads runs there)")
     router.add_api_route(
         "/runs/{run_id}", service.status, methods=["GET"], response_model=RunState,
         summary="A background run",
@@ -370,9 +373,15 @@ def _memory_routes(router: APIRouter, service: _Service) -> None:
         response_class=EventSourceResponse,
         summary="A background run's events, as Server-Sent Events",
     )  # fmt: skip
+    return router
 
 
-def _stored_routes(router: APIRouter, stored: StoredRuns) -> None:
+def _stored_routes(
+    router: APIRouter, stored: StoredRuns, ui: bool, timeout: float | None
+) -> APIRouter:
+    if ui:
+        viewer = viewer_router(stored.store, [stored.wf], fixed=stored.wf.name, deadline=timeout)
+        router.include_router(viewer)
     router.add_api_route(
         "/runs", stored.listing, methods=["GET"], response_model=list[StoredRun],
         summary="The workflow's most recent runs in the store, newest first",
@@ -386,3 +395,4 @@ def _stored_routes(router: APIRouter, stored: StoredRuns) -> None:
         response_class=EventSourceResponse,
         summary="A stored run's events, as its records tell them, as Server-Sent Events",
     )  # fmt: skip
+    return router

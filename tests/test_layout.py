@@ -17,7 +17,7 @@ MODULES = {path.stem: path for path in sorted(PACKAGE.glob("*.py"))}
 BACKEND = {
     "_attempt", "_durable", "_graph", "_invoke", "_kinds", "_map", "_native", "_run", "_scheduler",
     "_sqlite", "_stream", "_cli_runs", "cli", "fastapi", "postgres",
-    "_worker", "_cli_worker", "_fastapi_store", "ray",
+    "_worker", "_cli_worker", "_fastapi_store", "ray", "_ui",
 }  # fmt: skip
 
 
@@ -58,7 +58,7 @@ def test_the_definitions_and_the_rules_import_nothing_of_the_engine() -> None:
 
 # flowrt modules that need an extra's packages: imported inside a function (with its
 # "# optional:" reason) by the modules that choose one of them at run time.
-OPTIONAL_ADAPTERS = {"postgres", "ray"}
+OPTIONAL_ADAPTERS = {"postgres", "ray", "_ui"}
 
 
 def test_imports_inside_functions_only_keep_optional_dependencies_out() -> None:
