@@ -96,6 +96,8 @@ class Node(Generic[P, R]):
         trigger: Trigger,
         executor: ExecutorSpec | None,
     ) -> None:
+        if isinstance(fn, Node) and fn.fn is not None:
+            fn = fn.fn  # a node of another workflow stands for its function (async stays async)
         self.name = name
         self.fn = fn
         self.depends = tuple(depends) if isinstance(depends, list | tuple) else (depends,)

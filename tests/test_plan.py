@@ -34,6 +34,23 @@ def test_node_works_bare_called_and_as_plain_call() -> None:
     wf.validate()
 
 
+@pytest.mark.anyio
+async def test_a_node_of_another_workflow_stands_for_its_function() -> None:
+    first = Workflow("first")
+
+    @first.node
+    async def double(x: int) -> int:
+        return 2 * x
+
+    second = Workflow("second")
+    again = second.node(double, inputs={"x": "$.input.x"})
+    as_map = second.map(double, name="each", items=[1, 2], depends=[again])
+    assert again.fn is as_map.fn is double.fn  # the async function itself, not a sync wrapper
+    result = await second.run({"x": 4})
+    assert result.nodes["double"].output == 8
+    assert [item["output"] for item in result.nodes["each"].output] == [2, 4]
+
+
 def test_unknown_dependency_names_node_and_field() -> None:
     wf = Workflow("w")
     wf.node(noop, name="a", depends=["ghost"])
