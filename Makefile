@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-lowest lint bench bench-peers clean
+.PHONY: demo test test-lowest lint bench bench-peers clean browser screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "flowrt needs Python 3.11+")'
@@ -16,8 +16,25 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest
+
+# The run viewer's browser tests drive Debian's chromium package with Playwright (never
+# `playwright install`): installed here with apt-get when run as root. Without it they are
+# skipped, except on CI (CI=true), where they fail.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "make: installing Debian's chromium for the browser tests"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends chromium >/dev/null; } || echo "make: apt-get could not install chromium"; \
+	else \
+	  echo "make: no chromium (as root: apt-get install chromium): the browser tests are skipped"; \
+	fi
+
+# The README's screenshots of the run viewer, taken by its browser test.
+screenshots: $(STAMP) browser
+	FLOWRT_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/test_ui_browser.py
 
 # The suite against the lowest dependency versions pyproject.toml allows (ci/lowest.txt), in its
 # own environment. Deprecation warnings from old third-party pairs are not flowrt's failures.
@@ -28,7 +45,7 @@ $(LOWEST)/.installed: pyproject.toml ci/lowest.txt
 	$(LOWEST)/bin/pip install --quiet -c ci/lowest.txt -e '.[dev]'
 	touch $(LOWEST)/.installed
 
-test-lowest: $(LOWEST)/.installed
+test-lowest: $(LOWEST)/.installed browser
 	$(LOWEST)/bin/python -m pytest -q -W ignore::DeprecationWarning
 
 lint: $(STAMP)

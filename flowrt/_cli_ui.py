@@ -5,6 +5,7 @@ Needs ``flowrt[fastapi]``."""
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from ._cli_errors import UsageError
@@ -35,5 +36,16 @@ def main(args: argparse.Namespace) -> int:
         app.include_router(viewer_router(store))
         url = f"http://{args.host}:{args.port}/ui"
         print(f"flowrt ui: runs in {where(store)} at {url}", file=sys.stderr, flush=True)
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        # uvicorn shuts down gracefully on SIGTERM, then raises the signal again for the handler
+        # it found: a handler that does nothing makes that a clean exit (0), not a kill.
+        previous = signal.signal(signal.SIGTERM, _stopped)
+        try:
+            uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    print("flowrt ui: stopped", file=sys.stderr)
     return 0
+
+
+def _stopped(signum: int, frame: object) -> None:
+    """SIGTERM after uvicorn's graceful shutdown: nothing more to do."""

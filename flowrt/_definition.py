@@ -83,6 +83,7 @@ class Node(Generic[P, R]):
     """
 
     kind: Literal["task", "choice", "map", "loop"] = "task"
+    fn: Callable[P, R] | None
     _owner: Definition | None = None  # set once added: a change then invalidates its plan
 
     def __init__(

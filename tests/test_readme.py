@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 import yaml
 
@@ -62,17 +63,36 @@ def test_the_readme_has_samples_of_every_kind() -> None:
 SAMPLE_URL = "postgresql://app@db.internal/app"  # the README's; the tests' own server here
 
 
-def run_command(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run a README command; ``flowrt worker`` serves until SIGTERM: it gets one after 3 s."""
-    if command[1:2] != ["worker"]:
+def run_command(
+    command: list[str], cwd: Path, run_id: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """Run a README command. ``flowrt worker`` serves until SIGTERM: it gets one after 3 s;
+    ``flowrt ui`` gets one once its runs page (which lists ``run_id``) has been read."""
+    if command[1:2] not in (["worker"], ["ui"]):
         return subprocess.run(
             command, cwd=cwd, capture_output=True, text=True, timeout=300, check=False
         )
     process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    time.sleep(3)
+    if command[1] == "ui":
+        port = command[command.index("--port") + 1]
+        assert run_id in served(f"http://127.0.0.1:{port}/ui", process)
+    else:
+        time.sleep(3)
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=30)
     return subprocess.CompletedProcess(command, process.returncode, out.decode(), err.decode())
+
+
+def served(url: str, process: subprocess.Popen[bytes]) -> str:
+    """The page at ``url`` once the server ``process`` answers (within 20 s)."""
+    deadline = time.monotonic() + 20
+    while True:
+        assert process.poll() is None, "the server exited"
+        try:
+            return httpx.get(url).raise_for_status().text
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, f"nothing served at {url}"
+            time.sleep(0.1)
 
 
 def test_every_shell_command_runs(workdir: Path, postgres_url: str) -> None:
@@ -82,7 +102,7 @@ def test_every_shell_command_runs(workdir: Path, postgres_url: str) -> None:
             continue  # it is the command running this suite
         command = [word.replace(SAMPLE_URL, postgres_url) for word in argv(line, run_id)]
         cwd = ROOT if command[0] == "make" else workdir
-        done = run_command(command, cwd)
+        done = run_command(command, cwd, run_id)
         # 0, or 1 when the example run fails by design (demo.yaml declines the card)
         assert done.returncode in (0, 1), (line, done.stderr[-2000:])
         # no crash: a traceback in JSON logs (a node's failure) is inside a string, not a line
