@@ -130,7 +130,8 @@ class Viewer:
         ]
 
         def query(number: int) -> str:
-            kept = {"status": status, "workflow": workflow, "page": number}
+            size = None if limit == PAGE_SIZE else limit
+            kept = {"status": status, "workflow": workflow, "limit": size, "page": number}
             return urlencode({key: value for key, value in kept.items() if value})
 
         return self._html(

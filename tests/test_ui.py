@@ -99,9 +99,9 @@ async def test_the_runs_page_is_paged(store: SQLiteStore) -> None:
     seen = [run_ids(page.text) for page in pages]
     assert [run_id for page in seen for run_id in page] == ids[::-1]  # every run once, newest first
     assert [len(found) for found in seen] == [3, 3, 1]
-    assert 'rel="next" href="?page=2"' in pages[0].text
+    assert 'rel="next" href="?limit=3&amp;page=2"' in pages[0].text  # the page size is kept
     assert 'rel="prev"' not in pages[0].text
-    assert 'rel="prev" href="?page=2"' in pages[2].text
+    assert 'rel="prev" href="?limit=3&amp;page=2"' in pages[2].text
     assert 'rel="next"' not in pages[2].text
 
 
@@ -229,3 +229,22 @@ async def test_a_live_run_streams_changes_then_its_end(store: SQLiteStore, tmp_p
     assert kinds[-1] == "ended"
     assert "changed" in kinds[:-1]
     assert (await store.load_run("live")).status == "success"
+
+
+async def test_the_viewer_reads_a_postgresql_store(postgres_url: str) -> None:
+    pytest.importorskip("psycopg")
+    from flowrt.postgres import PostgresStore
+
+    async with PostgresStore(postgres_url) as store:
+        shop = await viewer_flows.shop.run({"order_id": 7}, store=store)
+        broken = await viewer_flows.broken.run({}, store=store)
+        app = FastAPI()
+        app.include_router(viewer_router(store))
+        async with client_for(app) as client:
+            listing = await client.get("/ui", params={"status": "failure"})
+            page = await client.get(f"/ui/runs/{shop.run_id}")
+            node = await client.get(f"/ui/runs/{shop.run_id}/nodes/render")
+    assert run_ids(listing.text) == [broken.run_id]
+    assert 'class="node status-skip kind-task" data-node="backup"' in page.text
+    assert "&lt;script&gt;" in node.text
+    assert "<script>alert" not in node.text
