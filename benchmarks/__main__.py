@@ -11,6 +11,7 @@ from benchmarks import (
     s5_map,
     s6_timeouts,
     s8_store,
+    s12_plan_memory,
 )
 
 
@@ -23,6 +24,7 @@ def main() -> None:
     s5_map.run(10_000)
     s6_timeouts.run(10_000)
     s8_store.run(1000)
+    s12_plan_memory.run(10_000)
     fastapi_load.run(500)
 
 

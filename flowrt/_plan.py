@@ -127,16 +127,16 @@ def compile_plan(definition: Definition) -> Plan:
     """
     index = check_names([node.name for node in definition._nodes])
     known = frozenset(index) | {"input"}
-    sources = definition._nodes
-    default = definition.executor
+    sources, default = definition._nodes, definition.executor
     nodes = [_compile_node(i, node, known, default) for i, node in enumerate(sources)]
+    shared: dict[tuple[Any, ...], tuple[Any, ...]] = {}  # equal tuples, kept once (fan-outs)
     dependents: list[list[int]] = [[] for _ in nodes]
     for pn, node in zip(nodes, sources, strict=True):
-        _link(pn, node.depends, index, nodes, sources)
+        _link(pn, node.depends, index, nodes, sources, shared)
         for dep in pn.deps:
             dependents[dep].append(pn.index)
     for pn, after in zip(nodes, dependents, strict=True):
-        pn.dependents = tuple(after)
+        pn.dependents = _shared(shared, tuple(after))
     check_acyclic(
         [pn.name for pn in nodes], [pn.deps for pn in nodes], [pn.dependents for pn in nodes]
     )
@@ -334,12 +334,18 @@ def _loop_settings(node: AnyNode) -> None:
         )
 
 
+def _shared(shared: dict[tuple[Any, ...], tuple[Any, ...]], value: tuple[Any, ...]) -> Any:
+    """``value``, or the equal tuple seen before: the nodes of a fan-out share their tuples."""
+    return shared.setdefault(value, value)
+
+
 def _link(
     pn: PlanNode,
     depends: Sequence[Any],
     index: dict[str, int],
     nodes: list[PlanNode],
     sources: list[AnyNode],
+    shared: dict[tuple[Any, ...], tuple[Any, ...]],
 ) -> None:
     """Turn depends and the names read by inputs/conditions/items into edges."""
     edges = {_edge(ref, pn.name, index, sources) for ref in depends}
@@ -349,9 +355,9 @@ def _link(
     if pn.items is not None:
         read |= pn.items.names
     edges |= {(index[name], None) for name in read if name != "input"}
-    pn.edges = tuple(sorted(edges, key=lambda edge: (edge[0], edge[1] or "")))
-    pn.deps = tuple(sorted({dep for dep, _ in edges}))
-    pn.visible = ("input", *(nodes[dep].name for dep in pn.deps))
+    pn.edges = _shared(shared, tuple(sorted(edges, key=lambda edge: (edge[0], edge[1] or ""))))
+    pn.deps = _shared(shared, tuple(sorted({dep for dep, _ in edges})))
+    pn.visible = _shared(shared, ("input", *(nodes[dep].name for dep in pn.deps)))
     pn.needs_view = (
         any(value.needs_view for value in values)
         or bool(pn.options)

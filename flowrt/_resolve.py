@@ -39,11 +39,16 @@ class Value(ABC):
     """A compiled input value. ``names`` are the result keys it reads; ``needs_view`` is True when
     it must see only the node's dependencies rather than all the results."""
 
-    __slots__ = ("names", "needs_view")
+    __slots__ = ("_names", "needs_view")
 
     def __init__(self, names: frozenset[str] = frozenset(), needs_view: bool = False) -> None:
-        self.names = names
+        self._names = names
         self.needs_view = needs_view
+
+    @property
+    def names(self) -> frozenset[str]:
+        """The result keys it reads (the first key of each selector in it)."""
+        return self._names
 
     @abstractmethod
     def __call__(self, data: Mapping[str, Any]) -> Any:
@@ -69,8 +74,13 @@ class Path(Value):
     __slots__ = ("keys",)
 
     def __init__(self, keys: tuple[str, ...]) -> None:
-        super().__init__(frozenset(keys[:1]))
+        self.needs_view = False
         self.keys = keys
+
+    @property
+    def names(self) -> frozenset[str]:
+        # Made when asked (compiling reads it once): a frozenset is 216 bytes, a Path 56.
+        return frozenset(self.keys[:1])
 
     def __call__(self, data: Mapping[str, Any]) -> Any:
         value: Any = data

@@ -104,3 +104,13 @@ def test_ray_benchmark_reports_overhead_and_map_time(results_in_tmp: Path) -> No
         assert 0 < record[side]["p50_ms"] <= record[side]["p90_ms"]
     assert record["map_1000_s"] > 0
     assert (results_in_tmp / "S11-5.json").exists()
+
+
+def test_plan_memory_reports_bytes_per_node(results_in_tmp: Path) -> None:
+    from benchmarks import s12_plan_memory
+
+    record = s12_plan_memory.run(n=200)
+    for shape in ("S1", "S2"):
+        assert set(record[shape]) == {"definition", "plan", "baseline"}
+        assert all(value > 0 for value in record[shape].values())
+    assert json.loads((results_in_tmp / "S12-200.json").read_text())["n"] == 200
