@@ -73,6 +73,24 @@ class RunRow:
     nodes: list[NodeRow] = field(default_factory=list)
 
 
+def deadline_error(workflow: str, timeout: float) -> dict[str, str]:
+    """The error of a run that ran out of time (what its row stores)."""
+    return {
+        "type": "TimeoutError",
+        "message": f"workflow {workflow!r} timed out after {timeout:g}s",
+    }
+
+
+def ran_out_of_time(error: dict[str, str] | None) -> bool:
+    """Whether a stored run error is ``deadline_error``'s (not a node's own timeout)."""
+    return (
+        error is not None
+        and error.get("type") == "TimeoutError"
+        and error.get("message", "").startswith("workflow ")
+        and " timed out after " in error.get("message", "")
+    )
+
+
 def _raise_unencodable(value: object) -> None:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 

@@ -25,7 +25,7 @@ from ._invoke import still_running
 from ._models import Event, RunResult
 from ._native import loop_tools
 from ._plan import Plan
-from ._records import RunRow
+from ._records import RunRow, deadline_error
 from ._result import run_result
 from ._resume import Restart, restart
 from ._scheduler import Scheduler
@@ -324,10 +324,7 @@ def _run_error(
 ) -> dict[str, str] | None:
     """What failed the run: its deadline, or the first unhandled failure of a raise node."""
     if not in_time:
-        return {
-            "type": "TimeoutError",
-            "message": f"workflow {plan.name!r} timed out after {timeout:g}s",
-        }
+        return deadline_error(plan.name, timeout or 0.0)
     failure = scheduler.first_failure()
     return None if failure is None else failure.error
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from ._diagram import stages
 from ._plan import Plan, PlanNode
-from ._records import NodeRow, RunRow, trace_of
+from ._records import NodeRow, RunRow, ran_out_of_time, trace_of
 
 ACTIVE = frozenset({"queued", "running", "waiting", "retrying"})
 """Run statuses of a run that is still going (its page follows it live)."""
@@ -163,18 +163,12 @@ def run_view(run: RunRow, plan: Plan | None, now: float, deadline: float | None 
             view.error, view.bars = row.error, _bars(row)
         nodes.append(view)
     _running_bars(nodes, plan, duration)
-    if deadline is None and _timed_out(run):
+    if deadline is None and ran_out_of_time(run.error):
         deadline = duration
     span = max([duration, deadline or 0.0, *(_ends(view.bars) for view in nodes)]) or 1.0
     graph = plan is not None and len(plan.nodes) <= MAX_GRAPH
     edges, width, height = _layout(nodes, plan, rows) if graph and plan else ([], 0, 0)
     return RunView(run, nodes, edges, width, height, span, duration, deadline, graph, active)
-
-
-def _timed_out(run: RunRow) -> bool:
-    """Whether the run ended by its deadline (what ``_run._run_error`` stores then)."""
-    error = run.error or {}
-    return error.get("type") == "TimeoutError" and error.get("message", "").startswith("workflow")
 
 
 def _running_bars(nodes: list[NodeView], plan: Plan | None, now: float) -> None:

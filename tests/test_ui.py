@@ -248,3 +248,22 @@ async def test_the_viewer_reads_a_postgresql_store(postgres_url: str) -> None:
     assert 'class="node status-skip kind-task" data-node="backup"' in page.text
     assert "&lt;script&gt;" in node.text
     assert "<script>alert" not in node.text
+
+
+async def test_the_deadline_is_drawn_on_the_timeline(store: SQLiteStore, tmp_path: Path) -> None:
+    gate = str(tmp_path / "never")
+    late = await viewer_flows.shop.run({"order_id": 1, "gate": gate}, store=store, timeout=0.3)
+    shop, _ = await shop_and_broken(store)
+    app = FastAPI()  # a router's own timeout is every run's deadline
+    router = workflow_router(viewer_flows.shop, store=store, ui=True, worker=False, timeout=9)
+    app.include_router(router)
+    async with client_for(all_workflows(store)) as client:
+        ran_out = await client.get(f"/ui/runs/{late.run_id}")
+        in_time = await client.get(f"/ui/runs/{shop.run_id}")
+    async with client_for(app) as client:
+        with_timeout = await client.get(f"/ui/runs/{shop.run_id}")
+    assert "timed out after 0.3s" in ran_out.text
+    assert ran_out.text.count('class="deadline"') == len(viewer_flows.shop.nodes)
+    assert 'class="deadline"' not in in_time.text
+    assert "<dt>Deadline</dt><dd>9.00 s</dd>" in with_timeout.text
+    assert 'class="deadline" style="left: 100.000%"' in with_timeout.text  # the span ends there

@@ -126,13 +126,27 @@ def test_a_waiting_node_shows_its_parked_retry_wait() -> None:
     assert {n.status for n in view.nodes[1:]} == {"pending"}  # nothing after fetch started
 
 
-def test_a_run_that_ran_out_of_time_marks_its_deadline() -> None:
+async def test_a_run_that_ran_out_of_time_marks_its_deadline(tmp_path: Path) -> None:
+    never = str(tmp_path / "never")  # wait_gate waits for it until the deadline
+    async with SQLiteStore(tmp_path / "runs.db") as store:
+        result = await viewer_flows.shop.run(
+            {"order_id": 7, "gate": never}, store=store, timeout=0.4
+        )
+        run = await store.load_run(result.run_id)
+    assert run is not None
+    assert run.status == "failure"
+    view = run_view(run, viewer_flows.shop.compiled(), 0)
+    assert view.deadline == pytest.approx(0.4, abs=0.1)  # where the run ended
+    assert run_view(run, viewer_flows.shop.compiled(), 0, deadline=0.4).deadline == 0.4
+    statuses = {node.name: node.status for node in view.nodes}
+    assert statuses["wait_gate"] == "failure"  # cut by the deadline
+    assert statuses["render"] == "skip"
+
+
+def test_a_node_timeout_is_not_the_run_deadline() -> None:
     run = shop_row("failure", [])
     run.finished_at = "2026-11-30T10:00:02.500000+00:00"
-    run.error = {"type": "TimeoutError", "message": "workflow 'shop' timed out after 2.5s"}
-    assert run_view(run, viewer_flows.shop.compiled(), 0).deadline == pytest.approx(2.5)
-    assert run_view(run, viewer_flows.shop.compiled(), 0, deadline=4.0).deadline == 4.0
-    run.error = {"type": "TimeoutError", "message": "a node's own timeout"}
+    run.error = {"type": "TimeoutError", "message": "node 'x' attempt 1 of 1 timed out after 1s"}
     assert run_view(run, viewer_flows.shop.compiled(), 0).deadline is None
 
 
