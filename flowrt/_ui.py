@@ -19,6 +19,7 @@ from typing import Any, get_args
 from urllib.parse import quote, urlencode
 
 import anyio
+import anyio.to_thread
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -74,13 +75,14 @@ def _templates() -> Environment:
 
 class Plans:
     """The compiled workflow of each run: a served workflow's own, else the one its run row
-    stored as data (its ``call:`` modules imported), else none (the graph is not drawn)."""
+    stored as data (its ``call:`` modules imported, in a worker thread: an import must not
+    block the loop), else none (the graph is not drawn)."""
 
     def __init__(self, workflows: Sequence[Workflow] = ()) -> None:
         self.known = {wf.name: wf for wf in workflows}
         self.loaded: dict[str, tuple[Plan | None, str | None]] = {}
 
-    def plan_for(self, run: RunRow) -> tuple[Plan | None, str | None]:
+    async def plan_for(self, run: RunRow) -> tuple[Plan | None, str | None]:
         """The run's plan and, when there is none, a note saying why."""
         wf = self.known.get(run.workflow)
         if wf is not None:
@@ -88,7 +90,8 @@ class Plans:
         if run.definition is None:
             return None, "This workflow has no data form (a lambda or a local function): no graph."
         if run.definition not in self.loaded:
-            self.loaded[run.definition] = self._load(run.definition)
+            loaded = await anyio.to_thread.run_sync(self._load, run.definition)
+            self.loaded[run.definition] = loaded
         return self.loaded[run.definition]
 
     @staticmethod
@@ -107,6 +110,10 @@ class Viewer:
     ) -> None:
         self.store, self.plans, self.fixed, self.deadline = store, plans, fixed, deadline
         self.templates = _templates()
+        for name in ("runs.html", "run.html", "body.html", "node.html"):
+            self.templates.get_template(name)  # compiled now, not on the loop at first request
+        # Read once, here: serving them reads no file on the loop.
+        self.assets = {path.name: path.read_bytes() for path in ASSETS.glob("viewer.*")}
         self.poll = 0.25  # seconds between reads of a followed run
         self.tick = 1.0  # a running run's page is redrawn at least this often (its bars grow)
 
@@ -148,7 +155,7 @@ class Viewer:
 
     async def _view(self, run_id: str, template: str) -> HTMLResponse:
         run = await self._find(run_id)
-        plan, note = self.plans.plan_for(run)
+        plan, note = await self.plans.plan_for(run)
         view = run_view(run, plan, time.time(), self.deadline)
         return self._html(template, root="../../", view=view, note=note)
 
@@ -163,7 +170,7 @@ class Viewer:
     async def node(self, run_id: str, name: str) -> HTMLResponse:
         """``GET /ui/runs/{run_id}/nodes/{name}``: one node's input, output and error."""
         run = await self._find(run_id)
-        plan, _ = self.plans.plan_for(run)
+        plan, _ = await self.plans.plan_for(run)
         view = run_view(run, plan, time.time(), self.deadline)
         found = next((node for node in view.nodes if node.name == name), None)
         if found is None:
@@ -183,11 +190,11 @@ class Viewer:
         seen: object = None
         sent = anyio.current_time()
         while True:
-            run = await self._find(run_id)
-            state = (run.status, [(n.name, n.status, n.attempts) for n in run.nodes])
-            if run.status not in ACTIVE:
-                yield ServerSentEvent(data=run.status, event="ended")
+            run = await self.store.load_run(run_id)
+            if run is None or run.status not in ACTIVE:  # ended (or pruned meanwhile)
+                yield ServerSentEvent(data="gone" if run is None else run.status, event="ended")
                 return
+            state = (run.status, [(n.name, n.status, n.attempts) for n in run.nodes])
             if state != seen or anyio.current_time() - sent >= self.tick:
                 if seen is not None:
                     yield ServerSentEvent(data=run.status, event="changed")
@@ -196,10 +203,10 @@ class Viewer:
 
     async def asset(self, name: str) -> Response:
         """``GET /ui/assets/{name}``: the stylesheet and the script."""
-        path = ASSETS / name
-        if path.suffix not in _TYPES or path.parent != ASSETS or not path.is_file():
+        content = self.assets.get(name)
+        if content is None:
             raise HTTPException(404, f"no asset {name!r}")
-        return Response(path.read_bytes(), media_type=_TYPES[path.suffix])
+        return Response(content, media_type=_TYPES[Path(name).suffix])
 
 
 def vars_of(run: RunRow) -> dict[str, Any]:
