@@ -267,3 +267,26 @@ async def test_the_deadline_is_drawn_on_the_timeline(store: SQLiteStore, tmp_pat
     assert 'class="deadline"' not in in_time.text
     assert "<dt>Deadline</dt><dd>9.00 s</dd>" in with_timeout.text
     assert 'class="deadline" style="left: 100.000%"' in with_timeout.text  # the span ends there
+
+
+async def test_a_parked_retry_shows_as_waiting_with_its_wait(store: SQLiteStore) -> None:
+    from flowrt._models import AttemptRecord, ErrorInfo
+    from flowrt._records import RunRow, record, trace_json
+
+    row = RunRow("parked", "shop", '{"order_id": 3}', "running", "2026-11-30T10:00:00+00:00")
+    row.definition = json.dumps(viewer_flows.shop.to_dict())
+    await store.claim("parked", "A", new=row)
+    failed = AttemptRecord(1, 0.0, 0.1, ErrorInfo(type="ConnectionError", message="down"), 60.0)
+    error = {"type": "ConnectionError", "message": "down"}
+    waiting = record("fetch", "waiting", None, error, 1, 0.0, None, trace_json([failed]), 2e9)
+    row.status = "waiting"
+    await store.write("parked", 1, 1, [waiting], row, release=True)
+    async with client_for(all_workflows(store)) as client:
+        page = await client.get("/ui/runs/parked")
+        listing = await client.get("/ui", params={"status": "waiting"})
+    assert run_ids(listing.text) == ["parked"]
+    assert 'class="node status-waiting kind-task" data-node="fetch"' in page.text
+    fetch_row = page.text.split('data-node="fetch" title="fetch"')[1].split("</li>")[0]
+    assert fetch_row.count('class="bar failed"') == 1
+    assert fetch_row.count('class="bar wait"') == 1
+    assert 'data-live="parked/live"' in page.text  # followed live until it ends
