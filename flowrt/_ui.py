@@ -10,6 +10,7 @@ Links are relative, so the pages work under any prefix.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -117,9 +118,14 @@ class Viewer:
         self.poll = 0.25  # seconds between reads of a followed run
         self.tick = 1.0  # a running run's page is redrawn at least this often (its bars grow)
 
-    def _html(self, template: str, status_code: int = 200, **values: Any) -> HTMLResponse:
-        text = self.templates.get_template(template).render(box_w=BOX_W, box_h=BOX_H, **values)
-        return HTMLResponse(text, status_code, headers=_HEADERS)
+    async def _html(self, template: str, **values: Any) -> HTMLResponse:
+        """The page, rendered in a worker thread: a run of thousands of nodes takes a tenth of a
+        second to render, which the app's loop must not wait for."""
+        page = self.templates.get_template(template)
+        text = await anyio.to_thread.run_sync(
+            functools.partial(page.render, box_w=BOX_W, box_h=BOX_H, **values)
+        )
+        return HTMLResponse(text, headers=_HEADERS)
 
     async def runs(
         self, status: str = "", workflow: str = "", page: int = 1, limit: int = PAGE_SIZE
@@ -141,7 +147,7 @@ class Viewer:
             kept = {"status": status, "workflow": workflow, "limit": size, "page": number}
             return urlencode({key: value for key, value in kept.items() if value})
 
-        return self._html(
+        return await self._html(
             "runs.html", root="./", runs=rows, status=status, workflow=workflow,
             fixed=self.fixed, page=page, more=len(found) > limit, query=query,
             statuses=get_args(RunStatus), workflows=sorted({run.workflow for run in found}),
@@ -156,8 +162,8 @@ class Viewer:
     async def _view(self, run_id: str, template: str) -> HTMLResponse:
         run = await self._find(run_id)
         plan, note = await self.plans.plan_for(run)
-        view = run_view(run, plan, time.time(), self.deadline)
-        return self._html(template, root="../../", view=view, note=note)
+        view = await anyio.to_thread.run_sync(run_view, run, plan, time.time(), self.deadline)
+        return await self._html(template, root="../../", view=view, note=note)
 
     async def run(self, run_id: str) -> HTMLResponse:
         """``GET /ui/runs/{run_id}``: the run's page."""
@@ -171,14 +177,16 @@ class Viewer:
         """``GET /ui/runs/{run_id}/nodes/{name}``: one node's input, output and error."""
         run = await self._find(run_id)
         plan, _ = await self.plans.plan_for(run)
-        view = run_view(run, plan, time.time(), self.deadline)
+        view = await anyio.to_thread.run_sync(run_view, run, plan, time.time(), self.deadline)
         found = next((node for node in view.nodes if node.name == name), None)
         if found is None:
             raise HTTPException(404, f"run {run_id!r} has no node {name!r}")
         row = next((row for row in run.nodes if row.name == name), None)
         given, problem = _input(plan, run, name, found.status)
         output = None if row is None or row.output is None else json.loads(row.output)
-        return self._html("node.html", node=found, input=given, input_error=problem, output=output)
+        return await self._html(
+            "node.html", node=found, input=given, input_error=problem, output=output
+        )
 
     async def live(self, run_id: str) -> EventSourceResponse:
         """``GET /ui/runs/{run_id}/live``: ``changed`` each time the run's records change (and

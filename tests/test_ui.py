@@ -9,6 +9,7 @@ import json
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
@@ -290,3 +291,33 @@ async def test_a_parked_retry_shows_as_waiting_with_its_wait(store: SQLiteStore)
     assert fetch_row.count('class="bar failed"') == 1
     assert fetch_row.count('class="bar wait"') == 1
     assert 'data-live="parked/live"' in page.text  # followed live until it ends
+
+
+async def test_pages_are_built_and_rendered_off_the_loop(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run of thousands of nodes takes a tenth of a second to build and render: both happen in
+    worker threads, never in the thread running the app's event loop."""
+    import threading
+
+    import flowrt._ui
+
+    threads: dict[str, set[int]] = {"view": set(), "render": set()}
+
+    def spied(name: str, fn: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            threads[name].add(threading.get_ident())
+            return fn(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(flowrt._ui, "run_view", spied("view", flowrt._ui.run_view))
+    monkeypatch.setattr(flowrt._ui, "format_seconds", spied("render", flowrt._ui.format_seconds))
+    shop, _ = await shop_and_broken(store)
+    async with client_for(all_workflows(store)) as client:
+        for path in ("", "/body", "/nodes/fetch"):
+            assert (await client.get(f"/ui/runs/{shop.run_id}{path}")).status_code == 200
+        assert (await client.get("/ui")).status_code == 200
+    assert threads["view"]
+    assert threads["render"]
+    assert threading.get_ident() not in threads["view"] | threads["render"]
