@@ -20,7 +20,7 @@ import anyio.to_thread
 from ._errors import LeaseLost
 from ._records import NodeRow, RunRow, node_rows, run_row, update_values
 from ._sqlite_sql import COLUMNS, MIGRATIONS, READY, RENEW, SCHEMA_VERSION, UPDATE_RUN
-from ._store import Claim, Closing, listing, reported_status
+from ._store import Claim, Closing, listed, reported_status
 
 T = TypeVar("T")
 
@@ -250,13 +250,8 @@ class SQLiteStore(Closing):
         """See ``RunStore.list_runs``."""
 
         def read(db: sqlite3.Connection) -> list[RunRow]:
-            now = time.time()
             source = ("runs", COLUMNS, "?")
-            query, params = listing(source, now, status, workflow, (limit, offset))
-            runs = [run_row(row) for row in db.execute(query, params)]
-            for run in runs:
-                run.status = reported_status(run, now)
-            return runs
+            return listed(db, source, time.time(), (status, workflow), (limit, offset))
 
         return await self._call(read)
 

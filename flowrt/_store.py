@@ -10,11 +10,11 @@ owner's lease has expired was interrupted, and may be claimed by anyone.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, Self, runtime_checkable
+from typing import Any, Literal, Protocol, Self, runtime_checkable
 
-from ._records import RunRow, RunStatus
+from ._records import RunRow, RunStatus, run_row
 
 Outcome = Literal["created", "claimed", "finished", "busy", "missing"]
 
@@ -148,16 +148,32 @@ class Closing(ABC):
         await self.aclose()
 
 
-def listing(
+class _Connection(Protocol):
+    def execute(self, query: Any, params: Any) -> Iterable[tuple[Any, ...]]: ...
+
+
+def listed(
+    db: _Connection,
     source: tuple[str, str, str],
     now: float,
-    status: str | None,
-    workflow: str | None,
+    filters: tuple[str | None, str | None],
     page: tuple[int, int],
-) -> tuple[str, tuple[object, ...]]:
-    """The query of ``list_runs`` and its parameters. ``source`` is the store's (table,
-    columns, parameter marker: ``?`` or ``%s``), ``page`` (limit, offset). A run is ``running``
-    while its owner's lease is live at ``now``, ``interrupted`` after."""
+) -> list[RunRow]:
+    """``list_runs`` on a store's connection (sqlite3 or psycopg), in its worker thread.
+    ``source`` is the store's (table, columns, parameter marker: ``?`` or ``%s``), ``filters``
+    (status, workflow), ``page`` (limit, offset); ``now`` is the store's clock."""
+    query, params = _listing(source, now, *filters)
+    runs = [run_row(row) for row in db.execute(query, (*params, *page))]
+    for run in runs:
+        run.status = reported_status(run, now)
+    return runs
+
+
+def _listing(
+    source: tuple[str, str, str], now: float, status: str | None, workflow: str | None
+) -> tuple[str, list[object]]:
+    """The query of ``list_runs`` and its filters' parameters. A run is ``running`` while its
+    owner's lease is live at ``now``, ``interrupted`` after."""
     table, columns, mark = source
     where: list[str] = []
     params: list[object] = []
@@ -179,7 +195,7 @@ def listing(
         f"SELECT {columns} FROM {table} {clause}"
         f"ORDER BY started_at DESC, run_id DESC LIMIT {mark} OFFSET {mark}"
     )
-    return query, (*params, *page)
+    return query, params
 
 
 def lease_live(run: RunRow, now: float) -> bool:
@@ -196,5 +212,5 @@ def reported_status(run: RunRow, now: float) -> RunStatus:
 
 
 __all__: Sequence[str] = [
-    "Claim", "Closing", "RunStore", "lease_live", "listing", "reported_status",
+    "Claim", "Closing", "RunStore", "lease_live", "listed", "reported_status",
 ]  # fmt: skip

@@ -36,7 +36,7 @@ from ._postgres_sql import (
     UPDATE_RUN,
 )  # fmt: skip
 from ._records import NodeRow, RunRow, node_rows, run_row, update_values
-from ._store import Claim, Closing, listing, reported_status
+from ._store import Claim, Closing, listed, reported_status
 
 T = TypeVar("T")
 
@@ -275,13 +275,8 @@ class PostgresStore(Closing):
         """See ``RunStore.list_runs``."""
 
         def read(db: psycopg.Connection[Any]) -> list[RunRow]:
-            now = _now(db)
             source = ("flowrt_runs", COLUMNS, "%s")
-            query, params = listing(source, now, status, workflow, (limit, offset))
-            runs = [run_row(row) for row in db.execute(query, params)]
-            for run in runs:
-                run.status = reported_status(run, now)
-            return runs
+            return listed(db, source, _now(db), (status, workflow), (limit, offset))
 
         return await self._call(read)
 
