@@ -82,16 +82,31 @@ class SQLiteStore(Closing):
             connection = sqlite3.connect(
                 self.path, timeout=self._busy_timeout, check_same_thread=False, isolation_level=None
             )
-            try:  # switching a new file to WAL needs it to itself: one set-up at a time
-                with _setup_lock:
-                    connection.execute("PRAGMA journal_mode=WAL")
-                    connection.execute("PRAGMA synchronous=NORMAL")
-                    migrate(connection)
+            try:
+                self._set_up(connection)
             except BaseException:
                 connection.close()
                 raise
             self._connection = connection
         return self._connection
+
+    def _set_up(self, connection: sqlite3.Connection) -> None:
+        """WAL mode and the schema, retried while another process holds the file: switching to
+        WAL from a read lock while another connection writes fails at once with "database is
+        locked", without SQLite's busy wait (its deadlock rule), so it is retried here, in the
+        store's worker thread, for up to ``busy_timeout`` seconds."""
+        deadline = time.monotonic() + self._busy_timeout
+        while True:
+            try:
+                with _setup_lock:  # in this process, one set-up at a time
+                    connection.execute("PRAGMA journal_mode=WAL")
+                    connection.execute("PRAGMA synchronous=NORMAL")
+                    migrate(connection)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(0.01)  # a worker thread's wait, never the event loop's
 
     async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._limiter is None:

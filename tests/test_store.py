@@ -265,3 +265,46 @@ async def test_a_clean_success_is_recorded_as_the_general_record_would_be(
     )  # fmt: skip
     assert trace_of(trace_json(done.trace), done.duration)[0].started == 0.25
     assert durable.pending == [expected]
+
+
+def writer_holding(path: Path, seconds: float) -> Any:
+    """Another process's connection writing to a new (not yet WAL) file for ``seconds``: a
+    store switching it to WAL meanwhile gets "database is locked" at once from SQLite."""
+    import threading
+
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE other (x)")
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO other VALUES (1)")
+
+    def release() -> None:
+        time.sleep(seconds)
+        other.execute("COMMIT")
+        other.close()
+
+    thread = threading.Thread(target=release)
+    thread.start()
+    return thread
+
+
+async def test_opening_a_file_another_process_is_writing_waits_for_it(tmp_path: Path) -> None:
+    path = tmp_path / "shared.db"
+    thread = writer_holding(path, 0.3)
+    started = time.monotonic()
+    async with SQLiteStore(path) as store:
+        assert await store.upgrade() >= 1  # it waited for the other writer, then set up
+    waited = time.monotonic() - started
+    thread.join()
+    assert waited >= 0.25
+
+
+async def test_opening_gives_up_after_its_busy_timeout(tmp_path: Path) -> None:
+    path = tmp_path / "shared.db"
+    thread = writer_holding(path, 1.0)
+    started = time.monotonic()
+    store = SQLiteStore(path, busy_timeout=0.2)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        await store.upgrade()
+    assert 0.15 <= time.monotonic() - started < 0.9
+    thread.join()
+    store.close()
