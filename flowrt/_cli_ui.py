@@ -22,8 +22,8 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 def main(args: argparse.Namespace) -> int:
     """Serve the viewer until interrupted; returns the exit code (0)."""
-    try:  # FastAPI and uvicorn come with flowrt[fastapi], needed only by this command
-        # optional: FastAPI and uvicorn come with flowrt[fastapi]
+    try:
+        # optional: FastAPI and uvicorn come with flowrt[fastapi], needed only by this command
         import uvicorn
         from fastapi import FastAPI
 

@@ -83,9 +83,9 @@ def run_command(
     return subprocess.CompletedProcess(command, process.returncode, out.decode(), err.decode())
 
 
-def served(url: str, process: subprocess.Popen[bytes]) -> str:
-    """The page at ``url`` once the server ``process`` answers (within 20 s)."""
-    deadline = time.monotonic() + 20
+def served(url: str, process: subprocess.Popen[bytes], seconds: float = 20) -> str:
+    """The page at ``url`` once the server ``process`` answers (within ``seconds``)."""
+    deadline = time.monotonic() + seconds
     while True:
         assert process.poll() is None, "the server exited"
         try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -21,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
 import pytest
 import viewer_flows
+from test_readme import served
 
+from benchmarks.fastapi_load import free_port
 from flowrt import SQLiteStore
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -48,12 +48,6 @@ def need_chromium() -> str:
             pytest.fail(message)
         pytest.skip(message)
     return CHROMIUM
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def gated_run(db: Path, run_id: str, gate: Path) -> subprocess.Popen[bytes]:
@@ -114,26 +108,13 @@ def viewer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Viewer]:
     server = subprocess.Popen(command, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_serving(url, server)
+        served(f"{url}/ui", server, seconds=30)
         yield Viewer(url, db, tmp, finished, failed, "running-run")
     finally:
         gate.touch()
         server.terminate()
         runner.wait(timeout=20)
         server.wait(timeout=20)
-
-
-def wait_until_serving(url: str, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        assert server.poll() is None, "flowrt ui exited"
-        try:
-            if httpx.get(f"{url}/ui").status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "flowrt ui did not start"
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
