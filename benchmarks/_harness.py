@@ -130,10 +130,15 @@ def compare(
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     print(render(record))
-    RESULTS.mkdir(exist_ok=True)
     suffix = "" if loop == "asyncio" else f"-{loop}"
-    (RESULTS / f"{shape}-{n}{suffix}.json").write_text(json.dumps(record, indent=2))
+    save(f"{shape}-{n}{suffix}", record)
     return record
+
+
+def save(name: str, record: dict[str, Any]) -> None:
+    """Write ``record`` to ``RESULTS/<name>.json`` (``RESULTS`` read now: tests move it)."""
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(record, indent=2))
 
 
 def _loop_factory(loop: str) -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -5,7 +5,6 @@ Reports p50/p99 latency and throughput for both, and their ratio."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import platform
 import socket
@@ -19,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks._harness import RESULTS
+from benchmarks._harness import save
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -162,8 +161,7 @@ def run(requests: int = 500, rounds: int = 5) -> dict[str, Any]:
         p50 = record[side]["p50_ms"] / record["bare"]["p50_ms"]
         speed = record[side]["throughput_rps"] / record["bare"]["throughput_rps"]
         print(f"  {side} / bare: p50 {p50:.2f}x, throughput {speed:.2f}x")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"S7-{requests}.json").write_text(json.dumps(record, indent=2))
+    save(f"S7-{requests}", record)
     return record
 
 

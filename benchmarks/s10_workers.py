@@ -11,7 +11,6 @@ PostgreSQL: ``FLOWRT_BENCH_POSTGRES_DSN``, else a throwaway server started like 
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import statistics
@@ -25,7 +24,7 @@ from typing import Any
 
 import anyio
 
-from benchmarks._harness import RESULTS
+from benchmarks._harness import save
 from flowrt import SQLiteStore, Worker, Workflow
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -158,8 +157,7 @@ def run(n: int = 2000, samples: int = 50) -> dict[str, Any]:
             f"{fig['latency_p90_ms']:8.1f}"
         )
     print(f"  PostgreSQL takes {record['time_ratio']:.2f}x the time of SQLite")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"S10-{n}.json").write_text(json.dumps(record, indent=2))
+    save(f"S10-{n}", record)
     return record
 
 

@@ -7,7 +7,6 @@ and p90 of each. Map: 1,000 no-op items with ``concurrency=100``, wall time.
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 import time
@@ -15,7 +14,7 @@ from typing import Any
 
 import anyio
 
-from benchmarks._harness import RESULTS
+from benchmarks._harness import save
 from flowrt import Workflow
 
 
@@ -62,8 +61,7 @@ def run(n: int = 200) -> dict[str, Any]:
         fig = record[side]
         print(f"  {side:7} p50 {fig['p50_ms']:6.2f} ms  p90 {fig['p90_ms']:6.2f} ms")
     print(f"  a map of 1,000 no-op items, concurrency 100: {map_s:.2f} s")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"S11-{n}.json").write_text(json.dumps(record, indent=2))
+    save(f"S11-{n}", record)
     return record
 
 

@@ -4,13 +4,13 @@ executor's DAG of the same shape (its ``Task`` per node)."""
 
 from __future__ import annotations
 
-import json
 import sys
 import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks import _harness, s1_fanout, s2_chain
+from benchmarks import s1_fanout, s2_chain
+from benchmarks._harness import save
 
 
 def _kept(build: Callable[[], Any]) -> tuple[Any, int]:
@@ -41,8 +41,7 @@ def run(n: int = 10_000) -> dict[str, Any]:
             f"  {shape:4} {figures['definition']:10.0f} {figures['plan']:8.0f} "
             f"{figures['baseline']:17.0f}"
         )
-    _harness.RESULTS.mkdir(exist_ok=True)
-    (_harness.RESULTS / f"S12-{n}.json").write_text(json.dumps({"n": n, **record}, indent=2))
+    save(f"S12-{n}", {"n": n, **record})
     return record
 
 
