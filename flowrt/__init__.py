@@ -6,6 +6,7 @@ Build a ``Workflow`` of nodes wrapping your async or sync functions, then ``awai
 from ._conditions import Condition as Condition
 from ._context import RunContext as RunContext
 from ._context import current as current
+from ._control import cancel_run as cancel_run
 from ._definition import Branch as Branch
 from ._definition import Choice as Choice
 from ._definition import Node as Node
@@ -16,9 +17,13 @@ from ._errors import LeaseLost as LeaseLost
 from ._errors import MaxLoopsExceeded as MaxLoopsExceeded
 from ._errors import NoMatch as NoMatch
 from ._errors import OutputError as OutputError
+from ._errors import RunCancelled as RunCancelled
+from ._errors import RunEnded as RunEnded
 from ._errors import RunInProgress as RunInProgress
+from ._errors import RunNotFound as RunNotFound
 from ._errors import StrayCancellation as StrayCancellation
 from ._errors import TooManyFailures as TooManyFailures
+from ._errors import TooManyRecoveries as TooManyRecoveries
 from ._errors import WorkerCrashed as WorkerCrashed
 from ._errors import WorkflowFailed as WorkflowFailed
 from ._events import configure_logging as configure_logging
@@ -58,19 +63,24 @@ __all__ = [
     "Node",
     "NodeResult",
     "OutputError",
+    "RunCancelled",
     "RunContext",
+    "RunEnded",
     "RunInProgress",
+    "RunNotFound",
     "RunResult",
     "RunStore",
     "SQLiteStore",
     "StrayCancellation",
     "TooManyFailures",
+    "TooManyRecoveries",
     "Worker",
     "WorkerCrashed",
     "Workflow",
     "WorkflowFailed",
     "WorkflowRetry",
     "__version__",
+    "cancel_run",
     "configure_logging",
     "current",
     "resume_due",

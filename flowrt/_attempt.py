@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import anyio
 
 from ._backoff import wait_before_retry
-from ._context import register
+from ._context import CURRENT
 from ._errors import StrayCancellation
 from ._invoke import thread_done
 from ._models import AttemptRecord, ErrorInfo, Status, error_of
@@ -254,9 +254,11 @@ async def attempt(
         if emit is not None:
             emit("node.started", pn.name, attempt=number)
         start = clock() - origin  # seconds from the run's start, as traces give them
+        here = CURRENT.set((ctx.run_id, ctx.workflow, pn.name, number, item))  # current()
         try:
             output = await fn() if timeout is None else await _timed(fn, timeout, pn, number)
         except BaseException as caught:
+            CURRENT.reset(here)
             exc = caught if isinstance(caught, Exception) else as_failure(caught, pn.name)
             if exc is None:  # a cancellation (or KeyboardInterrupt...): never swallowed
                 raise
@@ -267,6 +269,7 @@ async def attempt(
             if wait > 0 or pn.in_thread:  # an async node with a zero wait retries at once
                 await _before_retry(pn, done, wait, ctx, item)
         else:
+            CURRENT.reset(here)
             return done.attempted(start, clock() - origin, output)
 
 
@@ -333,9 +336,3 @@ def _failed(
     if emit is not None:
         emit("node.retrying", pn.name, attempt=number, error=info.__dict__, wait=wait)
     return wait
-
-
-register(
-    attempt.__code__,
-    lambda f: (f["ctx"].run_id, f["ctx"].workflow, f["pn"].name, f["number"], f["item"]),
-)

@@ -1,20 +1,18 @@
 """``flowrt.current()``: which run, node, attempt and map item the calling code runs for.
 
-Nothing is set per attempt on the loop (a context variable set per node task cost 4-5% of a
-no-op node): ``current()`` finds the frame of the attempt (or map item) that is running the
-calling code by walking up the caller's frames, and reads it. The modules owning those frames
-register a reader for them (``register``). A sync node's worker thread and a process node's
-worker process get the answer through a context variable, set where the call leaves the loop.
-A task that a node spawns itself has its own stack: call ``current()`` in the node's own task.
+It follows Python's context rules: each attempt (and each plain map item) sets a context
+variable around its call, so ``current()`` answers in the node's own task and in everything
+that inherits its context: tasks and task groups the node starts, ``asyncio.to_thread``,
+``anyio.to_thread.run_sync``, a sync node's worker thread (anyio copies the context into it).
+A process node's worker process, or an ``Executor``'s remote call, gets the fields with the
+call (``call_within``), read when the attempt called out.
 """
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from types import CodeType, FrameType
 from typing import Any
 
 from ._errors import FlowError
@@ -50,49 +48,32 @@ class RunContext:
         return f"{self.run_id}:{self.node}[{self.item}]"
 
 
-READERS: dict[CodeType, Callable[[Mapping[str, Any]], Fields]] = {}
-"""The frames that run node code, by code object: each reads a RunContext's fields from the
-frame's locals."""
-# In a worker thread or process: the fields, or the frame of the attempt that called out.
-CURRENT: ContextVar[Fields | FrameType] = ContextVar("flowrt_current")
+CURRENT: ContextVar[Fields] = ContextVar("flowrt_current")
+"""The running attempt's fields: set by ``attempt`` (and a map's plain items) around the call."""
 
 
-def register(code: CodeType, reader: Callable[[Mapping[str, Any]], Fields]) -> None:
-    """Let ``current()`` recognise frames of ``code`` and read them with ``reader``."""
-    READERS[code] = reader
-
-
-def fields_from(frame: FrameType | None) -> Fields | None:
-    """The fields of the first registered frame at or above ``frame``."""
-    while frame is not None:
-        reader = READERS.get(frame.f_code)
-        if reader is not None:
-            return reader(frame.f_locals)
-        frame = frame.f_back
-    return None
+def held() -> Fields | None:
+    """The fields of the attempt whose context the caller runs in, or None."""
+    return CURRENT.get(None)
 
 
 def current() -> RunContext:
-    """The ``RunContext`` of the node attempt running the calling code (in a node's own task,
-    its worker thread or its worker process).
+    """The ``RunContext`` of the node attempt running the calling code: in a node's own task,
+    in anything that inherits its context (tasks it starts, ``asyncio.to_thread``,
+    ``anyio.to_thread.run_sync``), in its worker thread or its worker process.
 
     Raises:
         FlowError: called outside a node's function.
     """
-    held = CURRENT.get(None)
-    if isinstance(held, tuple):
-        return RunContext(*held)
-    fields = fields_from(held if held is not None else sys._getframe(1))
+    fields = CURRENT.get(None)
     if fields is None:
         raise FlowError("flowrt.current() is only available inside a node's function")
     return RunContext(*fields)
 
 
-def call_within(
-    held: Fields | FrameType | None, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
-) -> Any:
+def call_within(held: Fields | None, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
     """Call ``fn(*args, **kwargs)`` with ``current()`` answering from ``held`` (in a worker
-    thread or process)."""
+    process, or wherever an executor runs it)."""
     if held is None:
         return fn(*args, **kwargs)
     token = CURRENT.set(held)

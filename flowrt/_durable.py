@@ -1,6 +1,8 @@
 """One durable run's life in its store: claimed (or created) before its first node starts,
 each node recorded as it finishes (group commit), its lease renewed, and its final status
-written with its last records in one transaction.
+written with its last records in one transaction. A cancel request (``wf.cancel``) comes back
+from any write, a heartbeat included: it cancels the run's scope, and the run is stored
+``cancelled`` with the request's reason.
 
 Nothing queued is ever dropped: a batch leaves the queue only once the store has committed it
 (a write interrupted by cancellation keeps its batch for the next one), and the run's last
@@ -15,10 +17,7 @@ import contextlib
 import dataclasses
 import json
 import logging
-import os
-import socket
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -26,14 +25,15 @@ from typing import Any
 import anyio
 
 from ._attempt import NodeRecord
-from ._errors import InputError, LeaseLost, OutputError
+from ._claims import cancelled_error
+from ._errors import InputError, LeaseLost, OutputError, RunCancelled
 from ._models import ErrorInfo, NodeResult, RunResult
+from ._owners import describe, owner_id
 from ._records import RunRow, record, to_json, trace_json, trace_of, unencodable
 from ._store import Claim, RunStore
 
 COMMIT_DELAY = 0.01  # seconds a finished node may wait before its batch is written
 _log = logging.getLogger("flowrt")
-_HOST = socket.gethostname()
 
 
 def input_json(input: Any) -> str:
@@ -51,17 +51,13 @@ def input_json(input: Any) -> str:
         ) from None
 
 
-def owner_id() -> str:
-    """A new owner id: host, process and a random part (one per run execution)."""
-    return f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
 class DurableRun:
     """A run's writes to its store: the claim, the queue of node records and run-row changes,
     the writer task (group commit with ``COMMIT_DELAY``, heartbeats), and the run's ends."""
 
     __slots__ = (
         "attempt",
+        "cancel_request",
         "handover",
         "lock",
         "lost",
@@ -98,6 +94,7 @@ class DurableRun:
         self.handover = False  # a worker's run: cancelled, it is left for another worker
         self.running: Callable[[], int] | None = None  # nodes running (set by the scheduler)
         self.parking = False  # stopped to wait for a due retry without holding a worker
+        self.cancel_request: dict[str, str] | None = None  # someone asked to cancel the run
 
     async def open(self, *, create: bool, reopen: bool) -> Claim:
         """Claim the run, or with ``create`` create it (committed before any node starts);
@@ -192,13 +189,18 @@ class DurableRun:
                 return
             self.queued, self.signalled = anyio.Event(), False
             try:
-                await self.flush(renew=True)
+                request = await self.flush(renew=True)
             except LeaseLost:
                 self.lost = True
                 self.scope.cancel()
                 return
             except Exception:  # the records stay queued: the next write takes them
                 _log.warning("flowrt: writing run %s failed", self.row.run_id, exc_info=True)
+                continue
+            if request is not None:  # cancelled from elsewhere: stop the run's nodes
+                self.cancel_request = request
+                self.scope.cancel()
+                return
 
     def stop(self) -> None:
         """The run has ended: the writer returns (at once, or after a write in progress).
@@ -206,9 +208,10 @@ class DurableRun:
         self.stopping.set()
         self.queued.set()
 
-    async def flush(self, *, renew: bool = False, release: bool = False) -> None:
+    async def flush(self, *, renew: bool = False, release: bool = False) -> dict[str, str] | None:
         """Write everything queued (and the run row, if it changed) now, in one transaction;
-        with ``renew``, write even with nothing queued (it renews the lease).
+        with ``renew``, write even with nothing queued (it renews the lease). Returns a
+        pending cancel request, or None.
 
         Raises:
             LeaseLost: another owner has claimed the run.
@@ -216,13 +219,22 @@ class DurableRun:
         async with self.lock:
             batch, run = list(self.pending), self.run
             if not (batch or run or renew or release):
-                return
-            await self.store.write(
+                return None
+            request = await self.store.write(
                 self.row.run_id, self.token, self.attempt, batch, run, release=release
             )
             del self.pending[: len(batch)]  # only now: an interrupted write keeps its batch
             if self.run is run:
                 self.run = None
+            return request
+
+    def stopped(self) -> RunCancelled | None:
+        """The error the run's caller gets when a cancel request stopped it, else None."""
+        request = self.cancel_request
+        if request is None:
+            return None
+        error = cancelled_error(request)
+        return RunCancelled(self.row.run_id, error["message"], request.get("by") or None)
 
     def start(self, attempt: int) -> None:
         """Workflow-level attempt ``attempt`` is running (written with its first records)."""
@@ -254,20 +266,25 @@ class DurableRun:
         await self.flush(release=True)
 
     async def cancelled(self) -> None:
-        """The caller cancelled the run: keep what finished and release the run, marked
-        ``cancelled`` (resumable); in a workflow-level retry wait (``retrying``) or a parked
-        node wait (``waiting``), it keeps that status and due time, for ``resume_due``. A
-        worker's run (``handover``) is released as ``running`` instead: reported
-        ``interrupted``, it is claimed by the next worker that looks."""
+        """The run stopped before its end: keep what finished and release the run. Stopped by
+        a cancel request or by its caller, it is stored ``cancelled`` (resumable by hand, by
+        nothing else), whatever it was doing, parked waits included. A worker's run
+        (``handover``: the worker is shutting down, or parks the run) keeps its status: a
+        ``running`` one is reported ``interrupted`` and continued by the next worker, a parked
+        one when due."""
         if self.lost:
             return
         with anyio.CancelScope(shield=True):
             row = self.row
-            if self.handover and row.status == "running":
-                row.retry_due = None  # released as running: any worker continues it at once
-            elif row.status not in ("retrying", "waiting"):
-                row.status, row.retry_due = "cancelled", None
+            if self.cancel_request is not None or not self.handover:
+                request = self.cancel_request or {
+                    "reason": "its caller cancelled the run",
+                    "by": describe(self.owner),
+                }
+                row.status, row.retry_due, row.error = "cancelled", None, cancelled_error(request)
                 row.finished_at = datetime.now(UTC).isoformat()
+            elif row.status == "running":
+                row.retry_due = None  # released as running: any worker continues it at once
             self._row_changed()
             with contextlib.suppress(LeaseLost):  # taken over meanwhile: the new owner's stand
                 await self.flush(release=True)

@@ -11,6 +11,10 @@ FlowError
 ├── StrayCancellation              a node's code raised CancelledError that no cancellation explains
 ├── RunInProgress                  a run with this id is executed by another owner right now
 │   └── LeaseLost                  this process lost its run to another owner (its writes refused)
+├── RunNotFound (LookupError)      no stored run has this id
+├── RunEnded                       the run ended (success or failure): it cannot be cancelled
+├── RunCancelled                   the run was cancelled by a request (wf.cancel, CLI, HTTP)
+├── TooManyRecoveries              a run kept killing its workers (Worker max_claims): ended
 └── WorkflowFailed                 raised by RunResult.raise_for_status() for a failed run
 ```
 
@@ -172,6 +176,54 @@ class LeaseLost(RunInProgress):
             detail=f"run {run_id!r} was taken over by another owner after this process's lease "
             "expired: its writes were refused and it stopped executing the run",
         )
+
+
+class RunNotFound(FlowError, LookupError):
+    """No stored run has this id.
+
+    Attributes:
+        run_id: the id asked for.
+    """
+
+    def __init__(self, run_id: str, where: object = None) -> None:
+        self.run_id = run_id
+        super().__init__(f"no run {run_id!r}" + (f" in {where!r}" if where is not None else ""))
+
+
+class RunEnded(FlowError):
+    """The run has ended (``success`` or ``failure``): it cannot be cancelled (or signalled).
+
+    Attributes:
+        run_id: the run.
+        status: how it ended.
+    """
+
+    def __init__(self, run_id: str, status: str) -> None:
+        self.run_id, self.status = run_id, status
+        super().__init__(f"run {run_id!r} has ended ({status})")
+
+
+class RunCancelled(FlowError):
+    """The run was cancelled by a request (``wf.cancel``, ``flowrt.cancel_run``, ``flowrt runs
+    cancel``, ``POST /runs/{id}/cancel``): its running nodes were cancelled and it is stored
+    ``cancelled``. Raised by the ``wf.run`` executing it, and by ``wf.result`` for it.
+
+    Attributes:
+        run_id: the run.
+        reason: the request's reason (the stored error's message).
+        by: who asked, when known.
+    """
+
+    def __init__(self, run_id: str, reason: str, by: str | None = None) -> None:
+        self.run_id, self.reason, self.by = run_id, reason, by
+        who = f" by {by}" if by else ""
+        super().__init__(f"run {run_id!r} was cancelled{who}: {reason}")
+
+
+class TooManyRecoveries(FlowError):
+    """A run was claimed ``Worker(max_claims=...)`` times without any node finishing (it keeps
+    killing the workers that take it): it is ended ``failure`` instead of being claimed again.
+    The error type of such a run; ``wf.resume`` can still take it by hand."""
 
 
 class WorkerCrashed(FlowError):

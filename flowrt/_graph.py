@@ -13,6 +13,8 @@ from typing import Any
 
 import anyio
 
+from ._claims import CancelOutcome
+from ._control import cancel_run
 from ._definition import Definition
 from ._diagram import mermaid, stages
 from ._errors import DefinitionError, FlowError
@@ -247,13 +249,30 @@ class Workflow(Definition):
         """Wait for stored run ``run_id`` to end (``success`` or ``failure``); its result.
 
         Raises:
-            FlowError: no store, or no such run.
+            FlowError: no store.
+            RunNotFound: no such run.
+            RunCancelled: the run was cancelled.
             TimeoutError: it had not ended after ``timeout`` seconds.
         """
         where = store if store is not None else self.store
         if where is None:
             raise FlowError(f"workflow {self.name!r} has no store to read run {run_id!r} from")
         return await result_of(where, run_id, timeout)
+
+    async def cancel(
+        self, run_id: str, store: RunStore | None = None, *, reason: str | None = None
+    ) -> CancelOutcome:
+        """Cancel stored run ``run_id`` of this workflow: see ``flowrt.cancel_run``.
+
+        Raises:
+            FlowError: no store (``store`` or the workflow's).
+            RunNotFound: no such run.
+            RunEnded: the run ended ``success`` or ``failure``.
+        """
+        where = store if store is not None else self.store
+        if where is None:
+            raise FlowError(f"workflow {self.name!r} has no store to cancel run {run_id!r} in")
+        return await cancel_run(where, run_id, reason=reason)
 
     def run_sync(self, input: Any = None, *, timeout: float | None = None) -> RunResult:
         """``run`` for scripts: starts an event loop with ``anyio.run``."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import sys
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from ._context import call_within, fields_from
+from ._context import call_within, held
 
 Invoke = Callable[..., Awaitable[Any]]
 
@@ -27,10 +26,8 @@ returns, so that the node's next attempt waits for it (``thread_done``)."""
 
 
 async def _in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    # What flowrt.current() answers in the thread: read now from the calling attempt or item
-    # (an abandoned thread must not see the attempt after it).
-    here = fields_from(sys._getframe(1))
-    bound = functools.partial(call_within, here, fn, *args, **kwargs)
+    here = held()  # the thread inherits the attempt's context (anyio copies it)
+    bound = functools.partial(fn, *args, **kwargs)
     if here is None:
         return await anyio.to_thread.run_sync(bound, abandon_on_cancel=True)
     key, ended = (here[0], here[2], here[4]), threading.Event()
@@ -77,7 +74,7 @@ async def _in_process(
     # optional: anyio.to_process pulls in subprocess machinery; imported on first use
     from anyio import to_process
 
-    here = fields_from(sys._getframe(1))  # what flowrt.current() answers in the worker process
+    here = held()  # what flowrt.current() answers in the worker process
     call = functools.partial(call_within, here, functools.partial(fn, *args, **kwargs))
     # A worker's start-up (a second, cold) is not the function's time: start one first, then
     # the timeout bounds the call in that warm worker (anyio keeps idle workers for reuse).
@@ -117,7 +114,7 @@ class Remote:
 
 async def _on_executor(executor: Any, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
     # What flowrt.current() answers where the executor runs fn: read now, from the attempt.
-    remote = Remote(fields_from(sys._getframe(1)), fn)
+    remote = Remote(held(), fn)
     return await executor.call(remote, *args, **kwargs)
 
 

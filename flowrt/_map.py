@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ._attempt import Context, NodeRecord, as_failure, attempt, error_info
-from ._context import register
+from ._context import CURRENT
 from ._errors import InputError, TooManyFailures
 from ._native import task_group
 
@@ -80,9 +80,10 @@ class MapRun:
 
     async def worker(self, scope: anyio.CancelScope) -> None:
         """Take items until none is left; a failure that stops the map cancels ``scope``."""
-        pn, items, invoke = self.pn, self.items, self.invoke
+        pn, items, invoke, ctx = self.pn, self.items, self.invoke, self.ctx
         for i in self.pending:
             if self.plain:  # no retries, no timeout: one call is the whole policy
+                here = CURRENT.set((ctx.run_id, ctx.workflow, pn.name, 1, i))  # current()
                 try:
                     if self.bare:
                         output = await invoke(items[i])
@@ -95,6 +96,8 @@ class MapRun:
                         raise
                     envelope = {"status": "failure", "output": None, "error": error_info(exc)}
                     del exc  # its traceback holds this frame: no reference cycle through it
+                finally:
+                    CURRENT.reset(here)
             else:
                 call = (items[i], *self.args)
                 done = NodeRecord()
@@ -121,10 +124,3 @@ class MapRun:
             count = len(self.items)
             return done.fail(TooManyFailures(self.pn.name, len(failed), count, allowed))
         return done.succeed(self.envelopes)
-
-
-# A map's worker runs plain items itself (items with a policy run in attempt()).
-register(
-    MapRun.worker.__code__,
-    lambda f: (f["self"].ctx.run_id, f["self"].ctx.workflow, f["self"].pn.name, 1, f["i"]),
-)

@@ -6,7 +6,7 @@ from __future__ import annotations
 NOW = "extract(epoch from clock_timestamp())"
 COLUMNS = (
     "run_id, workflow, input, definition, status, attempts, error, output, started_at, "
-    "finished_at, retry_due, owner, lease_until, claim"
+    "finished_at, retry_due, owner, lease_until, claim, cancel, stalled"
 )
 NODES_VIEW = """CREATE OR REPLACE VIEW flowrt_nodes AS
     SELECT run_id, batch, name, status, output, error, attempts, duration, reason, due,
@@ -38,14 +38,28 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         " (run_id, attempt)",
         NODES_VIEW,
     ),
+    (  # 2: cancel requests; claims since a node last finished (poison runs)
+        "ALTER TABLE flowrt_runs ADD COLUMN IF NOT EXISTS cancel TEXT",
+        "ALTER TABLE flowrt_runs ADD COLUMN IF NOT EXISTS stalled INTEGER NOT NULL DEFAULT 0",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 MIGRATION_LOCK = 7_287_011  # pg_advisory_xact_lock key: one migrator at a time
 
+# An owner's writes: they renew its lease, reset ``stalled`` when a node finished, and return a
+# pending cancel request (no row: another owner holds the run).
 UPDATE_RUN = (
     "UPDATE flowrt_runs SET status = %s, attempts = %s, error = %s, output = %s, "
     f"finished_at = %s, retry_due = %s, lease_until = {NOW} + %s, "
-    "owner = CASE WHEN %s THEN NULL ELSE owner END WHERE run_id = %s AND claim = %s"
+    "owner = CASE WHEN %s THEN NULL ELSE owner END, "
+    "cancel = CASE WHEN %s THEN NULL ELSE cancel END, "
+    "stalled = CASE WHEN %s THEN 0 ELSE stalled END "
+    "WHERE run_id = %s AND claim = %s RETURNING cancel"
+)
+RENEW = (
+    f"UPDATE flowrt_runs SET lease_until = {NOW} + %s, "
+    "stalled = CASE WHEN %s THEN 0 ELSE stalled END "
+    "WHERE run_id = %s AND claim = %s RETURNING cancel"
 )
 
 # A run a worker may claim (by the database's clock).
@@ -55,14 +69,7 @@ READY = (
     f"AND (owner IS NULL OR lease_until IS NULL OR lease_until <= {NOW})))"
 )
 
-# Claim up to a limit of ready runs (parameters: workflows, limit, owner, lease seconds): the
-# runs as they were before (status, claim), by the order they were enqueued.
-CLAIM_READY = f"""WITH picked AS (
-        SELECT run_id, status AS was, claim AS had FROM flowrt_runs
-        WHERE workflow = ANY(%s) AND {READY}
-        ORDER BY started_at LIMIT %s FOR UPDATE SKIP LOCKED)
-    UPDATE flowrt_runs AS r SET status = 'running', owner = %s,
-        lease_until = {NOW} + %s, claim = r.claim + 1
-    FROM picked WHERE r.run_id = picked.run_id
-    RETURNING r.run_id, r.workflow, r.input, r.definition, picked.was, r.attempts, r.error,
-        r.output, r.started_at, r.finished_at, r.retry_due, r.owner, r.lease_until, picked.had"""
+# Ready runs to claim (parameters: workflows, limit), by the order they were enqueued, locked
+# (``FOR UPDATE SKIP LOCKED``: concurrent workers each get others, none waits for another).
+PICK_READY = f"""SELECT {COLUMNS} FROM flowrt_runs WHERE workflow = ANY(%s) AND {READY}
+    ORDER BY started_at LIMIT %s FOR UPDATE SKIP LOCKED"""

@@ -54,7 +54,9 @@ class RunRow:
     it has a data form; ``retry_due`` the wall-clock time (``time.time()``) a pending retry is
     due (a workflow-level retry, or a parked node wait); ``owner`` the process executing it,
     whose ``lease_until`` (wall clock) says until when it is presumed alive; ``claim`` counts
-    the times the run was claimed (each write is checked against it)."""
+    the times the run was claimed (each write is checked against it); ``cancel`` is a pending
+    request to cancel it (``{"reason", "by"}``) that its owner has not acted on yet;
+    ``stalled`` counts the claims since a node of it last finished (poison runs)."""
 
     run_id: str
     workflow: str
@@ -70,6 +72,8 @@ class RunRow:
     owner: str | None = None
     lease_until: float | None = None
     claim: int = 0
+    cancel: dict[str, str] | None = None
+    stalled: int = 0
     nodes: list[NodeRow] = field(default_factory=list)
 
 
@@ -199,21 +203,49 @@ def node_rows(run_id: str, batches: list[str]) -> list[NodeRow]:
 
 def run_row(row: tuple[Any, ...]) -> RunRow:
     """A run from a store's row of its columns (``run_id, workflow, input, definition, status,
-    attempts, error, output, started_at, finished_at, retry_due, owner, lease_until, claim``)."""
+    attempts, error, output, started_at, finished_at, retry_due, owner, lease_until, claim,
+    cancel, stalled``)."""
     run_id, workflow, input, definition, status, attempts, error, output, *rest = row
-    started, finished, due, owner, lease, claim = rest
+    started, finished, due, owner, lease, claim, cancel, stalled = rest
     return RunRow(
-        run_id, workflow, input, status, started, definition, attempts,
-        json.loads(error) if error else None, output, finished, due, owner, lease, claim,
-    )  # fmt: skip
+        run_id,
+        workflow,
+        input,
+        status,
+        started,
+        definition,
+        attempts,
+        json.loads(error) if error else None,
+        output,
+        finished,
+        due,
+        owner,
+        lease,
+        claim,
+        json.loads(cancel) if cancel else None,
+        stalled,
+    )
 
 
-def update_values(run: RunRow, lease: float, release: bool, token: int) -> tuple[Any, ...]:
+def update_values(
+    run: RunRow, lease: float, release: bool, token: int, progress: bool
+) -> tuple[Any, ...]:
     """The parameters of a store's run update, in the order both stores' statements take
-    them: status, attempts, error, output, finished_at, retry_due, lease, release, run_id,
-    claim."""
+    them: status, attempts, error, output, finished_at, retry_due, lease, release (twice:
+    the owner and a pending cancel request go), progress (a node finished: ``stalled`` is
+    reset), run_id, claim."""
     error = None if run.error is None else json.dumps(run.error)
     return (
-        run.status, run.attempts, error, run.output, run.finished_at, run.retry_due,
-        lease, release, run.run_id, token,
-    )  # fmt: skip
+        run.status,
+        run.attempts,
+        error,
+        run.output,
+        run.finished_at,
+        run.retry_due,
+        lease,
+        release,
+        release,
+        progress,
+        run.run_id,
+        token,
+    )

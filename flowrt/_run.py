@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from ._attempt import Context
 from ._backoff import wait_before_rerun
 from ._durable import DurableRun, input_json, stored_result
-from ._errors import FlowError, LeaseLost, RunInProgress, RunParked
+from ._errors import FlowError, LeaseLost, RunCancelled, RunInProgress, RunNotFound, RunParked
 from ._events import Emitter, emitter_for
 from ._ids import new_id
 from ._invoke import still_running
@@ -104,7 +104,8 @@ async def result_of(store: RunStore, run_id: str, timeout: float | None) -> RunR
     """Wait until stored run ``run_id`` has ended (``success`` or ``failure``); its result.
 
     Raises:
-        FlowError: no such run.
+        RunNotFound: no such run.
+        RunCancelled: it was cancelled.
         TimeoutError: it had not ended after ``timeout`` seconds.
     """
     pause = 0.005
@@ -112,9 +113,13 @@ async def result_of(store: RunStore, run_id: str, timeout: float | None) -> RunR
         while True:
             run = await store.load_run(run_id)
             if run is None:
-                raise FlowError(f"no run {run_id!r} in {store!r}")
+                raise RunNotFound(run_id, store)
             if run.status in ("success", "failure"):
                 return stored_result(run)
+            if run.status == "cancelled":
+                error = run.error or {}
+                reason = error.get("message", "cancelled")
+                raise RunCancelled(run_id, reason, error.get("by"))
             await anyio.sleep(pause)
             pause = min(pause * 2, 0.25)
 
@@ -269,6 +274,8 @@ async def _beside_writer(
 
     Raises:
         LeaseLost: another owner took the run over; the run was stopped.
+        RunCancelled: a cancel request stopped it.
+        RunParked: a worker's run parked in a long retry wait.
     """
     outcome: Outcome | None = None
     try:
@@ -283,6 +290,11 @@ async def _beside_writer(
         if len(group_error.exceptions) == 1:
             raise group_error.exceptions[0] from None
         raise
+    if outcome is not None and not durable.lost:
+        return outcome  # it ended: a cancel request that came too late changes nothing
+    cancelled = durable.stopped()
+    if cancelled is not None:
+        raise cancelled
     if durable.parking:
         raise RunParked(durable.row.run_id)
     if durable.lost or outcome is None:

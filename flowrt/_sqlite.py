@@ -6,6 +6,7 @@ host. Its connection is used from a worker thread, one call at a time; every wri
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -17,10 +18,14 @@ from typing import TypeVar
 import anyio
 import anyio.to_thread
 
+from . import _claims
+from ._claims import CancelOutcome, Dialect
 from ._errors import LeaseLost
 from ._records import NodeRow, RunRow, node_rows, run_row, update_values
 from ._sqlite_sql import COLUMNS, MIGRATIONS, READY, RENEW, SCHEMA_VERSION, UPDATE_RUN
-from ._store import Claim, Closing, listed, reported_status
+from ._store import Claim, Closing, listed
+
+_SQL = Dialect("runs", "?")
 
 T = TypeVar("T")
 
@@ -149,15 +154,10 @@ class SQLiteStore(Closing):
                         return Claim("missing")
                     _insert(db, new, owner, now + self.lease_seconds)
                     return Claim("created", 1)
-                if found.status == "success" or (found.status == "failure" and not reopen):
-                    return Claim("finished", found.claim, found)
-                if found.owner is not None and (found.lease_until or 0) > now:
-                    return Claim("busy", found.claim, found)
-                db.execute(
-                    "UPDATE runs SET status = 'running', owner = ?, lease_until = ?, "
-                    "claim = claim + 1, finished_at = NULL WHERE run_id = ?",
-                    (owner, now + self.lease_seconds, run_id),
-                )
+                decision = _claims.decide(found, now, reopen=reopen)
+                if decision != "claimed":
+                    return Claim(decision, found.claim, found)
+                _claims.take(db, _SQL, run_id, owner, now + self.lease_seconds, by_hand=True)
                 return Claim("claimed", found.claim + 1, found)
 
         return await self._call(claim)
@@ -171,27 +171,31 @@ class SQLiteStore(Closing):
         run: RunRow | None = None,
         *,
         release: bool = False,
-    ) -> None:
+    ) -> dict[str, str] | None:
         """See ``RunStore.write``: the records go in as one row, a JSON array of them (the
         ``nodes`` view shows each node's last record)."""
+        progress = bool(records)
 
-        def write(db: sqlite3.Connection) -> None:
+        def write(db: sqlite3.Connection) -> dict[str, str] | None:
             with db:  # one transaction: commit on success, roll back on error
                 db.execute("BEGIN IMMEDIATE")  # the write lock now (waits busy_timeout)
                 lease = time.time() + self.lease_seconds
                 if run is None:
-                    updated = db.execute(RENEW, (lease, run_id, token))
+                    updated = db.execute(RENEW, (lease, progress, run_id, token)).fetchall()
                 else:
-                    updated = db.execute(UPDATE_RUN, update_values(run, lease, release, token))
-                if updated.rowcount != 1:
+                    values = update_values(run, lease, release, token, progress)
+                    updated = db.execute(UPDATE_RUN, values).fetchall()
+                if len(updated) != 1:
                     raise LeaseLost(run_id)  # rolls back: nothing written
                 if records:
                     db.execute(
                         "INSERT INTO node_batches (run_id, attempt, records) VALUES (?, ?, ?)",
                         (run_id, attempt, "[" + ", ".join(records) + "]"),
                     )
+                request: str | None = updated[0][0]
+                return json.loads(request) if request else None
 
-        await self._call(write)
+        return await self._call(write)
 
     async def enqueue(self, run: RunRow) -> bool:
         """See ``RunStore.enqueue`` (idle workers poll: SQLite has no notifications)."""
@@ -201,7 +205,7 @@ class SQLiteStore(Closing):
                 db.execute("BEGIN IMMEDIATE")
                 inserted = db.execute(
                     f"INSERT OR IGNORE INTO runs ({COLUMNS}) VALUES (?, ?, ?, ?, 'queued', ?, "
-                    "NULL, NULL, ?, NULL, NULL, NULL, NULL, 0)",
+                    "NULL, NULL, ?, NULL, NULL, NULL, NULL, 0, NULL, 0)",
                     (run.run_id, run.workflow, run.input, run.definition, run.attempts,
                      run.started_at),
                 )  # fmt: skip
@@ -209,7 +213,9 @@ class SQLiteStore(Closing):
 
         return await self._call(insert)
 
-    async def claim_ready(self, owner: str, workflows: Sequence[str], limit: int) -> list[Claim]:
+    async def claim_ready(
+        self, owner: str, workflows: Sequence[str], limit: int, *, max_claims: int | None = None
+    ) -> list[Claim]:
         """See ``RunStore.claim_ready`` (one ``BEGIN IMMEDIATE`` transaction)."""
         if not workflows or limit < 1:
             return []
@@ -219,21 +225,22 @@ class SQLiteStore(Closing):
             with db:
                 db.execute("BEGIN IMMEDIATE")
                 now = time.time()
+                _claims.expire_dead(db, _SQL, now)
                 found = db.execute(
                     f"SELECT {COLUMNS} FROM runs WHERE workflow IN ({names}) AND {READY} "
                     "ORDER BY started_at LIMIT ?",
                     (*workflows, now, now, now, limit),
                 ).fetchall()
                 claims = []
-                for row in found:
-                    run = run_row(row)
+                for run in map(run_row, found):
+                    verdict = _claims.verdict(run, max_claims)
+                    if verdict != "claim":
+                        _claims.end_unclaimed(db, _SQL, run, verdict, max_claims or 0)
+                        continue
                     if run.status != "queued":
                         run.nodes = _nodes(db, run)
-                    db.execute(
-                        "UPDATE runs SET status = 'running', owner = ?, lease_until = ?, "
-                        "claim = claim + 1 WHERE run_id = ?",
-                        (owner, now + self.lease_seconds, run.run_id),
-                    )
+                    lease = now + self.lease_seconds
+                    _claims.take(db, _SQL, run.run_id, owner, lease, by_hand=False)
                     claims.append(Claim("claimed", run.claim + 1, run))
                 return claims
 
@@ -249,7 +256,7 @@ class SQLiteStore(Closing):
         def read(db: sqlite3.Connection) -> RunRow | None:
             run = _load(db, run_id)
             if run is not None:
-                run.status = reported_status(run, time.time())
+                run.status = _claims.reported_status(run, time.time())
             return run
 
         return await self._call(read)
@@ -274,15 +281,33 @@ class SQLiteStore(Closing):
         """See ``RunStore.due_runs``."""
 
         def read(db: sqlite3.Connection) -> list[RunRow]:
-            at = time.time() if now is None else now
+            clock = time.time()
+            at = clock if now is None else now
             query = (
                 f"SELECT {COLUMNS} FROM runs WHERE retry_due <= ? "
-                "AND status IN ('retrying', 'waiting') "
+                "AND status IN ('retrying', 'waiting') AND cancel IS NULL "
                 "AND (owner IS NULL OR lease_until IS NULL OR lease_until <= ?) ORDER BY retry_due"
             )
-            return [run_row(row) for row in db.execute(query, (at, time.time()))]
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                _claims.expire_dead(db, _SQL, clock)
+                return [run_row(row) for row in db.execute(query, (at, clock))]
 
         return await self._call(read)
+
+    async def cancel(
+        self, run_id: str, *, reason: str | None = None, by: str = ""
+    ) -> CancelOutcome:
+        """See ``RunStore.cancel``."""
+
+        def cancel(db: sqlite3.Connection) -> CancelOutcome:
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                found = _load(db, run_id)
+                request = {"reason": reason or "", "by": by}
+                return _claims.cancel(db, _SQL, run_id, found, time.time(), request)
+
+        return await self._call(cancel)
 
     async def prune(self, older_than: float) -> int:
         """See ``RunStore.prune``."""
@@ -305,7 +330,7 @@ class SQLiteStore(Closing):
 def _insert(db: sqlite3.Connection, run: RunRow, owner: str, lease: float) -> None:
     db.execute(
         f"INSERT INTO runs ({COLUMNS}) VALUES (?, ?, ?, ?, 'running', ?, NULL, NULL, ?, NULL, "
-        "NULL, ?, ?, 1)",
+        "NULL, ?, ?, 1, NULL, 1)",
         (
             run.run_id, run.workflow, run.input, run.definition, run.attempts, run.started_at,
             owner, lease,

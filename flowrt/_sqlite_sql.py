@@ -38,18 +38,29 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "DROP VIEW IF EXISTS nodes",
         NODES_V2,
     ),
+    (  # 3: cancel requests; claims since a node last finished (poison runs)
+        "ALTER TABLE runs ADD COLUMN cancel TEXT",
+        "ALTER TABLE runs ADD COLUMN stalled INTEGER NOT NULL DEFAULT 0",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 COLUMNS = (
     "run_id, workflow, input, definition, status, attempts, error, output, started_at, "
-    "finished_at, retry_due, owner, lease_until, claim"
+    "finished_at, retry_due, owner, lease_until, claim, cancel, stalled"
 )
+# An owner's writes: they renew its lease, reset ``stalled`` when a node finished, and return a
+# pending cancel request (no row: another owner holds the run).
 UPDATE_RUN = (
     "UPDATE runs SET status = ?, attempts = ?, error = ?, output = ?, finished_at = ?, "
-    "retry_due = ?, lease_until = ?, owner = CASE WHEN ? THEN NULL ELSE owner END "
-    "WHERE run_id = ? AND claim = ?"
+    "retry_due = ?, lease_until = ?, owner = CASE WHEN ? THEN NULL ELSE owner END, "
+    "cancel = CASE WHEN ? THEN NULL ELSE cancel END, "
+    "stalled = CASE WHEN ? THEN 0 ELSE stalled END "
+    "WHERE run_id = ? AND claim = ? RETURNING cancel"
 )
-RENEW = "UPDATE runs SET lease_until = ? WHERE run_id = ? AND claim = ?"
+RENEW = (
+    "UPDATE runs SET lease_until = ?, stalled = CASE WHEN ? THEN 0 ELSE stalled END "
+    "WHERE run_id = ? AND claim = ? RETURNING cancel"
+)
 # A run a worker may claim (the parameters: now, three times).
 READY = (
     "(status = 'queued' OR (status = 'running' AND (owner IS NULL OR lease_until <= ?)) "

@@ -14,7 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, Self, runtime_checkable
 
-from ._records import RunRow, RunStatus, run_row
+from ._claims import CancelOutcome, reported_status
+from ._records import RunRow, run_row
 
 Outcome = Literal["created", "claimed", "finished", "busy", "missing"]
 
@@ -67,11 +68,12 @@ class RunStore(Protocol):
         run: RunRow | None = None,
         *,
         release: bool = False,
-    ) -> None:
+    ) -> dict[str, str] | None:
         """In one transaction, as the owner holding claim ``token``: store these node records
         (see ``flowrt._records.record``) of workflow attempt ``attempt``, update the run from
         ``run`` (status, attempts, error, output, finished_at, retry_due) when given, renew the
-        lease, and with ``release`` give the run up (no owner).
+        lease, and with ``release`` give the run up (no owner, no pending cancel request).
+        Returns the run's pending cancel request (``{"reason", "by"}``), or None.
 
         Raises:
             LeaseLost: another owner has claimed the run since (nothing was written).
@@ -81,13 +83,18 @@ class RunStore(Protocol):
         """Insert ``run`` as ``queued`` (no owner) for a worker to claim, and wake idle
         workers; False, changing nothing, if a run of that id exists."""
 
-    async def claim_ready(self, owner: str, workflows: Sequence[str], limit: int) -> list[Claim]:
+    async def claim_ready(
+        self, owner: str, workflows: Sequence[str], limit: int, *, max_claims: int | None = None
+    ) -> list[Claim]:
         """Claim for ``owner``, in one transaction, up to ``limit`` of the oldest runs of
-        ``workflows`` that are ready for a worker: ``queued``; ``running`` under an expired
-        lease or none (its owner died, or handed it back); or in a retry wait (``retrying``,
-        ``waiting``) that is due, with no live owner. Each ``Claim`` holds the run as it was
-        before (its status, and its nodes unless it was queued). Concurrent claimers never
-        get the same run (PostgreSQL: ``FOR UPDATE SKIP LOCKED``)."""
+        ``workflows`` that are ready for a worker: ``queued``; ``running`` with no live owner
+        (its lease expired, or its process on this host died, or it was handed back); or in a
+        retry wait (``retrying``, ``waiting``) that is due, with no live owner. Each ``Claim``
+        holds the run as it was before (its status, and its nodes unless it was queued).
+        Concurrent claimers never get the same run (PostgreSQL: ``FOR UPDATE SKIP LOCKED``).
+        A picked run with a cancel request nobody acted on is ended ``cancelled``, and one
+        claimed ``max_claims`` times without progress ``failure`` (``TooManyRecoveries``),
+        instead of being claimed (see ``flowrt._claims``)."""
 
     async def wait_for_work(self, timeout: float) -> None:
         """Return when a run may have been enqueued (PostgreSQL: ``LISTEN``), or after
@@ -111,7 +118,20 @@ class RunStore(Protocol):
 
     async def due_runs(self, now: float | None = None) -> list[RunRow]:
         """Runs waiting for a retry (``retrying`` or ``waiting``) that is due at ``now`` (wall
-        clock; default: the store's clock) and that no live owner holds."""
+        clock; default: the store's clock), that no live owner holds and that nobody asked to
+        cancel."""
+
+    async def cancel(
+        self, run_id: str, *, reason: str | None = None, by: str = ""
+    ) -> CancelOutcome:
+        """Cancel run ``run_id`` in one transaction: ``cancelled`` (it was queued, parked or
+        interrupted, and is now ended ``cancelled``, or it was cancelled already) or
+        ``requested`` (a live owner holds it: it sees the request at its next write).
+
+        Raises:
+            RunNotFound: no such run.
+            RunEnded: it ended ``success`` or ``failure``.
+        """
 
     async def prune(self, older_than: float) -> int:
         """Delete runs that ended (success, failure, cancelled) more than ``older_than``
@@ -161,56 +181,40 @@ def listed(
 ) -> list[RunRow]:
     """``list_runs`` on a store's connection (sqlite3 or psycopg), in its worker thread.
     ``source`` is the store's (table, columns, parameter marker: ``?`` or ``%s``), ``filters``
-    (status, workflow), ``page`` (limit, offset); ``now`` is the store's clock."""
-    query, params = _listing(source, now, *filters)
-    runs = [run_row(row) for row in db.execute(query, (*params, *page))]
+    (status, workflow), ``page`` (limit, offset); ``now`` is the store's clock. ``running``
+    and ``interrupted`` are told apart here, run by run (``_claims.reported_status``: the
+    lease, and whether the owner's process on this host is alive), then paged."""
+    status, workflow = filters
+    stored = "running" if status in ("running", "interrupted") else status
+    query, params = _listing(source, stored, workflow, paged=stored == status)
+    rows = db.execute(query, (*params, *page) if stored == status else params)
+    runs = [run_row(row) for row in rows]
     for run in runs:
         run.status = reported_status(run, now)
-    return runs
+    if stored == status:
+        return runs
+    limit, offset = page
+    return [run for run in runs if run.status == status][offset : offset + limit]
 
 
 def _listing(
-    source: tuple[str, str, str], now: float, status: str | None, workflow: str | None
+    source: tuple[str, str, str], status: str | None, workflow: str | None, *, paged: bool
 ) -> tuple[str, list[object]]:
-    """The query of ``list_runs`` and its filters' parameters. A run is ``running`` while its
-    owner's lease is live at ``now``, ``interrupted`` after."""
+    """The query of ``list_runs`` (with ``LIMIT``/``OFFSET`` markers when ``paged``) and its
+    filters' parameters."""
     table, columns, mark = source
     where: list[str] = []
     params: list[object] = []
-    if status == "running":
-        where.append(f"status = 'running' AND owner IS NOT NULL AND lease_until > {mark}")
-        params.append(now)
-    elif status == "interrupted":
-        lapsed = f"owner IS NULL OR lease_until IS NULL OR lease_until <= {mark}"
-        where.append(f"status = 'running' AND ({lapsed})")
-        params.append(now)
-    elif status is not None:
+    if status is not None:
         where.append(f"status = {mark}")
         params.append(status)
     if workflow is not None:
         where.append(f"workflow = {mark}")
         params.append(workflow)
     clause = f"WHERE {' AND '.join(where)} " if where else ""
-    query = (
-        f"SELECT {columns} FROM {table} {clause}"
-        f"ORDER BY started_at DESC, run_id DESC LIMIT {mark} OFFSET {mark}"
-    )
+    paging = f" LIMIT {mark} OFFSET {mark}" if paged else ""
+    query = f"SELECT {columns} FROM {table} {clause}ORDER BY started_at DESC, run_id DESC{paging}"
     return query, params
 
 
-def lease_live(run: RunRow, now: float) -> bool:
-    """Whether ``run`` has an owner whose lease has not expired at ``now``."""
-    return run.owner is not None and run.lease_until is not None and run.lease_until > now
-
-
-def reported_status(run: RunRow, now: float) -> RunStatus:
-    """The status ``load_run`` reports: ``interrupted`` for a ``running`` run whose owner's
-    lease has expired."""
-    if run.status == "running" and not lease_live(run, now):
-        return "interrupted"
-    return run.status
-
-
-__all__: Sequence[str] = [
-    "Claim", "Closing", "RunStore", "lease_live", "listed", "reported_status",
-]  # fmt: skip
+__all__: Sequence[str] = ["Claim", "Closing", "RunStore", "listed"]

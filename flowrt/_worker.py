@@ -11,9 +11,9 @@ from collections.abc import Iterable
 
 import anyio
 
-from ._durable import owner_id
-from ._errors import LeaseLost, RunParked
+from ._errors import LeaseLost, RunCancelled, RunParked
 from ._graph import Workflow, chooser
+from ._owners import owner_id
 from ._run import execute_claimed
 from ._store import Claim, RunStore
 
@@ -33,6 +33,12 @@ class Worker:
             store's settings (they apply to every run executed against that store object).
         poll_seconds: how long an idle worker waits for a notification (PostgreSQL) before it
             looks for ready runs again; SQLite cannot notify, so its workers poll at this pace.
+        max_claims: a run claimed this many times without any node finishing in between (it
+            keeps killing the workers that take it) is not executed again: the next claim ends
+            it ``failure`` with error type ``TooManyRecoveries``. None: no limit.
+
+    Raises:
+        ValueError: ``concurrency`` or ``max_claims`` is below 1.
     """
 
     def __init__(
@@ -45,9 +51,13 @@ class Worker:
         lease_seconds: float | None = None,
         poll_seconds: float = 1.0,
         park_after_seconds: float | None = None,
+        max_claims: int | None = 20,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"Worker: concurrency must be at least 1, not {concurrency}")
+        if max_claims is not None and max_claims < 1:
+            raise ValueError(f"Worker: max_claims must be at least 1 or None, not {max_claims}")
+        self.max_claims = max_claims
         self.store = store
         self.workflows = list(workflows)
         self.concurrency = concurrency
@@ -85,7 +95,9 @@ class Worker:
                     await slots.acquire()
                 owner = owner_id()
                 try:
-                    claims = await self.store.claim_ready(owner, self._names, free)
+                    claims = await self.store.claim_ready(
+                        owner, self._names, free, max_claims=self.max_claims
+                    )
                 except Exception:  # the store is unreachable: try again after a poll
                     _log.warning("flowrt: worker could not claim runs", exc_info=True)
                     claims = []
@@ -107,6 +119,8 @@ class Worker:
             await execute_claimed(plan, env, claim, owner, self.store)
         except RunParked:  # every running node waits for a due retry: the slot is free
             _log.debug("flowrt: run %s parked until its retry is due", run_id)
+        except RunCancelled as cancelled:
+            _log.info("flowrt: %s", cancelled)
         except LeaseLost:
             _log.warning("flowrt: run %s was taken over by another owner; dropped", run_id)
         except Exception:  # its lease expires and another worker takes it over

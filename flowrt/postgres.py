@@ -15,6 +15,7 @@ cancellation is delivered.
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -25,18 +26,23 @@ import anyio.to_thread
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from . import _claims
+from ._claims import CancelOutcome, Dialect
 from ._errors import LeaseLost
 from ._postgres_sql import (
-    CLAIM_READY,
     COLUMNS,
     MIGRATION_LOCK,
     MIGRATIONS,
     NOW,
+    PICK_READY,
+    RENEW,
     SCHEMA_VERSION,
     UPDATE_RUN,
-)  # fmt: skip
+)
 from ._records import NodeRow, RunRow, node_rows, run_row, update_values
-from ._store import Claim, Closing, listed, reported_status
+from ._store import Claim, Closing, listed
+
+_SQL = Dialect("flowrt_runs", "%s")
 
 T = TypeVar("T")
 
@@ -144,16 +150,11 @@ class PostgresStore(Closing):
                 found = _load(db, run_id, lock=True)
                 if found is None:
                     return Claim("missing")
-                if found.status == "success" or (found.status == "failure" and not reopen):
-                    return Claim("finished", found.claim, found)
                 now = _now(db)
-                if found.owner is not None and (found.lease_until or 0) > now:
-                    return Claim("busy", found.claim, found)
-                db.execute(
-                    "UPDATE flowrt_runs SET status = 'running', owner = %s, lease_until = %s, "
-                    "claim = claim + 1, finished_at = NULL WHERE run_id = %s",
-                    (owner, now + lease, run_id),
-                )
+                decision = _claims.decide(found, now, reopen=reopen)
+                if decision != "claimed":
+                    return Claim(decision, found.claim, found)
+                _claims.take(db, _SQL, run_id, owner, now + lease, by_hand=True)
                 return Claim("claimed", found.claim + 1, found)
 
         return await self._call(claim)
@@ -167,23 +168,20 @@ class PostgresStore(Closing):
         run: RunRow | None = None,
         *,
         release: bool = False,
-    ) -> None:
+    ) -> dict[str, str] | None:
         """See ``RunStore.write``: the records go in as one row, a JSON array of them (the
         ``flowrt_nodes`` view shows each node's last record)."""
-        lease = self.lease_seconds
+        lease, progress = self.lease_seconds, bool(records)
 
-        def write(db: psycopg.Connection[Any]) -> None:
+        def write(db: psycopg.Connection[Any]) -> dict[str, str] | None:
             with db.transaction():  # one transaction: commit on success, roll back on error
                 if run is None:
-                    updated = db.execute(
-                        f"UPDATE flowrt_runs SET lease_until = {NOW} + %s "
-                        "WHERE run_id = %s AND claim = %s",
-                        (lease, run_id, token),
-                    )
+                    updated = db.execute(RENEW, (lease, progress, run_id, token)).fetchall()
                 else:
-                    values = update_values(_on_database_clock(db, run), lease, release, token)
-                    updated = db.execute(UPDATE_RUN, values)
-                if updated.rowcount != 1:
+                    moved = _on_database_clock(db, run)
+                    values = update_values(moved, lease, release, token, progress)
+                    updated = db.execute(UPDATE_RUN, values).fetchall()
+                if len(updated) != 1:
                     raise LeaseLost(run_id)  # rolls back: nothing written
                 if records:
                     db.execute(
@@ -191,8 +189,10 @@ class PostgresStore(Closing):
                         "VALUES (%s, %s, %s)",
                         (run_id, attempt, "[" + ", ".join(records) + "]"),
                     )
+                request: str | None = updated[0][0]
+                return json.loads(request) if request else None
 
-        await self._call(write)
+        return await self._call(write)
 
     async def enqueue(self, run: RunRow) -> bool:
         """See ``RunStore.enqueue``: the insert and a ``NOTIFY flowrt_work`` (idle workers
@@ -202,7 +202,8 @@ class PostgresStore(Closing):
             with db.transaction():
                 inserted = db.execute(
                     f"INSERT INTO flowrt_runs ({COLUMNS}) VALUES (%s, %s, %s, %s, 'queued', %s, "
-                    "NULL, NULL, %s, NULL, NULL, NULL, NULL, 0) ON CONFLICT (run_id) DO NOTHING",
+                    "NULL, NULL, %s, NULL, NULL, NULL, NULL, 0, NULL, 0) "
+                    "ON CONFLICT (run_id) DO NOTHING",
                     (run.run_id, run.workflow, run.input, run.definition, run.attempts,
                      run.started_at),
                 )  # fmt: skip
@@ -213,22 +214,30 @@ class PostgresStore(Closing):
 
         return await self._call(insert)
 
-    async def claim_ready(self, owner: str, workflows: Sequence[str], limit: int) -> list[Claim]:
-        """See ``RunStore.claim_ready``: one statement picks the runs (``FOR UPDATE SKIP
-        LOCKED``: concurrent workers each get others, none waits for another's transaction)
-        and claims them, returning them as they were."""
+    async def claim_ready(
+        self, owner: str, workflows: Sequence[str], limit: int, *, max_claims: int | None = None
+    ) -> list[Claim]:
+        """See ``RunStore.claim_ready``: the ready runs are picked and locked (``FOR UPDATE
+        SKIP LOCKED``: concurrent workers each get others, none waits for another's
+        transaction), then claimed, each returned as it was."""
         if not workflows or limit < 1:
             return []
         lease = self.lease_seconds
 
         def claim(db: psycopg.Connection[Any]) -> list[Claim]:
             with db.transaction():
-                rows = db.execute(CLAIM_READY, (list(workflows), limit, owner, lease)).fetchall()
+                now = _now(db)
+                _claims.expire_dead(db, _SQL, now)
                 claims = []
-                for row in rows:
-                    run = run_row(row)  # as it was: its status and claim before this one
+                for row in db.execute(PICK_READY, (list(workflows), limit)).fetchall():
+                    run = run_row(row)
+                    verdict = _claims.verdict(run, max_claims)
+                    if verdict != "claim":
+                        _claims.end_unclaimed(db, _SQL, run, verdict, max_claims or 0)
+                        continue
                     if run.status != "queued":
                         run.nodes = _nodes(db, run)
+                    _claims.take(db, _SQL, run.run_id, owner, now + lease, by_hand=False)
                     claims.append(Claim("claimed", run.claim + 1, run))
                 return claims
 
@@ -259,7 +268,7 @@ class PostgresStore(Closing):
         def read(db: psycopg.Connection[Any]) -> RunRow | None:
             run = _load(db, run_id, lock=False)
             if run is not None:
-                run.status = reported_status(run, _now(db))
+                run.status = _claims.reported_status(run, _now(db))
             return run
 
         return await self._call(read)
@@ -287,13 +296,28 @@ class PostgresStore(Closing):
             clock = _now(db)
             query = (
                 f"SELECT {COLUMNS} FROM flowrt_runs WHERE retry_due <= %s "
-                "AND status IN ('retrying', 'waiting') "
+                "AND status IN ('retrying', 'waiting') AND cancel IS NULL "
                 "AND (owner IS NULL OR lease_until IS NULL OR lease_until <= %s) ORDER BY retry_due"
             )
             at = clock if now is None else now
-            return [run_row(row) for row in db.execute(query, (at, clock))]
+            with db.transaction():
+                _claims.expire_dead(db, _SQL, clock)
+                return [run_row(row) for row in db.execute(query, (at, clock))]
 
         return await self._call(read)
+
+    async def cancel(
+        self, run_id: str, *, reason: str | None = None, by: str = ""
+    ) -> CancelOutcome:
+        """See ``RunStore.cancel``."""
+
+        def cancel(db: psycopg.Connection[Any]) -> CancelOutcome:
+            with db.transaction():
+                found = _load(db, run_id, lock=True)
+                request = {"reason": reason or "", "by": by}
+                return _claims.cancel(db, _SQL, run_id, found, _now(db), request)
+
+        return await self._call(cancel)
 
     async def prune(self, older_than: float) -> int:
         """See ``RunStore.prune`` (ages by the database's clock)."""
@@ -342,7 +366,7 @@ def _insert(db: psycopg.Connection[Any], run: RunRow, owner: str, lease: float) 
     """Insert ``run`` as ``running`` under ``owner``; False if a run of that id exists."""
     inserted = db.execute(
         f"INSERT INTO flowrt_runs ({COLUMNS}) VALUES (%s, %s, %s, %s, 'running', %s, NULL, "
-        f"NULL, %s, NULL, NULL, %s, {NOW} + %s, 1) ON CONFLICT (run_id) DO NOTHING",
+        f"NULL, %s, NULL, NULL, %s, {NOW} + %s, 1, NULL, 1) ON CONFLICT (run_id) DO NOTHING",
         (
             run.run_id, run.workflow, run.input, run.definition, run.attempts, run.started_at,
             owner, lease,

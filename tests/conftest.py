@@ -30,3 +30,44 @@ def postgres_url(postgres_dsn: str, request: pytest.FixtureRequest) -> str:
 
     name = "t_" + hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:16]
     return fresh_database(postgres_dsn, name)
+
+
+@pytest.fixture
+def vanishing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A durable run cancelled in this test writes nothing more, as if its process had died at
+    that moment (a caller's cancellation would store it ``cancelled``); expire its lease to
+    let others take it (``expire_leases``)."""
+    from flowrt._durable import DurableRun
+
+    async def vanish(self: DurableRun) -> None:
+        return None
+
+    monkeypatch.setattr(DurableRun, "cancelled", vanish)
+
+
+def expire_leases(path: object) -> None:
+    """Expire every lease in SQLite file ``path``: the owners are presumed dead."""
+    import sqlite3
+    from contextlib import closing
+
+    with closing(sqlite3.connect(str(path))) as db, db:
+        db.execute("UPDATE runs SET lease_until = 1 WHERE owner IS NOT NULL")
+
+
+async def until(check: object, *, timeout: float = 20.0, what: str = "the condition") -> None:
+    """Wait (polling every 10 ms) until ``check()`` (sync or async) is true, at most
+    ``timeout`` seconds: a test waits for a condition, never for a fixed time."""
+    import inspect
+
+    import anyio
+
+    assert callable(check)
+    with anyio.fail_after(timeout):
+        while True:
+            value = check()
+            if inspect.isawaitable(value):
+                value = await value
+            if value:
+                return
+            await anyio.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")  # pragma: no cover

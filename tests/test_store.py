@@ -11,6 +11,7 @@ from typing import Any
 
 import anyio
 import pytest
+from conftest import expire_leases
 
 from flowrt import (
     ErrorHandling,
@@ -123,6 +124,7 @@ async def test_a_durable_run_needs_json_input(store: SQLiteStore) -> None:
         await wf.run({"when": object()})
 
 
+@pytest.mark.usefixtures("vanishing")
 async def test_a_pending_workflow_retry_survives_and_resume_due_runs_it(
     store: SQLiteStore,
 ) -> None:
@@ -136,8 +138,9 @@ async def test_a_pending_workflow_retry_survives_and_resume_due_runs_it(
             raise ConnectionError("first attempt fails")
         return "ok"
 
-    with anyio.move_on_after(0.5):  # the process "stops" while waiting for the retry
+    with anyio.move_on_after(0.5):  # the process dies while waiting for the retry
         await wf.run()
+    expire_leases(store.path)
     (run,) = await store.list_runs()
     assert (run.status, run.attempts) == ("retrying", 1)
     assert run.retry_due is not None
