@@ -228,6 +228,17 @@ def _retries(pn: PlanNode, exc: Exception) -> bool:
         return False
 
 
+def _bound(
+    fn: Callable[..., Awaitable[Any]], args: Sequence[Any], kwargs: Mapping[str, Any]
+) -> Callable[[], Awaitable[Any]]:
+    """``fn`` with its arguments bound (a partial only when it takes some)."""
+    if kwargs:
+        return functools.partial(fn, *args, **kwargs)
+    if args:
+        return functools.partial(fn, *args)
+    return fn
+
+
 async def attempt(
     pn: PlanNode,
     fn: Callable[..., Awaitable[Any]],
@@ -244,10 +255,7 @@ async def attempt(
     timeout = pn.timeout
     emit = ctx.emit if item is None else None
     clock, origin = ctx.clock, ctx.origin
-    if kwargs:
-        fn = functools.partial(fn, *args, **kwargs)
-    elif args:
-        fn = functools.partial(fn, *args)
+    fn = _bound(fn, args, kwargs)
     while True:
         done.attempts += 1
         number = done.attempts

@@ -16,7 +16,9 @@ import anyio
 
 from ._cli_errors import UsageError
 from ._cli_load import importable, load
+from ._control import cancel_run, here
 from ._durable import stored_result
+from ._errors import RunEnded, RunNotFound
 from ._graph import Workflow
 from ._records import RunRow
 from ._sqlite import SQLiteStore
@@ -37,6 +39,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     listing.add_argument("--status", help="only runs of this status (e.g. interrupted)")
     show = which.add_parser("show", help="one run's trace table")
     show.add_argument("run_id")
+    cancel = which.add_parser("cancel", help="cancel a run, wherever it is executed")
+    cancel.add_argument("run_id")
+    cancel.add_argument("--reason", default=None, help="kept as the run's error message")
     prune = which.add_parser("prune", help="delete runs that ended before a given age")
     prune.add_argument(
         "--older-than", required=True, type=duration, help="an age: 90s, 30m, 12h, 7d, 2w"
@@ -48,7 +53,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     db = commands.add_parser("db", help="the store's schema")
     db_which = db.add_subparsers(dest="db_command", required=True)
     upgrade = db_which.add_parser("upgrade", help="create or migrate the schema (idempotent)")
-    for parser in (listing, show, prune, resume, upgrade):
+    for parser in (listing, show, cancel, prune, resume, upgrade):
         store_option(parser)
 
 
@@ -110,6 +115,28 @@ async def _find(store: AnyStore, run_id: str) -> RunRow:
     return run
 
 
+def _cancel(store: AnyStore, run_id: str, reason: str | None) -> int:
+    """``runs cancel``: exit 0 (cancelled, or requested from its owner), 1 (no such run), 2
+    (it has ended)."""
+    by = f"flowrt runs cancel on {here()}"
+    try:
+        outcome = anyio.run(lambda: cancel_run(store, run_id, reason=reason, by=by))
+    except RunNotFound as exc:
+        print(f"flowrt: error: {exc} in {where(store)}", file=sys.stderr)
+        return 1
+    except RunEnded as exc:
+        print(f"flowrt: error: {exc}: it cannot be cancelled", file=sys.stderr)
+        return 2
+    if outcome == "cancelled":
+        print(f"run {run_id} cancelled")
+    else:
+        print(
+            f"run {run_id}: cancel requested; its owner stops it within "
+            f"{store.heartbeat_seconds + 1:g}s"
+        )
+    return 0
+
+
 def _workflow(run: RunRow, file: str | None) -> Workflow:
     if file is not None:
         return load(file)
@@ -140,6 +167,8 @@ def _on(store: AnyStore, args: argparse.Namespace) -> int:
         for run in runs:
             print(_line(run))
         return 0
+    if args.command == "runs" and args.runs_command == "cancel":
+        return _cancel(store, args.run_id, args.reason)
     run = anyio.run(_find, store, args.run_id)
     if args.command == "runs":
         print(f"run {run.run_id} of workflow {run.workflow!r}: {run.status}\n")

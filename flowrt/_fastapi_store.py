@@ -11,12 +11,14 @@ from contextlib import asynccontextmanager
 from typing import Any, Literal
 
 import anyio
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from ._control import cancel_run
 from ._durable import stored_result
+from ._errors import RunEnded, RunNotFound
 from ._graph import Workflow
 from ._models import ErrorInfo, Event, EventKind, RunResult
 from ._records import RunRow
@@ -77,6 +79,20 @@ def events_of(run: RunRow) -> list[Event]:
     return events
 
 
+class CancelRequest(BaseModel):
+    """The optional body of ``POST /runs/{run_id}/cancel``."""
+
+    reason: str | None = None
+
+
+class Cancelled(BaseModel):
+    """The answer of ``POST /runs/{run_id}/cancel``: ``cancelled`` (stored so now, 200) or
+    ``requested`` (its owner stops it at its next heartbeat, 202)."""
+
+    run_id: str
+    outcome: Literal["cancelled", "requested"]
+
+
 class StoredRuns:
     """The background runs of one workflow, in a store."""
 
@@ -118,6 +134,61 @@ class StoredRuns:
         result = stored_result(run) if run.status in ENDED else None
         state = StoredRunState(run_id=run_id, status=run.status, result=result)
         return Response(state.model_dump_json(), media_type="application/json")
+
+    async def cancel(
+        self, run_id: str, request: Request, response: Response, body: CancelRequest | None = None
+    ) -> Cancelled:
+        """``POST /runs/{run_id}/cancel``: cancel the run, whichever process executes it (see
+        ``flowrt.cancel_run``): 200 when it is stored ``cancelled``, 202 when its owner was
+        asked to stop it; 404 for an unknown run, 409 for one that has ended."""
+        await self.find(run_id)
+        client = request.client.host if request.client else "unknown"
+        by = f"POST /runs/{run_id}/cancel from {client}"
+        reason = body.reason if body is not None else None
+        try:
+            outcome = await cancel_run(self.store, run_id, reason=reason, by=by)
+        except RunNotFound as exc:  # pruned meanwhile
+            raise HTTPException(404, str(exc)) from None
+        except RunEnded as exc:
+            raise HTTPException(409, str(exc)) from None
+        response.status_code = 200 if outcome == "cancelled" else 202
+        return Cancelled(run_id=run_id, outcome=outcome)
+
+    def add_routes(self, router: APIRouter) -> None:
+        """The store's routes on ``router``."""
+        router.add_api_route(
+            "/runs",
+            self.listing,
+            methods=["GET"],
+            response_model=list[StoredRun],
+            summary="The workflow's most recent runs in the store, newest first",
+        )
+        router.add_api_route(
+            "/runs/{run_id}",
+            self.status,
+            methods=["GET"],
+            response_model=StoredRunState,
+            summary="A run in the store",
+        )
+        router.add_api_route(
+            "/runs/{run_id}/events",
+            self.events,
+            methods=["GET"],
+            response_class=EventSourceResponse,
+            summary="A stored run's events, as its records tell them, as Server-Sent Events",
+        )
+        router.add_api_route(
+            "/runs/{run_id}/cancel",
+            self.cancel,
+            methods=["POST"],
+            response_model=Cancelled,
+            summary="Cancel a run, whichever process executes it",
+            responses={
+                202: {"model": Cancelled, "description": "Its owner was asked to stop it"},
+                404: {"description": "No such run"},
+                409: {"description": "The run has ended"},
+            },
+        )
 
     async def listing(
         self, limit: int = 50, status: str | None = None, offset: int = 0

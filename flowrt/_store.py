@@ -185,13 +185,13 @@ def listed(
     and ``interrupted`` are told apart here, run by run (``_claims.reported_status``: the
     lease, and whether the owner's process on this host is alive), then paged."""
     status, workflow = filters
-    stored = "running" if status in ("running", "interrupted") else status
-    query, params = _listing(source, stored, workflow, paged=stored == status)
-    rows = db.execute(query, (*params, *page) if stored == status else params)
+    live = status in ("running", "interrupted")  # both stored as running: told apart here
+    query, params = _listing(source, "running" if live else status, workflow, paged=not live)
+    rows = db.execute(query, params if live else (*params, *page))
     runs = [run_row(row) for row in rows]
     for run in runs:
         run.status = reported_status(run, now)
-    if stored == status:
+    if not live:
         return runs
     limit, offset = page
     return [run for run in runs if run.status == status][offset : offset + limit]

@@ -33,7 +33,7 @@ from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, create_model
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from ._fastapi_store import StoredRun, StoredRuns, StoredRunState
+from ._fastapi_store import StoredRuns
 from ._graph import Workflow
 from ._models import ErrorInfo, Event, RunResult
 from ._native import alongside
@@ -382,17 +382,5 @@ def _stored_routes(
     if ui:
         viewer = viewer_router(stored.store, [stored.wf], fixed=stored.wf.name, deadline=timeout)
         router.include_router(viewer)
-    router.add_api_route(
-        "/runs", stored.listing, methods=["GET"], response_model=list[StoredRun],
-        summary="The workflow's most recent runs in the store, newest first",
-    )  # fmt: skip
-    router.add_api_route(
-        "/runs/{run_id}", stored.status, methods=["GET"], response_model=StoredRunState,
-        summary="A run in the store",
-    )  # fmt: skip
-    router.add_api_route(
-        "/runs/{run_id}/events", stored.events, methods=["GET"],
-        response_class=EventSourceResponse,
-        summary="A stored run's events, as its records tell them, as Server-Sent Events",
-    )  # fmt: skip
+    stored.add_routes(router)
     return router

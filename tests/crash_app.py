@@ -1,11 +1,12 @@
 """The crash harness's workflow: 30 nodes (slow async nodes, nodes that fail once, sync thread
 nodes, a map, a chain, a Choice and its join), each call appended to a calls file.
 
-    python tests/crash_app.py STORE CALLS RUN_ID
+    python tests/crash_app.py STORE CALLS RUN_ID [LEASE]
 
 runs (or resumes, or returns) run RUN_ID, waiting while another owner's lease is live, and
 prints its RunResult as JSON. The store's lease is short (0.5 s) so a killed owner's run can
-be taken over quickly.
+be taken over quickly. With LEASE (seconds), the store has that lease and the run is taken at
+once or never: another live owner exits 3 (RunInProgress), without waiting.
 """
 
 from __future__ import annotations
@@ -135,17 +136,20 @@ def build(store: SQLiteStore, calls: Calls) -> Workflow:
     return wf
 
 
-async def main(path: str, calls_path: str, run_id: str) -> None:
-    with SQLiteStore(path, lease_seconds=LEASE, heartbeat_seconds=0.1) as store:
+async def main(path: str, calls_path: str, run_id: str, lease: str | None = None) -> None:
+    seconds = LEASE if lease is None else float(lease)
+    with SQLiteStore(path, lease_seconds=seconds, heartbeat_seconds=0.1) as store:
         wf = build(store, Calls(calls_path))
         while True:
             try:
                 result = await wf.run(INPUT, run_id=run_id)
                 break
             except RunInProgress:  # a killed owner's lease has not expired yet
+                if lease is not None:
+                    sys.exit(3)
                 await anyio.sleep(0.05)
     print(result.model_dump_json())
 
 
 if __name__ == "__main__":
-    anyio.run(main, *sys.argv[1:4])
+    anyio.run(main, *sys.argv[1:5])

@@ -45,10 +45,18 @@ def calls(path: Path) -> Counter[str]:
     return Counter(path.read_text().split()) if path.exists() else Counter()
 
 
-async def owner(store: Path, calls_file: Path, run_id: str, kill: tuple[int, float] | None) -> str:
+async def owner(
+    store: Path,
+    calls_file: Path,
+    run_id: str,
+    kill: tuple[int, float] | None,
+    lease: float | None = None,
+) -> str:
     """Run crash_app in a fresh process; with ``kill = (n, delay)``, SIGKILL it ``delay``
-    seconds after it has made ``n`` more node calls (unless it ends first)."""
+    seconds after it has made ``n`` more node calls (unless it ends first). With ``lease``,
+    the store's lease is that long and the process must take the run at once."""
     command = [sys.executable, str(APP), str(store), str(calls_file), run_id]
+    command += [] if lease is None else [str(lease)]
     target = None if kill is None else sum(calls(calls_file).values()) + kill[0]
     async with await anyio.open_process(command) as process:
         assert process.stdout is not None
