@@ -284,3 +284,33 @@ async def test_cancel_over_http_of_a_running_run_is_accepted(store: Any) -> None
             answer = await client.post("/runs/H/cancel")
         assert (answer.status_code, answer.json()["outcome"]) == (202, "requested")
         await until(lambda: is_status(store, "H", "cancelled"), what="the owner to stop")
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_cancel_from_the_cli(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from flowrt.cli import main as cli
+
+    where = (
+        str(tmp_path / "runs.db") if kind == "sqlite" else request.getfixturevalue("postgres_url")
+    )
+
+    async def prepare() -> tuple[str, str]:
+        with SQLiteStore(where) if kind == "sqlite" else PostgresStore(where) as store:
+            wf = Workflow("cli", store=store)
+            wf.node(lambda: 1, name="one")
+            return await wf.submit(), (await wf.run()).run_id
+
+    queued, ended = anyio.run(prepare)
+    assert cli(["runs", "cancel", queued, "--reason", "typo", "--store", where]) == 0
+    assert capsys.readouterr().out == f"run {queued} cancelled\n"
+    assert cli(["runs", "cancel", queued, "--store", where]) == 0  # twice: not an error
+    assert cli(["runs", "cancel", "nope", "--store", where]) == 1
+    assert cli(["runs", "cancel", ended, "--store", where]) == 2
+    errors = capsys.readouterr().err.splitlines()
+    assert [line.split(":")[0] for line in errors] == ["flowrt", "flowrt"]
+    assert "no run 'nope'" in errors[0]
+    assert "has ended (success)" in errors[1]
+    assert cli(["runs", "show", queued, "--store", where]) == 0
+    assert "cancelled" in capsys.readouterr().out
