@@ -3,6 +3,7 @@
 Build a ``Workflow`` of nodes wrapping your async or sync functions, then ``await wf.run(input)``.
 """
 
+from ._catalog import resume_due as resume_due
 from ._conditions import Condition as Condition
 from ._context import RunContext as RunContext
 from ._context import current as current
@@ -29,7 +30,6 @@ from ._errors import WorkflowFailed as WorkflowFailed
 from ._events import configure_logging as configure_logging
 from ._executors import Executor as Executor
 from ._graph import Workflow as Workflow
-from ._graph import resume_due as resume_due
 from ._kinds import Final as Final
 from ._models import AttemptRecord as AttemptRecord
 from ._models import ErrorHandling as ErrorHandling

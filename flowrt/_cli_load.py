@@ -3,14 +3,13 @@ as ``path/to/file.py:name`` or ``package.module:name``."""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import sys
 from pathlib import Path
-from typing import Any
 
+from ._catalog import LoadError, python_object
 from ._cli_errors import UsageError
 from ._graph import Workflow
+from ._source import source
 
 
 def importable(*folders: str | Path) -> None:
@@ -20,21 +19,19 @@ def importable(*folders: str | Path) -> None:
 
 
 def load(target: str) -> Workflow:
-    """The workflow a FILE argument names.
+    """The workflow a FILE argument names. A Python one records where it lives (the file's
+    absolute path, or the module and the folder it imported from), so that its stored runs
+    find it from any folder.
 
     Raises:
-        UsageError: the file or object cannot be loaded.
+        UsageError: the file or object cannot be loaded (one line: no traceback).
         DefinitionError: the workflow is invalid.
     """
     path, attr = target, ""
     if ":" in target and not Path(target).exists():
         path, _, attr = target.rpartition(":")
     if attr:
-        found = _python_object(path, attr)
-        if not isinstance(found, Workflow):
-            raise UsageError(f"{target} is a {type(found).__name__}, not a flowrt Workflow")
-        found.validate()
-        return found
+        return _python_workflow(path, attr, target)
     file = Path(path)
     if not file.is_file():
         raise UsageError(f"no such file: {file}")
@@ -45,21 +42,18 @@ def load(target: str) -> Workflow:
     return wf
 
 
-def _python_object(path: str, attr: str) -> Any:
-    if path.endswith(".py"):
-        spec = importlib.util.spec_from_file_location(Path(path).stem, path)
-        if spec is None or spec.loader is None or not Path(path).is_file():
-            raise UsageError(f"no such file: {path}")
-        importable(Path(path).parent)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-    else:
+def _python_workflow(path: str, attr: str, target: str) -> Workflow:
+    if not path.endswith(".py"):
         importable(Path.cwd())
-        try:
-            module = importlib.import_module(path)
-        except ImportError as exc:
-            raise UsageError(f"cannot import module {path!r} ({exc})") from None
-    if not hasattr(module, attr):
-        raise UsageError(f"{path} has no attribute {attr!r}")
-    return getattr(module, attr)
+    try:
+        found = python_object(path, attr)
+    except LoadError as exc:
+        raise UsageError(str(exc)) from None
+    if not isinstance(found, Workflow):
+        raise UsageError(f"{target} is a {type(found).__name__}, not a flowrt Workflow")
+    found.validate()
+    if path.endswith(".py"):
+        found.source = source(f"{Path(path).resolve()}:{attr}")
+    elif found.source is None:
+        found.source = source(target, Path.cwd())
+    return found

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sqlite3
@@ -14,6 +13,7 @@ from typing import TYPE_CHECKING, TypeAlias
 
 import anyio
 
+from ._catalog import Catalog, LoadError
 from ._cli_errors import UsageError
 from ._cli_load import importable, load
 from ._control import cancel_run, here
@@ -138,12 +138,20 @@ def _cancel(store: AnyStore, run_id: str, reason: str | None) -> int:
 
 
 def _workflow(run: RunRow, file: str | None) -> Workflow:
+    """The run's workflow: from FILE, else as the run stored it (its definition, or where its
+    code lives), importing from the current folder too."""
     if file is not None:
         return load(file)
-    if run.definition is None:
-        raise UsageError(f"run {run.run_id!r}: its workflow was not stored as data; pass its FILE")
+    if run.definition is None and run.source is None:
+        raise UsageError(
+            f"run {run.run_id!r}: its workflow was stored neither as data nor with where its "
+            "code lives; pass its FILE"
+        )
     importable(os.getcwd())  # its ``call:`` references import as when it was run
-    return Workflow.from_dict(json.loads(run.definition))
+    try:
+        return Catalog()(run)
+    except LoadError as exc:
+        raise UsageError(f"run {run.run_id!r}: {exc}") from None
 
 
 def main(args: argparse.Namespace) -> int:

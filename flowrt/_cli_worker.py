@@ -21,6 +21,9 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     worker.add_argument("files", nargs="+", metavar="FILE", help="workflow files it executes")
     worker.add_argument("--concurrency", type=int, default=100, help="runs at once (100)")
     worker.add_argument("--poll", type=float, default=1.0, help="seconds between polls (1)")
+    worker.add_argument(
+        "--timeout", type=float, default=None, help="deadline of runs stored without one (s)"
+    )
     store_option(worker)
 
 
@@ -28,7 +31,13 @@ def main(args: argparse.Namespace) -> int:
     """Serve until SIGTERM or SIGINT; returns the exit code (0)."""
     workflows = [load(file) for file in args.files]
     with open_store(args.store) as store:
-        worker = Worker(store, workflows, concurrency=args.concurrency, poll_seconds=args.poll)
+        worker = Worker(
+            store,
+            workflows,
+            concurrency=args.concurrency,
+            poll_seconds=args.poll,
+            timeout=args.timeout,
+        )
         names = ", ".join(wf.name for wf in workflows)
         print(f"flowrt worker: {names} from {where(store)}", file=sys.stderr, flush=True)
         anyio.run(_serve, worker)

@@ -19,6 +19,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,6 +34,9 @@ from ._records import RunRow, record, to_json, trace_json, trace_of, unencodable
 from ._store import Claim, RunStore
 
 COMMIT_DELAY = 0.01  # seconds a finished node may wait before its batch is written
+HANDS_OVER: ContextVar[bool] = ContextVar("flowrt_hands_over", default=False)
+"""Set (by ``flowrt run``, which stops on a signal): a run cancelled in this context is handed
+over as a worker's run is (stored ``interrupted``), not stored ``cancelled``."""
 _log = logging.getLogger("flowrt")
 
 
@@ -91,7 +95,7 @@ class DurableRun:
         self.scope = anyio.CancelScope()  # the run's: cancelled when its lease is lost
         self.lost = False
         self.stopping = anyio.Event()  # the run has ended: the writer returns
-        self.handover = False  # a worker's run: cancelled, it is left for another worker
+        self.handover = HANDS_OVER.get()  # cancelled, it is left for another (a worker's run)
         self.running: Callable[[], int] | None = None  # nodes running (set by the scheduler)
         self.parking = False  # stopped to wait for a due retry without holding a worker
         self.cancel_request: dict[str, str] | None = None  # someone asked to cancel the run

@@ -96,8 +96,11 @@ class Cancelled(BaseModel):
 class StoredRuns:
     """The background runs of one workflow, in a store."""
 
-    def __init__(self, wf: Workflow, store: RunStore, worker: bool, ping: float) -> None:
+    def __init__(
+        self, wf: Workflow, store: RunStore, worker: bool, ping: float, timeout: float | None
+    ) -> None:
         self.wf, self.store, self.worker, self.ping = wf, store, worker, ping
+        self.timeout = timeout  # each background run's deadline, stored with it
         self.poll = 0.1  # seconds between reads of a followed run
 
     @asynccontextmanager
@@ -114,7 +117,7 @@ class StoredRuns:
 
     async def start(self, request: Request, data: dict[str, Any]) -> dict[str, str]:
         """``POST /runs``: submit the run to the store (a worker executes it)."""
-        run_id = await self.wf.submit(data, store=self.store)
+        run_id = await self.wf.submit(data, store=self.store, timeout=self.timeout)
         base = str(request.url).rstrip("/").removesuffix("/runs")
         return {
             "run_id": run_id,

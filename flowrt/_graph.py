@@ -8,7 +8,8 @@ import inspect
 import json
 import os
 import random
-from collections.abc import Callable, Iterable, Mapping
+import sys
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
@@ -22,9 +23,8 @@ from ._executors import ExecutorSpec
 from ._loader import from_dict, located, read_yaml, to_dict
 from ._models import Event, RunResult, WorkflowRetry
 from ._plan import Plan, compile_plan
-from ._records import RunRow
 from ._run import Environment, result_of, resume, run, submit
-from ._run import resume_due as resume_due_runs
+from ._source import defined_in
 from ._store import RunStore
 from ._stream import EventStream
 
@@ -67,6 +67,8 @@ class Workflow(Definition):
         self.rng = rng or random.Random()
         self.store = store
         self.listeners: list[Callable[[Event], None]] = []
+        # where its code lives, kept with its stored runs (``flowrt._source``)
+        self.source: str | None = defined_in(sys._getframe(1))
 
     def _changed(self) -> None:
         self._plan = None
@@ -181,6 +183,7 @@ class Workflow(Definition):
             self.rng,
             store if store is not None else self.store,
             self._definition_json,
+            self.source,
         )
 
     async def run(
@@ -229,11 +232,18 @@ class Workflow(Definition):
         return await resume(self.compiled(), self.environment(store), run_id, timeout=timeout)
 
     async def submit(
-        self, input: Any = None, *, store: RunStore | None = None, run_id: str | None = None
+        self,
+        input: Any = None,
+        *,
+        store: RunStore | None = None,
+        run_id: str | None = None,
+        timeout: float | None = None,
     ) -> str:
         """Enqueue a run for a ``Worker`` and return its id at once (the run row is committed,
         status ``queued``). ``run_id`` is an idempotency key: an existing run of this workflow
-        is not enqueued again, and its id is returned.
+        is not enqueued again, and its id is returned. ``timeout`` is the run's deadline in
+        seconds, stored with it: whichever process executes the run applies it (each
+        execution, a resume included, has its whole length).
 
         Raises:
             DefinitionError: the workflow is invalid.
@@ -241,7 +251,7 @@ class Workflow(Definition):
                 another workflow.
             InputError: the input is not strict JSON.
         """
-        return await submit(self.compiled(), self.environment(store), input, run_id)
+        return await submit(self.compiled(), self.environment(store), input, run_id, timeout)
 
     async def result(
         self, run_id: str, *, store: RunStore | None = None, timeout: float | None = None
@@ -289,41 +299,3 @@ class Workflow(Definition):
             DefinitionError: the workflow is invalid (raised here, before iterating).
         """
         return EventStream(self.compiled(), self.environment(), input, timeout, run_id)
-
-
-async def resume_due(
-    store: RunStore, workflows: Iterable[Workflow] = (), *, now: float | None = None
-) -> list[RunResult]:
-    """Continue, concurrently, every run whose retry is due at ``now`` (wall clock; default
-    the store's clock) and that no live process owns: a workflow-level retry runs again from
-    its first node with its stored input and the retries it has left; a parked node wait
-    continues at the node's next attempt. Return their results; a run claimed meanwhile by
-    another process is left to it. A workflow is taken from ``workflows`` by name, else
-    rebuilt from its stored definition.
-
-    Raises:
-        FlowError: a due run's workflow is neither given nor stored as data.
-    """
-    return await resume_due_runs(store, chooser(store, workflows), now=now)
-
-
-def chooser(
-    store: RunStore, workflows: Iterable[Workflow]
-) -> Callable[[RunRow], tuple[Plan, Environment]]:
-    """What runs a stored run: its workflow taken from ``workflows`` by name, else rebuilt
-    from its stored definition (once), against ``store``.
-
-    Raises (when called):
-        FlowError: the run's workflow is neither given nor stored as data.
-    """
-    by_name = {wf.name: wf for wf in workflows}
-
-    def choose(row: RunRow) -> tuple[Plan, Environment]:
-        wf = by_name.get(row.workflow)
-        if wf is None:
-            if row.definition is None:
-                raise FlowError(f"run {row.run_id!r}: workflow {row.workflow!r} was not given")
-            wf = by_name[row.workflow] = Workflow.from_dict(json.loads(row.definition))
-        return wf.compiled(), wf.environment(store)
-
-    return choose

@@ -6,8 +6,10 @@ from __future__ import annotations
 NOW = "extract(epoch from clock_timestamp())"
 COLUMNS = (
     "run_id, workflow, input, definition, status, attempts, error, output, started_at, "
-    "finished_at, retry_due, owner, lease_until, claim, cancel, stalled"
+    "finished_at, retry_due, owner, lease_until, claim, cancel, stalled, timeout, source"
 )
+# A new run's columns (the rest take their defaults).
+NEW = "run_id, workflow, input, definition, status, attempts, started_at, timeout, source"
 NODES_VIEW = """CREATE OR REPLACE VIEW flowrt_nodes AS
     SELECT run_id, batch, name, status, output, error, attempts, duration, reason, due,
            CASE WHEN status = 'waiting' THEN attempts + 1 END AS next_attempt FROM (
@@ -38,9 +40,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         " (run_id, attempt)",
         NODES_VIEW,
     ),
-    (  # 2: cancel requests; claims since a node last finished (poison runs)
+    (  # 2: cancel requests; claims since a node last finished (poison runs); the run's
+        # deadline (seconds) and where its workflow's code lives
         "ALTER TABLE flowrt_runs ADD COLUMN IF NOT EXISTS cancel TEXT",
         "ALTER TABLE flowrt_runs ADD COLUMN IF NOT EXISTS stalled INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE flowrt_runs ADD COLUMN IF NOT EXISTS timeout DOUBLE PRECISION",
+        "ALTER TABLE flowrt_runs ADD COLUMN IF NOT EXISTS source TEXT",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -56,7 +56,10 @@ class RunRow:
     whose ``lease_until`` (wall clock) says until when it is presumed alive; ``claim`` counts
     the times the run was claimed (each write is checked against it); ``cancel`` is a pending
     request to cancel it (``{"reason", "by"}``) that its owner has not acted on yet;
-    ``stalled`` counts the claims since a node of it last finished (poison runs)."""
+    ``stalled`` counts the claims since a node of it last finished (poison runs);
+    ``timeout`` is the run's deadline in seconds, which every execution of it applies from its
+    start; ``source`` says where the workflow's code lives (``"/abs/app.py:wf"``,
+    ``"pkg.mod:wf"``, or a module, ``"pkg.mod"``, that defines it)."""
 
     run_id: str
     workflow: str
@@ -74,6 +77,8 @@ class RunRow:
     claim: int = 0
     cancel: dict[str, str] | None = None
     stalled: int = 0
+    timeout: float | None = None
+    source: str | None = None
     nodes: list[NodeRow] = field(default_factory=list)
 
 
@@ -204,9 +209,9 @@ def node_rows(run_id: str, batches: list[str]) -> list[NodeRow]:
 def run_row(row: tuple[Any, ...]) -> RunRow:
     """A run from a store's row of its columns (``run_id, workflow, input, definition, status,
     attempts, error, output, started_at, finished_at, retry_due, owner, lease_until, claim,
-    cancel, stalled``)."""
+    cancel, stalled, timeout, source``)."""
     run_id, workflow, input, definition, status, attempts, error, output, *rest = row
-    started, finished, due, owner, lease, claim, cancel, stalled = rest
+    started, finished, due, owner, lease, claim, cancel, stalled, timeout, source = rest
     return RunRow(
         run_id,
         workflow,
@@ -224,6 +229,23 @@ def run_row(row: tuple[Any, ...]) -> RunRow:
         claim,
         json.loads(cancel) if cancel else None,
         stalled,
+        timeout,
+        source,
+    )
+
+
+def new_values(run: RunRow) -> tuple[Any, ...]:
+    """The parameters of a new run's insert, in the order of both stores' ``NEW`` columns
+    (its status is the statement's)."""
+    return (
+        run.run_id,
+        run.workflow,
+        run.input,
+        run.definition,
+        run.attempts,
+        run.started_at,
+        run.timeout,
+        run.source,
     )
 
 

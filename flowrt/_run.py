@@ -25,7 +25,7 @@ from ._invoke import still_running
 from ._models import Event, RunResult
 from ._native import loop_tools
 from ._plan import Plan
-from ._records import RunRow, deadline_error
+from ._records import RunRow, RunStatus, deadline_error
 from ._result import run_result
 from ._resume import Restart, restart
 from ._scheduler import Scheduler
@@ -42,12 +42,14 @@ def _no_definition() -> str | None:
 class Environment:
     """What a run takes besides its plan: event listeners (called synchronously), the random
     source of retry jitter, the store (None: not durable), and the definition's data form as
-    JSON text for a durable run's row (computed only when asked)."""
+    JSON text for a durable run's row (computed only when asked), and where the workflow's
+    code lives (``_source``)."""
 
     listeners: Sequence[Listener] = ()
     rng: random.Random = field(default_factory=random.Random)
     store: RunStore | None = None
     definition: Callable[[], str | None] = _no_definition
+    source: str | None = None
 
 
 async def run(
@@ -65,10 +67,7 @@ async def run(
     store = env.store
     if store is None:
         return await _execute(plan, env, input, timeout, sink, run_id or new_id())
-    row = RunRow(
-        run_id or new_id(), plan.name, input_json(input), "running",
-        datetime.now(UTC).isoformat(), env.definition(),
-    )  # fmt: skip
+    row = new_row(plan, env, input, "running", run_id, timeout)
     if run_id is not None:
         await _check_workflow(store, row.run_id, plan.name, must_exist=False)
     return await _durable(plan, env, DurableRun(store, row), False, timeout, sink, input)
@@ -81,9 +80,33 @@ def plain_input(input: Any) -> Any:
     return input.model_dump() if isinstance(input, BaseModel) else input
 
 
-async def submit(plan: Plan, env: Environment, input: Any, run_id: str | None) -> str:
+def new_row(
+    plan: Plan,
+    env: Environment,
+    input: Any,
+    status: RunStatus,
+    run_id: str | None,
+    timeout: float | None,
+) -> RunRow:
+    """A new stored run of ``plan`` (its input already plain)."""
+    return RunRow(
+        run_id or new_id(),
+        plan.name,
+        input_json(input),
+        status,
+        datetime.now(UTC).isoformat(),
+        env.definition(),
+        timeout=timeout,
+        source=env.source,
+    )
+
+
+async def submit(
+    plan: Plan, env: Environment, input: Any, run_id: str | None, timeout: float | None = None
+) -> str:
     """Enqueue a run of ``plan`` in ``env``'s store for a worker; return its id. A run id that
-    exists already is returned as it is (an idempotency key), if it is of this workflow.
+    exists already is returned as it is (an idempotency key), if it is of this workflow. The
+    run's deadline (``timeout``, seconds) is stored with it.
 
     Raises:
         FlowError: no store, or the id belongs to a run of another workflow.
@@ -91,10 +114,7 @@ async def submit(plan: Plan, env: Environment, input: Any, run_id: str | None) -
     """
     if env.store is None:
         raise FlowError(f"workflow {plan.name!r} has no store to submit a run to")
-    row = RunRow(
-        run_id or new_id(), plan.name, input_json(plain_input(input)), "queued",
-        datetime.now(UTC).isoformat(), env.definition(),
-    )  # fmt: skip
+    row = new_row(plan, env, plain_input(input), "queued", run_id, timeout)
     if not await env.store.enqueue(row):
         await _check_workflow(env.store, row.run_id, plan.name, must_exist=True)
     return row.run_id
@@ -125,10 +145,16 @@ async def result_of(store: RunStore, run_id: str, timeout: float | None) -> RunR
 
 
 async def execute_claimed(
-    plan: Plan, env: Environment, claim: Claim, owner: str, store: RunStore
+    plan: Plan,
+    env: Environment,
+    claim: Claim,
+    owner: str,
+    store: RunStore,
+    timeout: float | None = None,
 ) -> RunResult:
-    """Execute a run a worker claimed (``store.claim_next``) as ``owner``; cancelled, it is
-    released as ``running`` (reported ``interrupted``) for another worker to continue.
+    """Execute a run a worker claimed (``store.claim_ready``) as ``owner``, under its stored
+    deadline, else ``timeout``; cancelled, it is released as ``running`` (reported
+    ``interrupted``) for another worker to continue.
 
     Raises:
         LeaseLost: another owner took the run over; it was stopped.
@@ -137,7 +163,9 @@ async def execute_claimed(
     durable = DurableRun(store, claim.run)
     durable.adopt(claim, owner)
     durable.handover = True  # a worker that stops leaves its runs to the others
-    return await _claimed(plan, env, durable, claim, None, None)
+    if claim.run.timeout is not None:
+        timeout = claim.run.timeout
+    return await _claimed(plan, env, durable, claim, timeout, None)
 
 
 async def resume(plan: Plan, env: Environment, run_id: str, *, timeout: float | None) -> RunResult:
@@ -198,11 +226,14 @@ async def _claimed(
     sink: Listener | None,
     input: Any = None,
 ) -> RunResult:
-    """Execute a run this process has just created or claimed."""
+    """Execute a run this process has just created or claimed, under ``timeout``, else its
+    stored deadline: each execution has the deadline's whole length."""
     run_id = durable.row.run_id
     if claim.outcome == "created" or claim.run is None:
         return await _execute(plan, env, input, timeout, sink, run_id, durable)
     stored = claim.run
+    if timeout is None:
+        timeout = stored.timeout
     input = json.loads(stored.input)
     if stored.status == "queued":  # submitted: a worker starts it
         return await _execute(plan, env, input, timeout, sink, run_id, durable)

@@ -21,8 +21,8 @@ import anyio.to_thread
 from . import _claims
 from ._claims import CancelOutcome, Dialect
 from ._errors import LeaseLost
-from ._records import NodeRow, RunRow, node_rows, run_row, update_values
-from ._sqlite_sql import COLUMNS, MIGRATIONS, READY, RENEW, SCHEMA_VERSION, UPDATE_RUN
+from ._records import NodeRow, RunRow, new_values, node_rows, run_row, update_values
+from ._sqlite_sql import COLUMNS, MIGRATIONS, NEW, READY, RENEW, SCHEMA_VERSION, UPDATE_RUN
 from ._store import Claim, Closing, listed
 
 _SQL = Dialect("runs", "?")
@@ -204,11 +204,9 @@ class SQLiteStore(Closing):
             with db:
                 db.execute("BEGIN IMMEDIATE")
                 inserted = db.execute(
-                    f"INSERT OR IGNORE INTO runs ({COLUMNS}) VALUES (?, ?, ?, ?, 'queued', ?, "
-                    "NULL, NULL, ?, NULL, NULL, NULL, NULL, 0, NULL, 0)",
-                    (run.run_id, run.workflow, run.input, run.definition, run.attempts,
-                     run.started_at),
-                )  # fmt: skip
+                    f"INSERT OR IGNORE INTO runs ({NEW}) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
+                    new_values(run),
+                )
                 return inserted.rowcount == 1
 
         return await self._call(insert)
@@ -329,13 +327,10 @@ class SQLiteStore(Closing):
 
 def _insert(db: sqlite3.Connection, run: RunRow, owner: str, lease: float) -> None:
     db.execute(
-        f"INSERT INTO runs ({COLUMNS}) VALUES (?, ?, ?, ?, 'running', ?, NULL, NULL, ?, NULL, "
-        "NULL, ?, ?, 1, NULL, 1)",
-        (
-            run.run_id, run.workflow, run.input, run.definition, run.attempts, run.started_at,
-            owner, lease,
-        ),
-    )  # fmt: skip
+        f"INSERT INTO runs ({NEW}, owner, lease_until, claim, stalled) "
+        "VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, 1, 1)",
+        (*new_values(run), owner, lease),
+    )
 
 
 def _load(db: sqlite3.Connection, run_id: str) -> RunRow | None:

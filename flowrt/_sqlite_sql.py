@@ -38,16 +38,21 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "DROP VIEW IF EXISTS nodes",
         NODES_V2,
     ),
-    (  # 3: cancel requests; claims since a node last finished (poison runs)
+    (  # 3: cancel requests; claims since a node last finished (poison runs); the run's
+        # deadline (seconds) and where its workflow's code lives
         "ALTER TABLE runs ADD COLUMN cancel TEXT",
         "ALTER TABLE runs ADD COLUMN stalled INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE runs ADD COLUMN timeout REAL",
+        "ALTER TABLE runs ADD COLUMN source TEXT",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 COLUMNS = (
     "run_id, workflow, input, definition, status, attempts, error, output, started_at, "
-    "finished_at, retry_due, owner, lease_until, claim, cancel, stalled"
+    "finished_at, retry_due, owner, lease_until, claim, cancel, stalled, timeout, source"
 )
+# A new run's columns (the rest take their defaults).
+NEW = "run_id, workflow, input, definition, status, attempts, started_at, timeout, source"
 # An owner's writes: they renew its lease, reset ``stalled`` when a node finished, and return a
 # pending cancel request (no row: another owner holds the run).
 UPDATE_RUN = (

@@ -26,6 +26,7 @@ from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from ._catalog import Catalog, LoadError
 from ._errors import DefinitionError, FlowError
 from ._graph import Workflow
 from ._plan import Plan
@@ -81,26 +82,26 @@ class Plans:
 
     def __init__(self, workflows: Sequence[Workflow] = ()) -> None:
         self.known = {wf.name: wf for wf in workflows}
-        self.loaded: dict[str, tuple[Plan | None, str | None]] = {}
+        self.loaded: dict[tuple[str, str], tuple[Plan | None, str | None]] = {}
 
     async def plan_for(self, run: RunRow) -> tuple[Plan | None, str | None]:
         """The run's plan and, when there is none, a note saying why."""
         wf = self.known.get(run.workflow)
         if wf is not None:
             return wf.compiled(), None
-        if run.definition is None:
+        if run.definition is None and run.source is None:
             return None, "This workflow has no data form (a lambda or a local function): no graph."
-        if run.definition not in self.loaded:
-            loaded = await anyio.to_thread.run_sync(self._load, run.definition)
-            self.loaded[run.definition] = loaded
-        return self.loaded[run.definition]
+        key = (run.workflow, run.definition or run.source or "")
+        if key not in self.loaded:
+            self.loaded[key] = await anyio.to_thread.run_sync(self._load, run)
+        return self.loaded[key]
 
     @staticmethod
-    def _load(definition: str) -> tuple[Plan | None, str | None]:
+    def _load(run: RunRow) -> tuple[Plan | None, str | None]:
         try:
-            return Workflow.from_dict(json.loads(definition)).compiled(), None
-        except DefinitionError as exc:
-            return None, f"The workflow's definition cannot be loaded here ({exc}): no graph."
+            return Catalog()(run).compiled(), None
+        except (DefinitionError, LoadError) as exc:
+            return None, f"The workflow cannot be loaded here ({exc}): no graph."
 
 
 class Viewer:

@@ -11,8 +11,9 @@ from collections.abc import Iterable
 
 import anyio
 
+from ._catalog import chooser
 from ._errors import LeaseLost, RunCancelled, RunParked
-from ._graph import Workflow, chooser
+from ._graph import Workflow
 from ._owners import owner_id
 from ._run import execute_claimed
 from ._store import Claim, RunStore
@@ -33,6 +34,8 @@ class Worker:
             store's settings (they apply to every run executed against that store object).
         poll_seconds: how long an idle worker waits for a notification (PostgreSQL) before it
             looks for ready runs again; SQLite cannot notify, so its workers poll at this pace.
+        timeout: the deadline (seconds) of runs stored without one (``submit(timeout=)``
+            stores a run's own, which wins).
         max_claims: a run claimed this many times without any node finishing in between (it
             keeps killing the workers that take it) is not executed again: the next claim ends
             it ``failure`` with error type ``TooManyRecoveries``. None: no limit.
@@ -52,12 +55,14 @@ class Worker:
         poll_seconds: float = 1.0,
         park_after_seconds: float | None = None,
         max_claims: int | None = 20,
+        timeout: float | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"Worker: concurrency must be at least 1, not {concurrency}")
         if max_claims is not None and max_claims < 1:
             raise ValueError(f"Worker: max_claims must be at least 1 or None, not {max_claims}")
         self.max_claims = max_claims
+        self.timeout = timeout
         self.store = store
         self.workflows = list(workflows)
         self.concurrency = concurrency
@@ -116,7 +121,7 @@ class Worker:
         run_id = claim.run.run_id
         try:
             plan, env = self._choose(claim.run)
-            await execute_claimed(plan, env, claim, owner, self.store)
+            await execute_claimed(plan, env, claim, owner, self.store, self.timeout)
         except RunParked:  # every running node waits for a due retry: the slot is free
             _log.debug("flowrt: run %s parked until its retry is due", run_id)
         except RunCancelled as cancelled:

@@ -31,6 +31,7 @@ from ._cli_load import load
 from ._cli_progress import progress_for
 from ._cli_runs import DEFAULT_STORE, add_commands, open_store, store_errors, store_option
 from ._cli_runs import main as runs_main
+from ._cli_signals import Stopped, until_signal
 from ._cli_ui import add_command as add_ui_command
 from ._cli_ui import main as ui_main
 from ._cli_worker import add_command as add_worker_command
@@ -125,10 +126,10 @@ def _execute(wf: Workflow, data: Any, args: argparse.Namespace) -> int:
     if wf.store is not None and not args.json:
         print(f"run {run_id} (stored in {args.store})", file=sys.stderr)
     if args.json:
-        result = anyio.run(lambda: wf.run(data, timeout=args.timeout, run_id=run_id))
+        result = anyio.run(until_signal, lambda: wf.run(data, timeout=args.timeout, run_id=run_id))
         print(result_json(result))
     else:
-        result = anyio.run(_run_live, wf, data, args.timeout, run_id)
+        result = anyio.run(until_signal, lambda: _run_live(wf, data, args.timeout, run_id))
         print(f"output: {json.dumps(jsonable(result.output))}\n")
         print(result.table())
     return OK if result.status == "success" else FAILED
@@ -146,6 +147,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"flowrt: interrupted{_resume_hint(args)}", file=sys.stderr)
         return 130
+    except Stopped as stopped:  # SIGINT or SIGTERM during a run: it is stored interrupted
+        print(f"flowrt: interrupted ({stopped}){_resume_hint(args)}", file=sys.stderr)
+        return stopped.exit_code
     except BrokenPipeError:  # the reader went away (`flowrt schema | head -1`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return OK

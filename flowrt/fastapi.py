@@ -296,7 +296,8 @@ def workflow_router(
 
     Args:
         wf: the workflow (validated here).
-        timeout: the deadline of each run, in seconds.
+        timeout: the deadline of each run, in seconds (stored with a background run: whichever
+            process executes it applies it).
         keep: how many finished background runs stay readable (the oldest are forgotten).
         ping: seconds between keep-alive pings on an idle event stream.
         response: what ``POST /run`` answers: the whole ``RunResult`` (``"result"``), or a
@@ -313,7 +314,7 @@ def workflow_router(
     """
     wf.validate()
     service = _Service(wf, timeout, keep, ping, response)
-    stored = None if store is None else StoredRuns(wf, store, worker, ping)
+    stored = None if store is None else StoredRuns(wf, store, worker, ping, timeout)
     router = APIRouter(lifespan=(stored or service).lifespan, **router_options)
     _routes(router, service, *_handlers(service, stored))
     if stored is not None:

@@ -33,13 +33,14 @@ from ._postgres_sql import (
     COLUMNS,
     MIGRATION_LOCK,
     MIGRATIONS,
+    NEW,
     NOW,
     PICK_READY,
     RENEW,
     SCHEMA_VERSION,
     UPDATE_RUN,
 )
-from ._records import NodeRow, RunRow, node_rows, run_row, update_values
+from ._records import NodeRow, RunRow, new_values, node_rows, run_row, update_values
 from ._store import Claim, Closing, listed
 
 _SQL = Dialect("flowrt_runs", "%s")
@@ -201,12 +202,10 @@ class PostgresStore(Closing):
         def insert(db: psycopg.Connection[Any]) -> bool:
             with db.transaction():
                 inserted = db.execute(
-                    f"INSERT INTO flowrt_runs ({COLUMNS}) VALUES (%s, %s, %s, %s, 'queued', %s, "
-                    "NULL, NULL, %s, NULL, NULL, NULL, NULL, 0, NULL, 0) "
-                    "ON CONFLICT (run_id) DO NOTHING",
-                    (run.run_id, run.workflow, run.input, run.definition, run.attempts,
-                     run.started_at),
-                )  # fmt: skip
+                    f"INSERT INTO flowrt_runs ({NEW}) VALUES (%s, %s, %s, %s, 'queued', %s, %s, "
+                    "%s, %s) ON CONFLICT (run_id) DO NOTHING",
+                    new_values(run),
+                )
                 if inserted.rowcount != 1:
                     return False
                 db.execute("NOTIFY flowrt_work")
@@ -365,13 +364,10 @@ def _now(db: psycopg.Connection[Any]) -> float:
 def _insert(db: psycopg.Connection[Any], run: RunRow, owner: str, lease: float) -> bool:
     """Insert ``run`` as ``running`` under ``owner``; False if a run of that id exists."""
     inserted = db.execute(
-        f"INSERT INTO flowrt_runs ({COLUMNS}) VALUES (%s, %s, %s, %s, 'running', %s, NULL, "
-        f"NULL, %s, NULL, NULL, %s, {NOW} + %s, 1, NULL, 1) ON CONFLICT (run_id) DO NOTHING",
-        (
-            run.run_id, run.workflow, run.input, run.definition, run.attempts, run.started_at,
-            owner, lease,
-        ),
-    )  # fmt: skip
+        f"INSERT INTO flowrt_runs ({NEW}, owner, lease_until, claim, stalled) VALUES (%s, %s, "
+        f"%s, %s, 'running', %s, %s, %s, %s, %s, {NOW} + %s, 1, 1) ON CONFLICT (run_id) DO NOTHING",
+        (*new_values(run), owner, lease),
+    )
     return inserted.rowcount == 1
 
 
