@@ -20,12 +20,32 @@ from ._control import cancel_run
 from ._durable import stored_result
 from ._errors import RunEnded, RunNotFound
 from ._graph import Workflow
+from ._idempotency import check_stored, keyed_run_id
 from ._models import ErrorInfo, Event, EventKind, RunResult
 from ._records import RunRow
 from ._store import RunStore
 from ._worker import Worker
 
 ENDED = ("success", "failure")
+
+
+class RunStarted(BaseModel):
+    """The answer to ``POST /runs``."""
+
+    run_id: str
+    status_url: str
+    events_url: str
+
+
+def started_at(request: Request, run_id: str) -> RunStarted:
+    """``POST /runs``'s answer: the run's id and its URLs, absolute paths beside the request's
+    (without its query string)."""
+    base = request.url.path.rstrip("/").removesuffix("/runs")
+    return RunStarted(
+        run_id=run_id,
+        status_url=f"{base}/runs/{run_id}",
+        events_url=f"{base}/runs/{run_id}/events",
+    )
 
 
 class StoredRun(BaseModel):
@@ -115,15 +135,17 @@ class StoredRuns:
             finally:
                 tg.cancel_scope.cancel()
 
-    async def start(self, request: Request, data: dict[str, Any]) -> dict[str, str]:
-        """``POST /runs``: submit the run to the store (a worker executes it)."""
-        run_id = await self.wf.submit(data, store=self.store, timeout=self.timeout)
-        base = str(request.url).rstrip("/").removesuffix("/runs")
-        return {
-            "run_id": run_id,
-            "status_url": f"{base}/runs/{run_id}",
-            "events_url": f"{base}/runs/{run_id}/events",
-        }
+    async def start(
+        self, request: Request, data: dict[str, Any], key: str | None = None
+    ) -> RunStarted:
+        """``POST /runs``: submit the run to the store (a worker executes it). With an
+        ``Idempotency-Key``, the run id is the key's (``keyed_run_id``): a repeat, to this app
+        instance or another, answers for the run the first started; another body is 409."""
+        run_id = None if key is None else keyed_run_id(self.wf.name, key)
+        if key is not None and run_id is not None:
+            check_stored(await self.store.load_run(run_id), key, data)
+        run_id = await self.wf.submit(data, store=self.store, run_id=run_id, timeout=self.timeout)
+        return started_at(request, run_id)
 
     async def find(self, run_id: str) -> RunRow:
         run = await self.store.load_run(run_id)

@@ -18,31 +18,35 @@ gets a 422 naming the field. flowrt itself never imports this module.
 
 from __future__ import annotations
 
-import inspect
-import re
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, Literal, get_type_hints
+from typing import Annotated, Any, Literal
 
 import anyio
 import anyio.abc
-from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi import APIRouter, FastAPI, Header, HTTPException, Request
 from fastapi.responses import PlainTextResponse, Response
-from pydantic import BaseModel, ConfigDict, create_model
+from pydantic import BaseModel
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from ._fastapi_store import StoredRuns
+from ._errors import RunInProgress
+from ._fastapi_input import input_model as input_model
+from ._fastapi_store import RunStarted as RunStarted
+from ._fastapi_store import StoredRuns, started_at
 from ._graph import Workflow
+from ._idempotency import Replies, canonical, check_stored, conflict, keyed_run_id
 from ._models import ErrorInfo, Event, RunResult
 from ._native import alongside
 from ._report import jsonable, result_json, safe_result
-from ._resolve import Path
 from ._run import run as run_plan
 from ._store import RunStore
 from ._ui import viewer_router
 
+Key = Annotated[
+    str | None, Header(alias="Idempotency-Key", description="the same key: the same run")
+]
 _GRACE = 3.0
 """Seconds an open event stream has at server shutdown to deliver its run's cancellation."""
 
@@ -76,18 +80,11 @@ def _answer_json(result: RunResult) -> str:
         return answer.model_copy(update={"output": jsonable(result.output)}).model_dump_json()
 
 
-class RunStarted(BaseModel):
-    """The answer to ``POST /runs``."""
-
-    run_id: str
-    status_url: str
-    events_url: str
-
-
 class _Run:
     """A background run's state and its events so far; followers wait on ``changed``."""
 
-    def __init__(self, run_id: str) -> None:
+    def __init__(self, run_id: str, body: str = "") -> None:
+        self.body = body  # the request's, for a repeat with its Idempotency-Key
         self.state = RunState(run_id=run_id, status="running")
         self.events: list[Event] = []
         self.changed = anyio.Event()
@@ -102,46 +99,15 @@ class _Run:
         changed.set()
 
 
-def _model_name(wf: Workflow) -> str:
-    words = re.split(r"[^A-Za-z0-9]+", wf.name)
-    return "".join(word[:1].upper() + word[1:] for word in words if word) + "Input"
-
-
-def input_model(wf: Workflow) -> type[BaseModel]:
-    """The pydantic model of ``wf``'s run input: one field per function parameter that comes
-    from ``$.input`` (its type hint and default; required if a node needs it and has no
-    default), plus ``$.input.<name>`` selectors as optional fields; other fields pass through."""
-    fields: dict[str, Any] = {}
-    for pn in wf.compiled().nodes:
-        fn = pn.fn
-        if fn is None:
-            continue
-        try:
-            hints = get_type_hints(fn)
-        except Exception:  # unresolvable annotations: accept anything
-            hints = {}
-        try:
-            params = inspect.signature(fn).parameters
-        except (TypeError, ValueError):
-            params = {}  # type: ignore[assignment]
-        for name, required in pn.from_input:
-            default = ... if required else params[name].default
-            if name not in fields or fields[name][1] is not ...:
-                fields[name] = (hints.get(name, Any), default)
-        for _, value in (*pn.positional, *pn.keywords):
-            if isinstance(value, Path) and len(value.keys) == 2 and value.keys[0] == "input":
-                fields.setdefault(value.keys[1], (Any, None))
-        if pn.items is not None and isinstance(pn.items, Path) and pn.items.keys[0] == "input":
-            fields.setdefault(pn.items.keys[1], (list[Any], ...))
-    config = ConfigDict(extra="allow")
-    model: type[BaseModel] = create_model(_model_name(wf), __config__=config, **fields)
-    return model
-
-
 async def _run_until_disconnect(
-    wf: Workflow, request: Request, data: dict[str, Any], timeout: float | None
+    wf: Workflow,
+    request: Request,
+    data: dict[str, Any],
+    timeout: float | None,
+    run_id: str | None = None,
 ) -> RunResult | None:
-    """Run ``wf``; if the client disconnects first, cancel the run and return None."""
+    """Run ``wf`` (as ``run_id``); if the client disconnects first, cancel the run and return
+    None."""
     result: RunResult | None = None
     with anyio.CancelScope() as scope:
 
@@ -152,7 +118,7 @@ async def _run_until_disconnect(
             scope.cancel()
 
         async with alongside(watch):
-            result = await wf.run(data, timeout=timeout)
+            result = await wf.run(data, timeout=timeout, run_id=run_id)
     return result
 
 
@@ -171,7 +137,12 @@ class _Service:
     (owned by the app's lifespan), their state and events, and its graph."""
 
     def __init__(
-        self, wf: Workflow, timeout: float | None, keep: int, ping: float, response: str
+        self,
+        wf: Workflow,
+        timeout: float | None,
+        keep: int,
+        ping: float,
+        response: str,
     ) -> None:
         if response not in ("result", "output"):
             raise ValueError(
@@ -182,6 +153,7 @@ class _Service:
         self.runs: OrderedDict[str, _Run] = OrderedDict()
         self.owner: list[anyio.abc.TaskGroup] = []
         self.stopping: anyio.Event | None = None
+        self.replies: Replies[Response] = Replies(keep)  # POST /run by Idempotency-Key
 
     @asynccontextmanager
     async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
@@ -204,9 +176,26 @@ class _Service:
         for state in list(self.runs.values()):
             state.scope.cancel()
 
-    async def run_now(self, request: Request, data: dict[str, Any]) -> Response:
-        """``POST /run``: 200 or 500 with the RunResult; 499 when the client went away."""
-        result = await _run_until_disconnect(self.wf, request, data, self.timeout)
+    async def run_now(
+        self, request: Request, data: dict[str, Any], key: str | None = None
+    ) -> Response:
+        """``POST /run``: 200 or 500 with the RunResult; 499 when the client went away. With
+        an ``Idempotency-Key``, a repeat answers for the first request's run (stored with the
+        workflow's store, else remembered here); another body with the key is 409."""
+        if key is None:
+            return await self._answer(request, data, None)
+        if self.wf.store is None:
+            return await self.replies.once(key, data, lambda: self._answer(request, data, None))
+        run_id = keyed_run_id(self.wf.name, key)
+        check_stored(await self.wf.store.load_run(run_id), key, data)
+        return await self._answer(request, data, run_id)
+
+    async def _answer(self, request: Request, data: dict[str, Any], run_id: str | None) -> Response:
+        try:
+            result = await _run_until_disconnect(self.wf, request, data, self.timeout, run_id)
+        except RunInProgress:  # a repeat while the first is running: answer when it ends
+            assert run_id is not None
+            result = await self.wf.result(run_id)
         if result is None:  # the client went away; nobody reads this
             return Response(status_code=499)
         code = 200 if result.status == "success" else 500
@@ -220,11 +209,18 @@ class _Service:
         with state.scope:
             await run_plan(plan, env, data, timeout=self.timeout, sink=state.add, run_id=run_id)
 
-    def start(self, request: Request, data: dict[str, Any]) -> RunStarted:
-        """``POST /runs``: start a background run (forgetting the oldest finished ones)."""
+    def start(self, request: Request, data: dict[str, Any], key: str | None = None) -> RunStarted:
+        """``POST /runs``: start a background run (forgetting the oldest finished ones); with
+        an ``Idempotency-Key``, a repeat answers for the run the first started."""
         if not self.owner:
             raise HTTPException(503, "background runs need the app's lifespan to be running")
-        state = _Run(uuid.uuid4().hex)
+        run_id = uuid.uuid4().hex if key is None else keyed_run_id(self.wf.name, key)
+        started = self.runs.get(run_id)
+        if started is not None and key is not None:
+            if started.body != canonical(data):
+                raise conflict(key)
+            return started_at(request, run_id)
+        state = _Run(run_id, canonical(data))
         runs = self.runs
         runs[state.state.run_id] = state
         while len(runs) > self.keep and (oldest := next(iter(runs.values()))).state.status != (
@@ -232,13 +228,7 @@ class _Service:
         ):
             runs.pop(oldest.state.run_id)
         self.owner[0].start_soon(self.background, state, data)
-        base = str(request.url).rstrip("/").removesuffix("/runs")
-        run_id = state.state.run_id
-        return RunStarted(
-            run_id=run_id,
-            status_url=f"{base}/runs/{run_id}",
-            events_url=f"{base}/runs/{run_id}/events",
-        )
+        return started_at(request, run_id)
 
     def find(self, run_id: str) -> _Run:
         state = self.runs.get(run_id)
@@ -327,14 +317,14 @@ def _handlers(
 ) -> tuple[Callable[..., Awaitable[Response]], Callable[..., Awaitable[RunStarted]]]:
     """``POST /run`` and ``POST /runs``, their body typed with the workflow's input model."""
 
-    async def run(request: Request, body: BaseModel) -> Response:
-        return await service.run_now(request, body.model_dump(exclude_unset=True))
+    async def run(request: Request, body: BaseModel, idempotency_key: Key = None) -> Response:
+        return await service.run_now(request, body.model_dump(exclude_unset=True), idempotency_key)
 
-    async def start(request: Request, body: BaseModel) -> RunStarted:
+    async def start(request: Request, body: BaseModel, idempotency_key: Key = None) -> RunStarted:
         data = body.model_dump(exclude_unset=True)
         if stored is not None:
-            return RunStarted(**await stored.start(request, data))
-        return service.start(request, data)
+            return await stored.start(request, data, idempotency_key)
+        return service.start(request, data, idempotency_key)
 
     # The body model is made here, at run time: give FastAPI the class, not a string annotation.
     run.__annotations__["body"] = start.__annotations__["body"] = input_model(service.wf)

@@ -17,7 +17,7 @@ MODULES = {path.stem: path for path in sorted(PACKAGE.glob("*.py"))}
 BACKEND = {
     "_attempt", "_durable", "_graph", "_invoke", "_kinds", "_map", "_native", "_run", "_scheduler",
     "_sqlite", "_stream", "_cli_runs", "cli", "fastapi", "postgres",
-    "_worker", "_cli_worker", "_fastapi_store", "ray", "_ui", "_cli_signals",
+    "_worker", "_cli_worker", "_fastapi_store", "ray", "_ui", "_cli_signals", "_idempotency",
 }  # fmt: skip
 
 
