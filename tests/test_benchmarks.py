@@ -11,6 +11,8 @@ import pytest
 
 from benchmarks import _harness
 
+pytestmark = pytest.mark.timeout(300)  # each runs a benchmark's quick mode: long on a loaded host
+
 SHAPES = [
     "s1_fanout",
     "s2_chain",

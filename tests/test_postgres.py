@@ -277,6 +277,7 @@ async def test_a_due_time_is_kept_on_the_database_clock(
     assert 55 < delay <= 60  # a minute from the database's now, not an hour ago
 
 
+@pytest.mark.usefixtures("vanishing")
 async def test_resume_due_and_run_in_progress_on_postgres(postgres_url: str) -> None:
     from flowrt import RunInProgress, WorkflowRetry, resume_due
 
@@ -291,8 +292,10 @@ async def test_resume_due_and_run_in_progress_on_postgres(postgres_url: str) -> 
                 raise ConnectionError("down")
             return len(calls)
 
-        with anyio.move_on_after(1.0):  # the process "stops" during the 30 s re-run wait
+        with anyio.move_on_after(1.0):  # the process dies during the 30 s re-run wait
             await wf.run(run_id="w")
+        with psycopg.connect(postgres_url) as db:  # its lease ends
+            db.execute("UPDATE flowrt_runs SET lease_until = 1 WHERE run_id = 'w'")
         assert (await store.load_run("w")).status == "retrying"
         assert await resume_due(store, [wf]) == []  # not due yet
         results = await resume_due(store, [wf], now=anyio.current_time() + 10**10)

@@ -95,6 +95,7 @@ def served(url: str, process: subprocess.Popen[bytes], seconds: float = 20) -> s
             time.sleep(0.1)
 
 
+@pytest.mark.timeout(600)  # some 30 commands, each a fresh process
 def test_every_shell_command_runs(workdir: Path, postgres_url: str) -> None:
     run_id = ""
     for line in commands():
@@ -143,6 +144,7 @@ class Payments:
         return f"charged {order_id}"
 
 
+@pytest.mark.timeout(180)
 def test_every_python_sample_runs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], postgres_url: str
 ) -> None:

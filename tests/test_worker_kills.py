@@ -24,6 +24,8 @@ from flowrt import Workflow  # noqa: E402
 from flowrt.postgres import PostgresStore  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+# Worker processes on a loaded machine: each test waits for its conditions up to 120 s itself.
+pytestmark = pytest.mark.timeout(240)
 
 
 def tables(url: str) -> None:
