@@ -22,6 +22,7 @@ from ._errors import RunCancelled as RunCancelled
 from ._errors import RunEnded as RunEnded
 from ._errors import RunInProgress as RunInProgress
 from ._errors import RunNotFound as RunNotFound
+from ._errors import StoreTooNew as StoreTooNew
 from ._errors import StrayCancellation as StrayCancellation
 from ._errors import TooManyFailures as TooManyFailures
 from ._errors import TooManyRecoveries as TooManyRecoveries
@@ -71,6 +72,7 @@ __all__ = [
     "RunResult",
     "RunStore",
     "SQLiteStore",
+    "StoreTooNew",
     "StrayCancellation",
     "TooManyFailures",
     "TooManyRecoveries",

@@ -81,14 +81,22 @@ def store_option(parser: argparse.ArgumentParser, text: str | None = None) -> No
     parser.add_argument("--store", default=None, help=text)
 
 
-def open_store(where: str | None) -> AnyStore:
-    """The store a ``--store`` option names: a ``postgresql://`` URL, else a SQLite file."""
+def open_store(where: str | None, *, existing: bool = False) -> AnyStore:
+    """The store a ``--store`` option names: a ``postgresql://`` URL, else a SQLite file. With
+    ``existing`` (commands that only read or act on stored runs), a SQLite file that does not
+    exist is an error, and nothing is created.
+
+    Raises:
+        UsageError: ``existing`` and no such SQLite file.
+    """
     where = where or os.environ.get("FLOWRT_STORE") or DEFAULT_STORE
     if where.startswith(("postgresql://", "postgres://")):
         # optional: psycopg comes with flowrt[postgres], needed only for such a URL
         from .postgres import PostgresStore
 
         return PostgresStore(where)
+    if existing and not os.path.exists(where):
+        raise UsageError(f"no store at {where}: no such file (check --store or $FLOWRT_STORE)")
     return SQLiteStore(where)
 
 
@@ -155,8 +163,10 @@ def _workflow(run: RunRow, file: str | None) -> Workflow:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run ``runs list|show`` or ``resume``; returns the exit code."""
-    with open_store(args.store) as store:
+    """Run ``runs list|show|cancel|prune``, ``resume`` or ``db upgrade``; returns the exit
+    code."""
+    creates = args.command == "db"
+    with open_store(args.store, existing=not creates) as store:
         return _on(store, args)
 
 

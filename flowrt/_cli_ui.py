@@ -31,7 +31,7 @@ def main(args: argparse.Namespace) -> int:
         from ._ui import viewer_router
     except ImportError as exc:
         raise UsageError(f"flowrt ui needs flowrt[fastapi] ({exc})") from None
-    with open_store(args.store) as store:
+    with open_store(args.store, existing=True) as store:
         app = FastAPI(title="flowrt runs", docs_url=None, redoc_url=None, openapi_url=None)
         app.include_router(viewer_router(store))
         url = f"http://{args.host}:{args.port}/ui"

@@ -15,6 +15,7 @@ FlowError
 ├── RunEnded                       the run ended (success or failure): it cannot be cancelled
 ├── RunCancelled                   the run was cancelled by a request (wf.cancel, CLI, HTTP)
 ├── TooManyRecoveries              a run kept killing its workers (Worker max_claims): ended
+├── StoreTooNew                    a store's schema is newer than this flowrt knows
 └── WorkflowFailed                 raised by RunResult.raise_for_status() for a failed run
 ```
 
@@ -224,6 +225,24 @@ class TooManyRecoveries(FlowError):
     """A run was claimed ``Worker(max_claims=...)`` times without any node finishing (it keeps
     killing the workers that take it): it is ended ``failure`` instead of being claimed again.
     The error type of such a run; ``wf.resume`` can still take it by hand."""
+
+
+class StoreTooNew(FlowError):
+    """A store's schema was written by a newer flowrt: this one refuses to use it (it could
+    misread or damage its runs).
+
+    Attributes:
+        store: the store, as messages name it.
+        found: its schema version.
+        known: the newest version this flowrt knows.
+    """
+
+    def __init__(self, store: str, found: int, known: int) -> None:
+        self.store, self.found, self.known = store, found, known
+        super().__init__(
+            f"store {store} has schema version {found}, newer than this flowrt's {known}: "
+            "upgrade flowrt to use it"
+        )
 
 
 class WorkerCrashed(FlowError):

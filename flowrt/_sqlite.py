@@ -20,7 +20,7 @@ import anyio.to_thread
 
 from . import _claims
 from ._claims import CancelOutcome, Dialect
-from ._errors import LeaseLost
+from ._errors import LeaseLost, StoreTooNew
 from ._records import NodeRow, RunRow, new_values, node_rows, run_row, update_values
 from ._sqlite_sql import COLUMNS, MIGRATIONS, NEW, READY, RENEW, SCHEMA_VERSION, UPDATE_RUN
 from ._store import Claim, Closing, listed
@@ -32,12 +32,21 @@ T = TypeVar("T")
 _setup_lock = threading.Lock()
 
 
-def migrate(db: sqlite3.Connection) -> int:
+def migrate(db: sqlite3.Connection, name: str = "") -> int:
     """Bring the schema to ``SCHEMA_VERSION`` in one transaction (a concurrent migrator waits
-    for the lock, then finds nothing to do); return the version."""
+    for the lock, then finds nothing to do); return the version. A new file gets incremental
+    auto-vacuum (``prune`` gives its space back).
+
+    Raises:
+        StoreTooNew: the file's schema is newer than ``SCHEMA_VERSION``.
+    """
+    if db.execute("PRAGMA user_version").fetchone()[0] == 0:
+        db.execute("PRAGMA auto_vacuum = INCREMENTAL")  # only takes before the first table
     with db:
         db.execute("BEGIN IMMEDIATE")
         version: int = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreTooNew(name or "(sqlite)", version, SCHEMA_VERSION)
         for number in range(version + 1, SCHEMA_VERSION + 1):
             for statement in MIGRATIONS[number - 1]:
                 db.execute(statement)
@@ -106,7 +115,7 @@ class SQLiteStore(Closing):
                 with _setup_lock:  # in this process, one set-up at a time
                     connection.execute("PRAGMA journal_mode=WAL")
                     connection.execute("PRAGMA synchronous=NORMAL")
-                    migrate(connection)
+                    migrate(connection, str(self.path))
                 return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or time.monotonic() >= deadline:
@@ -137,7 +146,7 @@ class SQLiteStore(Closing):
 
     async def upgrade(self) -> int:
         """Create or migrate the schema (idempotent); return its version."""
-        return await self._call(migrate)
+        return await self._call(lambda db: migrate(db, str(self.path)))
 
     async def claim(
         self, run_id: str, owner: str, *, new: RunRow | None = None, reopen: bool = False
@@ -308,7 +317,9 @@ class SQLiteStore(Closing):
         return await self._call(cancel)
 
     async def prune(self, older_than: float) -> int:
-        """See ``RunStore.prune``."""
+        """See ``RunStore.prune``; the file's free pages are then given back to the file system
+        (incremental vacuum; a file made by an older flowrt is vacuumed whole once, turning
+        incremental vacuum on)."""
         cutoff = (datetime.now(UTC) - timedelta(seconds=older_than)).isoformat()
 
         def delete(db: sqlite3.Connection) -> int:
@@ -320,9 +331,21 @@ class SQLiteStore(Closing):
                     f"WHERE {ended})",
                     (cutoff,),
                 )
-                return db.execute(f"DELETE FROM runs WHERE {ended}", (cutoff,)).rowcount
+                deleted: int = db.execute(f"DELETE FROM runs WHERE {ended}", (cutoff,)).rowcount
+            _reclaim(db)
+            return deleted
 
         return await self._call(delete)
+
+
+def _reclaim(db: sqlite3.Connection) -> None:
+    """Give free pages back to the file system (outside any transaction)."""
+    if db.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:  # not incremental: convert once
+        db.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        db.execute("VACUUM")
+    else:
+        db.execute("PRAGMA incremental_vacuum")
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def _insert(db: sqlite3.Connection, run: RunRow, owner: str, lease: float) -> None:

@@ -40,6 +40,7 @@ from ._errors import FlowError
 from ._events import configure_logging
 from ._graph import Workflow
 from ._loader import WorkflowFile
+from ._mask import masked
 from ._models import RunResult
 from ._report import jsonable, result_json
 
@@ -124,7 +125,7 @@ def _execute(wf: Workflow, data: Any, args: argparse.Namespace) -> int:
         configure_logging(json=args.log == "json")
     run_id = args.run_id = uuid.uuid4().hex
     if wf.store is not None and not args.json:
-        print(f"run {run_id} (stored in {args.store})", file=sys.stderr)
+        print(f"run {run_id} (stored in {masked(args.store)})", file=sys.stderr)
     if args.json:
         result = anyio.run(until_signal, lambda: wf.run(data, timeout=args.timeout, run_id=run_id))
         print(result_json(result))
@@ -159,11 +160,14 @@ def _resume_hint(args: argparse.Namespace) -> str:
     run_id, store = getattr(args, "run_id", None), getattr(args, "store", None)
     if run_id is None or store is None:
         return ""
-    return f"; what finished is stored: resume with `flowrt resume {run_id} --store {store}`"
+    return (
+        f"; what finished is stored: resume with `flowrt resume {run_id} --store {masked(store)}`"
+    )
 
 
 def _error(message: str) -> int:
-    print(f"flowrt: error: {message.splitlines()[0] if message else 'failed'}", file=sys.stderr)
+    line = masked(message.splitlines()[0]) if message else "failed"
+    print(f"flowrt: error: {line}", file=sys.stderr)
     return USAGE
 
 

@@ -28,7 +28,7 @@ from psycopg_pool import ConnectionPool
 
 from . import _claims
 from ._claims import CancelOutcome, Dialect
-from ._errors import LeaseLost
+from ._errors import LeaseLost, StoreTooNew
 from ._postgres_sql import (
     COLUMNS,
     MIGRATION_LOCK,
@@ -48,13 +48,19 @@ _SQL = Dialect("flowrt_runs", "%s")
 T = TypeVar("T")
 
 
-def migrate(db: psycopg.Connection[Any]) -> int:
-    """Bring the schema to ``SCHEMA_VERSION`` in one transaction; return the version."""
+def migrate(db: psycopg.Connection[Any], name: str = "") -> int:
+    """Bring the schema to ``SCHEMA_VERSION`` in one transaction; return the version.
+
+    Raises:
+        StoreTooNew: the database's schema is newer than ``SCHEMA_VERSION``.
+    """
     with db.transaction():
         db.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
         db.execute("CREATE TABLE IF NOT EXISTS flowrt_schema (version INTEGER NOT NULL)")
         row = db.execute("SELECT max(version) FROM flowrt_schema").fetchone()
         version = int(row[0]) if row and row[0] is not None else 0
+        if version > SCHEMA_VERSION:
+            raise StoreTooNew(name or "(postgresql)", version, SCHEMA_VERSION)
         for number in range(version + 1, SCHEMA_VERSION + 1):
             for statement in MIGRATIONS[number - 1]:
                 db.execute(statement)
@@ -105,7 +111,7 @@ class PostgresStore(Closing):
                 # One direct connection first: a bad URL or a server that is down fails here at
                 # once (the pool would retry in the background), and the schema is brought up.
                 with psycopg.connect(self.url) as db:
-                    migrate(db)
+                    migrate(db, repr(self))
                 self._pool = ConnectionPool(self.url, min_size=1, max_size=self._max, open=True)
             return self._pool
 
@@ -136,7 +142,7 @@ class PostgresStore(Closing):
 
     async def upgrade(self) -> int:
         """Create or migrate the schema (idempotent); return its version."""
-        return await self._call(migrate)
+        return await self._call(lambda db: migrate(db, repr(self)))
 
     async def claim(
         self, run_id: str, owner: str, *, new: RunRow | None = None, reopen: bool = False
