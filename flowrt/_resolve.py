@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import difflib
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Mapping
@@ -31,6 +32,10 @@ _SIMPLE_PATH = re.compile(rf"\$((?:\.{NAME}|\[\d+\]|\['[^']*'\]|\[\"[^\"]*\"\])+
 _SEGMENT = re.compile(rf"\.({NAME})|\[(\d+)\]|\['([^']*)'\]|\[\"([^\"]*)\"\]")
 _HEAD = re.compile(rf"\$(?:\.({NAME})|\['([^']*)'\]|\[\"([^\"]*)\"\])")
 _FILTER = re.compile(r"\[\?\((.*?)\)\]")
+_FIELD = re.compile(
+    rf"\$(?:\.{NAME}|\['[^']*'\]|\[\"[^\"]*\"\])(?:\.({NAME})|\['([^']*)'\]|\[\"([^\"]*)\"\])"
+)
+ENVELOPE = ("status", "output", "error")  # a node's result has exactly these fields
 _MISSING = object()
 _env: SandboxedEnvironment | None = None
 
@@ -191,6 +196,9 @@ def compile_selector(spec: str, known: Collection[str]) -> Path | Selector:
     name = next((group for group in head.groups() if group is not None), None) if head else None
     if name is not None and name not in known:
         raise DefinitionError(f"selector {spec!r} names unknown node {name!r}")
+    if name is not None and name != "input":
+        field = _FIELD.match(spec)
+        _check_field(spec, name, next((g for g in field.groups() if g), None) if field else None)
     simple = _SIMPLE_PATH.fullmatch(spec)
     if simple:
         keys = tuple(
@@ -207,6 +215,41 @@ def compile_selector(spec: str, known: Collection[str]) -> Path | Selector:
     except Exception as exc:  # jsonpath-python's parser fails with IndexError, ValueError...
         raise DefinitionError(f"malformed selector {spec!r} ({type(exc).__name__})") from None
     return Selector(compiled, frozenset({name} if name else ()), spec)
+
+
+def _check_field(spec: str, node: str, field: str | None) -> None:
+    """Refuse a selector or template that reads a field a node's envelope does not have.
+
+    Raises:
+        DefinitionError: ``field`` is not ``status``, ``output`` or ``error``.
+    """
+    if field is not None and field not in ENVELOPE:
+        close = difflib.get_close_matches(field, ENVELOPE, n=1, cutoff=0.5)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise DefinitionError(
+            f"{spec!r} reads field {field!r} of node {node!r}, whose result has only "
+            f"'status', 'output' and 'error'{hint}"
+        )
+
+
+def _template_fields(spec: str, parsed: Any, known: Collection[str]) -> None:
+    """``_check_field`` for the ``node.field`` and ``node['field']`` a template reads
+    (``known``: the nodes it reads, not the names it sets itself)."""
+    from jinja2 import nodes
+
+    called = {id(call.node) for call in parsed.find_all(nodes.Call)}  # a.get(...): a method
+    for found in parsed.find_all((nodes.Getattr, nodes.Getitem)):
+        if id(found) in called:
+            continue
+        target = found.node
+        if not isinstance(target, nodes.Name) or target.name == "input":
+            continue
+        if target.name not in known:
+            continue
+        if isinstance(found, nodes.Getattr):
+            _check_field(spec, target.name, found.attr)
+        elif isinstance(found.arg, nodes.Const) and isinstance(found.arg.value, str):
+            _check_field(spec, target.name, found.arg.value)
 
 
 def _check_syntax(spec: str) -> None:
@@ -292,6 +335,7 @@ def compile_template(spec: str, known: Collection[str]) -> Render:
             else ""
         )
         raise DefinitionError(f"template {spec!r} names unknown node {unknown[0]!r}{hint}")
+    _template_fields(spec, parsed, names)
     return Render(template, frozenset(names), spec)
 
 

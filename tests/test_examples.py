@@ -106,6 +106,7 @@ async def test_fastapi_app_runs_webhooks(monkeypatch: pytest.MonkeyPatch) -> Non
     assert bad.json()["error"]["type"] == "ValueError"
 
 
+@pytest.mark.timeout(180)  # a fresh process starts Ray: seconds, many on a loaded machine
 def test_ray_primes_counts_the_same_in_threads_and_on_ray() -> None:
     pytest.importorskip("ray")
     out = run_example("ray_primes.py", "4", "20000")
