@@ -44,7 +44,7 @@ class NodeRecord(dict[str, Any]):
     templates and conditions see); the rest lives in slots. ``status`` is None until the node
     finishes; a skipped node has a ``reason`` and the root ``cause`` of its skip."""
 
-    __slots__ = ("attempts", "cause", "duration", "exception", "reason", "trace")
+    __slots__ = ("attempts", "cause", "duration", "exception", "reason", "text", "trace")
 
     def __init__(
         self, status: Status | None = None, reason: str | None = None, cause: str | None = None
@@ -58,6 +58,7 @@ class NodeRecord(dict[str, Any]):
         self.cause = cause
         self.trace: list[AttemptRecord] = []
         self.exception: BaseException | None = None  # the final failure's exception
+        self.text: str | None = None  # the output as JSON text, when it was encoded
 
     @property
     def status(self) -> Status | None:

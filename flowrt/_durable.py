@@ -122,8 +122,8 @@ class DurableRun:
         ``OutputError`` failure first."""
         status, output = done["status"], None
         if status == "success":
-            try:
-                output = to_json(done["output"])
+            try:  # encoded as the node finished (``_encode``), or plain (a scalar)
+                output = done.text or to_json(done["output"])
             except (TypeError, ValueError, RecursionError) as exc:
                 done.fail(OutputError(name, unencodable(exc)))
                 status = "failure"

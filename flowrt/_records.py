@@ -133,7 +133,11 @@ def to_json(value: Any) -> str:
 
 def unencodable(exc: BaseException) -> str:
     """Why ``to_json`` refused a value, in words (a RecursionError says nothing useful)."""
-    return "it is nested too deep" if isinstance(exc, RecursionError) else str(exc)
+    if isinstance(exc, RecursionError):
+        return "it is nested too deep"
+    if isinstance(exc, ValueError) and "Out of range float" in str(exc):
+        return "it holds NaN or Infinity, which strict JSON cannot hold"
+    return str(exc)
 
 
 def record(

@@ -39,6 +39,7 @@ from ._cli_worker import main as worker_main
 from ._errors import FlowError
 from ._events import configure_logging
 from ._graph import Workflow
+from ._invoke import still_running
 from ._loader import WorkflowFile
 from ._mask import masked
 from ._models import RunResult
@@ -150,10 +151,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Stopped as stopped:  # SIGINT or SIGTERM during a run: it is stored interrupted
         print(f"flowrt: interrupted ({stopped}){_resume_hint(args)}", file=sys.stderr)
+        _exit_now_if_threads_linger(args, stopped.exit_code)
         return stopped.exit_code
     except BrokenPipeError:  # the reader went away (`flowrt schema | head -1`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return OK
+
+
+def _exit_now_if_threads_linger(args: argparse.Namespace, code: int) -> None:
+    """A sync node's thread that the stop abandoned (it cannot be killed) would keep the
+    process alive until it returns: the run is stored, so the command exits now."""
+    if still_running(getattr(args, "run_id", None) or ""):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def _resume_hint(args: argparse.Namespace) -> str:

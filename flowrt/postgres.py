@@ -14,10 +14,8 @@ cancellation is delivered.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import threading
-import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -28,44 +26,31 @@ from psycopg_pool import ConnectionPool
 
 from . import _claims
 from ._claims import CancelOutcome, Dialect
-from ._errors import LeaseLost, StoreTooNew
+from ._errors import LeaseLost
+from ._postgres_db import (
+    db_now,
+    insert_running,
+    load,
+    migrate,
+    nodes_of,
+    notified,
+    on_database_clock,
+)
 from ._postgres_sql import (
     COLUMNS,
-    MIGRATION_LOCK,
     MIGRATIONS,
     NEW,
-    NOW,
     PICK_READY,
     RENEW,
     SCHEMA_VERSION,
     UPDATE_RUN,
 )
-from ._records import NodeRow, RunRow, new_values, node_rows, run_row, update_values
+from ._records import RunRow, new_values, run_row, update_values
 from ._store import Claim, Closing, listed
 
 _SQL = Dialect("flowrt_runs", "%s")
 
 T = TypeVar("T")
-
-
-def migrate(db: psycopg.Connection[Any], name: str = "") -> int:
-    """Bring the schema to ``SCHEMA_VERSION`` in one transaction; return the version.
-
-    Raises:
-        StoreTooNew: the database's schema is newer than ``SCHEMA_VERSION``.
-    """
-    with db.transaction():
-        db.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-        db.execute("CREATE TABLE IF NOT EXISTS flowrt_schema (version INTEGER NOT NULL)")
-        row = db.execute("SELECT max(version) FROM flowrt_schema").fetchone()
-        version = int(row[0]) if row and row[0] is not None else 0
-        if version > SCHEMA_VERSION:
-            raise StoreTooNew(name or "(postgresql)", version, SCHEMA_VERSION)
-        for number in range(version + 1, SCHEMA_VERSION + 1):
-            for statement in MIGRATIONS[number - 1]:
-                db.execute(statement)
-            db.execute("INSERT INTO flowrt_schema (version) VALUES (%s)", (number,))
-    return max(version, SCHEMA_VERSION)
 
 
 class PostgresStore(Closing):
@@ -152,12 +137,12 @@ class PostgresStore(Closing):
 
         def claim(db: psycopg.Connection[Any]) -> Claim:
             with db.transaction():
-                if new is not None and _insert(db, new, owner, lease):
+                if new is not None and insert_running(db, new, owner, lease):
                     return Claim("created", 1)
-                found = _load(db, run_id, lock=True)
+                found = load(db, run_id, lock=True)
                 if found is None:
                     return Claim("missing")
-                now = _now(db)
+                now = db_now(db)
                 decision = _claims.decide(found, now, reopen=reopen)
                 if decision != "claimed":
                     return Claim(decision, found.claim, found)
@@ -185,7 +170,7 @@ class PostgresStore(Closing):
                 if run is None:
                     updated = db.execute(RENEW, (lease, progress, run_id, token)).fetchall()
                 else:
-                    moved = _on_database_clock(db, run)
+                    moved = on_database_clock(db, run)
                     values = update_values(moved, lease, release, token, progress)
                     updated = db.execute(UPDATE_RUN, values).fetchall()
                 if len(updated) != 1:
@@ -231,7 +216,7 @@ class PostgresStore(Closing):
 
         def claim(db: psycopg.Connection[Any]) -> list[Claim]:
             with db.transaction():
-                now = _now(db)
+                now = db_now(db)
                 _claims.expire_dead(db, _SQL, now)
                 claims = []
                 for row in db.execute(PICK_READY, (list(workflows), limit)).fetchall():
@@ -241,7 +226,7 @@ class PostgresStore(Closing):
                         _claims.end_unclaimed(db, _SQL, run, verdict, max_claims or 0)
                         continue
                     if run.status != "queued":
-                        run.nodes = _nodes(db, run)
+                        run.nodes = nodes_of(db, run)
                     _claims.take(db, _SQL, run.run_id, owner, now + lease, by_hand=False)
                     claims.append(Claim("claimed", run.claim + 1, run))
                 return claims
@@ -256,7 +241,7 @@ class PostgresStore(Closing):
         deadline = anyio.current_time() + timeout
         while (left := deadline - anyio.current_time()) > 0:
             step = min(left, 0.2)
-            woken = await anyio.to_thread.run_sync(_notified, listener, step)
+            woken = await anyio.to_thread.run_sync(notified, listener, step)
             if woken:
                 return
 
@@ -271,9 +256,9 @@ class PostgresStore(Closing):
         """See ``RunStore.load_run``."""
 
         def read(db: psycopg.Connection[Any]) -> RunRow | None:
-            run = _load(db, run_id, lock=False)
+            run = load(db, run_id, lock=False)
             if run is not None:
-                run.status = _claims.reported_status(run, _now(db))
+                run.status = _claims.reported_status(run, db_now(db))
             return run
 
         return await self._call(read)
@@ -290,7 +275,7 @@ class PostgresStore(Closing):
 
         def read(db: psycopg.Connection[Any]) -> list[RunRow]:
             source = ("flowrt_runs", COLUMNS, "%s")
-            return listed(db, source, _now(db), (status, workflow), (limit, offset))
+            return listed(db, source, db_now(db), (status, workflow), (limit, offset))
 
         return await self._call(read)
 
@@ -298,7 +283,7 @@ class PostgresStore(Closing):
         """See ``RunStore.due_runs`` (``now`` defaults to the database's clock)."""
 
         def read(db: psycopg.Connection[Any]) -> list[RunRow]:
-            clock = _now(db)
+            clock = db_now(db)
             query = (
                 f"SELECT {COLUMNS} FROM flowrt_runs WHERE retry_due <= %s "
                 "AND status IN ('retrying', 'waiting') AND cancel IS NULL "
@@ -318,9 +303,9 @@ class PostgresStore(Closing):
 
         def cancel(db: psycopg.Connection[Any]) -> CancelOutcome:
             with db.transaction():
-                found = _load(db, run_id, lock=True)
+                found = load(db, run_id, lock=True)
                 request = {"reason": reason or "", "by": by}
-                return _claims.cancel(db, _SQL, run_id, found, _now(db), request)
+                return _claims.cancel(db, _SQL, run_id, found, db_now(db), request)
 
         return await self._call(cancel)
 
@@ -346,56 +331,6 @@ class PostgresStore(Closing):
                 return deleted.rowcount
 
         return await self._call(delete)
-
-
-def _notified(listener: psycopg.Connection[Any], timeout: float) -> bool:
-    """Whether a notification came within ``timeout`` seconds (all those pending are taken)."""
-    return any(True for _ in listener.notifies(timeout=timeout, stop_after=1))
-
-
-def _on_database_clock(db: psycopg.Connection[Any], run: RunRow) -> RunRow:
-    """``run`` with its due time (computed on this host's clock) moved to the database's, by
-    which workers decide that it is due: hosts whose clocks differ agree on it."""
-    if run.retry_due is None:
-        return run
-    return dataclasses.replace(run, retry_due=run.retry_due + _now(db) - time.time())
-
-
-def _now(db: psycopg.Connection[Any]) -> float:
-    row = db.execute(f"SELECT {NOW}").fetchone()
-    assert row is not None
-    return float(row[0])
-
-
-def _insert(db: psycopg.Connection[Any], run: RunRow, owner: str, lease: float) -> bool:
-    """Insert ``run`` as ``running`` under ``owner``; False if a run of that id exists."""
-    inserted = db.execute(
-        f"INSERT INTO flowrt_runs ({NEW}, owner, lease_until, claim, stalled) VALUES (%s, %s, "
-        f"%s, %s, 'running', %s, %s, %s, %s, %s, {NOW} + %s, 1, 1) ON CONFLICT (run_id) DO NOTHING",
-        (*new_values(run), owner, lease),
-    )
-    return inserted.rowcount == 1
-
-
-def _load(db: psycopg.Connection[Any], run_id: str, *, lock: bool) -> RunRow | None:
-    """The run as stored (its raw status), with its current attempt's node records; with
-    ``lock``, its row stays locked until the transaction ends."""
-    query = f"SELECT {COLUMNS} FROM flowrt_runs WHERE run_id = %s"
-    found = db.execute(query + (" FOR UPDATE" if lock else ""), (run_id,)).fetchone()
-    if found is None:
-        return None
-    run = run_row(found)
-    run.nodes = _nodes(db, run)
-    return run
-
-
-def _nodes(db: psycopg.Connection[Any], run: RunRow) -> list[NodeRow]:
-    """Each node's last record of the run's current attempt."""
-    batches = db.execute(
-        "SELECT records FROM flowrt_node_batches WHERE run_id = %s AND attempt = %s ORDER BY id",
-        (run.run_id, run.attempts),
-    )
-    return node_rows(run.run_id, [batch for (batch,) in batches])
 
 
 __all__: Sequence[str] = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresStore", "migrate"]

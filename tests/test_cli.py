@@ -298,18 +298,19 @@ def test_a_bad_file_or_store_exits_2_with_one_line(
     assert says in done.stderr
 
 
-def test_run_json_prints_outputs_json_cannot_hold_in_their_fallback_form(hostile: Path) -> None:
+def test_run_json_fails_nodes_whose_output_json_cannot_hold(hostile: Path) -> None:
     done = subprocess.run(
         [str(Path(sys.executable).parent / "flowrt"), "run", "objs.yaml", "--json"],
         cwd=hostile, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
-    assert (done.returncode, done.stderr) == (0, "")
+    assert (done.returncode, done.stderr) == (1, "")  # the run failed; nothing crashed
     result = json.loads(done.stdout)
-    assert result["status"] == "success"
-    assert result["nodes"]["a"]["output"]["$unserializable"] == "objs.Thing"
-    assert result["nodes"]["b"]["output"] == {
-        "$unserializable": "builtins.bytes", "repr": "b'\\xff\\xfe'",
-    }  # fmt: skip
+    assert result["status"] == "failure"
+    for name, what in (("a", "Thing"), ("b", "bytes")):
+        error = result["nodes"][name]["error"]
+        assert error["type"] == "OutputError"
+        assert error["message"].startswith(f"node {name!r}: its output cannot be stored as JSON")
+        assert what in error["message"]
 
 
 def test_a_closed_pipe_ends_the_command_quietly() -> None:

@@ -191,9 +191,10 @@ def test_ui_needs_a_store() -> None:
 
 async def test_a_definition_that_cannot_be_loaded_still_shows_the_run(store: SQLiteStore) -> None:
     shop, _ = await shop_and_broken(store)
-    await store._call(  # the module its calls name is gone
+    await store._call(  # the module its calls name, and that defined it, is gone
         lambda db: db.execute(
-            "UPDATE runs SET definition = replace(definition, 'viewer_flows:', 'gone_module:')"
+            "UPDATE runs SET definition = replace(definition, 'viewer_flows:', 'gone_module:'), "
+            "source = replace(source, 'viewer_flows', 'gone_module')"
         )
     )
     async with client_for(all_workflows(store)) as client:
