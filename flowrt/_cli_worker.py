@@ -5,6 +5,7 @@ the other workers (stored ``interrupted``; the next worker continues them)."""
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 
@@ -28,8 +29,12 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def main(args: argparse.Namespace) -> int:
-    """Serve until SIGTERM or SIGINT; returns the exit code (0)."""
+    """Serve until SIGTERM or SIGINT; returns the exit code (0). A store outage is one line on
+    stderr when it starts and one when it ends (the worker keeps trying meanwhile)."""
     workflows = [load(file) for file in args.files]
+    outages = logging.StreamHandler(sys.stderr)
+    outages.setFormatter(logging.Formatter("%(message)s"))
+    logging.getLogger("flowrt.store").addHandler(outages)
     with open_store(args.store) as store:
         worker = Worker(
             store,

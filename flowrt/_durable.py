@@ -29,6 +29,7 @@ from ._attempt import NodeRecord
 from ._claims import cancelled_error
 from ._errors import InputError, LeaseLost, OutputError, RunCancelled
 from ._models import ErrorInfo, NodeResult, RunResult
+from ._outage import Outage
 from ._owners import describe, owner_id
 from ._records import RunRow, record, to_json, trace_json, trace_of, unencodable
 from ._store import Claim, RunStore
@@ -65,6 +66,7 @@ class DurableRun:
         "handover",
         "lock",
         "lost",
+        "outage",
         "owner",
         "parked",
         "parking",
@@ -99,6 +101,7 @@ class DurableRun:
         self.running: Callable[[], int] | None = None  # nodes running (set by the scheduler)
         self.parking = False  # stopped to wait for a due retry without holding a worker
         self.cancel_request: dict[str, str] | None = None  # someone asked to cancel the run
+        self.outage: Outage | None = None  # made when a write fails (the store is down)
 
     async def open(self, *, create: bool, reopen: bool) -> Claim:
         """Claim the run, or with ``create`` create it (committed before any node starts);
@@ -198,9 +201,12 @@ class DurableRun:
                 self.lost = True
                 self.scope.cancel()
                 return
-            except Exception:  # the records stay queued: the next write takes them
-                _log.warning("flowrt: writing run %s failed", self.row.run_id, exc_info=True)
+            except Exception as exc:  # the records stay queued: the next write takes them
+                self.outage = self.outage or Outage(f"run {self.row.run_id}")
+                self.outage.failed(exc)  # one log line per outage
                 continue
+            if self.outage is not None:
+                self.outage.answered()
             if request is not None:  # cancelled from elsewhere: stop the run's nodes
                 self.cancel_request = request
                 self.scope.cancel()

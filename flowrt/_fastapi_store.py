@@ -6,8 +6,9 @@ started the run."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import json
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Literal
 
 import anyio
@@ -18,9 +19,10 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from ._control import cancel_run
 from ._durable import stored_result
-from ._errors import RunEnded, RunNotFound
+from ._errors import FlowError, RunEnded, RunNotFound
 from ._graph import Workflow
 from ._idempotency import check_stored, keyed_run_id
+from ._mask import masked
 from ._models import ErrorInfo, Event, EventKind, RunResult
 from ._records import RunRow
 from ._store import RunStore
@@ -113,6 +115,22 @@ class Cancelled(BaseModel):
     outcome: Literal["cancelled", "requested"]
 
 
+@contextmanager
+def reachable() -> Iterator[None]:
+    """Answer 503, with the reason, when the store cannot be reached.
+
+    Raises:
+        HTTPException: 503.
+    """
+    try:
+        yield
+    except (HTTPException, FlowError):
+        raise
+    except Exception as exc:  # psycopg's or sqlite3's: the store is down
+        why = masked(f"{type(exc).__name__}: {exc}".splitlines()[0])
+        raise HTTPException(503, f"the run store cannot be reached ({why})") from None
+
+
 class StoredRuns:
     """The background runs of one workflow, in a store."""
 
@@ -121,6 +139,7 @@ class StoredRuns:
     ) -> None:
         self.wf, self.store, self.worker, self.ping = wf, store, worker, ping
         self.timeout = timeout  # each background run's deadline, stored with it
+        self.running: Worker | None = None  # the lifespan's worker
         self.poll = 0.1  # seconds between reads of a followed run
 
     @asynccontextmanager
@@ -129,7 +148,8 @@ class StoredRuns:
         stopped at shutdown, it hands its runs back to the other workers."""
         async with anyio.create_task_group() as tg:
             if self.worker:
-                tg.start_soon(Worker(self.store, [self.wf], poll_seconds=0.5).serve)
+                self.running = Worker(self.store, [self.wf], poll_seconds=0.5, timeout=self.timeout)
+                tg.start_soon(self.running.serve)
             try:
                 yield
             finally:
@@ -140,12 +160,30 @@ class StoredRuns:
     ) -> RunStarted:
         """``POST /runs``: submit the run to the store (a worker executes it). With an
         ``Idempotency-Key``, the run id is the key's (``keyed_run_id``): a repeat, to this app
-        instance or another, answers for the run the first started; another body is 409."""
+        instance or another, answers for the run the first started; another body is 409. A
+        store that cannot be reached is 503 with the reason: nothing was queued."""
         run_id = None if key is None else keyed_run_id(self.wf.name, key)
-        if key is not None and run_id is not None:
-            check_stored(await self.store.load_run(run_id), key, data)
-        run_id = await self.wf.submit(data, store=self.store, run_id=run_id, timeout=self.timeout)
+        with reachable():
+            if key is not None and run_id is not None:
+                check_stored(await self.store.load_run(run_id), key, data)
+            run_id = await self.wf.submit(
+                data, store=self.store, run_id=run_id, timeout=self.timeout
+            )
         return started_at(request, run_id)
+
+    async def health(self) -> Response:
+        """``GET /health``: 200 ``{"store": "ok", "worker": "ok" | "off"}``, or 503 naming
+        what is down (the store does not answer within 5 s; the worker cannot reach it)."""
+        store = "ok"
+        try:
+            with anyio.fail_after(5):
+                await self.store.list_runs(limit=1)
+        except Exception as exc:
+            store = f"down: {masked(f'{type(exc).__name__}: {exc}'.splitlines()[0])}"
+        worker = "off" if self.running is None else self.running.health
+        state = {"store": store, "worker": worker}
+        code = 200 if store == "ok" and worker in ("ok", "off") else 503
+        return Response(json.dumps(state), code, media_type="application/json")
 
     async def find(self, run_id: str) -> RunRow:
         run = await self.store.load_run(run_id)
@@ -181,6 +219,13 @@ class StoredRuns:
 
     def add_routes(self, router: APIRouter) -> None:
         """The store's routes on ``router``."""
+        router.add_api_route(
+            "/health",
+            self.health,
+            methods=["GET"],
+            summary="Whether the store and the router's worker are up",
+            responses={503: {"description": "The store or the worker is down"}},
+        )
         router.add_api_route(
             "/runs",
             self.listing,

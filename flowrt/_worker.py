@@ -14,6 +14,7 @@ import anyio
 from ._catalog import chooser
 from ._errors import LeaseLost, RunCancelled, RunParked
 from ._graph import Workflow
+from ._outage import Outage
 from ._owners import owner_id
 from ._run import execute_claimed
 from ._store import Claim, RunStore
@@ -75,6 +76,7 @@ class Worker:
             store.park_after_seconds = park_after_seconds
         self._choose = chooser(store, self.workflows)
         self._names = sorted({wf.name for wf in self.workflows})
+        self.outage = Outage("worker")
         self.executed = 0  # runs this worker has finished executing (ended, or dropped)
 
     async def serve(self) -> None:
@@ -90,6 +92,12 @@ class Worker:
         await self._claiming(idle_stops=True)
         return self.executed - done
 
+    @property
+    def health(self) -> str:
+        """``"ok"``, or ``"down: <why>"`` while it cannot reach its store (it keeps trying,
+        with backoff, and logs one line when the outage starts and one when it ends)."""
+        return "ok" if self.outage.error is None else f"down: {self.outage.error}"
+
     async def _claiming(self, *, idle_stops: bool) -> None:
         slots = anyio.Semaphore(self.concurrency)
         async with anyio.create_task_group() as tg:
@@ -99,22 +107,42 @@ class Worker:
                 for _ in range(free - 1):
                     await slots.acquire()
                 owner = owner_id()
-                try:
-                    claims = await self.store.claim_ready(
-                        owner, self._names, free, max_claims=self.max_claims
-                    )
-                except Exception:  # the store is unreachable: try again after a poll
-                    _log.warning("flowrt: worker could not claim runs", exc_info=True)
-                    claims = []
+                claims = await self._claim(owner, free, idle_stops)
                 for claim in claims:
                     tg.start_soon(self._execute, claim, owner, slots)
                 for _ in range(free - len(claims)):
                     slots.release()
                 if len(claims) == free:
                     continue
-                if idle_stops:
+                if idle_stops and not self.outage.down:
                     return
-                await self.store.wait_for_work(self.poll_seconds)
+                await self._wait_for_work()
+
+    async def _claim(self, owner: str, free: int, idle_stops: bool) -> list[Claim]:
+        """Claim up to ``free`` ready runs; none while the store cannot be reached (a drain
+        raises then: a cron job must fail).
+
+        Raises:
+            Exception: the store's error, when draining.
+        """
+        try:
+            claims = await self.store.claim_ready(
+                owner, self._names, free, max_claims=self.max_claims
+            )
+        except Exception as exc:
+            if idle_stops:
+                raise
+            await anyio.sleep(self.outage.failed(exc))
+            return []
+        self.outage.answered()
+        return claims
+
+    async def _wait_for_work(self) -> None:
+        """Wait for a notification or ``poll_seconds``; after a backoff when the store fails."""
+        try:
+            await self.store.wait_for_work(self.poll_seconds)
+        except Exception as exc:
+            await anyio.sleep(self.outage.failed(exc))
 
     async def _execute(self, claim: Claim, owner: str, slots: anyio.Semaphore) -> None:
         assert claim.run is not None

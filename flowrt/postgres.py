@@ -64,6 +64,9 @@ class PostgresStore(Closing):
         heartbeat_seconds: how often a run's owner renews its lease when it has nothing else
             to write.
         park_after_seconds: a node retry wait at least this long marks the run ``waiting``.
+        wait_seconds: how long a call waits for a connection before it fails (the database
+            is down or unreachable): an outage surfaces quickly, and callers retry (a worker
+            with backoff; a router answers 503).
     """
 
     def __init__(
@@ -74,8 +77,10 @@ class PostgresStore(Closing):
         lease_seconds: float = 30.0,
         heartbeat_seconds: float = 5.0,
         park_after_seconds: float = 1.0,
+        wait_seconds: float = 5.0,
     ) -> None:
         self.url = url
+        self.wait_seconds = wait_seconds
         self.lease_seconds = lease_seconds
         self.heartbeat_seconds = heartbeat_seconds
         self.park_after_seconds = park_after_seconds
@@ -97,7 +102,17 @@ class PostgresStore(Closing):
                 # once (the pool would retry in the background), and the schema is brought up.
                 with psycopg.connect(self.url) as db:
                     migrate(db, repr(self))
-                self._pool = ConnectionPool(self.url, min_size=1, max_size=self._max, open=True)
+                # Checked on checkout: after a server restart a pooled connection is dead.
+                # No idle minimum: a pool keeping one would reconnect (and log) in the
+                # background all through a database outage; a call connects when it needs to.
+                self._pool = ConnectionPool(
+                    self.url,
+                    min_size=0,
+                    timeout=self.wait_seconds,
+                    max_size=self._max,
+                    open=True,
+                    check=ConnectionPool.check_connection,
+                )
             return self._pool
 
     async def _call(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
@@ -239,11 +254,14 @@ class PostgresStore(Closing):
         one step; the thread never outlives the call)."""
         listener = await anyio.to_thread.run_sync(self._listener)
         deadline = anyio.current_time() + timeout
-        while (left := deadline - anyio.current_time()) > 0:
-            step = min(left, 0.2)
-            woken = await anyio.to_thread.run_sync(notified, listener, step)
-            if woken:
-                return
+        try:
+            while (left := deadline - anyio.current_time()) > 0:
+                step = min(left, 0.2)
+                if await anyio.to_thread.run_sync(notified, listener, step):
+                    return
+        except psycopg.Error:  # the server went away: the next call listens anew
+            await anyio.to_thread.run_sync(listener.close)
+            raise
 
     def _listener(self) -> psycopg.Connection[Any]:
         with self._lock:

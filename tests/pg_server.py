@@ -44,6 +44,54 @@ def _missing(reason: str) -> None:
     pytest.skip(reason)
 
 
+class Server:
+    """A PostgreSQL server of the tests' own, in ``root`` (its data, socket and log), that a
+    test may stop and start again (the same port and data)."""
+
+    def __init__(self, root: Path, port: int, prefix: list[str]) -> None:
+        self.root, self.port, self.prefix = root, port, prefix
+        self.dsn = f"postgresql://flowrt@127.0.0.1:{port}/postgres"
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        subprocess.run(
+            [*self.prefix, "pg_ctl", "-D", str(self.root / "data"), "-o", options, "-l",
+             str(self.root / "log"), "-w", "start"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+
+    def stop(self, mode: str = "immediate") -> None:
+        subprocess.run(
+            [*self.prefix, "pg_ctl", "-D", str(self.root / "data"), "-m", mode, "-w", "stop"],
+            capture_output=True,
+        )
+
+
+@contextmanager
+def own_server() -> Iterator[Server]:
+    """A server of the tests' own, started (stopped and deleted afterwards)."""
+    if shutil.which("initdb") is None or shutil.which("pg_ctl") is None:
+        _missing("initdb and pg_ctl are not on PATH (install PostgreSQL's server package)")
+    prefix, uid, gid = _as_server_user()
+    root = Path(tempfile.mkdtemp(prefix="flowrt-pg-"))
+    if uid is not None:
+        os.chown(root, uid, gid or -1)
+    server = Server(root, _free_port(), prefix)
+    try:
+        subprocess.run(
+            [*prefix, "initdb", "-D", str(root / "data"), "-U", "flowrt", "--auth=trust", "-E",
+             "UTF8"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 @contextmanager
 def postgres_server() -> Iterator[str]:
     """Yield the DSN of a running PostgreSQL server (stopped and deleted afterwards)."""
@@ -51,33 +99,8 @@ def postgres_server() -> Iterator[str]:
     if dsn:
         yield dsn
         return
-    if shutil.which("initdb") is None or shutil.which("pg_ctl") is None:
-        _missing("initdb and pg_ctl are not on PATH (install PostgreSQL's server package)")
-    prefix, uid, gid = _as_server_user()
-    root = Path(tempfile.mkdtemp(prefix="flowrt-pg-"))
-    data, port = root / "data", _free_port()
-    if uid is not None:
-        os.chown(root, uid, gid or -1)
-    try:
-        subprocess.run(
-            [*prefix, "initdb", "-D", str(data), "-U", "flowrt", "--auth=trust", "-E", "UTF8"],
-            check=True, capture_output=True,
-        )  # fmt: skip
-        options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
-        subprocess.run(
-            [*prefix, "pg_ctl", "-D", str(data), "-o", options, "-l", str(root / "log"), "-w",
-             "start"],
-            check=True, capture_output=True,
-        )  # fmt: skip
-        try:
-            yield f"postgresql://flowrt@127.0.0.1:{port}/postgres"
-        finally:
-            subprocess.run(
-                [*prefix, "pg_ctl", "-D", str(data), "-m", "immediate", "-w", "stop"],
-                capture_output=True,
-            )
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    with own_server() as server:
+        yield server.dsn
 
 
 def fresh_database(dsn: str, name: str) -> str:
