@@ -18,6 +18,8 @@ def _said(event: Event) -> str | None:
         )
     if event.kind == "run.retrying":
         return f"  run attempt {event.attempt} failed ({error}), running again in {event.wait:g}s"
+    if event.kind == "node.item_failed":
+        return f"  {event.node}[{event.item}]: item failed ({error})"
     if event.kind == "node.finished" and event.status == "failure":
         return f"  {event.node}: failed ({error})"
     return None

@@ -108,6 +108,7 @@ class Emitter:
         duration: float | None = None,
         result: RunResult | None = None,
         abandoned: list[str] | None = None,
+        item: int | None = None,
     ) -> None:
         time = self.clock() - self.start
         if self.listeners:
@@ -115,13 +116,13 @@ class Emitter:
                 Event.model_construct(
                     kind=kind, run_id=self.run_id, node=node, attempt=attempt, status=status,
                     error=as_error_info(error), wait=wait, time=time, result=result,
-                    abandoned=abandoned,
+                    abandoned=abandoned, item=item,
                 )
             )  # fmt: skip
         if self.logger is not None:
             level = "warning" if status == "failure" else _LEVELS.get(kind, "info")
             fields = {
-                "run_id": self.run_id, "workflow": self.workflow, "node": node,
+                "run_id": self.run_id, "workflow": self.workflow, "node": node, "item": item,
                 "attempt": attempt, "status": status, "wait": wait, "duration": duration,
                 "time": round(time, 6),
                 "error": f"{error['type']}: {error['message']}" if error else None,

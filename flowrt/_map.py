@@ -12,6 +12,7 @@ import anyio
 from ._attempt import Context, NodeRecord, as_failure, attempt, error_info
 from ._context import CURRENT
 from ._errors import InputError, TooManyFailures
+from ._models import AttemptRecord, error_of
 from ._native import task_group
 
 if TYPE_CHECKING:
@@ -22,8 +23,23 @@ if TYPE_CHECKING:
 async def run_map(
     pn: PlanNode, results: Mapping[str, Any], done: NodeRecord, ctx: Context
 ) -> NodeRecord:
-    """A map node: one call per item, each under the node's error handling."""
+    """A map node: one call per item, each under the node's error handling. It is one
+    attempt of its node in every view: ``node.started``, a trace record (its timeline bar and
+    span), and ``node.item_failed`` for each item that fails."""
     done.attempts = 1
+    if ctx.emit is not None:
+        ctx.emit("node.started", pn.name, attempt=1)
+    start = ctx.clock() - ctx.origin
+    await _items(pn, results, done, ctx)
+    error = done.error
+    info = None if error is None else error_of(error["type"], error["message"])
+    done.trace.append(AttemptRecord(1, start, ctx.clock() - ctx.origin - start, info))
+    return done
+
+
+async def _items(
+    pn: PlanNode, results: Mapping[str, Any], done: NodeRecord, ctx: Context
+) -> NodeRecord:
     try:
         args, kwargs = pn.arguments(results)
         assert pn.items is not None
@@ -108,8 +124,14 @@ class MapRun:
                 return
 
     def stops(self, i: int) -> bool:
-        """Item ``i`` failed: whether that stops the map."""
+        """Item ``i`` failed (reported ``node.item_failed``): whether that stops the map."""
         self.failed.append(i)
+        if self.ctx.emit is not None:
+            envelope = self.envelopes[i]
+            assert envelope is not None
+            self.ctx.emit(
+                "node.item_failed", self.pn.name, status="failure", error=envelope["error"], item=i
+            )
         return self.pn.raises or (self.allowed is not None and len(self.failed) > self.allowed)
 
     def verdict(self, done: NodeRecord) -> NodeRecord:

@@ -354,7 +354,13 @@ class RunResult(BaseModel):
 
 
 EventKind = Literal[
-    "run.started", "node.started", "node.retrying", "node.finished", "run.retrying", "run.finished"
+    "run.started",
+    "node.started",
+    "node.retrying",
+    "node.item_failed",
+    "node.finished",
+    "run.retrying",
+    "run.finished",
 ]
 
 
@@ -364,7 +370,8 @@ class Event(BaseModel):
     run.finished only; ``abandoned`` (run.finished) names the sync nodes whose worker threads
     were still running when the run ended (``node`` or ``node[item]``: a thread cannot be
     killed; it was told to stop through ``anyio.from_thread.check_cancelled()``). A run cancelled
-    by its caller ends with run.finished of status ``"cancelled"``."""
+    by its caller ends with run.finished of status ``"cancelled"``. ``node.item_failed`` is a
+    map item's failure (its final one, after its retries): ``item`` is its index."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -378,6 +385,7 @@ class Event(BaseModel):
     time: float = 0.0
     result: RunResult | None = None
     abandoned: list[str] | None = None
+    item: int | None = None
 
 
 _PRIVATE[RunResult] = {"_cause": None, "_nodes_from": None}  # each RunResult gets a copy

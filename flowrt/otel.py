@@ -64,6 +64,8 @@ class _Tracing:
             self.attempt_started(run, event)
         elif event.kind in ("node.retrying", "node.finished"):
             self.attempt_ended(run, event)
+        elif event.kind == "node.item_failed":
+            self.item_failed(run, event)
         elif event.kind == "run.retrying":
             run.span.add_event("run.retrying", {"flowrt.retry.wait": event.wait or 0.0})
         elif event.kind == "run.finished":
@@ -92,6 +94,20 @@ class _Tracing:
         # attempt's span is current for that code (and its worker thread, which copies the
         # context), so spans the node's code starts are its children.
         run.tokens[event.node] = otel_context.attach(trace.set_span_in_context(span))
+
+    def item_failed(self, run: _Run, event: Event) -> None:
+        """A map item failed: an event on its map node's span."""
+        span = run.attempts.get(event.node or "")
+        if span is not None:
+            error = event.error
+            span.add_event(
+                "flowrt.item.failed",
+                {
+                    "flowrt.item": event.item if event.item is not None else -1,
+                    "exception.type": error.type if error else "",
+                    "exception.message": error.message if error else "",
+                },
+            )
 
     def attempt_ended(self, run: _Run, event: Event) -> None:
         span = run.attempts.pop(event.node or "", None)
