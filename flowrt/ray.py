@@ -31,6 +31,26 @@ _init_lock = threading.Lock()
 STOP_WAIT = 30.0  # seconds a cancelled task gets to stop (force-killed) before flowrt goes on
 
 
+def _start_session(address: str | None) -> None:
+    """``ray.init`` on a thread of its own that lives as long as the process. A local Ray's
+    processes die with the *thread* that started them (Linux's parent-death signal): started
+    from an event loop's worker thread, they died when that loop ended, and the process's next
+    run waited forever for them."""
+    started: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+    def hold() -> None:
+        try:
+            ray.init(address=address, log_to_driver=False, include_dashboard=False)
+        except BaseException as exc:
+            started.set_exception(exc)
+            return
+        started.set_result(None)
+        threading.Event().wait()  # the session's parent thread: never returns (a daemon)
+
+    threading.Thread(target=hold, name="flowrt-ray-session", daemon=True).start()
+    started.result()
+
+
 def _run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     return fn(*args, **kwargs)
 
@@ -65,7 +85,7 @@ class RayExecutor:
     def _remote(self) -> Any:
         with _init_lock:
             if not ray.is_initialized():
-                ray.init(address=self.address, log_to_driver=False, include_dashboard=False)
+                _start_session(self.address)
             if self._task is None:
                 options = {**self.remote_options, "max_retries": 0, "retry_exceptions": False}
                 self._task = ray.remote(_run).options(**options)

@@ -266,3 +266,38 @@ def test_the_workflow_executor_is_for_sync_nodes_only() -> None:
     result = wf.run_sync()
     assert result["on_the_loop"].output == os.getpid()
     assert result["on_ray"].output != os.getpid()
+
+
+MANY_RUNS = """
+import anyio
+from flowrt import Workflow
+from flowrt.ray import RayExecutor
+
+def double(x: int = 0) -> int:
+    return x * 2
+
+wf = Workflow("again", executor=RayExecutor(num_cpus=0.5))
+wf.node(double, name="d")
+outputs = [wf.run_sync({"x": i}, timeout=60)["d"].output for i in range(3)]
+for backend in ("trio", "asyncio", "trio"):
+    result = anyio.run(lambda: wf.run({"x": 5}, timeout=60), backend=backend)
+    outputs.append(result["d"].output)
+print(outputs)
+"""
+
+
+@pytest.mark.timeout(240)
+def test_any_number_of_runs_in_one_process_on_asyncio_and_trio(tmp_path: Path) -> None:
+    # A fresh process, where flowrt starts Ray itself (this module's Ray runs in its own).
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-c", MANY_RUNS],
+        capture_output=True,
+        text=True,
+        timeout=200,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "[0, 2, 4, 10, 10, 10]"
