@@ -9,6 +9,7 @@ one finished), else ``pending``; in a run that ended, ``not run``.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -186,22 +187,74 @@ def _running_bars(nodes: list[NodeView], plan: Plan | None, now: float) -> None:
 def _layout(
     nodes: list[NodeView], plan: Plan, rows: dict[str, NodeRow]
 ) -> tuple[list[EdgeView], int, int]:
-    """Place nodes in columns by dependency depth; draw every edge, labelled with its
-    Choice option, and mark the options a decided Choice took or did not."""
+    """Place nodes in columns by dependency depth; draw every edge around the nodes it passes
+    (``route``), labelled with its Choice option, and mark the options a decided Choice took
+    or did not."""
     by_name = {view.name: view for view in nodes}
     columns = stages(plan)
+    tops: list[list[int]] = []
     for column, names in enumerate(columns):
         for row_number, name in enumerate(names):
             view = by_name[name]
             view.x = MARGIN + column * (BOX_W + GAP_X)
             view.y = MARGIN + row_number * (BOX_H + GAP_Y)
+        tops.append([by_name[name].y for name in names])
     edges = [
-        _edge(pn, dep, option, by_name, rows, plan) for pn in plan.nodes for dep, option in pn.edges
+        _edge(pn, dep, option, by_name, rows, plan, tops)
+        for pn in plan.nodes
+        for dep, option in pn.edges
     ]
     width = 2 * MARGIN + len(columns) * BOX_W + max(0, len(columns) - 1) * GAP_X
     tallest = max((len(names) for names in columns), default=0)
     height = 2 * MARGIN + tallest * BOX_H + max(0, tallest - 1) * GAP_Y
     return edges, width, height
+
+
+def _column(x: float) -> int:
+    return round((x - MARGIN) / (BOX_W + GAP_X))
+
+
+def _free_y(tops: Sequence[int], guess: float) -> float:
+    """A height at which a line crosses a column without touching its boxes (whose tops are
+    ``tops``): ``guess`` when it is clear, else the nearest gap's middle."""
+    clear = 4
+    if not any(top - clear <= guess <= top + BOX_H + clear for top in tops):
+        return guess
+    gaps = [tops[0] - GAP_Y / 2, tops[-1] + BOX_H + GAP_Y / 2]
+    gaps += [(a + BOX_H + b) / 2 for a, b in itertools.pairwise(tops)]
+    return min(gaps, key=lambda gap: abs(gap - guess))
+
+
+def route(
+    start: tuple[float, float], end: tuple[float, float], tops: Sequence[Sequence[int]]
+) -> list[tuple[float, float]]:
+    """The points an edge passes from ``start`` (a box's right side) to ``end`` (a box's
+    left side): across each column between them, a straight run at a height clear of that
+    column's boxes. Between columns it is drawn as a curve (``path``)."""
+    (x1, y1), (x2, y2) = start, end
+    first, last = _column(x1 - BOX_W), _column(x2)
+    points = [start]
+    for column in range(first + 1, last):
+        guess = y1 + (y2 - y1) * (column - first) / (last - first)
+        y = _free_y(tops[column], guess)
+        left = MARGIN + column * (BOX_W + GAP_X)
+        points += [(left, y), (left + BOX_W, y)]
+    return [*points, end]
+
+
+def path(points: Sequence[tuple[float, float]]) -> str:
+    """SVG path data through ``points``: straight across a column, a curve with level ends
+    between columns (it stays between them)."""
+    (x, y), *rest = points
+    parts = [f"M{x:.0f},{y:.0f}"]
+    for number, (nx, ny) in enumerate(rest):
+        if number % 2:  # across a column
+            parts.append(f"L{nx:.0f},{ny:.0f}")
+        else:
+            middle = (x + nx) / 2
+            parts.append(f"C{middle:.0f},{y:.0f} {middle:.0f},{ny:.0f} {nx:.0f},{ny:.0f}")
+        x, y = nx, ny
+    return " ".join(parts)
 
 
 def _edge(
@@ -211,13 +264,15 @@ def _edge(
     by_name: dict[str, NodeView],
     rows: dict[str, NodeRow],
     plan: Plan,
+    tops: Sequence[Sequence[int]],
 ) -> EdgeView:
     source, target = by_name[plan.nodes[dep].name], by_name[pn.name]
-    x1, y1 = source.x + BOX_W, source.y + BOX_H / 2
-    x2, y2 = target.x, target.y + BOX_H / 2
-    middle = (x1 + x2) / 2
-    path = f"M{x1:.0f},{y1:.0f} C{middle:.0f},{y1:.0f} {middle:.0f},{y2:.0f} {x2:.0f},{y2:.0f}"
-    edge = EdgeView(source.name, target.name, path, option, "", middle, (y1 + y2) / 2 - 4)
+    points = route((source.x + BOX_W, source.y + BOX_H / 2), (target.x, target.y + BOX_H / 2), tops)
+    (x1, y1), (nx, ny) = points[0], points[1]
+    # the label on the first stretch, between the source's column and the next: no box there
+    edge = EdgeView(
+        source.name, target.name, path(points), option, "", (x1 + nx) / 2, (y1 + ny) / 2 - 4
+    )
     decided = rows.get(source.name)
     if option is not None and decided is not None and decided.status == "success":
         taken = decided.output is not None and json.loads(decided.output) == option

@@ -98,6 +98,7 @@ def viewer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Viewer]:
         async with SQLiteStore(db) as store:
             shop = await viewer_flows.shop.run({"order_id": 7}, store=store)
             broken = await viewer_flows.broken.run({}, store=store)
+            await viewer_flows.skipping.run({}, store=store, run_id="skipping-run")
         return shop.run_id, broken.run_id
 
     finished, failed = anyio.run(finished_runs)
@@ -160,6 +161,7 @@ def test_the_runs_page_lists_a_finished_and_a_running_run(page: Any, viewer: Vie
     assert statuses == {
         viewer.finished: "success",
         viewer.failed: "failure",
+        "skipping-run": "success",
         "running-run": "running",
     }
     assert page.locator("tr.run").first.get_attribute("data-run") == "running-run"  # newest
@@ -192,6 +194,44 @@ def test_the_run_page_colours_every_node_by_its_status(page: Any, viewer: Viewer
         "el => getComputedStyle(el).stroke"
     )
     assert stroke == COLOURS["running"]
+
+
+CROSSINGS = """() => {
+  const boxes = [...document.querySelectorAll("svg g.node rect")].map(r => [
+    r.closest("g").dataset.node, r.getBoundingClientRect()]);
+  const inside = (x, y, b, m) =>
+    x > b.left + m && x < b.right - m && y > b.top + m && y < b.bottom - m;
+  const wrong = [];
+  for (const path of document.querySelectorAll("svg path.edge")) {
+    const matrix = path.getScreenCTM(), length = path.getTotalLength();
+    for (let i = 0; i <= 100; i++) {
+      const p = path.getPointAtLength(length * i / 100).matrixTransform(matrix);
+      for (const [name, b] of boxes) {
+        const edge = path.querySelector("title").textContent;
+        if (inside(p.x, p.y, b, 1)) wrong.push(edge + " over " + name);
+      }
+    }
+  }
+  for (const label of document.querySelectorAll("svg text.edge-label")) {
+    const l = label.getBoundingClientRect();
+    for (const [name, b] of boxes) {
+      if (l.left < b.right && l.right > b.left && l.top < b.bottom && l.bottom > b.top)
+        wrong.push("label " + label.textContent + " over " + name);
+    }
+  }
+  return [...new Set(wrong)];
+}"""
+
+
+def test_edges_go_around_nodes_and_labels_stay_readable(page: Any, viewer: Viewer) -> None:
+    page.goto(f"{viewer.url}/ui/runs/skipping-run")
+    assert page.locator("svg path.edge").count() == 7
+    assert page.evaluate(CROSSINGS) == []
+    taken = page.locator("svg text.edge-label.taken")
+    assert taken.text_content() == "ok"
+    assert taken.evaluate("el => getComputedStyle(el).visibility") == "visible"
+    page.goto(f"{viewer.url}/ui/runs/{viewer.finished}")
+    assert page.evaluate(CROSSINGS) == []
 
 
 def test_a_node_retried_twice_has_a_bar_per_attempt(page: Any, viewer: Viewer) -> None:

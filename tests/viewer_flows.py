@@ -68,3 +68,39 @@ async def explode() -> None:
 @broken.node(inputs={"x": "$.explode.output"})
 async def after(x: object) -> object:
     return x
+
+
+skipping = Workflow("skipping")  # a Choice whose taken branch skips two columns
+
+
+@skipping.node
+async def probe() -> int:
+    return 1
+
+
+skipping.choice("pick", {"ok": Condition("$.probe.status", "==", "success"), "down": None})
+
+
+@skipping.node(depends=["probe"])
+async def step1() -> int:
+    return 1
+
+
+@skipping.node(depends=["step1"])
+async def step2() -> int:
+    return 2
+
+
+@skipping.node(depends=["pick.down"])
+async def fallback() -> str:
+    return "fallback"
+
+
+@skipping.node(depends=["fallback"])
+async def notify() -> str:
+    return "notified"
+
+
+@skipping.node(depends=["pick.ok", "step2"])
+async def ship() -> str:
+    return "shipped"
