@@ -71,3 +71,26 @@ async def until(check: object, *, timeout: float = 20.0, what: str = "the condit
                 return
             await anyio.sleep(0.01)
     raise AssertionError(f"timed out waiting for {what}")  # pragma: no cover
+
+
+def open_store(
+    kind: str, request: pytest.FixtureRequest, path: object, **settings: object
+) -> object:
+    """A new store of ``kind`` (``sqlite``: the file ``path``; ``postgres``: a fresh database on
+    the session's server), with ``settings`` (lease, heartbeat...)."""
+    from flowrt import SQLiteStore
+
+    if kind == "sqlite":
+        return SQLiteStore(path, **settings)  # type: ignore[arg-type]
+    from flowrt.postgres import PostgresStore
+
+    return PostgresStore(request.getfixturevalue("postgres_url"), **settings)  # type: ignore[arg-type]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def any_store(request: pytest.FixtureRequest, tmp_path: object) -> object:
+    """Each test once on SQLite and once on PostgreSQL."""
+    from pathlib import Path
+
+    async with open_store(request.param, request, Path(str(tmp_path)) / "runs.db") as opened:  # type: ignore[attr-defined]
+        yield opened

@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from conftest import until
+from conftest import open_store, until
 from fastapi import FastAPI
 
 import flowrt
@@ -40,11 +40,7 @@ FAR = time.time() + 10 * 86400  # a "now" at which every retry wait is long due
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
     """A store whose owners heartbeat every 0.1 s and park waits of 0.2 s or more."""
     settings = {"heartbeat_seconds": 0.1, "park_after_seconds": 0.2}
-    if request.param == "sqlite":
-        opened: Any = SQLiteStore(tmp_path / "runs.db", **settings)
-    else:
-        opened = PostgresStore(request.getfixturevalue("postgres_url"), **settings)
-    async with opened:
+    async with open_store(request.param, request, tmp_path / "runs.db", **settings) as opened:
         yield opened
 
 

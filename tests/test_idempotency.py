@@ -4,8 +4,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -13,21 +11,15 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from flowrt import SQLiteStore, Worker, Workflow
+from flowrt import Worker, Workflow
 from flowrt.fastapi import workflow_router
-from flowrt.postgres import PostgresStore
 
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
-    if request.param == "sqlite":
-        opened: Any = SQLiteStore(tmp_path / "runs.db")
-    else:
-        opened = PostgresStore(request.getfixturevalue("postgres_url"))
-    async with opened:
-        yield opened
+@pytest.fixture
+def store(any_store: Any) -> Any:
+    return any_store
 
 
 def counted(calls: list[int]) -> Workflow:

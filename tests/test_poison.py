@@ -7,7 +7,6 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,6 @@ from poison_app import build
 from flowrt import SQLiteStore, Worker, Workflow
 from flowrt._owners import owner_id
 from flowrt._records import RunRow
-from flowrt.postgres import PostgresStore
 
 pytestmark = pytest.mark.anyio
 APP = Path(__file__).resolve().parent / "poison_app.py"
@@ -50,14 +48,9 @@ async def test_a_run_that_kills_its_workers_ends_after_max_claims(
     assert (result.status, result["bad"].output) == ("success", "ok")
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
-    if request.param == "sqlite":
-        opened: Any = SQLiteStore(tmp_path / "runs.db")
-    else:
-        opened = PostgresStore(request.getfixturevalue("postgres_url"))
-    async with opened:
-        yield opened
+@pytest.fixture
+def store(any_store: Any) -> Any:
+    return any_store
 
 
 def dead_owner() -> str:

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,20 +19,14 @@ from fastapi import FastAPI
 
 from flowrt import SQLiteStore, Worker, Workflow
 from flowrt.fastapi import workflow_router
-from flowrt.postgres import PostgresStore
 
 pytestmark = pytest.mark.anyio
 FLOWRT = str(Path(sys.executable).parent / "flowrt")
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
-    if request.param == "sqlite":
-        opened: Any = SQLiteStore(tmp_path / "runs.db")
-    else:
-        opened = PostgresStore(request.getfixturevalue("postgres_url"))
-    async with opened:
-        yield opened
+@pytest.fixture
+def store(any_store: Any) -> Any:
+    return any_store
 
 
 def sleeper(store: Any, seconds: float) -> Workflow:
