@@ -97,3 +97,17 @@ async def test_item_failures_are_logged() -> None:
     assert len(failed) == 1
     assert (failed[0]["node"], failed[0]["item"]) == ("m", 1)
     assert failed[0]["log_level"] == "warning"
+
+
+async def test_the_viewer_draws_a_maps_bar(tmp_path: Path) -> None:
+    from flowrt._viewer import run_view
+
+    wf = mapping(SQLiteStore(tmp_path / "runs.db"))
+    assert wf.store is not None
+    with wf.store as store:
+        await wf.run({"xs": [0, 2]}, run_id="r")
+        run = await store.load_run("r")
+    assert run is not None
+    view = run_view(run, wf.compiled(), now=0.0)
+    (node,) = [n for n in view.nodes if n.name == "m"]
+    assert [bar.kind for bar in node.bars] == ["ok"]
