@@ -219,46 +219,34 @@ class StoredRuns:
 
     def add_routes(self, router: APIRouter) -> None:
         """The store's routes on ``router``."""
-        router.add_api_route(
-            "/health",
-            self.health,
-            methods=["GET"],
-            summary="Whether the store and the router's worker are up",
-            responses={503: {"description": "The store or the worker is down"}},
-        )
-        router.add_api_route(
-            "/runs",
-            self.listing,
-            methods=["GET"],
-            response_model=list[StoredRun],
-            summary="The workflow's most recent runs in the store, newest first",
-        )
-        router.add_api_route(
-            "/runs/{run_id}",
-            self.status,
-            methods=["GET"],
-            response_model=StoredRunState,
-            summary="A run in the store",
-        )
-        router.add_api_route(
-            "/runs/{run_id}/events",
-            self.events,
-            methods=["GET"],
-            response_class=EventSourceResponse,
-            summary="A stored run's events, as its records tell them, as Server-Sent Events",
-        )
-        router.add_api_route(
-            "/runs/{run_id}/cancel",
-            self.cancel,
-            methods=["POST"],
-            response_model=Cancelled,
-            summary="Cancel a run, whichever process executes it",
-            responses={
-                202: {"model": Cancelled, "description": "Its owner was asked to stop it"},
-                404: {"description": "No such run"},
-                409: {"description": "The run has ended"},
-            },
-        )
+        cancel_answers: dict[int | str, dict[str, Any]] = {
+            202: {"model": Cancelled, "description": "Its owner was asked to stop it"},
+            404: {"description": "No such run"},
+            409: {"description": "The run has ended"},
+        }
+        routes: list[tuple[str, Any, str, dict[str, Any]]] = [
+            ("/health", self.health, "GET", {
+                "summary": "Whether the store and the router's worker are up",
+                "responses": {503: {"description": "The store or the worker is down"}},
+            }),
+            ("/runs", self.listing, "GET", {
+                "response_model": list[StoredRun],
+                "summary": "The workflow's most recent runs in the store, newest first",
+            }),
+            ("/runs/{run_id}", self.status, "GET", {
+                "response_model": StoredRunState, "summary": "A run in the store",
+            }),
+            ("/runs/{run_id}/events", self.events, "GET", {
+                "response_class": EventSourceResponse,
+                "summary": "A stored run's events, as its records tell them, as Server-Sent Events",
+            }),
+            ("/runs/{run_id}/cancel", self.cancel, "POST", {
+                "response_model": Cancelled, "responses": cancel_answers,
+                "summary": "Cancel a run, whichever process executes it",
+            }),
+        ]  # fmt: skip
+        for path, endpoint, method, options in routes:
+            router.add_api_route(path, endpoint, methods=[method], **options)
 
     async def listing(
         self, limit: int = 50, status: str | None = None, offset: int = 0

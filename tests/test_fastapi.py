@@ -259,25 +259,24 @@ def odd_outputs_workflow() -> Workflow:
     return wf
 
 
-async def test_outputs_json_cannot_hold_reach_the_client_in_their_fallback_form() -> None:
+async def test_outputs_json_cannot_hold_fail_their_nodes_and_the_answer_is_whole() -> None:
     async with asgi_client(app_for(odd_outputs_workflow())) as client:
         answer = await client.post("/run", json={})
-        assert answer.status_code == 200
+        assert answer.status_code == 500  # the run failed: its nodes' outputs are not JSON
         nodes = answer.json()["nodes"]
-        assert nodes["opaque"]["output"] == {
-            "$unserializable": f"{__name__}.Opaque", "repr": "<Opaque thing>",
-        }  # fmt: skip
-        assert nodes["raw"]["output"]["$unserializable"] == "builtins.bytes"
+        assert nodes["opaque"]["error"]["type"] == "OutputError"
+        assert "Opaque" in nodes["opaque"]["error"]["message"]
+        assert nodes["raw"]["error"]["type"] == "OutputError"
         run_id = (await client.post("/runs", json={})).json()["run_id"]
         with anyio.fail_after(5):
             while (state := await client.get(f"/runs/{run_id}")).json()["status"] == "running":
                 await anyio.sleep(0.01)
         assert state.status_code == 200
-        assert state.json()["result"]["nodes"]["opaque"]["output"]["repr"] == "<Opaque thing>"
+        assert state.json()["result"]["nodes"]["opaque"]["error"]["type"] == "OutputError"
         events = (await client.get(f"/runs/{run_id}/events")).text
     data = [json.loads(line[6:]) for line in events.splitlines() if line.startswith("data: ")]
     assert data[-1]["kind"] == "run.finished"  # the stream ends with run.finished, whole
-    assert data[-1]["result"]["nodes"]["raw"]["output"]["repr"] == "b'\\xff\\xfe'"
+    assert data[-1]["result"]["nodes"]["raw"]["error"]["type"] == "OutputError"
 
 
 async def test_events_carry_ids_resume_after_last_event_id_and_ping_when_idle() -> None:
@@ -364,14 +363,11 @@ async def test_the_output_response_answers_run_id_status_output_and_error_only()
     assert set(schema["RunAnswer"]["properties"]) == {"run_id", "status", "output", "error"}
 
 
-async def test_the_output_response_sends_outputs_json_cannot_hold_in_their_fallback_form() -> None:
+async def test_the_output_response_names_an_output_json_cannot_hold() -> None:
     async with asgi_client(compact_app(odd_outputs_workflow())) as client:
         response = await client.post("/run", json={})
-    assert response.status_code == 200
-    output = response.json()["output"]
-    assert output["opaque"] == {
-        "$unserializable": f"{Opaque.__module__}.Opaque", "repr": "<Opaque thing>",
-    }  # fmt: skip
+    assert response.status_code == 500
+    assert response.json()["error"]["type"] == "OutputError"
 
 
 def test_an_unknown_response_mode_is_refused() -> None:

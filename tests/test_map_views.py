@@ -9,6 +9,7 @@ import io
 from pathlib import Path
 
 import pytest
+import structlog
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -91,8 +92,11 @@ async def test_the_progress_lines_name_failed_items() -> None:
 
 
 async def test_item_failures_are_logged() -> None:
-    with capture_logs() as logs:
-        await mapping().run({"xs": [0, 3]})
+    try:
+        with capture_logs() as logs:
+            await mapping().run({"xs": [0, 3]})
+    finally:
+        structlog.reset_defaults()  # capture_logs leaves structlog configured: printing
     failed = [log for log in logs if log["event"] == "node.item_failed"]
     assert len(failed) == 1
     assert (failed[0]["node"], failed[0]["item"]) == ("m", 1)

@@ -189,9 +189,9 @@ def test_unserialisable_arguments_and_results_are_named() -> None:
     import threading
 
     wf = Workflow("unsendable", executor=RayExecutor())
-    wf.node(lambda: threading.Lock(), name="makes_a_lock", executor="thread")
 
-    @wf.node(inputs={"handle": "$.makes_a_lock.output"}, error_handling={"behavior": "return"})
+    # An argument from the run input (in memory it may hold any object; node outputs are JSON)
+    @wf.node(inputs={"handle": "$.input.handle"}, error_handling={"behavior": "return"})
     def takes_a_lock(handle: Any) -> int:
         return 1
 
@@ -199,7 +199,7 @@ def test_unserialisable_arguments_and_results_are_named() -> None:
     def returns_a_lock() -> Any:
         return threading.Lock()
 
-    result = wf.run_sync()
+    result = wf.run_sync({"handle": threading.Lock()})
     assert result["takes_a_lock"].error.type == "TypeError"  # type: ignore[union-attr]
     assert "argument 'handle' cannot be sent to Ray" in result["takes_a_lock"].error.message  # type: ignore[union-attr]
     assert "node 'takes_a_lock'" in result["takes_a_lock"].error.message  # type: ignore[union-attr]
