@@ -35,6 +35,8 @@ def main(args: argparse.Namespace) -> int:
     outages = logging.StreamHandler(sys.stderr)
     outages.setFormatter(logging.Formatter("%(message)s"))
     logging.getLogger("flowrt.store").addHandler(outages)
+    # one line per outage, not psycopg_pool's line per reconnection attempt
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
     with open_store(args.store) as store:
         worker = Worker(
             store,

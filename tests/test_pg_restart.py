@@ -11,10 +11,12 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
@@ -88,6 +90,24 @@ def finish(process: subprocess.Popen[str]) -> str:
     return err
 
 
+class Lines:
+    """A process's stderr lines, read as they come (a thread of the test's)."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        assert process.stderr is not None
+        self.reader = threading.Thread(target=self._read, args=(process.stderr,), daemon=True)
+        self.reader.start()
+
+    def _read(self, stream: Any) -> None:
+        with stream:
+            for line in stream:
+                self.lines.append(line)
+
+    def count(self, text: str) -> int:
+        return sum(text in line for line in self.lines)
+
+
 def test_an_idle_flowrt_worker_survives_a_restart_and_says_so_once(
     server: Server, tmp_path: Path
 ) -> None:
@@ -96,21 +116,26 @@ def test_an_idle_flowrt_worker_survives_a_restart_and_says_so_once(
     )
     command = [FLOWRT, "worker", "app.py:wf", "--store", server.dsn, "--poll", "0.2"]
     worker = subprocess.Popen(command, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    err = Lines(worker)
     try:
         wait_until(lambda: schema_made(server.dsn), 60, "the worker to start")
-        time.sleep(1.0)  # idle, LISTENing
-        server.stop()
-        time.sleep(2.0)  # down for a while: the worker keeps trying, quietly
+        server.stop()  # while it is idle, LISTENing
+        wait_until(lambda: err.count("cannot reach its store"), 60, "the outage's line")
+        time.sleep(1.0)  # it keeps trying meanwhile, quietly
         assert worker.poll() is None, "the worker died with its database"
         server.start()
+        wait_until(lambda: err.count("reached its store again"), 60, "the recovery's line")
         (run_id,) = submit(server.dsn, 1)
         wait_until(lambda: statuses(server.dsn)["success"] == 1, 60, "the run after the restart")
         assert worker.poll() is None
     finally:
-        err = finish(worker)
-    assert "Traceback" not in err
-    assert err.count("cannot reach its store") == 1, err
-    assert err.count("reached its store again") == 1, err
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
+        err.reader.join(timeout=10)
+    assert not err.count("Traceback"), err.lines
+    assert err.count("cannot reach its store") == 1, err.lines
+    assert err.count("reached its store again") == 1, err.lines
+    assert not err.count("error connecting"), err.lines  # not a line per reconnection attempt
     assert run_id == "r0"
 
 
