@@ -25,7 +25,8 @@ from flowrt import ErrorHandling, WorkerCrashed, Workflow, current  # noqa: E402
 from flowrt.ray import RayExecutor  # noqa: E402
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import tests/
-pytestmark = pytest.mark.anyio
+# On a loaded machine a fresh Ray worker (started after a kill) takes tens of seconds to be ready.
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(180)]
 
 
 @pytest.fixture(scope="module", autouse=True)
