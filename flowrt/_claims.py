@@ -68,10 +68,13 @@ def reported_status(run: RunRow, now: float) -> RunStatus:
     return run.status
 
 
-def decide(found: RunRow, now: float, *, reopen: bool) -> Decision:
-    """What ``claim`` does with an existing run."""
+def decide(found: RunRow, now: float, *, reopen: bool, due: bool = False) -> Decision:
+    """What ``claim`` does with an existing run. ``due`` (``resume_due``): only a run still
+    parked in a retry wait with no cancel request is taken; any other is left (``busy``)."""
     if found.status == "success" or (found.status == "failure" and not reopen):
         return "finished"
+    if due and (found.status not in ("retrying", "waiting") or found.cancel is not None):
+        return "busy"  # cancelled, or taken, since it was listed as due
     return "busy" if held(found, now) else "claimed"
 
 

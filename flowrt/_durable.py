@@ -103,11 +103,13 @@ class DurableRun:
         self.cancel_request: dict[str, str] | None = None  # someone asked to cancel the run
         self.outage: Outage | None = None  # made when a write fails (the store is down)
 
-    async def open(self, *, create: bool, reopen: bool) -> Claim:
+    async def open(self, *, create: bool, reopen: bool, due: bool = False) -> Claim:
         """Claim the run, or with ``create`` create it (committed before any node starts);
-        ``reopen`` (resume) claims a failed run too."""
+        ``reopen`` (resume) claims a failed run too; ``due`` (``resume_due``) only a run still
+        parked in its retry wait."""
         new = self.row if create else None
-        claim = await self.store.claim(self.row.run_id, self.owner, new=new, reopen=reopen)
+        store, run_id = self.store, self.row.run_id
+        claim = await store.claim(run_id, self.owner, new=new, reopen=reopen, due=due)
         self.adopt(claim)
         return claim
 

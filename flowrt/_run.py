@@ -386,8 +386,8 @@ async def resume_due(
 
     async def again(row: RunRow, plan: Plan, env: Environment) -> None:
         durable = DurableRun(store, row)
-        claim = await durable.open(create=False, reopen=False)
-        if claim.outcome == "claimed":  # else another process took it first (or finished it)
+        claim = await durable.open(create=False, reopen=False, due=True)
+        if claim.outcome == "claimed":  # else another took it, finished or cancelled it
             results.append(await _claimed(plan, env, durable, claim, None, None))
 
     async with anyio.create_task_group() as tg:

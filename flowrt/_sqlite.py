@@ -149,7 +149,13 @@ class SQLiteStore(Closing):
         return await self._call(lambda db: migrate(db, str(self.path)))
 
     async def claim(
-        self, run_id: str, owner: str, *, new: RunRow | None = None, reopen: bool = False
+        self,
+        run_id: str,
+        owner: str,
+        *,
+        new: RunRow | None = None,
+        reopen: bool = False,
+        due: bool = False,
     ) -> Claim:
         """See ``RunStore.claim``."""
 
@@ -163,7 +169,7 @@ class SQLiteStore(Closing):
                         return Claim("missing")
                     _insert(db, new, owner, now + self.lease_seconds)
                     return Claim("created", 1)
-                decision = _claims.decide(found, now, reopen=reopen)
+                decision = _claims.decide(found, now, reopen=reopen, due=due)
                 if decision != "claimed":
                     return Claim(decision, found.claim, found)
                 _claims.take(db, _SQL, run_id, owner, now + self.lease_seconds, by_hand=True)

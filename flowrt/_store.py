@@ -52,12 +52,19 @@ class RunStore(Protocol):
     park_after_seconds: float
 
     async def claim(
-        self, run_id: str, owner: str, *, new: RunRow | None = None, reopen: bool = False
+        self,
+        run_id: str,
+        owner: str,
+        *,
+        new: RunRow | None = None,
+        reopen: bool = False,
+        due: bool = False,
     ) -> Claim:
         """Take run ``run_id`` for ``owner``, in one transaction. Absent: insert ``new`` (as
         ``running``, claim 1) or report ``missing``. ``success`` (or ``failure`` unless
-        ``reopen``): ``finished``. Owned under a live lease: ``busy``. Anything else: set it
-        ``running`` under ``owner`` with a fresh lease and the next claim number."""
+        ``reopen``): ``finished``. Held by a live owner (or, with ``due``, no longer parked in
+        a retry wait, or asked to cancel): ``busy``. Anything else: set it ``running`` under
+        ``owner`` with a fresh lease and the next claim number (see ``flowrt._claims``)."""
 
     async def write(
         self,

@@ -145,7 +145,13 @@ class PostgresStore(Closing):
         return await self._call(lambda db: migrate(db, repr(self)))
 
     async def claim(
-        self, run_id: str, owner: str, *, new: RunRow | None = None, reopen: bool = False
+        self,
+        run_id: str,
+        owner: str,
+        *,
+        new: RunRow | None = None,
+        reopen: bool = False,
+        due: bool = False,
     ) -> Claim:
         """See ``RunStore.claim``."""
         lease = self.lease_seconds
@@ -158,7 +164,7 @@ class PostgresStore(Closing):
                 if found is None:
                     return Claim("missing")
                 now = db_now(db)
-                decision = _claims.decide(found, now, reopen=reopen)
+                decision = _claims.decide(found, now, reopen=reopen, due=due)
                 if decision != "claimed":
                     return Claim(decision, found.claim, found)
                 _claims.take(db, _SQL, run_id, owner, now + lease, by_hand=True)

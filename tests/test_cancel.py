@@ -310,3 +310,28 @@ def test_cancel_from_the_cli(
     assert "has ended (success)" in errors[1]
     assert cli(["runs", "show", queued, "--store", where]) == 0
     assert "cancelled" in capsys.readouterr().out
+
+
+async def test_a_run_cancelled_after_it_was_listed_due_is_not_resumed(
+    store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flowrt._owners import owner_id
+    from flowrt._records import RunRow
+
+    calls: list[int] = []
+    wf = flaky_workflow(store, calls)
+    row = RunRow("d", "flaky", "{}", "running", "2026-12-06T00:00:00+00:00")
+    assert (await store.claim("d", owner_id(), new=row)).outcome == "created"
+    row.status, row.retry_due = "waiting", 1.0  # parked in a retry wait, long due
+    await store.write("d", 1, 1, [], row, release=True)
+    listed = await store.due_runs(now=FAR)
+    assert [run.run_id for run in listed] == ["d"]
+    assert await cancel_run(store, "d") == "cancelled"  # between the listing and the claim
+
+    async def stale(now: float | None = None) -> list[Any]:
+        return listed
+
+    monkeypatch.setattr(store, "due_runs", stale)
+    assert await resume_due(store, [wf]) == []
+    assert await status_of(store, "d") == "cancelled"
+    assert calls == []
