@@ -261,7 +261,7 @@ class DurableRun:
         row.status, row.attempts, row.error = "retrying", attempts, error
         row.retry_due = time.time() + wait
         self._row_changed()
-        await self.flush()
+        await self.persist()
 
     async def finish(self, result: RunResult) -> None:
         """The run ended: its status, output and last records in one transaction; the run is
@@ -275,7 +275,28 @@ class DurableRun:
         except (TypeError, ValueError, RecursionError):
             row.output = None
         self._row_changed()
-        await self.flush(release=True)
+        await self.persist(release=True)
+
+    async def persist(self, *, release: bool = False) -> None:
+        """``flush``, tried again (with backoff, one log line per outage) until the store
+        takes it: a run's end, or its workflow retry, is never lost to a database restart
+        (given up only when cancelled, or when another owner took the run).
+
+        Raises:
+            LeaseLost: another owner has claimed the run.
+        """
+        while True:
+            try:
+                await self.flush(release=release)
+            except LeaseLost:
+                raise
+            except Exception as exc:
+                self.outage = self.outage or Outage(f"run {self.row.run_id}")
+                await anyio.sleep(self.outage.failed(exc))
+                continue
+            if self.outage is not None:
+                self.outage.answered()
+            return
 
     async def cancelled(self) -> None:
         """The run stopped before its end: keep what finished and release the run. Stopped by
