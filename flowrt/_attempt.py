@@ -13,6 +13,7 @@ import anyio
 
 from ._backoff import wait_before_retry
 from ._context import CURRENT
+from ._encode import settle_output
 from ._errors import StrayCancellation
 from ._invoke import thread_done
 from ._models import AttemptRecord, ErrorInfo, Status, error_of
@@ -279,7 +280,18 @@ async def attempt(
                 await _before_retry(pn, done, wait, ctx, item)
         else:
             CURRENT.reset(here)
-            return done.attempted(start, clock() - origin, output)
+            return _succeeded(pn, done, start, clock() - origin, output, item)
+
+
+def _succeeded(
+    pn: PlanNode, done: NodeRecord, start: float, end: float, output: Any, item: int | None
+) -> NodeRecord:
+    """Record the successful attempt; a node's output (a map item's is settled with its map's
+    list) in its one JSON form, or an OutputError (``_encode``)."""
+    done.attempted(start, end, output)
+    if item is None:
+        settle_output(pn.name, done)
+    return done
 
 
 async def _before_retry(

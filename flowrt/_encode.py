@@ -10,12 +10,24 @@ durable run then stores without encoding it again."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, Protocol
 
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
-from ._attempt import NodeRecord
 from ._errors import OutputError
 from ._records import to_json, unencodable
+
+
+class NodeRecord(Protocol):
+    """What settling reads and writes of a node's record (``_attempt.NodeRecord``)."""
+
+    text: str | None
+
+    def __getitem__(self, key: str) -> Any: ...
+
+    def __setitem__(self, key: str, value: Any) -> None: ...
+
+    def fail(self, exc: BaseException) -> Any: ...
 
 
 def settle_output(name: str, done: NodeRecord) -> None:

@@ -11,6 +11,7 @@ import anyio
 
 from ._attempt import Context, NodeRecord, as_failure, attempt, error_info
 from ._context import CURRENT
+from ._encode import settle_output
 from ._errors import InputError, TooManyFailures
 from ._models import AttemptRecord, error_of
 from ._native import task_group
@@ -31,6 +32,8 @@ async def run_map(
         ctx.emit("node.started", pn.name, attempt=1)
     start = ctx.clock() - ctx.origin
     await _items(pn, results, done, ctx)
+    if done["status"] == "success":
+        settle_output(pn.name, done)  # the list of item envelopes, in its one JSON form
     error = done.error
     info = None if error is None else error_of(error["type"], error["message"])
     done.trace.append(AttemptRecord(1, start, ctx.clock() - ctx.origin - start, info))

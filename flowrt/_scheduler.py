@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ._attempt import Context, NodeRecord, attempt
-from ._encode import settle_output
 from ._errors import InputError
 from ._kinds import PREPARE
 from ._map import run_map
@@ -156,7 +155,16 @@ class Scheduler:
             else:
                 done = self.records[i] = NodeRecord()
             start = clock()
-            await self._node(pn, done)
+            if (kind := pn.kind) == "map":
+                await run_map(pn, self.results, done, ctx)
+            else:
+                try:
+                    fn, args, kwargs = PREPARE[kind](pn, self.results)
+                except InputError as exc:
+                    done.attempts = 1
+                    done.fail(exc)
+                else:
+                    await attempt(pn, fn, args, kwargs, done, ctx)
             end = clock()
             done.duration = end - start
             self.running -= 1
@@ -166,21 +174,6 @@ class Scheduler:
             if i is not None and end - turn > YIELD_AFTER:
                 await ctx.checkpoint()  # let the loop run others before the next node
                 turn = clock()
-
-    async def _node(self, pn: PlanNode, done: NodeRecord) -> None:
-        """Run node ``pn`` to its envelope ``done``: a success's output in its JSON form."""
-        if (kind := pn.kind) == "map":
-            await run_map(pn, self.results, done, self.ctx)
-        else:
-            try:
-                fn, args, kwargs = PREPARE[kind](pn, self.results)
-            except InputError as exc:
-                done.attempts = 1
-                done.fail(exc)
-            else:
-                await attempt(pn, fn, args, kwargs, done, self.ctx)
-        if done["status"] == "success":
-            settle_output(pn.name, done)  # its one JSON form, or an OutputError
 
     def _drain(self) -> None:
         """Start queued nodes while the concurrency cap allows."""
