@@ -204,11 +204,9 @@ class DurableRun:
                 self.scope.cancel()
                 return
             except Exception as exc:  # the records stay queued: the next write takes them
-                self.outage = self.outage or Outage(f"run {self.row.run_id}")
-                self.outage.failed(exc)  # one log line per outage
+                self._write_failed(exc)
                 continue
-            if self.outage is not None:
-                self.outage.answered()
+            self._wrote()
             if request is not None:  # cancelled from elsewhere: stop the run's nodes
                 self.cancel_request = request
                 self.scope.cancel()
@@ -291,12 +289,21 @@ class DurableRun:
             except LeaseLost:
                 raise
             except Exception as exc:
-                self.outage = self.outage or Outage(f"run {self.row.run_id}")
-                await anyio.sleep(self.outage.failed(exc))
+                await anyio.sleep(self._write_failed(exc))
                 continue
-            if self.outage is not None:
-                self.outage.answered()
+            self._wrote()
             return
+
+    def _write_failed(self, exc: BaseException) -> float:
+        """A write failed (the store is down): one log line per outage; the seconds to wait
+        before trying again."""
+        self.outage = self.outage or Outage(f"run {self.row.run_id}")
+        return self.outage.failed(exc)
+
+    def _wrote(self) -> None:
+        """A write succeeded: the end of an outage, if there was one, is logged."""
+        if self.outage is not None:
+            self.outage.answered()
 
     async def cancelled(self) -> None:
         """The run stopped before its end: keep what finished and release the run. Stopped by
