@@ -5,12 +5,14 @@ Build a ``Workflow`` of nodes wrapping your async or sync functions, then ``awai
 
 from ._catalog import resume_due as resume_due
 from ._conditions import Condition as Condition
-from ._context import RunContext as RunContext
-from ._context import current as current
 from ._control import cancel_run as cancel_run
 from ._definition import Branch as Branch
 from ._definition import Choice as Choice
 from ._definition import Node as Node
+from ._engine.context import RunContext as RunContext
+from ._engine.context import current as current
+from ._engine.events import configure_logging as configure_logging
+from ._engine.kinds import Final as Final
 from ._errors import DefinitionError as DefinitionError
 from ._errors import FlowError as FlowError
 from ._errors import InputError as InputError
@@ -28,10 +30,7 @@ from ._errors import TooManyFailures as TooManyFailures
 from ._errors import TooManyRecoveries as TooManyRecoveries
 from ._errors import WorkerCrashed as WorkerCrashed
 from ._errors import WorkflowFailed as WorkflowFailed
-from ._events import configure_logging as configure_logging
 from ._executors import Executor as Executor
-from ._graph import Workflow as Workflow
-from ._kinds import Final as Final
 from ._models import AttemptRecord as AttemptRecord
 from ._models import ErrorHandling as ErrorHandling
 from ._models import ErrorInfo as ErrorInfo
@@ -39,9 +38,10 @@ from ._models import Event as Event
 from ._models import NodeResult as NodeResult
 from ._models import RunResult as RunResult
 from ._models import WorkflowRetry as WorkflowRetry
-from ._sqlite import SQLiteStore as SQLiteStore
-from ._store import RunStore as RunStore
+from ._store.protocol import RunStore as RunStore
+from ._store.sqlite import SQLiteStore as SQLiteStore
 from ._worker import Worker as Worker
+from ._workflow import Workflow as Workflow
 
 __version__ = "0.1.0"
 

@@ -13,15 +13,15 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ._engine.plan import Plan
+from ._engine.run import Environment
+from ._engine.run import resume_due as resume_due_runs
 from ._errors import FlowError
-from ._graph import Workflow
 from ._models import RunResult
-from ._plan import Plan
-from ._records import RunRow
-from ._run import Environment
-from ._run import resume_due as resume_due_runs
 from ._source import importable
-from ._store import RunStore
+from ._store.protocol import RunStore
+from ._store.records import RunRow
+from ._workflow import Workflow
 
 
 class LoadError(FlowError):

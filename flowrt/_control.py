@@ -6,8 +6,8 @@ import os
 import socket
 from collections.abc import Sequence
 
-from ._claims import CancelOutcome
-from ._store import RunStore
+from ._store.claims import CancelOutcome
+from ._store.protocol import RunStore
 
 
 def here() -> str:

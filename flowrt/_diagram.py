@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ._plan import Plan, PlanNode
+    from ._engine.plan import Plan, PlanNode
 
 _SHAPES = {
     "task": '["{}"]',

@@ -19,7 +19,7 @@ from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._errors import DefinitionError, InputError
-from ._records import unencodable
+from ._store.records import unencodable
 
 if TYPE_CHECKING:
     from jinja2 import Template

@@ -12,12 +12,12 @@ from collections.abc import Iterable
 import anyio
 
 from ._catalog import chooser
+from ._engine.run import execute_claimed
 from ._errors import LeaseLost, RunCancelled, RunParked
-from ._graph import Workflow
-from ._outage import Outage
-from ._owners import owner_id
-from ._run import execute_claimed
-from ._store import Claim, RunStore
+from ._store.outage import Outage
+from ._store.owners import owner_id
+from ._store.protocol import Claim, RunStore
+from ._workflow import Workflow
 
 _log = logging.getLogger("flowrt")
 

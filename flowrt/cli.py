@@ -26,24 +26,24 @@ from typing import Any
 
 import anyio
 
-from ._cli_errors import UsageError
-from ._cli_load import load
-from ._cli_progress import progress_for
-from ._cli_runs import DEFAULT_STORE, add_commands, open_store, store_errors, store_option
-from ._cli_runs import main as runs_main
-from ._cli_signals import Stopped, until_signal
-from ._cli_ui import add_command as add_ui_command
-from ._cli_ui import main as ui_main
-from ._cli_worker import add_command as add_worker_command
-from ._cli_worker import main as worker_main
+from ._cli.errors import UsageError
+from ._cli.load import load
+from ._cli.pages import add_command as add_ui_command
+from ._cli.pages import main as ui_main
+from ._cli.progress import progress_for
+from ._cli.runs import DEFAULT_STORE, add_commands, open_store, store_errors, store_option
+from ._cli.runs import main as runs_main
+from ._cli.signals import Stopped, until_signal
+from ._cli.worker import add_command as add_worker_command
+from ._cli.worker import main as worker_main
+from ._engine.events import configure_logging
+from ._engine.invoke import still_running
 from ._errors import FlowError
-from ._events import configure_logging
-from ._graph import Workflow
-from ._invoke import still_running
 from ._loader import WorkflowFile
 from ._mask import masked
 from ._models import RunResult
 from ._report import jsonable, result_json
+from ._workflow import Workflow
 
 OK, FAILED, USAGE = 0, 1, 2
 

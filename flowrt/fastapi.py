@@ -9,7 +9,7 @@
   (from its first event, then live). Background runs live in a task group owned by the app's
   lifespan (merged in by ``include_router``) and are cancelled at shutdown.
 - ``GET /graph``: the workflow as a Mermaid flowchart.
-- With ``ui=True`` (and a store): the run viewer's pages at ``/ui`` (see ``flowrt._ui``).
+- With ``ui=True`` (and a store): the run viewer's pages at ``/ui`` (see ``flowrt._web.pages``).
 
 The request body is a pydantic model derived from the workflow's input parameters (the type hints
 of the parameters that come from ``$.input``), so ``/docs`` shows the real schema and a bad body
@@ -31,18 +31,18 @@ from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from ._engine.native import alongside
+from ._engine.run import run as run_plan
 from ._errors import RunInProgress
-from ._fastapi_input import input_model as input_model
-from ._fastapi_store import RunStarted as RunStarted
-from ._fastapi_store import StoredRuns, started_at
-from ._graph import Workflow
-from ._idempotency import Replies, canonical, check_stored, conflict, keyed_run_id
 from ._models import ErrorInfo, Event, RunResult
-from ._native import alongside
 from ._report import jsonable, result_json, safe_result
-from ._run import run as run_plan
-from ._store import RunStore
-from ._ui import viewer_router
+from ._store.protocol import RunStore
+from ._web.idempotency import Replies, canonical, check_stored, conflict, keyed_run_id
+from ._web.input_model import input_model as input_model
+from ._web.pages import viewer_router
+from ._web.stored_runs import RunStarted as RunStarted
+from ._web.stored_runs import StoredRuns, started_at
+from ._workflow import Workflow
 
 Key = Annotated[
     str | None, Header(alias="Idempotency-Key", description="the same key: the same run")

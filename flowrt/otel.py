@@ -20,8 +20,8 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
 from . import __version__
-from ._graph import Workflow
 from ._models import Event
+from ._workflow import Workflow
 
 
 class _Run:

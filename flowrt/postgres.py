@@ -24,10 +24,10 @@ import anyio.to_thread
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from . import _claims
-from ._claims import CancelOutcome, Dialect
 from ._errors import LeaseLost
-from ._postgres_db import (
+from ._store import claims as _claims
+from ._store.claims import CancelOutcome, Dialect
+from ._store.postgres_db import (
     db_now,
     insert_running,
     load,
@@ -36,7 +36,7 @@ from ._postgres_db import (
     notified,
     on_database_clock,
 )
-from ._postgres_sql import (
+from ._store.postgres_sql import (
     COLUMNS,
     MIGRATIONS,
     NEW,
@@ -45,8 +45,8 @@ from ._postgres_sql import (
     SCHEMA_VERSION,
     UPDATE_RUN,
 )
-from ._records import RunRow, new_values, run_row, update_values
-from ._store import Claim, Closing, listed
+from ._store.protocol import Claim, Closing, listed
+from ._store.records import RunRow, new_values, run_row, update_values
 
 _SQL = Dialect("flowrt_runs", "%s")
 

@@ -37,7 +37,7 @@ def vanishing(monkeypatch: pytest.MonkeyPatch) -> None:
     """A durable run cancelled in this test writes nothing more, as if its process had died at
     that moment (a caller's cancellation would store it ``cancelled``); expire its lease to
     let others take it (``expire_leases``)."""
-    from flowrt._durable import DurableRun
+    from flowrt._engine.durable import DurableRun
 
     async def vanish(self: DurableRun) -> None:
         return None

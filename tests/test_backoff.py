@@ -5,7 +5,7 @@ import random
 import pytest
 
 from flowrt import ErrorHandling
-from flowrt._backoff import wait_before_retry
+from flowrt._engine.backoff import wait_before_retry
 
 
 def test_waits_grow_exponentially() -> None:

@@ -315,8 +315,8 @@ def test_cancel_from_the_cli(
 async def test_a_run_cancelled_after_it_was_listed_due_is_not_resumed(
     store: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from flowrt._owners import owner_id
-    from flowrt._records import RunRow
+    from flowrt._store.owners import owner_id
+    from flowrt._store.records import RunRow
 
     calls: list[int] = []
     wf = flaky_workflow(store, calls)

@@ -139,7 +139,7 @@ def test_schema_is_json_schema_of_the_file_format() -> None:
 
 
 def test_progress_is_a_live_bar_on_a_terminal_and_plain_lines_elsewhere() -> None:
-    from flowrt._cli_progress import LiveProgress, Progress, progress_for
+    from flowrt._cli.progress import LiveProgress, Progress, progress_for
 
     retry = Event(
         kind="node.retrying", run_id="r", node="a", attempt=1, wait=0.5,

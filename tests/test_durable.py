@@ -30,7 +30,7 @@ from flowrt import (
     Workflow,
     resume_due,
 )
-from flowrt._sqlite import MIGRATIONS, SCHEMA_VERSION
+from flowrt._store.sqlite import MIGRATIONS, SCHEMA_VERSION
 
 pytestmark = pytest.mark.anyio
 HERE = Path(__file__).resolve().parent
@@ -578,9 +578,9 @@ async def _ask() -> Any:
 
 
 async def test_a_new_attempt_forgets_the_waits_of_the_last_one(store: SQLiteStore) -> None:
-    from flowrt._attempt import NodeRecord
-    from flowrt._durable import DurableRun
-    from flowrt._records import RunRow
+    from flowrt._engine.attempt import NodeRecord
+    from flowrt._engine.durable import DurableRun
+    from flowrt._store.records import RunRow
 
     durable = DurableRun(store, RunRow("w", "wf", "{}", "running", "2026-01-01T00:00:00"))
     waits = NodeRecord()

@@ -17,7 +17,7 @@ from opentelemetry.trace import StatusCode
 from structlog.testing import capture_logs
 
 from flowrt import ErrorHandling, Event, SQLiteStore, Workflow
-from flowrt._cli_progress import Progress
+from flowrt._cli.progress import Progress
 from flowrt.otel import instrument
 
 pytestmark = pytest.mark.anyio
@@ -104,7 +104,7 @@ async def test_item_failures_are_logged() -> None:
 
 
 async def test_the_viewer_draws_a_maps_bar(tmp_path: Path) -> None:
-    from flowrt._viewer import run_view
+    from flowrt._web.viewer import run_view
 
     wf = mapping(SQLiteStore(tmp_path / "runs.db"))
     assert wf.store is not None

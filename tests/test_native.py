@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 import pytest
 
-from flowrt._native import LoopGroup, task_group
+from flowrt._engine.native import LoopGroup, task_group
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from conftest import until
 from test_crash import CALLS, calls, owner, reference_output, stored
 
 from flowrt import RunInProgress, SQLiteStore, Worker
-from flowrt._owners import owner_died, owner_id, process_start
+from flowrt._store.owners import owner_died, owner_id, process_start
 from flowrt.cli import main as cli
 
 pytestmark = pytest.mark.anyio

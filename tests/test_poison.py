@@ -14,8 +14,8 @@ import pytest
 from poison_app import build
 
 from flowrt import SQLiteStore, Worker, Workflow
-from flowrt._owners import owner_id
-from flowrt._records import RunRow
+from flowrt._store.owners import owner_id
+from flowrt._store.records import RunRow
 
 pytestmark = pytest.mark.anyio
 APP = Path(__file__).resolve().parent / "poison_app.py"

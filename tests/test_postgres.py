@@ -17,7 +17,7 @@ import anyio
 import pytest
 
 from flowrt import LeaseLost, RunStore, SQLiteStore, Workflow
-from flowrt._records import RunRow, record
+from flowrt._store.records import RunRow, record
 
 pytestmark = pytest.mark.anyio
 psycopg = pytest.importorskip("psycopg")
@@ -260,10 +260,10 @@ async def test_a_due_time_is_kept_on_the_database_clock(
     import time as real_time
     from types import SimpleNamespace
 
-    import flowrt._postgres_db
+    import flowrt._store.postgres_db
 
     skewed = SimpleNamespace(time=lambda: real_time.time() - 3600)  # this host is an hour slow
-    monkeypatch.setattr(flowrt._postgres_db, "time", skewed)  # where the due time is moved
+    monkeypatch.setattr(flowrt._store.postgres_db, "time", skewed)  # where the due time is moved
     async with PostgresStore(postgres_url) as store:
         await store.claim("d", "A", new=new_row("d"))
         row = new_row("d")

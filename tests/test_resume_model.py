@@ -16,7 +16,7 @@ import pytest
 from test_semantics_model import random_dag_with_choices, reference_with_choices
 
 from flowrt import Condition, ErrorHandling, SQLiteStore, Workflow
-from flowrt._resume import KEPT, counts
+from flowrt._engine.resume import KEPT, counts
 
 pytestmark = pytest.mark.anyio
 

@@ -13,7 +13,7 @@ import pytest
 
 from flowrt import SQLiteStore
 from flowrt._catalog import Catalog
-from flowrt._ui import Plans
+from flowrt._web.pages import Plans
 
 FLOWRT = str(Path(sys.executable).parent / "flowrt")
 APP = """

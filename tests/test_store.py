@@ -252,9 +252,9 @@ async def test_resume_keeps_a_success_whose_output_was_none(store: SQLiteStore) 
 async def test_a_clean_success_is_recorded_as_the_general_record_would_be(
     store: SQLiteStore,
 ) -> None:
-    from flowrt._attempt import NodeRecord
-    from flowrt._durable import DurableRun
-    from flowrt._records import RunRow, record, trace_json, trace_of
+    from flowrt._engine.attempt import NodeRecord
+    from flowrt._engine.durable import DurableRun
+    from flowrt._store.records import RunRow, record, trace_json, trace_of
 
     done = NodeRecord()
     done.attempts = 1

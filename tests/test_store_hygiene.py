@@ -15,7 +15,7 @@ import pytest
 
 from flowrt import SQLiteStore, StoreTooNew, Workflow
 from flowrt._mask import masked
-from flowrt._sqlite import SCHEMA_VERSION
+from flowrt._store.sqlite import SCHEMA_VERSION
 from flowrt.cli import main as cli
 
 FLOWRT = str(Path(sys.executable).parent / "flowrt")

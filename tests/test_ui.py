@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from test_fastapi import uvicorn_server
 
 from flowrt import RunResult, SQLiteStore, Workflow
-from flowrt._ui import viewer_router
+from flowrt._web.pages import viewer_router
 from flowrt.fastapi import workflow_router
 
 pytestmark = pytest.mark.anyio
@@ -273,7 +273,7 @@ async def test_the_deadline_is_drawn_on_the_timeline(store: SQLiteStore, tmp_pat
 
 async def test_a_parked_retry_shows_as_waiting_with_its_wait(store: SQLiteStore) -> None:
     from flowrt._models import AttemptRecord, ErrorInfo
-    from flowrt._records import RunRow, record, trace_json
+    from flowrt._store.records import RunRow, record, trace_json
 
     row = RunRow("parked", "shop", '{"order_id": 3}', "running", "2026-11-30T10:00:00+00:00")
     row.definition = json.dumps(viewer_flows.shop.to_dict())
@@ -301,7 +301,7 @@ async def test_pages_are_built_and_rendered_off_the_loop(
     worker threads, never in the thread running the app's event loop."""
     import threading
 
-    import flowrt._ui
+    import flowrt._web.pages
 
     threads: dict[str, set[int]] = {"view": set(), "render": set()}
 
@@ -312,8 +312,10 @@ async def test_pages_are_built_and_rendered_off_the_loop(
 
         return call
 
-    monkeypatch.setattr(flowrt._ui, "run_view", spied("view", flowrt._ui.run_view))
-    monkeypatch.setattr(flowrt._ui, "format_seconds", spied("render", flowrt._ui.format_seconds))
+    monkeypatch.setattr(flowrt._web.pages, "run_view", spied("view", flowrt._web.pages.run_view))
+    monkeypatch.setattr(
+        flowrt._web.pages, "format_seconds", spied("render", flowrt._web.pages.format_seconds)
+    )
     shop, _ = await shop_and_broken(store)
     async with client_for(all_workflows(store)) as client:
         for path in ("", "/body", "/nodes/fetch"):

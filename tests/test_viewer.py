@@ -1,4 +1,4 @@
-"""What the run viewer shows, computed from stored runs (``flowrt._viewer``): node statuses,
+"""What the run viewer shows, computed from stored runs (``flowrt._web.viewer``): node statuses,
 one timeline bar per attempt with the retry waits between, timeouts, the taken Choice branch,
 running and pending nodes of a run in progress, the deadline, and each node's input resolved
 again from the stored results."""
@@ -12,8 +12,8 @@ import pytest
 import viewer_flows
 
 from flowrt import SQLiteStore, Workflow
-from flowrt._records import RunRow, record, trace_json
-from flowrt._viewer import format_seconds, node_input, run_view
+from flowrt._store.records import RunRow, record, trace_json
+from flowrt._web.viewer import format_seconds, node_input, run_view
 
 pytestmark = pytest.mark.anyio
 
@@ -80,7 +80,7 @@ async def test_node_input_is_resolved_again_from_the_stored_results(tmp_path: Pa
 
 
 def shop_row(status: str, nodes: list[str]) -> RunRow:
-    from flowrt._records import node_rows
+    from flowrt._store.records import node_rows
 
     row = RunRow("r", "shop", json.dumps({"order_id": 1}), status, "2026-11-30T10:00:00+00:00")
     row.nodes = node_rows("r", ["[" + ", ".join(nodes) + "]"])

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flowrt import Condition, Workflow
-from flowrt._records import RunRow
-from flowrt._viewer import BOX_H, BOX_W, EdgeView, NodeView, run_view
+from flowrt._store.records import RunRow
+from flowrt._web.viewer import BOX_H, BOX_W, EdgeView, NodeView, run_view
 
 NUMBER = r"(-?\d+(?:\.\d+)?)"
 

@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 from flowrt import ErrorHandling, FlowError, SQLiteStore, Worker, Workflow, current
-from flowrt._records import RunRow
+from flowrt._store.records import RunRow
 
 pytestmark = pytest.mark.anyio
 

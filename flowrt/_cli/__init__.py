@@ -1,0 +1,1 @@
+"""The ``flowrt`` command's parts (``flowrt.cli`` is its face)."""

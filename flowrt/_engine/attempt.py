@@ -1,0 +1,359 @@
+"""One node's attempts: call under a cancel scope when a timeout is set, classify the failure,
+wait with backoff, retry; fill in the node's ``NodeRecord`` as it goes."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import traceback
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+import anyio
+
+from .._errors import StrayCancellation
+from .._models import AttemptRecord, ErrorInfo, Status, error_of
+from .backoff import wait_before_retry
+from .context import CURRENT
+from .encode import settle_output
+from .invoke import thread_done
+
+if TYPE_CHECKING:
+    from .events import Emitter
+    from .plan import PlanNode
+
+
+class Waits(Protocol):
+    """Where a durable run records a node's retry waits (``_durable.DurableRun``); the
+    scheduler tells it, through ``running``, how many nodes are running."""
+
+    running: Callable[[], int] | None
+
+    def waiting(self, name: str, done: NodeRecord, wait: float) -> None:
+        """Node ``name`` waits ``wait`` seconds before its next attempt."""
+
+    def unpark(self, wait: float) -> None:
+        """A wait that ``waiting`` recorded is over."""
+
+    def add(self, name: str, done: NodeRecord) -> None:
+        """Node ``name`` finished: record it."""
+
+
+class NodeRecord(dict[str, Any]):
+    """A node's record while it runs and after. It is also the node's envelope in the result
+    results: as a dict it holds exactly ``status``, ``output`` and ``error`` (what selectors,
+    templates and conditions see); the rest lives in slots. ``status`` is None until the node
+    finishes; a skipped node has a ``reason`` and the root ``cause`` of its skip."""
+
+    __slots__ = ("attempts", "cause", "duration", "exception", "reason", "text", "trace")
+
+    def __init__(
+        self, status: Status | None = None, reason: str | None = None, cause: str | None = None
+    ):
+        self["status"] = status
+        self["output"] = None
+        self["error"] = None
+        self.attempts = 0
+        self.duration = 0.0
+        self.reason = reason
+        self.cause = cause
+        self.trace: list[AttemptRecord] = []
+        self.exception: BaseException | None = None  # the final failure's exception
+        self.text: str | None = None  # the output as JSON text, when it was encoded
+
+    @property
+    def status(self) -> Status | None:
+        """``"success"``, ``"failure"``, ``"skip"``, or None while running."""
+        return self["status"]  # type: ignore[no-any-return]
+
+    @property
+    def output(self) -> Any:
+        """The function's result (None unless success)."""
+        return self["output"]
+
+    @property
+    def error(self) -> dict[str, str] | None:
+        """``{type, message}`` of a failure."""
+        return self["error"]  # type: ignore[no-any-return]
+
+    def attempted(self, start: float, end: float, output: Any) -> NodeRecord:
+        """Record a successful attempt (``start`` and ``end`` on the run's clock) and finish."""
+        self.trace.append(AttemptRecord(self.attempts, start, end - start))
+        self["status"] = "success"  # what succeed() does, without a second call per node
+        self["output"] = output
+        return self
+
+    def attempt_failed(self, start: float, end: float, info: ErrorInfo, wait: float | None) -> None:
+        """Record a failed attempt with error ``info``, followed by ``wait`` (None: it was the
+        last, and the node fails)."""
+        self.trace.append(AttemptRecord(self.attempts, start, end - start, info, wait))
+        if wait is None:
+            self.failed({"type": info.type, "message": info.message})
+
+    def failed_with(self, exc: BaseException) -> None:
+        """The node's final failure was ``exc``: keep it (``RunResult.raise_for_status`` chains
+        it) and its formatted traceback (in the envelope's error)."""
+        self.exception = exc
+        self["error"] = {**self["error"], "traceback": format_traceback(exc)}
+
+    def succeed(self, output: Any) -> NodeRecord:
+        """Finish as a success with ``output``."""
+        self["status"] = "success"
+        self["output"] = output
+        return self
+
+    def fail(self, exc: BaseException) -> NodeRecord:
+        """Finish as a failure with ``exc``'s type and message."""
+        return self.failed(error_info(exc))
+
+    def failed(self, error: dict[str, str]) -> NodeRecord:
+        """Finish as a failure with ``error`` (``{type, message}``)."""
+        self["status"] = "failure"
+        self["output"] = None
+        self["error"] = error
+        return self
+
+
+def message_of(exc: BaseException) -> str:
+    """``str(exc)``, even for an exception whose ``str()`` raises."""
+    try:
+        return str(exc)
+    except Exception:
+        return f"<{type(exc).__name__} whose str() raised>"
+
+
+def as_failure(exc: BaseException, node: str) -> Exception | None:
+    """What node ``node`` fails with when its code raised ``exc``: ``exc`` itself for an
+    Exception; a StrayCancellation for a CancelledError that no cancellation explains (on
+    asyncio the task has no pending cancel request; on trio an asyncio CancelledError never is
+    one); None for anything else (a cancellation, KeyboardInterrupt...), which must propagate."""
+    if isinstance(exc, Exception):
+        return exc
+    if not isinstance(exc, asyncio.CancelledError):
+        return None
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # not on asyncio
+        task = None
+    else:
+        if task is None or task.cancelling():
+            return None
+    return StrayCancellation(node)
+
+
+def failure_info(exc: BaseException, seen: dict[tuple[str, str], ErrorInfo]) -> ErrorInfo:
+    """The ErrorInfo of ``exc``, shared through ``seen`` (the run's) with every failure that
+    says the same: ErrorInfo is frozen, and nodes failing alike (a flaky dependency, attempt
+    after attempt) then cost one."""
+    try:
+        key = (type(exc).__name__, str(exc))
+    except Exception:  # an exception whose str() raises
+        key = (type(exc).__name__, message_of(exc))
+    info = seen.get(key)
+    if info is None:
+        info = seen[key] = error_of(key[0], key[1])
+    return info
+
+
+TRACEBACK_FRAMES = 20
+
+
+def format_traceback(exc: BaseException) -> str:
+    """``exc``'s traceback, formatted (its last ``TRACEBACK_FRAMES`` frames). The frames'
+    locals are cleared afterwards: a kept exception must not keep a run's objects alive (nor
+    make reference cycles of them)."""
+    text = "".join(traceback.format_exception(exc, limit=-TRACEBACK_FRAMES))
+    _release(exc)
+    return text
+
+
+def _release(exc: BaseException | None) -> None:
+    """Clear the locals of ``exc``'s frames, and of its cause's and context's. A frame still
+    executing (the one that caught ``exc``, which holds ``exc`` in a local) cannot be cleared:
+    it leaves the traceback, or it would make a reference cycle through ``exc``."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        tb = exc.__traceback__
+        while tb is not None:
+            try:
+                tb.tb_frame.clear()
+            except RuntimeError:  # still executing
+                tb = tb.tb_next
+                continue
+            break
+        exc.__traceback__ = tb
+        traceback.clear_frames(tb)
+        exc = exc.__cause__ or exc.__context__
+
+
+def error_info(exc: BaseException) -> dict[str, str]:
+    """``{type, message}`` of an exception, as envelopes hold it."""
+    return {"type": type(exc).__name__, "message": message_of(exc)}
+
+
+class Context:
+    """What every node of one run shares: the event emitter (None when nobody listens), the
+    random source for jitter, the loop's clock, a yield to the loop (``checkpoint``), the run's
+    id and workflow name (for ``flowrt.current()``), its durable run (None: not durable), and
+    the failures seen so far (``failure_info``)."""
+
+    __slots__ = (
+        "checkpoint", "clock", "durable", "emit", "errors", "origin", "rng", "run_id", "workflow",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        emit: Emitter | None,
+        rng: Any,
+        clock: Callable[[], float],
+        checkpoint: Callable[[], Awaitable[None]],
+        run_id: str = "",
+        workflow: str = "",
+        durable: Waits | None = None,
+    ) -> None:
+        self.emit = emit
+        self.rng = rng
+        self.clock = clock
+        self.checkpoint = checkpoint
+        self.run_id = run_id
+        self.workflow = workflow
+        self.durable = durable
+        self.errors: dict[tuple[str, str], ErrorInfo] = {}  # failures seen, shared alike
+        self.origin = clock()  # the run's start on its clock: traces count from it
+
+
+def _retries(pn: PlanNode, exc: Exception) -> bool:
+    try:
+        return pn.policy.retries(exc)
+    except Exception:  # a retry_on predicate that raises does not retry
+        return False
+
+
+def _bound(
+    fn: Callable[..., Awaitable[Any]], args: Sequence[Any], kwargs: Mapping[str, Any]
+) -> Callable[[], Awaitable[Any]]:
+    """``fn`` with its arguments bound (a partial only when it takes some)."""
+    if kwargs:
+        return functools.partial(fn, *args, **kwargs)
+    if args:
+        return functools.partial(fn, *args)
+    return fn
+
+
+async def attempt(
+    pn: PlanNode,
+    fn: Callable[..., Awaitable[Any]],
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    done: NodeRecord,
+    ctx: Context,
+    item: int | None = None,
+) -> NodeRecord:
+    """Await ``fn(*args, **kwargs)`` until it succeeds or the policy says stop; fill in and
+    return ``done``. A map item (``item``, its index) emits no events and records no waits:
+    the map node is recorded as a whole. ``done`` may hold earlier attempts (a resumed node):
+    numbering and the retries left go on from them."""
+    timeout = pn.timeout
+    emit = ctx.emit if item is None else None
+    clock, origin = ctx.clock, ctx.origin
+    fn = _bound(fn, args, kwargs)
+    while True:
+        done.attempts += 1
+        number = done.attempts
+        if emit is not None:
+            emit("node.started", pn.name, attempt=number)
+        start = clock() - origin  # seconds from the run's start, as traces give them
+        here = CURRENT.set((ctx.run_id, ctx.workflow, pn.name, number, item))  # current()
+        try:
+            output = await fn() if timeout is None else await _timed(fn, timeout, pn, number)
+        except BaseException as caught:
+            CURRENT.reset(here)
+            exc = caught if isinstance(caught, Exception) else as_failure(caught, pn.name)
+            if exc is None:  # a cancellation (or KeyboardInterrupt...): never swallowed
+                raise
+            wait = _failed(pn, exc, done, ctx, start, emit)
+            del exc  # its traceback holds this frame: no reference cycle through the local
+            if wait is None:
+                return done
+            if wait > 0 or pn.in_thread:  # an async node with a zero wait retries at once
+                await _before_retry(pn, done, wait, ctx, item)
+        else:
+            CURRENT.reset(here)
+            return _succeeded(pn, done, start, clock() - origin, output, item)
+
+
+def _succeeded(
+    pn: PlanNode, done: NodeRecord, start: float, end: float, output: Any, item: int | None
+) -> NodeRecord:
+    """Record the successful attempt; a node's output (a map item's is settled with its map's
+    list) in its one JSON form, or an OutputError (``_encode``)."""
+    done.attempted(start, end, output)
+    if item is None:
+        settle_output(pn.name, done)
+    return done
+
+
+async def _before_retry(
+    pn: PlanNode, done: NodeRecord, wait: float, ctx: Context, item: int | None
+) -> None:
+    """Wait ``wait`` seconds (recorded first by a durable run); then, for a sync node, until
+    the thread of the attempt that just failed has returned (a timed-out thread is abandoned,
+    but never overlaps its own retry): that time goes on the attempt's trace (``held``)."""
+    if wait > 0:
+        durable = ctx.durable if item is None else None  # a map item's waits are not stored
+        if durable is not None:
+            durable.waiting(pn.name, done, wait)
+        await anyio.sleep(wait)
+        if durable is not None:
+            durable.unpark(wait)
+    if pn.in_thread:
+        begin = ctx.clock()
+        if await thread_done(ctx.run_id, pn.name, item):
+            done.trace[-1].held = ctx.clock() - begin
+
+
+async def _timed(
+    fn: Callable[[], Awaitable[Any]], timeout: float, pn: PlanNode, number: int
+) -> Any:
+    """``await fn()`` within ``timeout`` seconds (a cancel scope).
+
+    Raises:
+        TimeoutError: naming the node, the attempt and the limit.
+    """
+    with anyio.move_on_after(timeout):  # it swallows only its own cancellation
+        return await fn()
+    raise TimeoutError(
+        f"node {pn.name!r} attempt {number} of {pn.policy.max_retries + 1} "
+        f"timed out after {timeout:g}s"
+    )
+
+
+def _failed(
+    pn: PlanNode,
+    exc: Exception,
+    done: NodeRecord,
+    ctx: Context,
+    start: float,
+    emit: Emitter | None,
+) -> float | None:
+    """Record attempt ``done.attempts`` failing with ``exc``; return the wait before the next
+    attempt, or None when it was the last (``done`` is then a failure)."""
+    number, policy, wait = done.attempts, pn.policy, None
+    types = pn.retry_types
+    if number <= policy.max_retries and (
+        isinstance(exc, types) if types is not None else _retries(pn, exc)
+    ):
+        waits = pn.waits
+        wait = waits[number - 1] if waits else wait_before_retry(policy, number - 1, ctx.rng)
+    info = failure_info(exc, ctx.errors)
+    if wait is None:
+        done.attempt_failed(start, ctx.clock() - ctx.origin, info, None)
+        done.failed_with(exc)
+        return None
+    done.trace.append(AttemptRecord(number, start, ctx.clock() - ctx.origin - start, info, wait))
+    if pn.in_thread:  # anyio's thread call keeps it in a frame of its path: a cycle
+        _release(exc)
+    if emit is not None:
+        emit("node.retrying", pn.name, attempt=number, error=info.__dict__, wait=wait)
+    return wait

@@ -1,0 +1,160 @@
+"""Run events: built only when someone listens (a listener, a ``stream`` consumer, structlog
+configured by the application or by ``configure_logging``, or stdlib ``logging`` configured by
+the application), so an unobserved run pays one attribute check.
+
+Logging goes to structlog when the application configured it; else to the stdlib logger
+``flowrt`` when the application configured stdlib logging (a handler on the root logger or on
+``flowrt``), as ``event key=value ...`` lines without the empty fields; else nowhere (``flowrt``
+carries a ``NullHandler``: a library prints nothing by itself).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from .._models import Event, RunResult, as_error_info
+
+_stdlib_log = logging.getLogger("flowrt")
+_stdlib_log.addHandler(logging.NullHandler())
+_LEVELS = {"node.retrying": "warning", "run.retrying": "warning"}
+
+
+class _StdlibLogger:
+    """What the emitter logs through when only stdlib logging is configured: ``info`` and
+    ``warning`` of an event and its fields, as one ``event key=value ...`` line (the fields are
+    also on the record, as ``record.flowrt``)."""
+
+    __slots__ = ()
+
+    def info(self, event: str, **fields: Any) -> None:
+        self._log(logging.INFO, event, fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self._log(logging.WARNING, event, fields)
+
+    def _log(self, level: int, event: str, fields: dict[str, Any]) -> None:
+        if _stdlib_log.isEnabledFor(level):
+            text = " ".join(f"{key}={value}" for key, value in fields.items() if key != "traceback")
+            if "traceback" in fields:
+                text += "\n" + fields["traceback"].rstrip()
+            _stdlib_log.log(level, "%s %s", event, text, extra={"flowrt": fields})
+
+
+def _stdlib_configured() -> bool:
+    """Whether the application configured stdlib logging so that flowrt's warnings show."""
+    if not logging.root.handlers and all(
+        isinstance(h, logging.NullHandler) for h in _stdlib_log.handlers
+    ):
+        return False  # nothing configured (checked first: every run asks)
+    return _stdlib_log.isEnabledFor(logging.WARNING)
+
+
+def _structlog_logger() -> Any:
+    # An unconfigured structlog prints to stdout: a library must not, so log only once configured.
+    structlog = sys.modules.get("structlog")
+    if structlog is not None and structlog.is_configured():
+        return structlog.get_logger("flowrt")
+    return _StdlibLogger() if _stdlib_configured() else None
+
+
+_ASK = object()  # Emitter(logger=...) not given: find out
+
+
+def emitter_for(
+    workflow: str,
+    run_id: str,
+    listeners: list[Callable[[Event], None]],
+    clock: Callable[[], float],
+) -> Emitter | None:
+    """The run's emitter, or None when nobody listens (no listener, no logging configured)."""
+    logger = _structlog_logger()
+    if not listeners and logger is None:
+        return None
+    return Emitter(workflow, run_id, listeners, clock, logger)
+
+
+class Emitter:
+    """Sends a run's events to its listeners (``add_listener``, ``stream``) and to structlog."""
+
+    __slots__ = ("clock", "listeners", "logger", "run_id", "start", "workflow")
+
+    def __init__(
+        self,
+        workflow: str,
+        run_id: str,
+        listeners: list[Callable[[Event], None]],
+        clock: Callable[[], float],
+        logger: Any = _ASK,
+    ) -> None:
+        self.workflow = workflow
+        self.run_id = run_id
+        self.listeners = listeners
+        self.logger = _structlog_logger() if logger is _ASK else logger
+        self.clock = clock  # the loop's clock (anyio.current_time's, without its lookups)
+        self.start = clock()
+
+    def __call__(
+        self,
+        kind: Any,
+        node: str | None = None,
+        *,
+        attempt: int | None = None,
+        status: str | None = None,
+        error: dict[str, str] | None = None,
+        wait: float | None = None,
+        duration: float | None = None,
+        result: RunResult | None = None,
+        abandoned: list[str] | None = None,
+        item: int | None = None,
+    ) -> None:
+        time = self.clock() - self.start
+        if self.listeners:
+            self._deliver(
+                Event.model_construct(
+                    kind=kind, run_id=self.run_id, node=node, attempt=attempt, status=status,
+                    error=as_error_info(error), wait=wait, time=time, result=result,
+                    abandoned=abandoned, item=item,
+                )
+            )  # fmt: skip
+        if self.logger is not None:
+            level = "warning" if status == "failure" else _LEVELS.get(kind, "info")
+            fields = {
+                "run_id": self.run_id, "workflow": self.workflow, "node": node, "item": item,
+                "attempt": attempt, "status": status, "wait": wait, "duration": duration,
+                "time": round(time, 6),
+                "error": f"{error['type']}: {error['message']}" if error else None,
+                "abandoned": abandoned or None,
+                "traceback": error.get("traceback") if error else None,
+            }  # fmt: skip
+            getattr(self.logger, level)(kind, **{k: v for k, v in fields.items() if v is not None})
+
+    def _deliver(self, event: Event) -> None:
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except Exception:  # an observer's bug must not break the run it observes
+                _stdlib_log.exception("flowrt event listener %r failed on %s", listener, event.kind)
+
+
+def configure_logging(json: bool = False) -> None:
+    """Set up structlog to print flowrt's events (and the application's) to stderr: readable
+    key-value lines, or one JSON object per line with ``json=True``. flowrt never calls this by
+    itself; the CLI does."""
+    # optional: structlog is only imported once the application asks for logging
+    import structlog
+
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso"),
+            renderer,
+        ],
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )

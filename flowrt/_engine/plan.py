@@ -1,0 +1,396 @@
+"""Validation: check a ``Definition`` and compile it into a ``Plan``: everything a run needs,
+frozen (indexed nodes with precompiled input bindings and invokers, the output mapping, the
+concurrency cap, the workflow-level retry), so that running a node costs O(its own edges).
+Runs only read a plan; a changed definition is compiled into a new one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, cast, get_args
+
+from .._bind import bind
+from .._conditions import CompiledCondition, Expr, names_of
+from .._dag import check_acyclic, check_names
+from .._definition import (
+    AnyNode,
+    Branch,
+    Choice,
+    Definition,
+    LoopSpec,
+    MapSpec,
+    Node,
+    Trigger,
+)
+from .._errors import DefinitionError, InputError
+from .._executors import Executor, ExecutorName, ExecutorSpec
+from .._models import ErrorHandling, WorkflowRetry
+from .._resolve import Value, compile_value, is_dynamic, view
+from .backoff import wait_before_retry
+from .invoke import Invoke, invoker
+
+_NO_ARGS: tuple[Any, ...] = ()
+_NO_KWARGS: Mapping[str, Any] = {}  # never mutated: ``**`` unpacking copies it (a proxy is slower)
+TRIGGERS = frozenset(get_args(Trigger))
+EXECUTORS = frozenset(get_args(ExecutorName))
+
+
+@dataclass(slots=True)
+class PlanNode:
+    """One node, compiled. ``edges`` are (dependency index, Choice option or None); ``invoke``
+    calls ``fn`` the node's way (None for a Choice)."""
+
+    index: int
+    name: str
+    kind: Literal["task", "choice", "map", "loop"]
+    policy: ErrorHandling
+    trigger: Trigger
+    fn: Callable[..., Any] | None = None
+    executor: ExecutorSpec = "thread"
+    map: MapSpec | None = None
+    loop: LoopSpec | None = None
+    is_async: bool = False
+    in_thread: bool = False  # a sync function run in a worker thread (executor "thread")
+    timeout: float | None = None  # the attempt's timeout that attempt() applies
+    edges: tuple[tuple[int, str | None], ...] = ()
+    deps: tuple[int, ...] = ()
+    dependents: tuple[int, ...] = ()  # a tuple of ints: the collector stops tracking it
+    positional: tuple[tuple[str, Value], ...] = ()
+    keywords: tuple[tuple[str, Value], ...] = ()
+    from_input: tuple[tuple[str, bool], ...] = ()
+    visible: tuple[str, ...] = ("input",)
+    needs_view: bool = False
+    item_param: str | None = None
+    items: Value | None = None
+    options: tuple[tuple[str, CompiledCondition | None], ...] = ()
+    invoke: Invoke | None = None
+    retry_types: tuple[type[BaseException], ...] | None = None  # retry_on, when not a predicate
+    waits: tuple[float, ...] | None = None  # the wait before each retry, when there is no jitter
+
+    @property
+    def raises(self) -> bool:
+        """Whether a failure of this node blocks its dependents and fails the run."""
+        return self.policy.behavior == "raise"
+
+    def data(self, results: Mapping[str, Any]) -> Mapping[str, Any]:
+        """What this node's selectors read: all the results, or only its dependencies' part."""
+        return view(results, self.visible) if self.needs_view else results
+
+    def arguments(self, results: Mapping[str, Any]) -> tuple[Sequence[Any], Mapping[str, Any]]:
+        """Resolve the function's arguments (shared empty ones for a function without any).
+
+        Raises:
+            InputError: a parameter has no value, or a template failed to render.
+        """
+        if not (self.positional or self.keywords or self.from_input):
+            return _NO_ARGS, _NO_KWARGS
+        data = self.data(results)
+        args = [value(data) for _, value in self.positional]
+        kwargs = {name: value(data) for name, value in self.keywords}
+        if self.from_input:
+            given = results["input"]
+            for name, required in self.from_input:
+                if isinstance(given, dict) and name in given:
+                    kwargs[name] = given[name]
+                elif required:
+                    raise InputError(
+                        f"parameter {name!r} has no value: not in its inputs, not in the run "
+                        f"input ($.input.{name}), and no default",
+                        node=self.name,
+                        field=name,
+                    )
+        return args, kwargs
+
+
+@dataclass(slots=True)
+class Plan:
+    """A validated workflow, frozen: its name, nodes by index, roots (no dependencies), leaves
+    (no dependents), the compiled output mapping, the concurrency cap and the workflow-level
+    retry. Runs only read it."""
+
+    name: str
+    nodes: list[PlanNode]
+    index: dict[str, int]
+    roots: list[int]
+    leaves: list[int]
+    output: dict[str, Value] | None
+    max_concurrency: int | None
+    retry: WorkflowRetry
+    fail_fast: bool = False
+
+
+def compile_plan(definition: Definition) -> Plan:
+    """Check every part of ``definition`` and compile it.
+
+    Raises:
+        DefinitionError: the first problem found, naming the node and field.
+    """
+    index = check_names([node.name for node in definition._nodes])
+    known = frozenset(index) | {"input"}
+    sources, default = definition._nodes, definition.executor
+    nodes = [_compile_node(i, node, known, default) for i, node in enumerate(sources)]
+    shared: dict[tuple[Any, ...], tuple[Any, ...]] = {}  # equal tuples, kept once (fan-outs)
+    dependents: list[list[int]] = [[] for _ in nodes]
+    for pn, node in zip(nodes, sources, strict=True):
+        _link(pn, node.depends, index, nodes, sources, shared)
+        for dep in pn.deps:
+            dependents[dep].append(pn.index)
+    for pn, after in zip(nodes, dependents, strict=True):
+        pn.dependents = _shared(shared, tuple(after))
+    check_acyclic(
+        [pn.name for pn in nodes], [pn.deps for pn in nodes], [pn.dependents for pn in nodes]
+    )
+    output = None
+    if definition.output is not None:
+        output = {
+            key: _value(spec, known, None, f"output.{key}")
+            for key, spec in definition.output.items()
+        }
+    cap = definition.max_concurrency
+    if cap is not None and (not isinstance(cap, int) or cap < 1):
+        raise DefinitionError(f"must be an int >= 1, got {cap!r}", field="max_concurrency")
+    roots = [pn.index for pn in nodes if not pn.deps]
+    leaves = [pn.index for pn in nodes if not pn.dependents]
+    if not isinstance(definition.fail_fast, bool):
+        raise DefinitionError(
+            f"must be True or False, got {definition.fail_fast!r}", field="fail_fast"
+        )
+    return Plan(
+        definition.name, nodes, index, roots, leaves, output, cap, definition.retry,
+        definition.fail_fast,
+    )  # fmt: skip
+
+
+def _executor(node: AnyNode, default: ExecutorSpec) -> ExecutorSpec:
+    """Where the node's function runs: its own executor, else the workflow's.
+
+    Raises:
+        DefinitionError: neither ``"thread"``, ``"process"`` nor an ``Executor``.
+    """
+    executor = default if node.executor is None else node.executor
+    if isinstance(executor, str) and executor in EXECUTORS:
+        return executor
+    if not isinstance(executor, str) and isinstance(executor, Executor):
+        return executor
+    raise DefinitionError(
+        f"must be one of {sorted(EXECUTORS)} or an Executor (an object with an async call()), "
+        f"got {executor!r}",
+        node=node.name,
+        field="executor",
+    )
+
+
+def _compile_node(
+    i: int, node: AnyNode, known: frozenset[str], default: ExecutorSpec = "thread"
+) -> PlanNode:
+    policy = _policy(node)
+    if node.trigger not in TRIGGERS:
+        raise DefinitionError(
+            f"must be one of {sorted(TRIGGERS)}, got {node.trigger!r}",
+            node=node.name,
+            field="trigger",
+        )
+    executor = _executor(node, default)
+    pn = PlanNode(i, node.name, node.kind, policy, node.trigger, node.fn, executor)
+    pn.map, pn.loop, pn.timeout = node.map, node.loop, policy.timeout_seconds
+    if isinstance(policy.retry_on, tuple):
+        pn.retry_types = policy.retry_on
+    if not policy.jitter:
+        pn.waits = tuple(wait_before_retry(policy, k) for k in range(policy.max_retries))
+    if isinstance(node, Choice):
+        pn.options = _options(node, known)
+    else:
+        _function(pn, node, known)
+    if node.map is not None:
+        _map_settings(pn, node, known)
+    if node.loop is not None:
+        _loop_settings(node)
+    return pn
+
+
+def _function(pn: PlanNode, node: AnyNode, known: frozenset[str]) -> None:
+    """Bind a node's function to its inputs and build its invoker."""
+    inputs = {
+        key: _value(spec, known, node.name, f"inputs.{key}") for key, spec in node.inputs.items()
+    }
+    binding = bind(node, inputs)
+    pn.is_async, pn.item_param = binding.is_async, binding.item_param
+    pn.positional, pn.keywords = binding.positional, binding.keywords
+    pn.from_input = binding.from_input
+    pn.in_thread = not pn.is_async and pn.executor == "thread"
+    assert pn.fn is not None
+    policy = pn.policy
+    pn.invoke = invoker(
+        pn.fn, pn.is_async, pn.executor, policy.timeout_seconds, policy.max_retries + 1
+    )
+    if pn.executor == "process" and not pn.is_async:
+        pn.timeout = None  # the process invoker times the call once its worker has started
+
+
+_DEFAULT_POLICY = ErrorHandling()  # frozen: every node without a policy shares this one
+
+
+def _policy(node: AnyNode) -> ErrorHandling:
+    given = node.error_handling
+    if given is None:
+        return _DEFAULT_POLICY
+    if isinstance(given, ErrorHandling):
+        return given
+    if isinstance(given, Mapping):
+        try:
+            return ErrorHandling(**given)
+        except DefinitionError as exc:  # field "ErrorHandling.x" -> "error_handling.x"
+            field = "error_handling." + (exc.field or "").partition(".")[2]
+            raise DefinitionError(exc.reason, node=node.name, field=field) from None
+    raise DefinitionError(
+        f"must be an ErrorHandling or a dict, got {type(given).__name__}",
+        node=node.name,
+        field="error_handling",
+    )
+
+
+def _value(spec: Any, known: frozenset[str], node: str | None, field: str) -> Value:
+    try:
+        return compile_value(spec, known)
+    except DefinitionError as exc:
+        raise DefinitionError(exc.reason, node=node, field=field) from None
+
+
+def _options(
+    node: Choice, known: frozenset[str]
+) -> tuple[tuple[str, CompiledCondition | None], ...]:
+    if not isinstance(node.options, Mapping) or not node.options:
+        raise DefinitionError(
+            "a Choice needs a non-empty dict of options", node=node.name, field="options"
+        )
+    compiled: list[tuple[str, CompiledCondition | None]] = []
+    last = len(node.options) - 1
+    for position, (option, condition) in enumerate(node.options.items()):
+        where = f"options.{option}"
+        if condition is None:
+            if position != last:
+                raise DefinitionError(
+                    "the default option (None) must be last", node=node.name, field=where
+                )
+            compiled.append((option, None))
+        elif isinstance(condition, Expr):
+            try:
+                compiled.append((option, condition.compile(known)))
+            except DefinitionError as exc:
+                raise DefinitionError(exc.reason, node=node.name, field=where) from None
+        elif callable(condition):
+            compiled.append((option, cast(CompiledCondition, condition)))
+        else:
+            raise DefinitionError(
+                f"must be a Condition, a callable or None, got {condition!r}",
+                node=node.name,
+                field=where,
+            )
+    return tuple(compiled)
+
+
+def _map_settings(pn: PlanNode, node: AnyNode, known: frozenset[str]) -> None:
+    spec = node.map
+    assert spec is not None
+    if not is_dynamic(spec.items) and not isinstance(spec.items, list | tuple):
+        raise DefinitionError(
+            f"must be a selector or a list, got {spec.items!r}", node=node.name, field="items"
+        )
+    pn.items = _value(spec.items, known, node.name, "items")
+    if spec.concurrency is not None and (
+        not isinstance(spec.concurrency, int) or spec.concurrency < 1
+    ):
+        raise DefinitionError(
+            f"must be an int >= 1, got {spec.concurrency!r}", node=node.name, field="concurrency"
+        )
+    tolerated = spec.tolerated_failures
+    if tolerated is not None and not (
+        (isinstance(tolerated, int) and tolerated >= 0)
+        or (isinstance(tolerated, float) and 0 < tolerated < 1)
+    ):
+        raise DefinitionError(
+            f"must be an int >= 0 or a float in (0, 1), got {tolerated!r}",
+            node=node.name,
+            field="tolerated_failures",
+        )
+
+
+def _loop_settings(node: AnyNode) -> None:
+    spec = node.loop
+    assert spec is not None
+    if not isinstance(spec.max_loops, int) or spec.max_loops < 1:
+        raise DefinitionError(
+            f"must be an int >= 1, got {spec.max_loops!r}", node=node.name, field="max_loops"
+        )
+    if spec.on_max_loops not in ("raise", "return"):
+        raise DefinitionError(
+            f"must be 'raise' or 'return', got {spec.on_max_loops!r}",
+            node=node.name,
+            field="on_max_loops",
+        )
+    if spec.finalize is not None and not callable(spec.finalize):
+        raise DefinitionError(
+            f"must be callable, got {spec.finalize!r}", node=node.name, field="finalize"
+        )
+
+
+def _shared(shared: dict[tuple[Any, ...], tuple[Any, ...]], value: tuple[Any, ...]) -> Any:
+    """``value``, or the equal tuple seen before: the nodes of a fan-out share their tuples."""
+    return shared.setdefault(value, value)
+
+
+def _link(
+    pn: PlanNode,
+    depends: Sequence[Any],
+    index: dict[str, int],
+    nodes: list[PlanNode],
+    sources: list[AnyNode],
+    shared: dict[tuple[Any, ...], tuple[Any, ...]],
+) -> None:
+    """Turn depends and the names read by inputs/conditions/items into edges."""
+    edges = {_edge(ref, pn.name, index, sources) for ref in depends}
+    values = [value for _, value in (*pn.positional, *pn.keywords)]
+    read = set().union(*(value.names for value in values))
+    read |= set().union(*(names_of(test) for _, test in pn.options if test is not None))
+    if pn.items is not None:
+        read |= pn.items.names
+    edges |= {(index[name], None) for name in read if name != "input"}
+    pn.edges = _shared(shared, tuple(sorted(edges, key=lambda edge: (edge[0], edge[1] or ""))))
+    pn.deps = _shared(shared, tuple(sorted({dep for dep, _ in edges})))
+    pn.visible = _shared(shared, ("input", *(nodes[dep].name for dep in pn.deps)))
+    pn.needs_view = (
+        any(value.needs_view for value in values)
+        or bool(pn.options)
+        or (pn.items is not None and pn.items.needs_view)
+    )
+
+
+def _edge(
+    ref: Any, name: str, index: dict[str, int], sources: list[AnyNode]
+) -> tuple[int, str | None]:
+    if isinstance(ref, Node):
+        ref = (
+            ref.name
+            if sources[index.get(ref.name, 0)] is ref
+            else f"<{ref.name} of another workflow>"
+        )
+    option = None
+    if isinstance(ref, Branch):
+        ref, option = ref.choice, ref.option
+    elif isinstance(ref, str) and "." in ref:
+        ref, option = ref.split(".", 1)
+    if not isinstance(ref, str) or ref not in index:
+        raise DefinitionError(f"unknown dependency {ref!r}", node=name, field="depends")
+    target = sources[index[ref]]
+    if option is not None:
+        if not isinstance(target, Choice):
+            raise DefinitionError(
+                f"{ref!r} is not a Choice, so it has no option {option!r}",
+                node=name,
+                field="depends",
+            )
+        if option not in target.options:
+            raise DefinitionError(
+                f"Choice {ref!r} has no option {option!r}", node=name, field="depends"
+            )
+    return index[ref], option

@@ -1,0 +1,102 @@
+"""The ``RunResult`` of a finished run: each node's ``NodeResult``, the output mapping resolved
+against the results, the run's status and error."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from .._errors import InputError
+from .._models import NodeResult, RunResult, as_error_info, construct
+from .attempt import NodeRecord
+from .plan import Plan
+from .scheduler import Scheduler
+
+
+def run_result(
+    plan: Plan,
+    scheduler: Scheduler,
+    run_id: str,
+    error: dict[str, str] | None,
+    attempts: int,
+    started_at: datetime,
+) -> RunResult:
+    finished_at = datetime.now(UTC)
+    output, output_error = output_of(plan, scheduler.results)
+    error = error or output_error
+    records = scheduler.records
+    result = construct(
+        RunResult,
+        {
+            "workflow": plan.name,
+            "run_id": run_id,
+            "status": "failure" if error else "success",
+            "output": output,
+            "error": as_error_info(error),
+            "attempts": attempts,
+            "started_at": started_at,
+            "finished_at": finished_at,
+            "duration": (finished_at - started_at).total_seconds(),
+        },
+    )
+    cause = None
+    if error is not None:  # the exception that failed the run, for raise_for_status
+        failure = scheduler.first_failure()
+        cause = failure.exception if failure is not None and failure.error is error else None
+    # ``nodes`` is built when first read (see RunResult.__dict__)
+    private = {"_cause": cause, "_nodes_from": NodeResults(plan, records)}
+    object.__setattr__(result, "__pydantic_private__", private)
+    return result
+
+
+class NodeResults:
+    """A run's node results, built when called: every finished node's NodeResult, by name, in
+    the plan's order."""
+
+    __slots__ = ("plan", "records")
+
+    def __init__(self, plan: Plan, records: list[NodeRecord | None]) -> None:
+        self.plan, self.records = plan, records
+
+    def __len__(self) -> int:
+        return sum(done is not None for done in self.records)
+
+    def __call__(self) -> dict[str, NodeResult]:
+        return {
+            pn.name: node_result(done)
+            for pn, done in zip(self.plan.nodes, self.records, strict=True)
+            if done is not None
+        }
+
+
+def output_of(plan: Plan, results: dict[str, Any]) -> tuple[Any, dict[str, str] | None]:
+    """The run's output, and the error that fails the run when an output value could not be
+    resolved (its key is then None)."""
+    if plan.output is None:
+        return {
+            plan.nodes[i].name: results[plan.nodes[i].name]["output"] for i in plan.leaves
+        }, None
+    output, error = {}, None
+    for key, value in plan.output.items():
+        try:
+            output[key] = value(results)
+        except InputError as exc:
+            output[key] = None
+            error = error or {"type": "InputError", "message": f"output {key!r}: {exc}"}
+    return output, error
+
+
+def node_result(done: NodeRecord) -> NodeResult:
+    error = done["error"]  # the record's keys and slots, read directly: this runs once per node
+    return construct(
+        NodeResult,
+        {
+            "status": done["status"],
+            "output": done["output"],
+            "error": None if error is None else as_error_info(error),
+            "attempts": done.attempts,
+            "duration": done.duration,
+            "reason": done.reason,
+            "trace": done.trace,  # the record's own list: runs are not copied
+        },
+    )

@@ -1,0 +1,227 @@
+"""The ``RunStore`` interface: where durable runs live, and how a run is owned.
+
+One run is executed by one owner at a time. ``claim`` makes a process the owner of a run (or
+creates the run) in one transaction and hands it a claim number; every later ``write`` of that
+owner names the number, and a store refuses it (``LeaseLost``) once another owner has claimed
+the run. An owner keeps its lease alive by writing (an empty write renews it): a run whose
+owner's lease has expired was interrupted, and may be claimed by anyone.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, Self, runtime_checkable
+
+from .claims import CancelOutcome, reported_status
+from .records import RunRow, run_row
+
+Outcome = Literal["created", "claimed", "finished", "busy", "missing"]
+
+
+@dataclass(slots=True)
+class Claim:
+    """What ``RunStore.claim`` found and did.
+
+    ``outcome``: ``created`` (the run was new: inserted), ``claimed`` (an interrupted,
+    cancelled, waiting or retrying run, or a failed one when reopening: now the caller's),
+    ``finished`` (it ended: nothing was changed), ``busy`` (another owner's lease is live),
+    ``missing`` (no such run and nothing to create). ``token`` is the claim number that the
+    caller's writes must carry; ``run`` the stored run (with its current attempt's nodes) as it
+    was before the claim, for ``claimed`` and ``finished``.
+    """
+
+    outcome: Outcome
+    token: int = 0
+    run: RunRow | None = None
+
+
+@runtime_checkable
+class RunStore(Protocol):
+    """Where durable runs live (``SQLiteStore``, ``flowrt.postgres.PostgresStore``).
+
+    Attributes:
+        lease_seconds: how long an owner's lease lasts after each of its writes.
+        heartbeat_seconds: how often an owner with nothing to write renews its lease.
+        park_after_seconds: a node retry wait at least this long makes the run ``waiting``.
+    """
+
+    lease_seconds: float
+    heartbeat_seconds: float
+    park_after_seconds: float
+
+    async def claim(
+        self,
+        run_id: str,
+        owner: str,
+        *,
+        new: RunRow | None = None,
+        reopen: bool = False,
+        due: bool = False,
+    ) -> Claim:
+        """Take run ``run_id`` for ``owner``, in one transaction. Absent: insert ``new`` (as
+        ``running``, claim 1) or report ``missing``. ``success`` (or ``failure`` unless
+        ``reopen``): ``finished``. Held by a live owner (or, with ``due``, no longer parked in
+        a retry wait, or asked to cancel): ``busy``. Anything else: set it ``running`` under
+        ``owner`` with a fresh lease and the next claim number (see ``flowrt._store.claims``)."""
+
+    async def write(
+        self,
+        run_id: str,
+        token: int,
+        attempt: int,
+        records: Sequence[str],
+        run: RunRow | None = None,
+        *,
+        release: bool = False,
+    ) -> dict[str, str] | None:
+        """In one transaction, as the owner holding claim ``token``: store these node records
+        (see ``flowrt._store.records.record``) of workflow attempt ``attempt``, update the run from
+        ``run`` (status, attempts, error, output, finished_at, retry_due) when given, renew the
+        lease, and with ``release`` give the run up (no owner, no pending cancel request).
+        Returns the run's pending cancel request (``{"reason", "by"}``), or None.
+
+        Raises:
+            LeaseLost: another owner has claimed the run since (nothing was written).
+        """
+
+    async def enqueue(self, run: RunRow) -> bool:
+        """Insert ``run`` as ``queued`` (no owner) for a worker to claim, and wake idle
+        workers; False, changing nothing, if a run of that id exists."""
+
+    async def claim_ready(
+        self, owner: str, workflows: Sequence[str], limit: int, *, max_claims: int | None = None
+    ) -> list[Claim]:
+        """Claim for ``owner``, in one transaction, up to ``limit`` of the oldest runs of
+        ``workflows`` that are ready for a worker: ``queued``; ``running`` with no live owner
+        (its lease expired, or its process on this host died, or it was handed back); or in a
+        retry wait (``retrying``, ``waiting``) that is due, with no live owner. Each ``Claim``
+        holds the run as it was before (its status, and its nodes unless it was queued).
+        Concurrent claimers never get the same run (PostgreSQL: ``FOR UPDATE SKIP LOCKED``).
+        A picked run with a cancel request nobody acted on is ended ``cancelled``, and one
+        claimed ``max_claims`` times without progress ``failure`` (``TooManyRecoveries``),
+        instead of being claimed (see ``flowrt._store.claims``)."""
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Return when a run may have been enqueued (PostgreSQL: ``LISTEN``), or after
+        ``timeout`` seconds."""
+
+    async def load_run(self, run_id: str) -> RunRow | None:
+        """The stored run with its current attempt's nodes (each node's last record), or
+        None. A ``running`` run whose owner's lease has expired is reported ``interrupted``."""
+
+    async def list_runs(
+        self,
+        limit: int = 50,
+        status: str | None = None,
+        *,
+        workflow: str | None = None,
+        offset: int = 0,
+    ) -> list[RunRow]:
+        """The most recent runs, newest first, without their nodes: only those of ``status``
+        (``interrupted`` and ``running`` as ``load_run`` reports them) and of ``workflow``
+        when given; ``offset`` skips that many of them first (paging)."""
+
+    async def due_runs(self, now: float | None = None) -> list[RunRow]:
+        """Runs waiting for a retry (``retrying`` or ``waiting``) that is due at ``now`` (wall
+        clock; default: the store's clock), that no live owner holds and that nobody asked to
+        cancel."""
+
+    async def cancel(
+        self, run_id: str, *, reason: str | None = None, by: str = ""
+    ) -> CancelOutcome:
+        """Cancel run ``run_id`` in one transaction: ``cancelled`` (it was queued, parked or
+        interrupted, and is now ended ``cancelled``, or it was cancelled already) or
+        ``requested`` (a live owner holds it: it sees the request at its next write).
+
+        Raises:
+            RunNotFound: no such run.
+            RunEnded: it ended ``success`` or ``failure``.
+        """
+
+    async def prune(self, older_than: float) -> int:
+        """Delete runs that ended (success, failure, cancelled) more than ``older_than``
+        seconds ago, with their nodes; return how many."""
+
+    async def upgrade(self) -> int:
+        """Create or migrate the schema (idempotent); return its version."""
+
+    async def aclose(self) -> None:
+        """Release the store's connections."""
+
+
+class Closing(ABC):
+    """``with`` and ``async with`` for a store: they close it (``close()``, ``aclose()``)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the store's connections."""
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """``close()`` from async code."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+class _Connection(Protocol):
+    def execute(self, query: Any, params: Any) -> Iterable[tuple[Any, ...]]: ...
+
+
+def listed(
+    db: _Connection,
+    source: tuple[str, str, str],
+    now: float,
+    filters: tuple[str | None, str | None],
+    page: tuple[int, int],
+) -> list[RunRow]:
+    """``list_runs`` on a store's connection (sqlite3 or psycopg), in its worker thread.
+    ``source`` is the store's (table, columns, parameter marker: ``?`` or ``%s``), ``filters``
+    (status, workflow), ``page`` (limit, offset); ``now`` is the store's clock. ``running``
+    and ``interrupted`` are told apart here, run by run (``_claims.reported_status``: the
+    lease, and whether the owner's process on this host is alive), then paged."""
+    status, workflow = filters
+    live = status in ("running", "interrupted")  # both stored as running: told apart here
+    query, params = _listing(source, "running" if live else status, workflow, paged=not live)
+    rows = db.execute(query, params if live else (*params, *page))
+    runs = [run_row(row) for row in rows]
+    for run in runs:
+        run.status = reported_status(run, now)
+    if not live:
+        return runs
+    limit, offset = page
+    return [run for run in runs if run.status == status][offset : offset + limit]
+
+
+def _listing(
+    source: tuple[str, str, str], status: str | None, workflow: str | None, *, paged: bool
+) -> tuple[str, list[object]]:
+    """The query of ``list_runs`` (with ``LIMIT``/``OFFSET`` markers when ``paged``) and its
+    filters' parameters."""
+    table, columns, mark = source
+    where: list[str] = []
+    params: list[object] = []
+    if status is not None:
+        where.append(f"status = {mark}")
+        params.append(status)
+    if workflow is not None:
+        where.append(f"workflow = {mark}")
+        params.append(workflow)
+    clause = f"WHERE {' AND '.join(where)} " if where else ""
+    paging = f" LIMIT {mark} OFFSET {mark}" if paged else ""
+    query = f"SELECT {columns} FROM {table} {clause}ORDER BY started_at DESC, run_id DESC{paging}"
+    return query, params
+
+
+__all__: Sequence[str] = ["Claim", "Closing", "RunStore", "listed"]

@@ -1,0 +1,301 @@
+"""The façade: ``Workflow``, a ``Definition`` that compiles itself into a ``Plan`` (cached until
+the definition changes) and runs it; and ``resume_due``. Everything below it takes a Plan and an
+Environment; nothing below imports it."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import random
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import anyio
+
+from ._control import cancel_run
+from ._definition import Definition
+from ._diagram import mermaid, stages
+from ._engine.plan import Plan, compile_plan
+from ._engine.run import Environment, result_of, resume, run, submit
+from ._engine.stream import EventStream
+from ._errors import DefinitionError, FlowError
+from ._executors import ExecutorSpec
+from ._loader import from_dict, located, read_yaml, to_dict
+from ._models import Event, RunResult, WorkflowRetry
+from ._source import defined_in
+from ._store.claims import CancelOutcome
+from ._store.protocol import RunStore
+
+
+class Workflow(Definition):
+    """A DAG of nodes; ``await wf.run(input)`` executes it.
+
+    Args:
+        name: the workflow's name (in results, events and logs).
+        output: the run's output mapping, resolved like node inputs; without one the output is the
+            dict of the leaf nodes' outputs.
+        retry: workflow-level retry of a failed run.
+        max_concurrency: how many nodes may run at once (None: no cap).
+        fail_fast: stop the run at the first failure of a ``raise`` node (after its retries):
+            running nodes are cancelled (error type ``Cancelled``), unstarted ones skip.
+        rng: the random source for retry jitter (inject a seeded one for reproducible waits).
+        store: where runs are kept durably (``flowrt.SQLiteStore(path)``); None: in memory only.
+        executor: where sync nodes run unless they name their own: ``"thread"`` (the
+            default), ``"process"``, or an ``Executor`` (``flowrt.ray.RayExecutor()``).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        output: Mapping[str, Any] | None = None,
+        retry: WorkflowRetry | None = None,
+        max_concurrency: int | None = None,
+        fail_fast: bool = False,
+        rng: random.Random | None = None,
+        store: RunStore | None = None,
+        executor: ExecutorSpec = "thread",
+    ) -> None:
+        self._plan: Plan | None = None
+        self._data: list[str | None] = []  # the data form as JSON text, once computed
+        super().__init__(
+            name, output=output, retry=retry, max_concurrency=max_concurrency,
+            fail_fast=fail_fast, executor=executor,
+        )  # fmt: skip
+        self.rng = rng or random.Random()
+        self.store = store
+        self.listeners: list[Callable[[Event], None]] = []
+        # where its code lives, kept with its stored runs (``flowrt._source``)
+        self.source: str | None = defined_in(sys._getframe(1))
+
+    def _changed(self) -> None:
+        self._plan = None
+        self._data = []
+
+    def add_listener(self, listener: Callable[[Event], None]) -> Callable[[Event], None]:
+        """Call ``listener(event)`` for every event of every run of this workflow, synchronously,
+        as it happens (usable as a decorator). A listener that raises is logged (stdlib logger
+        ``flowrt``) and never breaks the run.
+
+        Raises:
+            TypeError: ``listener`` is an ``async def`` function (use ``wf.stream()`` to await).
+        """
+        if inspect.iscoroutinefunction(listener):
+            raise TypeError(
+                f"listener {listener!r} is async: listeners are called synchronously as events "
+                "happen; use `async for event in wf.stream(...)` to await per event"
+            )
+        self.listeners.append(listener)
+        return listener
+
+    def remove_listener(self, listener: Callable[[Event], None]) -> None:
+        """Stop calling ``listener``.
+
+        Raises:
+            ValueError: it was not added.
+        """
+        self.listeners.remove(listener)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Workflow:
+        """Build a workflow from plain data (the format of ``flowrt schema``) and validate it.
+
+        Raises:
+            DefinitionError: names the place in the data (``nodes[2].error_handling.backoff_rate``)
+                and what is wrong there, including a ``call`` whose module or attribute is missing.
+        """
+        wf = from_dict(data, cls)
+        try:
+            wf.validate()
+        except DefinitionError as exc:
+            raise located(exc, wf) from None
+        return wf
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str]) -> Workflow:
+        """Build a workflow from a YAML (or JSON) file; see ``from_dict``.
+
+        Raises:
+            DefinitionError: the file cannot be read or parsed, or its content is invalid.
+        """
+        return cls.from_dict(read_yaml(path))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The workflow as plain data that ``from_dict`` reads back.
+
+        Raises:
+            DefinitionError: a node cannot be written as data (a lambda or local function, a
+                callable condition or ``retry_on`` predicate).
+        """
+        return to_dict(self)
+
+    def _definition_json(self) -> str | None:
+        """The data form as JSON text (for a durable run's row), or None without one."""
+        if not self._data:
+            try:
+                self._data.append(json.dumps(to_dict(self)))
+            except (DefinitionError, TypeError, ValueError):
+                self._data.append(None)
+        return self._data[0]
+
+    def validate(self) -> None:
+        """Check the whole definition.
+
+        Raises:
+            DefinitionError: names the node, the field and what is wrong (a cycle, an unknown or
+                duplicate name, a malformed selector or template, a bad option, ...).
+        """
+        self.compiled()
+
+    def compiled(self) -> Plan:
+        """The validated, compiled plan (cached until the definition changes).
+
+        Raises:
+            DefinitionError: the workflow is invalid.
+        """
+        if self._plan is None:
+            self._plan = compile_plan(self)
+        return self._plan
+
+    def mermaid(self) -> str:
+        """The workflow as a Mermaid flowchart (Choice options label their arrows).
+
+        Raises:
+            DefinitionError: the workflow is invalid.
+        """
+        return mermaid(self.compiled())
+
+    def stages(self) -> list[list[str]]:
+        """The plan: node names grouped into stages that can start together.
+
+        Raises:
+            DefinitionError: the workflow is invalid.
+        """
+        return stages(self.compiled())
+
+    def environment(self, store: RunStore | None = None) -> Environment:
+        """What a run of this workflow takes besides its plan: the listeners, the random
+        source, the store (``store``, else the workflow's) and the data form."""
+        return Environment(
+            tuple(self.listeners),
+            self.rng,
+            store if store is not None else self.store,
+            self._definition_json,
+            self.source,
+        )
+
+    async def run(
+        self,
+        input: Any = None,
+        *,
+        timeout: float | None = None,
+        run_id: str | None = None,
+        store: RunStore | None = None,
+    ) -> RunResult:
+        """Run the workflow once (plus workflow-level retries) and return its result.
+
+        ``input`` is the run input (``$.input``): plain data; a pydantic model is taken as its
+        ``model_dump()``. Node failures never raise: they are in the result. ``timeout`` is a
+        deadline for each run attempt: at expiry running nodes are cancelled and the run fails.
+        ``run_id`` names the run (a new uuid4 hex by default). With a ``store`` (or the
+        workflow's) the run is durable: its row (input, status ``running``, owner) is committed
+        before the first node starts, each node's envelope is stored as it finishes, and it can
+        be resumed; node outputs must then be strict JSON (else the node fails with
+        ``OutputError``). A ``run_id`` is then an idempotency key: a stored run that ended is
+        returned as it was stored (nothing runs); one that was interrupted or cancelled is
+        resumed (its stored input is used).
+
+        Raises:
+            DefinitionError: the workflow is invalid.
+            InputError: a durable run's input is not strict JSON.
+            RunInProgress: a durable run with this id is being executed (a live owner).
+            FlowError: the stored run ``run_id`` belongs to another workflow.
+        """
+        return await run(
+            self.compiled(), self.environment(store), input, timeout=timeout, run_id=run_id
+        )
+
+    async def resume(
+        self, run_id: str, *, store: RunStore | None = None, timeout: float | None = None
+    ) -> RunResult:
+        """Finish a stored run: nodes that succeeded keep their stored outputs and do not run
+        again; a node stored in a retry wait continues at its next attempt when due; every
+        other node runs (a node that was running when the process died runs again:
+        at-least-once). A run that succeeded is returned as stored. Returns the run's result.
+
+        Raises:
+            FlowError: no store, no such run, or a run of another workflow.
+            RunInProgress: a live process is executing the run.
+        """
+        return await resume(self.compiled(), self.environment(store), run_id, timeout=timeout)
+
+    async def submit(
+        self,
+        input: Any = None,
+        *,
+        store: RunStore | None = None,
+        run_id: str | None = None,
+        timeout: float | None = None,
+    ) -> str:
+        """Enqueue a run for a ``Worker`` and return its id at once (the run row is committed,
+        status ``queued``). ``run_id`` is an idempotency key: an existing run of this workflow
+        is not enqueued again, and its id is returned. ``timeout`` is the run's deadline in
+        seconds, stored with it: whichever process executes the run applies it (each
+        execution, a resume included, has its whole length).
+
+        Raises:
+            DefinitionError: the workflow is invalid.
+            FlowError: no store (``store`` or the workflow's), or ``run_id`` is a run of
+                another workflow.
+            InputError: the input is not strict JSON.
+        """
+        return await submit(self.compiled(), self.environment(store), input, run_id, timeout)
+
+    async def result(
+        self, run_id: str, *, store: RunStore | None = None, timeout: float | None = None
+    ) -> RunResult:
+        """Wait for stored run ``run_id`` to end (``success`` or ``failure``); its result.
+
+        Raises:
+            FlowError: no store.
+            RunNotFound: no such run.
+            RunCancelled: the run was cancelled.
+            TimeoutError: it had not ended after ``timeout`` seconds.
+        """
+        where = store if store is not None else self.store
+        if where is None:
+            raise FlowError(f"workflow {self.name!r} has no store to read run {run_id!r} from")
+        return await result_of(where, run_id, timeout)
+
+    async def cancel(
+        self, run_id: str, store: RunStore | None = None, *, reason: str | None = None
+    ) -> CancelOutcome:
+        """Cancel stored run ``run_id`` of this workflow: see ``flowrt.cancel_run``.
+
+        Raises:
+            FlowError: no store (``store`` or the workflow's).
+            RunNotFound: no such run.
+            RunEnded: the run ended ``success`` or ``failure``.
+        """
+        where = store if store is not None else self.store
+        if where is None:
+            raise FlowError(f"workflow {self.name!r} has no store to cancel run {run_id!r} in")
+        return await cancel_run(where, run_id, reason=reason)
+
+    def run_sync(self, input: Any = None, *, timeout: float | None = None) -> RunResult:
+        """``run`` for scripts: starts an event loop with ``anyio.run``."""
+        return anyio.run(lambda: self.run(input, timeout=timeout))
+
+    def stream(
+        self, input: Any = None, *, timeout: float | None = None, run_id: str | None = None
+    ) -> EventStream:
+        """Run the workflow, yielding each ``Event`` as it happens; leaving the loop early
+        cancels the run. The last event, ``run.finished``, carries the RunResult. ``run_id``
+        names the run, as for ``run``.
+
+        Raises:
+            DefinitionError: the workflow is invalid (raised here, before iterating).
+        """
+        return EventStream(self.compiled(), self.environment(), input, timeout, run_id)
