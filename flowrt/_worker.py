@@ -149,7 +149,7 @@ class Worker:
         run_id = claim.run.run_id
         try:
             plan, env = self._choose(claim.run)
-            await execute_claimed(plan, env, claim, owner, self.store, self.timeout)
+            await execute_claimed(plan, env, claim, owner=owner, timeout=self.timeout)
         except RunParked:  # every running node waits for a due retry: the slot is free
             _log.debug("flowrt: run %s parked until its retry is due", run_id)
         except RunCancelled as cancelled:

@@ -10,15 +10,16 @@ import os
 import random
 import sys
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 
 from ._control import cancel_run
 from ._definition import Definition
 from ._diagram import mermaid, stages
+from ._engine.observe import Observer
 from ._engine.plan import Plan, compile_plan
-from ._engine.run import Environment, result_of, resume, run, submit
+from ._engine.run import Environment, result_of, resume, run, seconds, submit
 from ._engine.stream import EventStream
 from ._errors import DefinitionError, FlowError
 from ._executors import ExecutorSpec
@@ -27,6 +28,8 @@ from ._models import Event, RunResult, WorkflowRetry
 from ._source import defined_in
 from ._store.claims import CancelOutcome
 from ._store.protocol import RunStore
+
+L = TypeVar("L", bound=Callable[[Event], None] | Observer)
 
 
 class Workflow(Definition):
@@ -66,7 +69,7 @@ class Workflow(Definition):
         )  # fmt: skip
         self.rng = rng or random.Random()
         self.store = store
-        self.listeners: list[Callable[[Event], None]] = []
+        self.listeners: list[Callable[[Event], None] | Observer] = []
         # where its code lives, kept with its stored runs (``flowrt._source``)
         self.source: str | None = defined_in(sys._getframe(1))
 
@@ -74,10 +77,11 @@ class Workflow(Definition):
         self._plan = None
         self._data = []
 
-    def add_listener(self, listener: Callable[[Event], None]) -> Callable[[Event], None]:
+    def add_listener(self, listener: L) -> L:
         """Call ``listener(event)`` for every event of every run of this workflow, synchronously,
         as it happens (usable as a decorator). A listener that raises is logged (stdlib logger
-        ``flowrt``) and never breaks the run.
+        ``flowrt``) and never breaks the run. (flowrt's own observers, such as
+        ``flowrt.otel``'s tracer, are added the same way and get the run's hooks instead.)
 
         Raises:
             TypeError: ``listener`` is an ``async def`` function (use ``wf.stream()`` to await).
@@ -90,7 +94,7 @@ class Workflow(Definition):
         self.listeners.append(listener)
         return listener
 
-    def remove_listener(self, listener: Callable[[Event], None]) -> None:
+    def remove_listener(self, listener: Callable[[Event], None] | Observer) -> None:
         """Stop calling ``listener``.
 
         Raises:
@@ -179,11 +183,12 @@ class Workflow(Definition):
         """What a run of this workflow takes besides its plan: the listeners, the random
         source, the store (``store``, else the workflow's) and the data form."""
         return Environment(
-            tuple(self.listeners),
-            self.rng,
-            store if store is not None else self.store,
-            self._definition_json,
-            self.source,
+            listeners=[item for item in self.listeners if not isinstance(item, Observer)],
+            observers=[item for item in self.listeners if isinstance(item, Observer)],
+            rng=self.rng,
+            store=store if store is not None else self.store,
+            definition=self._definition_json,
+            source=self.source,
         )
 
     async def run(
@@ -193,6 +198,7 @@ class Workflow(Definition):
         timeout: float | None = None,
         run_id: str | None = None,
         store: RunStore | None = None,
+        listener: Callable[[Event], None] | None = None,
     ) -> RunResult:
         """Run the workflow once (plus workflow-level retries) and return its result.
 
@@ -205,31 +211,40 @@ class Workflow(Definition):
         be resumed; node outputs must then be strict JSON (else the node fails with
         ``OutputError``). A ``run_id`` is then an idempotency key: a stored run that ended is
         returned as it was stored (nothing runs); one that was interrupted or cancelled is
-        resumed (its stored input is used).
+        resumed (its stored input is used). ``listener`` gets this run's events as they happen
+        (after the workflow's own listeners).
 
         Raises:
+            ValueError: ``timeout`` is not a number of seconds at least 0 (nor None).
             DefinitionError: the workflow is invalid.
             InputError: a durable run's input is not strict JSON.
             RunInProgress: a durable run with this id is being executed (a live owner).
             FlowError: the stored run ``run_id`` belongs to another workflow.
         """
-        return await run(
-            self.compiled(), self.environment(store), input, timeout=timeout, run_id=run_id
-        )
+        plan, env = self.compiled(), self.environment(store)
+        return await run(plan, env, input, timeout=timeout, run_id=run_id, listener=listener)
 
     async def resume(
-        self, run_id: str, *, store: RunStore | None = None, timeout: float | None = None
+        self,
+        run_id: str,
+        *,
+        store: RunStore | None = None,
+        timeout: float | None = None,
+        listener: Callable[[Event], None] | None = None,
     ) -> RunResult:
         """Finish a stored run: nodes that succeeded keep their stored outputs and do not run
         again; a node stored in a retry wait continues at its next attempt when due; every
         other node runs (a node that was running when the process died runs again:
         at-least-once). A run that succeeded is returned as stored. Returns the run's result.
+        ``listener`` gets this execution's events, as for ``run``.
 
         Raises:
+            ValueError: ``timeout`` is not a number of seconds at least 0 (nor None).
             FlowError: no store, no such run, or a run of another workflow.
             RunInProgress: a live process is executing the run.
         """
-        return await resume(self.compiled(), self.environment(store), run_id, timeout=timeout)
+        plan, env = self.compiled(), self.environment(store)
+        return await resume(plan, env, run_id, timeout=timeout, listener=listener)
 
     async def submit(
         self,
@@ -251,7 +266,8 @@ class Workflow(Definition):
                 another workflow.
             InputError: the input is not strict JSON.
         """
-        return await submit(self.compiled(), self.environment(store), input, run_id, timeout)
+        plan, env = self.compiled(), self.environment(store)
+        return await submit(plan, env, input, run_id=run_id, timeout=timeout)
 
     async def result(
         self, run_id: str, *, store: RunStore | None = None, timeout: float | None = None
@@ -289,13 +305,21 @@ class Workflow(Definition):
         return anyio.run(lambda: self.run(input, timeout=timeout))
 
     def stream(
-        self, input: Any = None, *, timeout: float | None = None, run_id: str | None = None
+        self,
+        input: Any = None,
+        *,
+        timeout: float | None = None,
+        run_id: str | None = None,
+        listener: Callable[[Event], None] | None = None,
     ) -> EventStream:
         """Run the workflow, yielding each ``Event`` as it happens; leaving the loop early
         cancels the run. The last event, ``run.finished``, carries the RunResult. ``run_id``
-        names the run, as for ``run``.
+        names the run, as for ``run``; ``listener`` also gets every event, as it happens.
 
         Raises:
             DefinitionError: the workflow is invalid (raised here, before iterating).
+            ValueError: ``timeout`` is not a number of seconds (raised here).
         """
-        return EventStream(self.compiled(), self.environment(), input, timeout, run_id)
+        plan, env = self.compiled(), self.environment()
+        timeout = seconds(timeout, "timeout")
+        return EventStream(plan, env, input, timeout=timeout, run_id=run_id, listener=listener)

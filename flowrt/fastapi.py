@@ -32,7 +32,6 @@ from pydantic import BaseModel
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from ._engine.native import alongside
-from ._engine.run import run as run_plan
 from ._errors import RunInProgress
 from ._models import ErrorInfo, Event, RunResult
 from ._report import jsonable, result_json, safe_result
@@ -204,10 +203,9 @@ class _Service:
 
     async def background(self, state: _Run, data: dict[str, Any]) -> None:
         """A background run; cancelled at shutdown, it ends with a "cancelled" run.finished."""
-        plan, env = self.wf.compiled(), self.wf.environment()
         run_id = state.state.run_id
         with state.scope:
-            await run_plan(plan, env, data, timeout=self.timeout, sink=state.add, run_id=run_id)
+            await self.wf.run(data, timeout=self.timeout, run_id=run_id, listener=state.add)
 
     def start(self, request: Request, data: dict[str, Any], key: str | None = None) -> RunStarted:
         """``POST /runs``: start a background run (forgetting the oldest finished ones); with

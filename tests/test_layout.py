@@ -23,12 +23,30 @@ def _dotted(path: Path) -> str:
 MODULES = {_dotted(path): path for path in sorted(PACKAGE.rglob("*.py"))}
 # The modules allowed to import anyio or asyncio: those that own the backend (the rest is pure).
 BACKEND = {
-    "_engine.attempt", "_engine.durable", "_engine.invoke", "_engine.kinds", "_engine.map",
-    "_engine.native", "_engine.run", "_engine.scheduler", "_engine.stream",
-    "_store.sqlite", "_web.pages", "_web.stored_runs", "_web.idempotency",
-    "_cli.runs", "_cli.worker", "_cli.signals",
-    "_workflow", "_worker", "cli", "fastapi", "postgres", "ray",
-}  # fmt: skip
+    "_engine.attempt",
+    "_engine.durable",
+    "_engine.execute",
+    "_engine.invoke",
+    "_engine.kinds",
+    "_engine.map",
+    "_engine.native",
+    "_engine.run",
+    "_engine.scheduler",
+    "_engine.stream",
+    "_store.sqlite",
+    "_web.pages",
+    "_web.stored_runs",
+    "_web.idempotency",
+    "_cli.runs",
+    "_cli.worker",
+    "_cli.signals",
+    "_workflow",
+    "_worker",
+    "cli",
+    "fastapi",
+    "postgres",
+    "ray",
+}
 # The role sub-packages; a top-level module is a room of its own.
 PACKAGES = ("_engine", "_store", "_web", "_cli")
 

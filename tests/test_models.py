@@ -233,7 +233,7 @@ def _wide_run() -> Any:
 
 
 def test_node_results_are_built_only_when_read(monkeypatch: pytest.MonkeyPatch) -> None:
-    from flowrt import _result
+    from flowrt._engine import result as _result
 
     built: list[str] = []
     real = _result.node_result

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 import traceback
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
@@ -17,26 +18,10 @@ from .backoff import wait_before_retry
 from .context import CURRENT
 from .encode import settle_output
 from .invoke import thread_done
+from .observe import Observers, Wait
 
 if TYPE_CHECKING:
-    from .events import Emitter
     from .plan import PlanNode
-
-
-class Waits(Protocol):
-    """Where a durable run records a node's retry waits (``_durable.DurableRun``); the
-    scheduler tells it, through ``running``, how many nodes are running."""
-
-    running: Callable[[], int] | None
-
-    def waiting(self, name: str, done: NodeRecord, wait: float) -> None:
-        """Node ``name`` waits ``wait`` seconds before its next attempt."""
-
-    def unpark(self, wait: float) -> None:
-        """A wait that ``waiting`` recorded is over."""
-
-    def add(self, name: str, done: NodeRecord) -> None:
-        """Node ``name`` finished: record it."""
 
 
 class NodeRecord(dict[str, Any]):
@@ -192,35 +177,62 @@ def error_info(exc: BaseException) -> dict[str, str]:
     return {"type": type(exc).__name__, "message": message_of(exc)}
 
 
-class Context:
-    """What every node of one run shares: the event emitter (None when nobody listens), the
-    random source for jitter, the loop's clock, a yield to the loop (``checkpoint``), the run's
-    id and workflow name (for ``flowrt.current()``), its durable run (None: not durable), and
-    the failures seen so far (``failure_info``)."""
+class RunState:
+    """What every node of one run shares: its observers (an empty tuple when nothing
+    watches), the random source for jitter, the loop's clock, a yield to the loop
+    (``checkpoint``), the run's id and workflow name (for ``flowrt.current()``), the failures
+    seen so far (``failure_info``), and its parking: ``park_after`` (seconds of a wait from
+    which a worker's run is set aside; None: it never is), the scope that stops the run, and
+    whether it is parking. The running scheduler is ``scheduler``."""
 
     __slots__ = (
-        "checkpoint", "clock", "durable", "emit", "errors", "origin", "rng", "run_id", "workflow",
-    )  # fmt: skip
+        "checkpoint",
+        "clock",
+        "errors",
+        "observers",
+        "origin",
+        "park_after",
+        "parking",
+        "rng",
+        "run_id",
+        "scheduler",
+        "scope",
+        "workflow",
+    )
 
     def __init__(
         self,
-        emit: Emitter | None,
-        rng: Any,
         clock: Callable[[], float],
         checkpoint: Callable[[], Awaitable[None]],
+        *,
+        observers: Observers = (),
+        rng: Any,
         run_id: str = "",
         workflow: str = "",
-        durable: Waits | None = None,
     ) -> None:
-        self.emit = emit
+        self.observers = observers
         self.rng = rng
         self.clock = clock
         self.checkpoint = checkpoint
         self.run_id = run_id
         self.workflow = workflow
-        self.durable = durable
         self.errors: dict[tuple[str, str], ErrorInfo] = {}  # failures seen, shared alike
         self.origin = clock()  # the run's start on its clock: traces count from it
+        self.park_after: float | None = None
+        self.scope: anyio.CancelScope | None = None
+        self.parking = False
+        self.scheduler: Parking | None = None
+
+
+class Parking(Protocol):
+    """The scheduler, as a node's retry wait tells it (``_engine.scheduler``): it tells the
+    run's observers, and parks the run when every running node waits long."""
+
+    def waiting(self, node: str, done: NodeRecord, wait: Wait) -> None:
+        """Node ``node`` waits ``wait.seconds`` before its next attempt."""
+
+    def woke(self, wait: Wait) -> None:
+        """A wait that ``waiting`` announced is over."""
 
 
 def _retries(pn: PlanNode, exc: Exception) -> bool:
@@ -247,7 +259,7 @@ async def attempt(
     args: Sequence[Any],
     kwargs: Mapping[str, Any],
     done: NodeRecord,
-    ctx: Context,
+    ctx: RunState,
     item: int | None = None,
 ) -> NodeRecord:
     """Await ``fn(*args, **kwargs)`` until it succeeds or the policy says stop; fill in and
@@ -255,14 +267,15 @@ async def attempt(
     the map node is recorded as a whole. ``done`` may hold earlier attempts (a resumed node):
     numbering and the retries left go on from them."""
     timeout = pn.timeout
-    emit = ctx.emit if item is None else None
+    observers = ctx.observers if item is None else ()
     clock, origin = ctx.clock, ctx.origin
     fn = _bound(fn, args, kwargs)
     while True:
         done.attempts += 1
         number = done.attempts
-        if emit is not None:
-            emit("node.started", pn.name, attempt=number)
+        if observers:
+            for observer in observers:
+                observer.node_started(pn.name, number)
         start = clock() - origin  # seconds from the run's start, as traces give them
         here = CURRENT.set((ctx.run_id, ctx.workflow, pn.name, number, item))  # current()
         try:
@@ -272,12 +285,11 @@ async def attempt(
             exc = caught if isinstance(caught, Exception) else as_failure(caught, pn.name)
             if exc is None:  # a cancellation (or KeyboardInterrupt...): never swallowed
                 raise
-            wait = _failed(pn, exc, done, ctx, start, emit)
+            wait = _failed(pn, exc, done, ctx, start)
             del exc  # its traceback holds this frame: no reference cycle through the local
             if wait is None:
                 return done
-            if wait > 0 or pn.in_thread:  # an async node with a zero wait retries at once
-                await _before_retry(pn, done, wait, ctx, item)
+            await _before_retry(pn, done, wait, ctx, item)
         else:
             CURRENT.reset(here)
             return _succeeded(pn, done, start, clock() - origin, output, item)
@@ -295,18 +307,23 @@ def _succeeded(
 
 
 async def _before_retry(
-    pn: PlanNode, done: NodeRecord, wait: float, ctx: Context, item: int | None
+    pn: PlanNode, done: NodeRecord, wait: float, ctx: RunState, item: int | None
 ) -> None:
-    """Wait ``wait`` seconds (recorded first by a durable run); then, for a sync node, until
-    the thread of the attempt that just failed has returned (a timed-out thread is abandoned,
-    but never overlaps its own retry): that time goes on the attempt's trace (``held``)."""
-    if wait > 0:
-        durable = ctx.durable if item is None else None  # a map item's waits are not stored
-        if durable is not None:
-            durable.waiting(pn.name, done, wait)
+    """Wait ``wait`` seconds (a node's wait goes through its scheduler, which tells the
+    observers and may park the run; a map item's is its own); then, for a sync node, until the
+    thread of the attempt that just failed has returned (a timed-out thread is abandoned, but
+    never overlaps its own retry): that time goes on the attempt's trace (``held``)."""
+    scheduler = ctx.scheduler if item is None else None
+    if scheduler is not None:
+        info = done.trace[-1].error
+        error = None if info is None else {"type": info.type, "message": info.message}
+        announced = Wait("retry", wait, time.time() + wait, error)
+        scheduler.waiting(pn.name, done, announced)
+        if wait > 0:
+            await anyio.sleep(wait)
+        scheduler.woke(announced)
+    elif wait > 0:
         await anyio.sleep(wait)
-        if durable is not None:
-            durable.unpark(wait)
     if pn.in_thread:
         begin = ctx.clock()
         if await thread_done(ctx.run_id, pn.name, item):
@@ -333,9 +350,8 @@ def _failed(
     pn: PlanNode,
     exc: Exception,
     done: NodeRecord,
-    ctx: Context,
+    ctx: RunState,
     start: float,
-    emit: Emitter | None,
 ) -> float | None:
     """Record attempt ``done.attempts`` failing with ``exc``; return the wait before the next
     attempt, or None when it was the last (``done`` is then a failure)."""
@@ -354,6 +370,4 @@ def _failed(
     done.trace.append(AttemptRecord(number, start, ctx.clock() - ctx.origin - start, info, wait))
     if pn.in_thread:  # anyio's thread call keeps it in a frame of its path: a cycle
         _release(exc)
-    if emit is not None:
-        emit("node.retrying", pn.name, attempt=number, error=info.__dict__, wait=wait)
     return wait

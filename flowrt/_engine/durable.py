@@ -18,7 +18,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
@@ -31,8 +31,10 @@ from .._store.claims import cancelled_error
 from .._store.outage import Outage
 from .._store.owners import describe, owner_id
 from .._store.protocol import Claim, RunStore
-from .._store.records import RunRow, record, to_json, trace_json, trace_of, unencodable
+from .._store.records import RunRow, to_json, trace_json, trace_of, unencodable
+from .._store.records import record as record_text
 from .attempt import NodeRecord
+from .observe import Observer, Wait
 
 COMMIT_DELAY = 0.01  # seconds a finished node may wait before its batch is written
 HANDS_OVER: ContextVar[bool] = ContextVar("flowrt_hands_over", default=False)
@@ -56,31 +58,30 @@ def input_json(input: Any) -> str:
         ) from None
 
 
-class DurableRun:
-    """A run's writes to its store: the claim, the queue of node records and run-row changes,
-    the writer task (group commit with ``COMMIT_DELAY``, heartbeats), and the run's ends."""
+class DurableRun(Observer):
+    """A run's writes to its store, as the run's observer: the claim, the queue of node records
+    and run-row changes, the writer task (group commit with ``COMMIT_DELAY``, heartbeats), and
+    the run's ends. It records; what the run does (parking it) is the scheduler's to decide."""
 
     __slots__ = (
         "attempt",
         "cancel_request",
         "handover",
         "lock",
+        "long",
         "lost",
         "outage",
         "owner",
-        "parked",
-        "parking",
         "pending",
         "queued",
         "row",
         "run",
-        "running",
         "scope",
         "signalled",
         "stopping",
         "store",
         "token",
-    )  # fmt: skip
+    )
 
     def __init__(self, store: RunStore, row: RunRow) -> None:
         self.store = store
@@ -93,13 +94,11 @@ class DurableRun:
         self.lock = anyio.Lock()
         self.queued = anyio.Event()
         self.signalled = False
-        self.parked = 0  # nodes in a long retry wait (the run is ``waiting`` while any is)
+        self.long: set[str] = set()  # nodes in a long retry wait (the run is ``waiting``)
         self.scope = anyio.CancelScope()  # the run's: cancelled when its lease is lost
         self.lost = False
         self.stopping = anyio.Event()  # the run has ended: the writer returns
         self.handover = HANDS_OVER.get()  # cancelled, it is left for another (a worker's run)
-        self.running: Callable[[], int] | None = None  # nodes running (set by the scheduler)
-        self.parking = False  # stopped to wait for a due retry without holding a worker
         self.cancel_request: dict[str, str] | None = None  # someone asked to cancel the run
         self.outage: Outage | None = None  # made when a write fails (the store is down)
 
@@ -137,10 +136,10 @@ class DurableRun:
             figures = f"{done.duration:.6f}, null, {done.trace[0].started:.6f}"
             text = f'["{name}", "success", {output}, null, 1, {figures}]'
         else:
-            text = record(
-                name, status or "failure", output, done["error"], done.attempts, done.duration,
-                done.reason, trace_json(done.trace),
-            )  # fmt: skip
+            trace = trace_json(done.trace)
+            error, attempts, duration = done["error"], done.attempts, done.duration
+            status = status or "failure"
+            text = record_text(name, status, output, error, attempts, duration, done.reason, trace)
         self._queue(text)
 
     def _row_changed(self) -> None:
@@ -153,37 +152,44 @@ class DurableRun:
             self.signalled = True
             self.queued.set()
 
-    def waiting(self, name: str, done: NodeRecord, wait: float) -> None:
-        """Node ``name`` failed attempt ``done.attempts`` and retries after ``wait`` seconds:
-        record it ``waiting`` with its due time, so a resume continues at the next attempt. A
-        wait of at least the store's ``park_after_seconds`` makes the run ``waiting``."""
-        due = time.time() + wait
-        info = done.trace[-1].error if done.trace else None
-        error = None if info is None else {"type": info.type, "message": info.message}
-        self._queue(
-            record(
-                name, "waiting", None, error, done.attempts, 0.0, None, trace_json(done.trace),
-                due,
-            )
-        )  # fmt: skip
-        if wait >= self.store.park_after_seconds:
-            self.parked += 1
-            row = self.row
-            row.status = "waiting"
-            row.retry_due = due if row.retry_due is None else min(row.retry_due, due)
-            self._row_changed()
-            running = self.running
-            if self.handover and running is not None and self.parked >= running():
-                self.parking = True  # a worker's run where every running node waits: park it
-                self.scope.cancel()
-
-    def unpark(self, wait: float) -> None:
-        """A retry wait recorded by ``waiting`` is over (the next attempt starts)."""
-        if wait >= self.store.park_after_seconds:
-            self.parked -= 1
-            if not self.parked:
+    def node_started(self, node: str, attempt: int) -> None:
+        if node in self.long:  # its long retry wait is over
+            self.long.discard(node)
+            if not self.long:
                 self.row.status, self.row.retry_due = "running", None
                 self._row_changed()
+
+    def node_waiting(self, node: str, record: Any, wait: Wait) -> None:
+        """Record ``node`` ``waiting`` with its due time, so a resume continues at the next
+        attempt. A wait of at least the store's ``park_after_seconds`` makes the run
+        ``waiting`` (due when its first waiting node is)."""
+        info = wait.error
+        error = None if info is None else {"type": info["type"], "message": info["message"]}
+        trace = trace_json(record.trace)
+        self._queue(
+            record_text(node, "waiting", None, error, record.attempts, 0.0, None, trace, wait.due)
+        )
+        if wait.seconds >= self.store.park_after_seconds:
+            self.long.add(node)
+            row = self.row
+            row.status = "waiting"
+            row.retry_due = wait.due if row.retry_due is None else min(row.retry_due, wait.due)
+            self._row_changed()
+
+    def node_finished(self, node: str, record: Any) -> None:
+        self.add(node, record)
+
+    def run_started(self, attempt: int) -> None:
+        self.start(attempt)
+
+    async def run_retrying(self, attempt: int, error: Mapping[str, str], wait: float) -> None:
+        await self.retrying(attempt, dict(error), wait)
+
+    async def run_finished(self, result: RunResult) -> None:
+        await self.finish(result)
+
+    async def run_cancelled(self, parked: bool) -> None:
+        await self.cancelled()
 
     async def writer(self) -> None:
         """The run's writer task: wait for a record, let others join it for ``COMMIT_DELAY``,
@@ -248,7 +254,8 @@ class DurableRun:
 
     def start(self, attempt: int) -> None:
         """Workflow-level attempt ``attempt`` is running (written with its first records)."""
-        self.attempt, self.parked = attempt, 0  # waits of an earlier attempt are over
+        self.attempt = attempt
+        self.long.clear()  # waits of an earlier attempt are over
         self.row.status, self.row.attempts, self.row.retry_due = "running", attempt, None
         self._row_changed()
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._models import Event, RunResult, as_error_info
+from .invoke import still_running
+from .observe import Observer, Wait
 
 _stdlib_log = logging.getLogger("flowrt")
 _stdlib_log.addHandler(logging.NullHandler())
@@ -76,10 +78,11 @@ def emitter_for(
     return Emitter(workflow, run_id, listeners, clock, logger)
 
 
-class Emitter:
-    """Sends a run's events to its listeners (``add_listener``, ``stream``) and to structlog."""
+class Emitter(Observer):
+    """The run's observer that sends its events to its listeners (``add_listener``,
+    ``listener=``, ``stream``) and to structlog or stdlib logging."""
 
-    __slots__ = ("clock", "listeners", "logger", "run_id", "start", "workflow")
+    __slots__ = ("clock", "listeners", "logger", "run_id", "start", "started", "workflow")
 
     def __init__(
         self,
@@ -95,6 +98,53 @@ class Emitter:
         self.logger = _structlog_logger() if logger is _ASK else logger
         self.clock = clock  # the loop's clock (anyio.current_time's, without its lookups)
         self.start = clock()
+        self.started = False  # run.started is sent once, whatever the attempts
+
+    def run_started(self, attempt: int) -> None:
+        if not self.started:
+            self.started = True
+            self("run.started")
+
+    def node_started(self, node: str, attempt: int) -> None:
+        self("node.started", node, attempt=attempt)
+
+    def node_waiting(self, node: str, record: Any, wait: Wait) -> None:
+        error = None if wait.error is None else dict(wait.error)
+        self("node.retrying", node, attempt=record.attempts, error=error, wait=wait.seconds)
+
+    def node_finished(self, node: str, record: Any) -> None:
+        self(
+            "node.finished",
+            node,
+            attempt=record.attempts,
+            status=record.status,
+            error=record.error,
+            duration=record.duration,
+        )
+
+    def item_failed(self, node: str, item: int, error: Mapping[str, str]) -> None:
+        self("node.item_failed", node, status="failure", error=dict(error), item=item)
+
+    async def run_retrying(self, attempt: int, error: Mapping[str, str], wait: float) -> None:
+        self("run.retrying", attempt=attempt, error=dict(error), wait=wait)
+
+    async def run_finished(self, result: RunResult) -> None:
+        info = result.error
+        error = None if info is None else {"type": info.type, "message": info.message}
+        abandoned = still_running(result.run_id) or None
+        self(
+            "run.finished",
+            attempt=result.attempts,
+            status=result.status,
+            error=error,
+            result=result,
+            abandoned=abandoned,
+        )
+
+    async def run_cancelled(self, parked: bool) -> None:
+        if not parked:  # a parked run has not finished: it goes on when due
+            abandoned = still_running(self.run_id) or None
+            self("run.finished", status="cancelled", abandoned=abandoned)
 
     def __call__(
         self,

@@ -11,7 +11,7 @@ import anyio
 
 from .._errors import InputError, TooManyFailures
 from .._models import AttemptRecord, error_of
-from .attempt import Context, NodeRecord, as_failure, attempt, error_info
+from .attempt import NodeRecord, RunState, as_failure, attempt, error_info
 from .context import CURRENT
 from .encode import settle_output
 from .native import task_group
@@ -22,14 +22,14 @@ if TYPE_CHECKING:
 
 
 async def run_map(
-    pn: PlanNode, results: Mapping[str, Any], done: NodeRecord, ctx: Context
+    pn: PlanNode, results: Mapping[str, Any], done: NodeRecord, ctx: RunState
 ) -> NodeRecord:
     """A map node: one call per item, each under the node's error handling. It is one
     attempt of its node in every view: ``node.started``, a trace record (its timeline bar and
     span), and ``node.item_failed`` for each item that fails."""
     done.attempts = 1
-    if ctx.emit is not None:
-        ctx.emit("node.started", pn.name, attempt=1)
+    for observer in ctx.observers:
+        observer.node_started(pn.name, 1)
     start = ctx.clock() - ctx.origin
     await _items(pn, results, done, ctx)
     if done["status"] == "success":
@@ -41,7 +41,7 @@ async def run_map(
 
 
 async def _items(
-    pn: PlanNode, results: Mapping[str, Any], done: NodeRecord, ctx: Context
+    pn: PlanNode, results: Mapping[str, Any], done: NodeRecord, ctx: RunState
 ) -> NodeRecord:
     try:
         args, kwargs = pn.arguments(results)
@@ -73,7 +73,7 @@ class MapRun:
         items: Sequence[Any],
         args: Sequence[Any],
         kwargs: Mapping[str, Any],
-        ctx: Context,
+        ctx: RunState,
     ) -> None:
         assert pn.map is not None
         assert pn.invoke is not None
@@ -129,12 +129,10 @@ class MapRun:
     def stops(self, i: int) -> bool:
         """Item ``i`` failed (reported ``node.item_failed``): whether that stops the map."""
         self.failed.append(i)
-        if self.ctx.emit is not None:
-            envelope = self.envelopes[i]
-            assert envelope is not None
-            self.ctx.emit(
-                "node.item_failed", self.pn.name, status="failure", error=envelope["error"], item=i
-            )
+        envelope = self.envelopes[i]
+        assert envelope is not None
+        for observer in self.ctx.observers:
+            observer.item_failed(self.pn.name, i, envelope["error"])
         return self.pn.raises or (self.allowed is not None and len(self.failed) > self.allowed)
 
     def verdict(self, done: NodeRecord) -> NodeRecord:

@@ -1,13 +1,14 @@
-"""Running a plan: the workflow-level retry loop around the scheduler, durable runs (claimed or
-created in the store first; resumed from their stored records), and the RunResult. A run takes
-a ``Plan`` and an ``Environment``, never the ``Workflow`` they came from."""
+"""Opening a run: a run created, claimed or resumed in its store (or none), decided in one step
+that returns either the ``Execution`` to carry out or the stored result of a run that ended;
+then ``execute``. A run takes a ``Plan`` and an ``Environment``, never the ``Workflow`` they
+came from."""
 
 from __future__ import annotations
 
-import functools
 import json
+import math
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -15,38 +16,32 @@ from typing import Any
 import anyio
 from pydantic import BaseModel
 
-from .._errors import FlowError, LeaseLost, RunCancelled, RunInProgress, RunNotFound, RunParked
+from .._errors import FlowError, RunCancelled, RunInProgress, RunNotFound
 from .._ids import new_id
-from .._models import Event, RunResult
+from .._models import RunResult
 from .._store.protocol import Claim, RunStore
-from .._store.records import RunRow, RunStatus, deadline_error
-from .attempt import Context
-from .backoff import wait_before_rerun
+from .._store.records import RunRow, RunStatus
 from .durable import DurableRun, input_json, stored_result
-from .events import Emitter, emitter_for
-from .invoke import still_running
-from .native import loop_tools
+from .execute import Execution, Listener, execute
+from .observe import Observer
 from .plan import Plan
-from .result import run_result
-from .resume import Restart, restart
-from .scheduler import Scheduler
-
-Listener = Callable[[Event], None]
+from .resume import restart
 
 
 def _no_definition() -> str | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Environment:
     """What a run takes besides its plan: event listeners (called synchronously), the random
-    source of retry jitter, the store (None: not durable), and the definition's data form as
-    JSON text for a durable run's row (computed only when asked), and where the workflow's
-    code lives (``_source``)."""
+    source of retry jitter, other observers (``_engine.observe``), the store (None: not
+    durable), the definition's data form as JSON text for a durable run's row (computed only
+    when asked), and where the workflow's code lives (``_source``)."""
 
     listeners: Sequence[Listener] = ()
     rng: random.Random = field(default_factory=random.Random)
+    observers: Sequence[Observer] = ()
     store: RunStore | None = None
     definition: Callable[[], str | None] = _no_definition
     source: str | None = None
@@ -57,20 +52,44 @@ async def run(
     env: Environment,
     input: Any,
     *,
-    timeout: float | None,
-    sink: Listener | None = None,
+    timeout: float | None = None,
+    listener: Listener | None = None,
     run_id: str | None = None,
 ) -> RunResult:
     """Run ``plan`` with workflow-level retries; see ``Workflow.run``. With a store the run is
     durable, and an existing ``run_id`` is returned (ended), refused (owned) or resumed."""
+    timeout = seconds(timeout, "timeout")
     input = plain_input(input)
     store = env.store
     if store is None:
-        return await _execute(plan, env, input, timeout, sink, run_id or new_id())
-    row = new_row(plan, env, input, "running", run_id, timeout)
+        ex = Execution(plan=plan, input=input, run_id=run_id or new_id(), timeout=timeout)
+        return await _execute(ex, env, listener)
+    row = new_row(plan, env, input, status="running", run_id=run_id, timeout=timeout)
     if run_id is not None:
         await _check_workflow(store, row.run_id, plan.name, must_exist=False)
-    return await _durable(plan, env, DurableRun(store, row), False, timeout, sink, input)
+    durable = DurableRun(store, row)
+    opened = await _open(plan, durable, create=True, timeout=timeout, input=input)
+    return opened if isinstance(opened, RunResult) else await _execute(opened, env, listener)
+
+
+def seconds(value: Any, name: str) -> float | None:
+    """``value`` as a duration in seconds (None stays None).
+
+    Raises:
+        ValueError: it is not a number of seconds at least 0 (naming ``name``).
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ValueError(f"{name} must be a number of seconds (at least 0) or None, not {value!r}")
+    if math.isinf(value):
+        return None
+    return float(value)
+
+
+async def _execute(ex: Execution, env: Environment, listener: Listener | None) -> RunResult:
+    listeners = env.listeners if listener is None else (*env.listeners, listener)
+    return await execute(ex, listeners=listeners, observers=env.observers, rng=env.rng)
 
 
 def plain_input(input: Any) -> Any:
@@ -84,6 +103,7 @@ def new_row(
     plan: Plan,
     env: Environment,
     input: Any,
+    *,
     status: RunStatus,
     run_id: str | None,
     timeout: float | None,
@@ -102,7 +122,12 @@ def new_row(
 
 
 async def submit(
-    plan: Plan, env: Environment, input: Any, run_id: str | None, timeout: float | None = None
+    plan: Plan,
+    env: Environment,
+    input: Any,
+    *,
+    run_id: str | None = None,
+    timeout: float | None = None,
 ) -> str:
     """Enqueue a run of ``plan`` in ``env``'s store for a worker; return its id. A run id that
     exists already is returned as it is (an idempotency key), if it is of this workflow. The
@@ -114,7 +139,8 @@ async def submit(
     """
     if env.store is None:
         raise FlowError(f"workflow {plan.name!r} has no store to submit a run to")
-    row = new_row(plan, env, plain_input(input), "queued", run_id, timeout)
+    timeout = seconds(timeout, "timeout")
+    row = new_row(plan, env, plain_input(input), status="queued", run_id=run_id, timeout=timeout)
     if not await env.store.enqueue(row):
         await _check_workflow(env.store, row.run_id, plan.name, must_exist=True)
     return row.run_id
@@ -145,37 +171,41 @@ async def result_of(store: RunStore, run_id: str, timeout: float | None) -> RunR
 
 
 async def execute_claimed(
-    plan: Plan,
-    env: Environment,
-    claim: Claim,
-    owner: str,
-    store: RunStore,
-    timeout: float | None = None,
+    plan: Plan, env: Environment, claim: Claim, *, owner: str, timeout: float | None = None
 ) -> RunResult:
-    """Execute a run a worker claimed (``store.claim_ready``) as ``owner``, under its stored
-    deadline, else ``timeout``; cancelled, it is released as ``running`` (reported
-    ``interrupted``) for another worker to continue.
+    """Execute a run a worker claimed (``store.claim_ready``, in ``env``'s store) as
+    ``owner``, under its stored deadline, else ``timeout``; cancelled, it is released as
+    ``running`` (reported ``interrupted``) for another worker to continue.
 
     Raises:
         LeaseLost: another owner took the run over; it was stopped.
     """
     assert claim.run is not None
-    durable = DurableRun(store, claim.run)
+    assert env.store is not None
+    durable = DurableRun(env.store, claim.run)
     durable.adopt(claim, owner)
     durable.handover = True  # a worker that stops leaves its runs to the others
-    if claim.run.timeout is not None:
-        timeout = claim.run.timeout
-    return await _claimed(plan, env, durable, claim, timeout, None)
+    return await _execute(claimed(plan, durable, claim, timeout=timeout), env, None)
 
 
-async def resume(plan: Plan, env: Environment, run_id: str, *, timeout: float | None) -> RunResult:
+async def resume(
+    plan: Plan,
+    env: Environment,
+    run_id: str,
+    *,
+    timeout: float | None = None,
+    listener: Listener | None = None,
+) -> RunResult:
     """Finish a stored run: its successful nodes keep their stored outputs, every other node
     runs; see ``Workflow.resume``."""
+    timeout = seconds(timeout, "timeout")
     if env.store is None:
         raise FlowError(f"workflow {plan.name!r} has no store to resume run {run_id!r} from")
     row = await _check_workflow(env.store, run_id, plan.name, must_exist=True)
     assert row is not None
-    return await _durable(plan, env, DurableRun(env.store, row), True, timeout, None)
+    durable = DurableRun(env.store, row)
+    opened = await _open(plan, durable, create=False, timeout=timeout)
+    return opened if isinstance(opened, RunResult) else await _execute(opened, env, listener)
 
 
 async def _check_workflow(
@@ -194,18 +224,17 @@ async def _check_workflow(
     return run
 
 
-async def _durable(
-    plan: Plan,
-    env: Environment,
-    durable: DurableRun,
-    reopen: bool,
-    timeout: float | None,
-    sink: Listener | None,
-    input: Any = None,
-) -> RunResult:
-    """Claim (or create) the run, then execute it: from scratch (with ``input``, as given, for
-    a new run), or from its stored records."""
-    claim = await durable.open(create=not reopen, reopen=reopen)
+async def _open(
+    plan: Plan, durable: DurableRun, *, create: bool, timeout: float | None, input: Any = None
+) -> Execution | RunResult:
+    """Claim the run (or, with ``create``, create it with ``input``; else reopen it, a failed
+    one included): the execution to carry out, or an ended run's stored result.
+
+    Raises:
+        FlowError: no such run.
+        RunInProgress: a live owner holds it.
+    """
+    claim = await durable.open(create=create, reopen=not create)
     run_id = durable.row.run_id
     if claim.outcome == "missing":
         raise FlowError(f"no run {run_id!r} in {durable.store!r}")
@@ -214,162 +243,35 @@ async def _durable(
     if claim.outcome == "finished":
         assert claim.run is not None
         return stored_result(claim.run)
-    return await _claimed(plan, env, durable, claim, timeout, sink, input)
+    return claimed(plan, durable, claim, timeout=timeout, input=input)
 
 
-async def _claimed(
-    plan: Plan,
-    env: Environment,
-    durable: DurableRun,
-    claim: Claim,
-    timeout: float | None,
-    sink: Listener | None,
-    input: Any = None,
-) -> RunResult:
-    """Execute a run this process has just created or claimed, under ``timeout``, else its
-    stored deadline: each execution has the deadline's whole length."""
+def claimed(
+    plan: Plan, durable: DurableRun, claim: Claim, *, timeout: float | None, input: Any = None
+) -> Execution:
+    """The execution of a run this process has just created (with ``input``) or claimed: a
+    queued run from its start, a workflow retry at its next attempt, any other from its stored
+    records (``_resume``). Under ``timeout``, else its stored deadline: each execution has the
+    deadline's whole length."""
     run_id = durable.row.run_id
     if claim.outcome == "created" or claim.run is None:
-        return await _execute(plan, env, input, timeout, sink, run_id, durable)
+        return Execution(plan=plan, input=input, run_id=run_id, timeout=timeout, durable=durable)
     stored = claim.run
-    if timeout is None:
-        timeout = stored.timeout
-    input = json.loads(stored.input)
-    if stored.status == "queued":  # submitted: a worker starts it
-        return await _execute(plan, env, input, timeout, sink, run_id, durable)
+    timeout = stored.timeout if timeout is None else timeout
+    where, attempts = None, 0
     if stored.status == "retrying":  # a workflow-level retry: its next attempt, from scratch
-        after = stored.attempts
-        return await _execute(plan, env, input, timeout, sink, run_id, durable, None, after)
-    where = restart(plan, stored)
-    after = stored.attempts - 1
-    return await _execute(plan, env, input, timeout, sink, run_id, durable, where, after)
-
-
-async def _execute(
-    plan: Plan,
-    env: Environment,
-    input: Any,
-    timeout: float | None,
-    sink: Listener | None,
-    run_id: str,
-    durable: DurableRun | None = None,
-    where: Restart | None = None,
-    after_attempts: int = 0,
-) -> RunResult:
-    """Execute the run (workflow-level attempts after ``after_attempts``), from ``where``
-    when resumed; a durable run's writer runs beside it."""
-    started_at = datetime.now(UTC)
-    listeners = [*env.listeners, sink] if sink is not None else list(env.listeners)
-    run_clock, checkpoint = loop_tools()
-    emit = emitter_for(plan.name, run_id, listeners, run_clock)
-    if durable is not None:
-        durable.start(after_attempts + 1)
-    if emit is not None:
-        emit("run.started")
-    ctx = Context(emit, env.rng, run_clock, checkpoint, run_id, plan.name, durable)
-    body = functools.partial(_attempts, plan, input, ctx, timeout, where, after_attempts, durable)
-    try:
-        outcome = await (body() if durable is None else _beside_writer(durable, body))
-    except BaseException as stopped:
-        if emit is not None and not isinstance(stopped, RunParked):
-            emit("run.finished", status="cancelled", abandoned=still_running(run_id) or None)
-        if durable is not None:
-            await durable.cancelled()  # parked: it stays "waiting", due, owned by nobody
-        raise
-    scheduler, attempts, error = outcome
-    result = run_result(plan, scheduler, run_id, error, attempts, started_at)
-    if durable is not None:
-        await durable.finish(result)
-    if emit is not None:
-        _finished(emit, result)
-    return result
-
-
-def _finished(emit: Emitter, result: RunResult) -> None:
-    info = result.error
-    error = None if info is None else {"type": info.type, "message": info.message}
-    emit(
-        "run.finished", attempt=result.attempts, status=result.status, error=error, result=result,
-        abandoned=still_running(result.run_id) or None,
-    )  # fmt: skip
-
-
-Outcome = tuple[Scheduler, int, dict[str, str] | None]
-
-
-async def _beside_writer(
-    durable: DurableRun, attempts: Callable[[], Awaitable[Outcome]]
-) -> Outcome:
-    """Await ``attempts()`` with the durable run's writer task beside it, in an anyio task
-    group: its cancellation waits for a write in progress (a native cancel would abandon it).
-
-    Raises:
-        LeaseLost: another owner took the run over; the run was stopped.
-        RunCancelled: a cancel request stopped it.
-        RunParked: a worker's run parked in a long retry wait.
-    """
-    outcome: Outcome | None = None
-    try:
-        with durable.scope:
-            async with anyio.create_task_group() as group:
-                group.start_soon(durable.writer)
-                try:
-                    outcome = await attempts()
-                finally:
-                    durable.stop()
-    except BaseExceptionGroup as group_error:  # one error: raise it as itself
-        if len(group_error.exceptions) == 1:
-            raise group_error.exceptions[0] from None
-        raise
-    if outcome is not None and not durable.lost:
-        return outcome  # it ended: a cancel request that came too late changes nothing
-    cancelled = durable.stopped()
-    if cancelled is not None:
-        raise cancelled
-    if durable.parking:
-        raise RunParked(durable.row.run_id)
-    if durable.lost or outcome is None:
-        raise LeaseLost(durable.row.run_id)
-    return outcome
-
-
-async def _attempts(
-    plan: Plan,
-    input: Any,
-    ctx: Context,
-    timeout: float | None,
-    where: Restart | None,
-    attempts: int,
-    durable: DurableRun | None,
-) -> Outcome:
-    """Run the plan, again after a failure while workflow-level retries remain."""
-    emit = ctx.emit
-    while True:
-        attempts += 1
-        scheduler = Scheduler(plan, input, ctx, plan.max_concurrency, where)
-        where = None  # a retry runs again from the first node
-        in_time = await scheduler.execute(timeout)
-        error = _run_error(plan, scheduler, in_time, timeout)
-        if error is None or attempts > plan.retry.max_retries:
-            return scheduler, attempts, error
-        wait = wait_before_rerun(plan.retry, attempts - 1)
-        if emit is not None:
-            emit("run.retrying", attempt=attempts, error=error, wait=wait)
-        if durable is not None:
-            await durable.retrying(attempts, error, wait)
-        await anyio.sleep(wait)
-        if durable is not None:
-            durable.start(attempts + 1)
-
-
-def _run_error(
-    plan: Plan, scheduler: Scheduler, in_time: bool, timeout: float | None
-) -> dict[str, str] | None:
-    """What failed the run: its deadline, or the first unhandled failure of a raise node."""
-    if not in_time:
-        return deadline_error(plan.name, timeout or 0.0)
-    failure = scheduler.first_failure()
-    return None if failure is None else failure.error
+        attempts = stored.attempts
+    elif stored.status != "queued":  # queued: submitted, a worker starts it
+        where, attempts = restart(plan, stored), stored.attempts - 1
+    return Execution(
+        plan=plan,
+        input=json.loads(stored.input),
+        run_id=run_id,
+        timeout=timeout,
+        restart=where,
+        attempts=attempts,
+        durable=durable,
+    )
 
 
 async def resume_due(
@@ -388,7 +290,8 @@ async def resume_due(
         durable = DurableRun(store, row)
         claim = await durable.open(create=False, reopen=False, due=True)
         if claim.outcome == "claimed":  # else another took it, finished or cancelled it
-            results.append(await _claimed(plan, env, durable, claim, None, None))
+            ex = claimed(plan, durable, claim, timeout=None)
+            results.append(await _execute(ex, env, None))
 
     async with anyio.create_task_group() as tg:
         for row, plan, env in due:

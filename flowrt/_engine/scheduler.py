@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .._errors import InputError
-from .attempt import Context, NodeRecord, attempt
+from .attempt import NodeRecord, RunState, attempt
 from .kinds import PREPARE
 from .map import run_map
 from .native import Spawn, task_group
 from .rules import blocked_by, taken_before, taken_failures
 
 if TYPE_CHECKING:
+    from .observe import Wait
     from .plan import Plan, PlanNode
     from .resume import Parked, Restart
 
@@ -36,11 +37,11 @@ class Scheduler:
     __slots__ = (
         "cap",
         "ctx",
-        "durable",
-        "emit",
         "fail_fast",
         "handled",
+        "long",
         "nodes",
+        "observers",
         "order",
         "parked",
         "pending",
@@ -59,7 +60,7 @@ class Scheduler:
         self,
         plan: Plan,
         input: Any,
-        ctx: Context,
+        ctx: RunState,
         cap: int | None,
         where: Restart | None = None,
     ) -> None:
@@ -79,13 +80,13 @@ class Scheduler:
         self.order: list[int] = []
         self.handled: set[int] = set()
         self.ctx = ctx
-        self.emit = ctx.emit
+        self.observers = ctx.observers
+        self.long = 0  # running nodes in a wait of at least ``ctx.park_after`` seconds
         self.cap = cap
         self.running = 0
         self.queue: deque[int] = deque()
         self.spawn: Spawn | None = None
         self.run_node: Callable[[int | None], Coroutine[Any, Any, None]] | None = None
-        self.durable = ctx.durable
         self.fail_fast = plan.fail_fast
         self.stopped: int | None = None  # the node whose failure stopped the run (fail_fast)
         self.scope: anyio.CancelScope | None = None
@@ -95,8 +96,7 @@ class Scheduler:
         # One bound method for every task (a task group keeps it while the task runs); the
         # reference cycle it makes is broken when the run ends.
         self.run_node = self._run
-        if self.durable is not None:  # a worker parks its run when every running node waits
-            self.durable.running = self._running
+        self.ctx.scheduler = self  # a node's wait comes here (``waiting``)
         try:
             if timeout is None and not self.fail_fast:  # no cancel scope to enter and leave
                 await self._all()
@@ -111,12 +111,26 @@ class Scheduler:
                 return False
             return True
         finally:
-            self.run_node = self.spawn = self.scope = None
-            if self.durable is not None:
-                self.durable.running = None
+            self.run_node = self.spawn = self.scope = self.ctx.scheduler = None
 
-    def _running(self) -> int:
-        return self.running
+    def waiting(self, node: str, done: NodeRecord, wait: Wait) -> None:
+        """Node ``node`` waits (``wait``): the observers are told; when every running node is
+        in a wait of at least ``park_after`` seconds, a worker's run is parked: stopped, to be
+        continued when due by whichever worker is free."""
+        for observer in self.observers:
+            observer.node_waiting(node, done, wait)
+        ctx = self.ctx
+        if ctx.park_after is not None and wait.seconds >= ctx.park_after:
+            self.long += 1
+            if self.long >= self.running and ctx.scope is not None and not ctx.parking:
+                ctx.parking = True
+                ctx.scope.cancel()
+
+    def woke(self, wait: Wait) -> None:
+        """A wait that ``waiting`` was told of is over."""
+        park_after = self.ctx.park_after
+        if park_after is not None and wait.seconds >= park_after:
+            self.long -= 1
 
     async def _all(self) -> None:
         try:
@@ -197,19 +211,11 @@ class Scheduler:
         """Store node i's envelope and return ``ready`` plus the dependents it released (the
         list is made only when one is)."""
         pn = self.nodes[i]
-        if self.durable is not None:
-            self.durable.add(pn.name, done)  # the run's writer stores it (group commit)
+        if self.observers:  # a durable run's writer stores it (group commit); events...
+            for observer in self.observers:
+                observer.node_finished(pn.name, done)
         self.results[pn.name] = done  # the record is its own envelope
         self.order.append(i)
-        if self.emit is not None:
-            self.emit(
-                "node.finished",
-                pn.name,
-                attempt=done.attempts,
-                status=done.status,
-                error=done.error,
-                duration=done.duration,
-            )
         if self.fail_fast and done["status"] == "failure" and pn.raises and self.stopped is None:
             self.stopped = i  # stop the run: cancel every running node, start no other
             if self.scope is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import dataclasses
 import functools
 import math
 from collections.abc import Awaitable, Callable
@@ -22,6 +23,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
 from .._models import Event
+from .execute import Listener
 from .plan import Plan
 from .run import Environment, run
 
@@ -66,7 +68,7 @@ class _Producer:
     ) -> None:
         try:
             with self.scope, self.send:
-                await run(plan, env, input, timeout=timeout, sink=self.deliver, run_id=run_id)
+                await run(plan, env, input, timeout=timeout, listener=self.deliver, run_id=run_id)
         except BaseException as exc:  # handed to the consumer; the producer ends quietly
             self.error = exc
         finally:
@@ -91,10 +93,14 @@ class EventStream:
         plan: Plan,
         env: Environment,
         input: Any,
+        *,
         timeout: float | None,
         run_id: str | None = None,
+        listener: Listener | None = None,
     ) -> None:
         # The plan is compiled by the caller: definition errors surface there, not here.
+        if listener is not None:  # it hears the events before the stream does
+            env = dataclasses.replace(env, listeners=(*env.listeners, listener))
         self._plan, self._env, self._input, self._timeout = plan, env, input, timeout
         self._run_id = run_id
         self._send, self._receive = anyio.create_memory_object_stream[Event](math.inf)

@@ -1,0 +1,176 @@
+"""One execution of a run, as its frozen ``Execution`` value describes it: the workflow-level
+retry loop around the scheduler, the durable writer beside it, the observers told of the run's
+start, retries and end, and the ``RunResult``."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from .._errors import LeaseLost, RunParked
+from .._models import Event, RunResult
+from .._store.records import deadline_error
+from .attempt import RunState
+from .backoff import wait_before_rerun
+from .events import emitter_for
+from .native import loop_tools
+from .observe import Observer
+from .result import run_result
+from .scheduler import Scheduler
+
+if TYPE_CHECKING:
+    import random
+
+    from .durable import DurableRun
+    from .plan import Plan
+    from .resume import Restart
+
+Listener = Callable[[Event], None]
+Outcome = tuple[Scheduler, int, dict[str, str] | None]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Execution:
+    """What one execution of a run is, decided before any node runs: the plan, the run input
+    (plain), the run id, the deadline of each workflow-level attempt (seconds; None: none), where
+    a resumed run restarts (None: from its first node), the workflow-level attempts made before
+    it, and its durable run (None: not durable)."""
+
+    plan: Plan
+    input: Any
+    run_id: str
+    timeout: float | None = None
+    restart: Restart | None = None
+    attempts: int = 0
+    durable: DurableRun | None = None
+
+
+async def execute(
+    ex: Execution,
+    *,
+    listeners: Sequence[Listener] = (),
+    observers: Sequence[Observer] = (),
+    rng: random.Random,
+) -> RunResult:
+    """Execute ``ex``: its events go to ``listeners`` (and logging), its life to the durable
+    writer and ``observers``. Cancelled, the observers hear ``run_cancelled`` and the
+    cancellation goes on.
+
+    Raises:
+        LeaseLost: another owner took the run over; it was stopped.
+        RunCancelled: a cancel request stopped it.
+        RunParked: a worker's run was set aside until a wait is due.
+    """
+    started_at = datetime.now(UTC)
+    state = _state(ex, listeners, observers, rng)
+    for observer in state.observers:
+        observer.run_started(ex.attempts + 1)
+    try:
+        if ex.durable is None:
+            outcome = await _attempts(ex, state)
+        else:
+            outcome = await _beside_writer(ex.durable, state, lambda: _attempts(ex, state))
+    except BaseException as stopped:
+        parked = isinstance(stopped, RunParked)
+        for observer in state.observers:
+            await observer.run_cancelled(parked)  # a durable run: stored, shielded
+        raise
+    scheduler, attempts, error = outcome
+    result = run_result(ex.plan, scheduler, ex.run_id, error, attempts, started_at)
+    for observer in state.observers:
+        await observer.run_finished(result)
+    return result
+
+
+def _state(
+    ex: Execution,
+    listeners: Sequence[Listener],
+    observers: Sequence[Observer],
+    rng: random.Random,
+) -> RunState:
+    """The run's shared state: its observers (the durable writer first, the emitter when
+    someone listens, then the others) and, for a worker's durable run, its parking."""
+    clock, checkpoint = loop_tools()
+    emitter = emitter_for(ex.plan.name, ex.run_id, list(listeners), clock)
+    found = (ex.durable, emitter, *observers)
+    state = RunState(
+        clock,
+        checkpoint,
+        observers=tuple(observer for observer in found if observer is not None),
+        rng=rng,
+        run_id=ex.run_id,
+        workflow=ex.plan.name,
+    )
+    durable = ex.durable
+    if durable is not None:
+        state.scope = durable.scope  # the writer stops the run (lease lost, cancel request)
+        if durable.handover:  # a worker's run is parked when every running node waits long
+            state.park_after = durable.store.park_after_seconds
+    return state
+
+
+async def _beside_writer(
+    durable: DurableRun, state: RunState, attempts: Callable[[], Awaitable[Outcome]]
+) -> Outcome:
+    """Await ``attempts()`` with the durable run's writer task beside it, in an anyio task
+    group: its cancellation waits for a write in progress (a native cancel would abandon it).
+
+    Raises:
+        LeaseLost: another owner took the run over; the run was stopped.
+        RunCancelled: a cancel request stopped it.
+        RunParked: a worker's run parked in a long wait.
+    """
+    outcome: Outcome | None = None
+    try:
+        with durable.scope:
+            async with anyio.create_task_group() as group:
+                group.start_soon(durable.writer)
+                try:
+                    outcome = await attempts()
+                finally:
+                    durable.stop()
+    except BaseExceptionGroup as group_error:  # one error: raise it as itself
+        if len(group_error.exceptions) == 1:
+            raise group_error.exceptions[0] from None
+        raise
+    if outcome is not None and not durable.lost:
+        return outcome  # it ended: a cancel request that came too late changes nothing
+    cancelled = durable.stopped()
+    if cancelled is not None:
+        raise cancelled
+    if state.parking:
+        raise RunParked(durable.row.run_id)
+    raise LeaseLost(durable.row.run_id)
+
+
+async def _attempts(ex: Execution, state: RunState) -> Outcome:
+    """Run the plan, again after a failure while workflow-level retries remain."""
+    plan, where, attempts = ex.plan, ex.restart, ex.attempts
+    while True:
+        attempts += 1
+        scheduler = Scheduler(plan, ex.input, state, plan.max_concurrency, where)
+        where = None  # a retry runs again from the first node
+        in_time = await scheduler.execute(ex.timeout)
+        error = _run_error(plan, scheduler, in_time, ex.timeout)
+        if error is None or attempts > plan.retry.max_retries:
+            return scheduler, attempts, error
+        wait = wait_before_rerun(plan.retry, attempts - 1)
+        for observer in state.observers:
+            await observer.run_retrying(attempts, error, wait)
+        await anyio.sleep(wait)
+        for observer in state.observers:
+            observer.run_started(attempts + 1)
+
+
+def _run_error(
+    plan: Plan, scheduler: Scheduler, in_time: bool, timeout: float | None
+) -> dict[str, str] | None:
+    """What failed the run: its deadline, or the first unhandled failure of a raise node."""
+    if not in_time:
+        return deadline_error(plan.name, timeout or 0.0)
+    failure = scheduler.first_failure()
+    return None if failure is None else failure.error

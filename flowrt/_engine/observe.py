@@ -1,0 +1,68 @@
+"""One interface for whatever watches a run: the event emitter (listeners, ``wf.stream``,
+logging), the durable writer, OpenTelemetry. The engine holds one tuple of observers and calls
+each hook on every one of them in order; it never knows which exist, and with none a hook costs
+one truth test. Modelled on trio's instruments (``trio/_core/_instrumentation.py``).
+
+Node hooks are plain calls, made in the node's own task (so an observer can set context for the
+node's code, as OpenTelemetry does); run hooks are awaited once per run, so that a durable
+writer can write the run's end before the run returns. An observer only records: deciding what
+the run does (parking it, stopping it) is the scheduler's and the run's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from .._models import RunResult
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """What a waiting node waits for, and until when: ``seconds`` from now (on the loop's
+    clock), ``due`` the same moment on the wall clock. A retry wait names the failure it
+    follows (``error``, ``{type, message}``)."""
+
+    kind: Literal["retry"]
+    seconds: float
+    due: float
+    error: Mapping[str, str] | None = None
+
+
+class Observer:
+    """A run's observer: every hook does nothing unless overridden. ``record`` is the node's
+    record (``_engine.attempt.NodeRecord``): its envelope (``status``, ``output``, ``error``)
+    and its ``attempts``, ``duration``, ``trace``."""
+
+    __slots__ = ()
+
+    def run_started(self, attempt: int) -> None:
+        """Workflow-level attempt ``attempt`` (1, then 2... after a workflow retry) starts."""
+
+    def node_started(self, node: str, attempt: int) -> None:
+        """Attempt ``attempt`` of ``node`` starts (in the node's task, before its code)."""
+
+    def node_waiting(self, node: str, record: Any, wait: Wait) -> None:
+        """``node`` waits (a retry's backoff: its failed attempt is on ``record.trace``)."""
+
+    def node_finished(self, node: str, record: Any) -> None:
+        """``node`` ended: success, failure or skip (``record``)."""
+
+    def item_failed(self, node: str, item: int, error: Mapping[str, str]) -> None:
+        """Item ``item`` of map node ``node`` failed with ``error``."""
+
+    async def run_retrying(self, attempt: int, error: Mapping[str, str], wait: float) -> None:
+        """Workflow-level attempt ``attempt`` failed with ``error``; the next starts after
+        ``wait`` seconds."""
+
+    async def run_finished(self, result: RunResult) -> None:
+        """The run ended with ``result`` (success or failure)."""
+
+    async def run_cancelled(self, parked: bool) -> None:
+        """The run stopped before its end: cancelled, its lease lost, or (``parked``) set
+        aside by a worker until a wait is due."""
+
+
+Observers = tuple[Observer, ...]
