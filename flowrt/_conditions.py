@@ -11,9 +11,21 @@ from ._errors import DefinitionError
 from ._resolve import Value, compile_selector
 
 Op = Literal[
-    "==", "!=", "<", "<=", ">", ">=", "in", "not_in", "contains", "exists", "not_exists",
-    "startswith", "endswith", "matches",
-]  # fmt: skip
+    "==",
+    "!=",
+    "<",
+    "<=",
+    ">",
+    ">=",
+    "in",
+    "not_in",
+    "contains",
+    "exists",
+    "not_exists",
+    "startswith",
+    "endswith",
+    "matches",
+]
 OPS: frozenset[str] = frozenset(get_args(Op))
 
 

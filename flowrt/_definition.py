@@ -18,7 +18,7 @@ from typing import (
     TypeVar,
     Unpack,
     overload,
-)  # fmt: skip
+)
 
 from ._conditions import Expr
 from ._executors import ExecutorSpec

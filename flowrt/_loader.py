@@ -238,9 +238,12 @@ def from_dict(data: Any, kind: type[D]) -> D:
         if folder not in sys.path:
             sys.path.insert(0, folder)
     wf = kind(
-        spec.name, output=spec.output, retry=retry, max_concurrency=spec.max_concurrency,
+        spec.name,
+        output=spec.output,
+        retry=retry,
+        max_concurrency=spec.max_concurrency,
         fail_fast=spec.fail_fast,
-    )  # fmt: skip
+    )
     wf.paths = list(spec.paths)
     wf.executor = named(spec.executor, "executor") or "thread"
     for i, node in enumerate(spec.nodes):

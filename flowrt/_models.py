@@ -1,13 +1,13 @@
 """Pydantic models users pass in (ErrorHandling, WorkflowRetry) or read back (NodeResult, RunResult,
 Event). Inside the hot path flowrt keeps plain dicts and slotted records; these are built at the
-boundary with ``model_construct`` (the values are already known to be valid)."""
+boundary without validation (the values are known to be valid: ``_fast.construct``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, Protocol, Self, TypeVar
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 from pydantic_core import ErrorDetails
@@ -174,47 +174,6 @@ class ErrorInfo(BaseModel):
     traceback: str | None = None
 
 
-M = TypeVar("M", bound=BaseModel)
-
-# BaseModel's own slots, set through their descriptors: one C call each, no __setattr__ hooks.
-_set_values = BaseModel.__dict__["__dict__"].__set__
-_get_values = BaseModel.__dict__["__dict__"].__get__
-_set_fields = BaseModel.__dict__["__pydantic_fields_set__"].__set__
-_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
-_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
-_all_fields: dict[type[BaseModel], set[str]] = {}
-_PRIVATE: dict[type[BaseModel], dict[str, Any]] = {}  # models with private attributes: defaults
-
-
-def construct(cls: type[M], values: dict[str, Any]) -> M:
-    """Build ``cls`` from ``values`` that name every field and are known to be valid: what
-    ``model_construct`` does, without its per-field default handling, and with one fields-set
-    shared by every instance (all fields are set, so adding to it changes nothing). Results are
-    built once per node; tests/test_models.py checks this equals ``model_validate``."""
-    obj = object.__new__(cls)
-    _set_values(obj, values)
-    fields = _all_fields.get(cls)
-    if fields is None:
-        fields = _all_fields[cls] = set(cls.model_fields)
-    _set_fields(obj, fields)
-    _set_extra(obj, None)
-    private = _PRIVATE.get(cls)
-    _set_private(obj, None if private is None else dict(private))
-    return obj
-
-
-def error_of(kind: str, message: str, traceback: str | None = None) -> ErrorInfo:
-    """An ErrorInfo, built without validation (flowrt made its parts)."""
-    return construct(ErrorInfo, {"type": kind, "message": message, "traceback": traceback})
-
-
-def as_error_info(error: dict[str, str] | None) -> ErrorInfo | None:
-    """The ErrorInfo of a plain ``{type, message[, traceback]}`` dict (flowrt built it)."""
-    if error is None:
-        return None
-    return error_of(error["type"], error["message"], error.get("traceback"))
-
-
 @dataclass(slots=True)
 class AttemptRecord:
     """One attempt of a node: when it started (run clock, seconds), how long, its error, the wait
@@ -261,14 +220,6 @@ class NodeResult(BaseModel):
         yield "duration", round(self.duration, 2)
 
 
-class LazyNodes(Protocol):
-    """A run's node results, built when called (``_result.NodeResults``)."""
-
-    def __call__(self) -> dict[str, NodeResult]: ...
-
-    def __len__(self) -> int: ...
-
-
 class RunResult(BaseModel):
     """The outcome of one run. ``result["node"]`` is ``result.nodes["node"]``."""
 
@@ -283,46 +234,12 @@ class RunResult(BaseModel):
     finished_at: datetime
     duration: float
     _cause: BaseException | None = PrivateAttr(default=None)
-    _nodes_from: LazyNodes | None = PrivateAttr(default=None)
-
-    # ``nodes`` is built when first read (``lazy_nodes``): a run whose caller reads only its
-    # status and output never pays for a NodeResult per node. Everything that reads the fields
-    # goes through ``__dict__`` (pydantic's serializer, ``==``, copies, pickling) or, for
-    # ``result.nodes``, through ``__getattr__`` while the key is absent: both build it first.
-    @property
-    def __dict__(self) -> dict[str, Any]:
-        values: dict[str, Any] = _get_values(self)
-        if "nodes" not in values:
-            self._build_nodes(values)
-        return values
-
-    @__dict__.setter
-    def __dict__(self, values: dict[str, Any]) -> None:
-        _set_values(self, values)
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "nodes":
-            values = _get_values(self)
-            if "nodes" not in values:
-                self._build_nodes(values)
-            return values["nodes"]
-        return super().__getattr__(name)  # type: ignore[misc]
-
-    def __getstate__(self) -> dict[Any, Any]:
-        self.__dict__  # noqa: B018  (build the nodes: the builder holds the run's plan)
-        return super().__getstate__()
-
-    def _build_nodes(self, values: dict[str, Any]) -> None:
-        build = self._nodes_from
-        values["nodes"] = {} if build is None else build()
-        self._nodes_from = None  # the run's records can go
 
     def __repr_args__(self) -> Iterator[tuple[str, Any]]:
         # One short line whatever the run's size: a 10,000-node result's full repr is 2.4 MB.
         yield "run_id", self.run_id
         yield "status", self.status
-        values, lazy = _get_values(self), self._nodes_from
-        yield "nodes", len(values["nodes"] if lazy is None or "nodes" in values else lazy)
+        yield "nodes", len(self.nodes)
         yield "duration", round(self.duration, 2)
 
     def __getitem__(self, node: str) -> NodeResult:
@@ -386,6 +303,3 @@ class Event(BaseModel):
     result: RunResult | None = None
     abandoned: list[str] | None = None
     item: int | None = None
-
-
-_PRIVATE[RunResult] = {"_cause": None, "_nodes_from": None}  # each RunResult gets a copy

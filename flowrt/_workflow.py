@@ -17,7 +17,7 @@ import anyio
 from ._control import cancel_run
 from ._definition import Definition
 from ._diagram import mermaid, stages
-from ._engine.observe import Observer
+from ._engine.observe import Instrument
 from ._engine.plan import Plan, compile_plan
 from ._engine.run import Environment, result_of, resume, run, seconds, submit
 from ._engine.stream import EventStream
@@ -29,7 +29,7 @@ from ._source import defined_in
 from ._store.claims import CancelOutcome
 from ._store.protocol import RunStore
 
-L = TypeVar("L", bound=Callable[[Event], None] | Observer)
+L = TypeVar("L", bound=Callable[[Event], None] | Instrument)
 
 
 class Workflow(Definition):
@@ -64,12 +64,16 @@ class Workflow(Definition):
         self._plan: Plan | None = None
         self._data: list[str | None] = []  # the data form as JSON text, once computed
         super().__init__(
-            name, output=output, retry=retry, max_concurrency=max_concurrency,
-            fail_fast=fail_fast, executor=executor,
-        )  # fmt: skip
+            name,
+            output=output,
+            retry=retry,
+            max_concurrency=max_concurrency,
+            fail_fast=fail_fast,
+            executor=executor,
+        )
         self.rng = rng or random.Random()
         self.store = store
-        self.listeners: list[Callable[[Event], None] | Observer] = []
+        self.listeners: list[Callable[[Event], None] | Instrument] = []
         # where its code lives, kept with its stored runs (``flowrt._source``)
         self.source: str | None = defined_in(sys._getframe(1))
 
@@ -80,8 +84,8 @@ class Workflow(Definition):
     def add_listener(self, listener: L) -> L:
         """Call ``listener(event)`` for every event of every run of this workflow, synchronously,
         as it happens (usable as a decorator). A listener that raises is logged (stdlib logger
-        ``flowrt``) and never breaks the run. (flowrt's own observers, such as
-        ``flowrt.otel``'s tracer, are added the same way and get the run's hooks instead.)
+        ``flowrt``) and never breaks the run. (flowrt's own instruments, such as
+        ``flowrt.otel``'s tracer, are added the same way: they observe each run's hooks.)
 
         Raises:
             TypeError: ``listener`` is an ``async def`` function (use ``wf.stream()`` to await).
@@ -94,7 +98,7 @@ class Workflow(Definition):
         self.listeners.append(listener)
         return listener
 
-    def remove_listener(self, listener: Callable[[Event], None] | Observer) -> None:
+    def remove_listener(self, listener: Callable[[Event], None] | Instrument) -> None:
         """Stop calling ``listener``.
 
         Raises:
@@ -183,8 +187,8 @@ class Workflow(Definition):
         """What a run of this workflow takes besides its plan: the listeners, the random
         source, the store (``store``, else the workflow's) and the data form."""
         return Environment(
-            listeners=[item for item in self.listeners if not isinstance(item, Observer)],
-            observers=[item for item in self.listeners if isinstance(item, Observer)],
+            listeners=[item for item in self.listeners if not isinstance(item, Instrument)],
+            instruments=[item for item in self.listeners if isinstance(item, Instrument)],
             rng=self.rng,
             store=store if store is not None else self.store,
             definition=self._definition_json,

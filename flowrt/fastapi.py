@@ -338,10 +338,13 @@ def _routes(
     wf = service.wf
     answer = RunAnswer if service.compact else RunResult
     router.add_api_route(
-        "/run", run, methods=["POST"], response_model=answer,
+        "/run",
+        run,
+        methods=["POST"],
+        response_model=answer,
         responses={500: {"model": answer, "description": "The run failed"}},
         summary=f"Run workflow {wf.name!r} and return its result",
-    )  # fmt: skip
+    )
     router.add_api_route(
         "/runs", start, methods=["POST"], status_code=202, summary="Start a background run"
     )
@@ -354,14 +357,19 @@ def _memory_routes(router: APIRouter, service: _Service, ui: bool) -> APIRouter:
     if ui:
         raise ValueError("workflow_router: ui=True needs store=... (the viewer reads runs there)")
     router.add_api_route(
-        "/runs/{run_id}", service.status, methods=["GET"], response_model=RunState,
+        "/runs/{run_id}",
+        service.status,
+        methods=["GET"],
+        response_model=RunState,
         summary="A background run",
-    )  # fmt: skip
+    )
     router.add_api_route(
-        "/runs/{run_id}/events", service.events, methods=["GET"],
+        "/runs/{run_id}/events",
+        service.events,
+        methods=["GET"],
         response_class=EventSourceResponse,
         summary="A background run's events, as Server-Sent Events",
-    )  # fmt: skip
+    )
     return router
 
 

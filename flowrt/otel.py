@@ -1,6 +1,6 @@
 """OpenTelemetry spans for flowrt runs (``pip install flowrt[otel]``).
 
-``instrument(wf)`` adds a listener to the workflow that opens one span per run
+``instrument(wf)`` adds an instrument to the workflow that opens one span per run
 (``flowrt.run <workflow>``) and, inside it, one span per node attempt (``flowrt.node <node>``),
 each with the run id, node, attempt, status and error as attributes. A failed attempt's span has
 status ERROR; a retry's wait is recorded on the failed attempt (``flowrt.retry.wait``); skipped
@@ -13,142 +13,160 @@ is needed (the application brings the SDK). flowrt itself never imports this mod
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Mapping
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
 from . import __version__
-from ._models import Event
+from ._engine.observe import Instrument, Observer, Wait
+from ._models import RunResult
 from ._workflow import Workflow
 
 
-class _Run:
-    __slots__ = ("attempts", "span", "tokens")
-
-    def __init__(self, span: Span) -> None:
-        self.span = span
-        self.attempts: dict[str, Span] = {}
-        self.tokens: dict[str, object] = {}  # the context tokens of the current attempt spans
-
-
-def _error(span: Span, event: Event) -> None:
-    error = event.error
+def _error(span: Span, error: Mapping[str, Any] | None) -> None:
+    """Mark ``span`` failed with ``error`` (``{type, message, traceback?}``), recorded as the
+    semantic conventions' ``exception`` event."""
     if error is not None:
-        span.set_attribute("error.type", error.type)
-        span.set_attribute("flowrt.error.message", error.message)
-        span.set_status(Status(StatusCode.ERROR, f"{error.type}: {error.message}"))
-        attributes = {"exception.type": error.type, "exception.message": error.message}
-        if error.traceback:  # the semantic conventions' recorded exception
-            attributes["exception.stacktrace"] = error.traceback
+        kind, message = error["type"], error["message"]
+        span.set_attribute("error.type", kind)
+        span.set_attribute("flowrt.error.message", message)
+        span.set_status(Status(StatusCode.ERROR, f"{kind}: {message}"))
+        attributes = {"exception.type": kind, "exception.message": message}
+        if error.get("traceback"):
+            attributes["exception.stacktrace"] = error["traceback"]
         span.add_event("exception", attributes)
 
 
-class _Tracing:
-    """The listener ``instrument`` adds: a span per run, a span per node attempt inside it."""
+class _Tracing(Instrument):
+    """What ``instrument`` adds: each run's observer makes a span for the run and one for each
+    node attempt inside it."""
+
+    __slots__ = ("tracer", "workflow")
 
     def __init__(self, workflow: str, tracer: trace.Tracer) -> None:
         self.workflow = workflow
         self.tracer = tracer
-        self.runs: dict[str, _Run] = {}
 
-    def __call__(self, event: Event) -> None:
-        if event.kind == "run.started":
-            self.started(event)
-            return
-        run = self.runs.get(event.run_id)
-        if run is None:
-            return
-        if event.kind == "node.started":
-            self.attempt_started(run, event)
-        elif event.kind in ("node.retrying", "node.finished"):
-            self.attempt_ended(run, event)
-        elif event.kind == "node.item_failed":
-            self.item_failed(run, event)
-        elif event.kind == "run.retrying":
-            run.span.add_event("run.retrying", {"flowrt.retry.wait": event.wait or 0.0})
-        elif event.kind == "run.finished":
-            self.finished(self.runs.pop(event.run_id), event)
+    def observe(self, run_id: str, workflow: str) -> Observer:
+        return _RunSpans(self.tracer, workflow, run_id)
 
-    def started(self, event: Event) -> None:
-        span = self.tracer.start_span(
-            f"flowrt.run {self.workflow}",
-            attributes={"flowrt.workflow": self.workflow, "flowrt.run_id": event.run_id},
-        )
-        self.runs[event.run_id] = _Run(span)
 
-    def attempt_started(self, run: _Run, event: Event) -> None:
-        assert event.node is not None
-        span = run.attempts[event.node] = self.tracer.start_span(
-            f"flowrt.node {event.node}",
-            context=trace.set_span_in_context(run.span),
+class _RunSpans(Observer):
+    """One run's spans: the run's (opened when it starts), and each running attempt's."""
+
+    __slots__ = ("attempts", "run_id", "span", "tokens", "tracer", "workflow")
+
+    def __init__(self, tracer: trace.Tracer, workflow: str, run_id: str) -> None:
+        self.tracer, self.workflow, self.run_id = tracer, workflow, run_id
+        self.span: Span | None = None
+        self.attempts: dict[str, Span] = {}
+        self.tokens: dict[str, object] = {}  # the context tokens of the current attempt spans
+
+    def run_started(self, attempt: int) -> None:
+        if self.span is None:
+            attributes = {"flowrt.workflow": self.workflow, "flowrt.run_id": self.run_id}
+            name = f"flowrt.run {self.workflow}"
+            self.span = self.tracer.start_span(name, attributes=attributes)
+
+    def node_started(self, node: str, attempt: int) -> None:
+        assert self.span is not None
+        span = self.attempts[node] = self.tracer.start_span(
+            f"flowrt.node {node}",
+            context=trace.set_span_in_context(self.span),
             attributes={
                 "flowrt.workflow": self.workflow,
-                "flowrt.run_id": event.run_id,
-                "flowrt.node": event.node,
-                "flowrt.attempt": event.attempt or 0,
+                "flowrt.run_id": self.run_id,
+                "flowrt.node": node,
+                "flowrt.attempt": attempt,
             },
         )
-        # node.started is emitted in the node's own task, just before its function runs: the
+        # node_started is called in the node's own task, just before its function runs: the
         # attempt's span is current for that code (and its worker thread, which copies the
         # context), so spans the node's code starts are its children.
-        run.tokens[event.node] = otel_context.attach(trace.set_span_in_context(span))
+        self.tokens[node] = otel_context.attach(trace.set_span_in_context(span))
 
-    def item_failed(self, run: _Run, event: Event) -> None:
-        """A map item failed: an event on its map node's span."""
-        span = run.attempts.get(event.node or "")
+    def node_waiting(self, node: str, record: Any, wait: Wait) -> None:
+        span = self._ended(node)
         if span is not None:
-            error = event.error
-            span.add_event(
-                "flowrt.item.failed",
-                {
-                    "flowrt.item": event.item if event.item is not None else -1,
-                    "exception.type": error.type if error else "",
-                    "exception.message": error.message if error else "",
-                },
-            )
+            span.set_attribute("flowrt.status", "failure")
+            span.set_attribute("flowrt.retry.wait", wait.seconds)
+            _error(span, wait.error)
+            span.end()
 
-    def attempt_ended(self, run: _Run, event: Event) -> None:
-        span = run.attempts.pop(event.node or "", None)
-        token = run.tokens.pop(event.node or "", None)
-        if token is not None and trace.get_current_span() is span:  # in the node's own task
-            otel_context.detach(token)  # type: ignore[arg-type]
+    def node_finished(self, node: str, record: Any) -> None:
+        span = self._ended(node)
         if span is None:  # a node skipped without any attempt
-            run.span.add_event("node.skipped", {"flowrt.node": event.node or ""})
+            assert self.span is not None
+            self.span.add_event("node.skipped", {"flowrt.node": node})
             return
-        span.set_attribute("flowrt.status", event.status or "failure")
-        if event.wait is not None:
-            span.set_attribute("flowrt.retry.wait", event.wait)
-        _error(span, event)
-        if event.error is None:
+        span.set_attribute("flowrt.status", record.status or "failure")
+        _error(span, record.error)
+        if record.error is None:
             span.set_status(Status(StatusCode.OK))
         span.end()
 
-    def finished(self, run: _Run, event: Event) -> None:
-        for span in run.attempts.values():  # cancelled mid-attempt
+    def _ended(self, node: str) -> Span | None:
+        """The span of ``node``'s attempt, no longer current in the node's task."""
+        span = self.attempts.pop(node, None)
+        token = self.tokens.pop(node, None)
+        if token is not None and trace.get_current_span() is span:  # in the node's own task
+            otel_context.detach(token)  # type: ignore[arg-type]
+        return span
+
+    def item_failed(self, node: str, item: int, error: Mapping[str, str]) -> None:
+        """A map item failed: an event on its map node's span."""
+        span = self.attempts.get(node)
+        if span is not None:
+            span.add_event(
+                "flowrt.item.failed",
+                {
+                    "flowrt.item": item,
+                    "exception.type": error["type"],
+                    "exception.message": error["message"],
+                },
+            )
+
+    async def run_retrying(self, attempt: int, error: Mapping[str, str], wait: float) -> None:
+        if self.span is not None:
+            self.span.add_event("run.retrying", {"flowrt.retry.wait": wait})
+
+    async def run_finished(self, result: RunResult) -> None:
+        error = None if result.error is None else result.error.model_dump()
+        self._end(result.status, result.attempts, error)
+
+    async def run_cancelled(self, parked: bool) -> None:
+        self._end("waiting" if parked else "cancelled", None, None)
+
+    def _end(self, status: str, attempts: int | None, error: Mapping[str, Any] | None) -> None:
+        """End the run's span (and any attempt's still open: it was cancelled)."""
+        for span in self.attempts.values():
             span.set_status(Status(StatusCode.ERROR, "cancelled"))
             span.end()
-        run.span.set_attribute("flowrt.status", event.status or "")
-        run.span.set_attribute("flowrt.attempts", event.attempt or 0)
-        _error(run.span, event)
-        if event.status == "cancelled":
-            run.span.set_status(Status(StatusCode.ERROR, "cancelled"))
-        elif event.error is None:
-            run.span.set_status(Status(StatusCode.OK))
-        run.span.end()
+        self.attempts.clear()
+        run = self.span
+        if run is None:
+            return
+        run.set_attribute("flowrt.status", status)
+        if attempts is not None:
+            run.set_attribute("flowrt.attempts", attempts)
+        _error(run, error)
+        if status == "cancelled":
+            run.set_status(Status(StatusCode.ERROR, "cancelled"))
+        elif error is None:
+            run.set_status(Status(StatusCode.OK))
+        run.end()
 
 
-def instrument(
-    wf: Workflow, tracer_provider: trace.TracerProvider | None = None
-) -> Callable[[Event], None]:
-    """Emit spans for every run of ``wf``; returns the listener (``wf.remove_listener`` undoes).
+def instrument(wf: Workflow, tracer_provider: trace.TracerProvider | None = None) -> Instrument:
+    """Emit spans for every run of ``wf``; returns the instrument (``wf.remove_listener``
+    undoes).
 
     Args:
         wf: the workflow to trace.
         tracer_provider: where spans go; the global provider by default.
     """
     tracer = trace.get_tracer("flowrt", __version__, tracer_provider=tracer_provider)
-    listener = _Tracing(wf.name, tracer)
-    wf.add_listener(listener)
-    return listener
+    return wf.add_listener(_Tracing(wf.name, tracer))

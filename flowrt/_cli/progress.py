@@ -50,9 +50,12 @@ class LiveProgress:
 
         self.console = Console(file=out, **console)
         self.bar = Progress(
-            BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-            console=self.console, transient=True,
-        )  # fmt: skip
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.description}"),
+            console=self.console,
+            transient=True,
+        )
         self.task = self.bar.add_task("", total=total)
         self.running: dict[str, None] = {}
         self.failed = 0

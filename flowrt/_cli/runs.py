@@ -15,7 +15,7 @@ import anyio
 
 from .._catalog import Catalog, LoadError
 from .._control import cancel_run, here
-from .._engine.durable import stored_result
+from .._engine.result import stored_result
 from .._errors import RunEnded, RunNotFound
 from .._store.records import RunRow
 from .._store.sqlite import SQLiteStore

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import anyio
 
 from .._errors import StrayCancellation
-from .._models import AttemptRecord, ErrorInfo, Status, error_of
+from .._fast import error_of
+from .._models import AttemptRecord, ErrorInfo, Status
 from .backoff import wait_before_retry
 from .context import CURRENT
 from .encode import settle_output

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -26,12 +25,12 @@ from typing import Any
 import anyio
 
 from .._errors import InputError, LeaseLost, OutputError, RunCancelled
-from .._models import ErrorInfo, NodeResult, RunResult
+from .._models import RunResult
 from .._store.claims import cancelled_error
 from .._store.outage import Outage
 from .._store.owners import describe, owner_id
 from .._store.protocol import Claim, RunStore
-from .._store.records import RunRow, to_json, trace_json, trace_of, unencodable
+from .._store.records import RunRow, to_json, trace_json, unencodable
 from .._store.records import record as record_text
 from .attempt import NodeRecord
 from .observe import Observer, Wait
@@ -337,34 +336,4 @@ class DurableRun(Observer):
                 await self.flush(release=True)
 
 
-def stored_result(run: RunRow) -> RunResult:
-    """A RunResult rebuilt from a stored run (an ended run asked for again, ``runs show``)."""
-    nodes = {
-        row.name: NodeResult(
-            status="failure" if row.status == "waiting" else row.status,
-            output=json.loads(row.output) if row.output else None,
-            error=ErrorInfo(**row.error) if row.error else None,
-            attempts=row.attempts,
-            duration=row.duration,
-            reason=row.reason,
-            trace=trace_of(row.trace, row.duration),
-        )
-        for row in run.nodes
-    }
-    started = datetime.fromisoformat(run.started_at)
-    finished = datetime.fromisoformat(run.finished_at) if run.finished_at else started
-    return RunResult.model_construct(
-        workflow=run.workflow,
-        run_id=run.run_id,
-        status="success" if run.status == "success" else "failure",
-        output=json.loads(run.output) if run.output else None,
-        error=ErrorInfo(**run.error) if run.error else None,
-        nodes=nodes,
-        attempts=run.attempts,
-        started_at=started,
-        finished_at=finished,
-        duration=(finished - started).total_seconds(),
-    )
-
-
-__all__: Sequence[str] = ["DurableRun", "input_json", "stored_result"]
+__all__: Sequence[str] = ["DurableRun", "input_json"]

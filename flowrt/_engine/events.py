@@ -13,9 +13,10 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
-from .._models import Event, RunResult, as_error_info
+from .._fast import as_error_info
+from .._models import Event, RunResult
 from .invoke import still_running
 from .observe import Observer, Wait
 
@@ -63,6 +64,19 @@ def _structlog_logger() -> Any:
 
 
 _ASK = object()  # Emitter(logger=...) not given: find out
+
+
+class Fields(TypedDict, total=False):
+    """An event's fields besides its kind and node (``duration`` is logged, not sent)."""
+
+    attempt: int | None
+    status: str | None
+    error: dict[str, str] | None
+    wait: float | None
+    duration: float | None
+    result: RunResult | None
+    abandoned: list[str] | None
+    item: int | None
 
 
 def emitter_for(
@@ -146,40 +160,41 @@ class Emitter(Observer):
             abandoned = still_running(self.run_id) or None
             self("run.finished", status="cancelled", abandoned=abandoned)
 
-    def __call__(
-        self,
-        kind: Any,
-        node: str | None = None,
-        *,
-        attempt: int | None = None,
-        status: str | None = None,
-        error: dict[str, str] | None = None,
-        wait: float | None = None,
-        duration: float | None = None,
-        result: RunResult | None = None,
-        abandoned: list[str] | None = None,
-        item: int | None = None,
-    ) -> None:
+    def __call__(self, kind: str, node: str | None = None, **fields: Unpack[Fields]) -> None:
+        """Send event ``kind`` (of ``node``, when it is a node's) with ``fields``."""
         time = self.clock() - self.start
         if self.listeners:
-            self._deliver(
-                Event.model_construct(
-                    kind=kind, run_id=self.run_id, node=node, attempt=attempt, status=status,
-                    error=as_error_info(error), wait=wait, time=time, result=result,
-                    abandoned=abandoned, item=item,
-                )
-            )  # fmt: skip
+            self._deliver(self._event(kind, node, time, fields))
         if self.logger is not None:
-            level = "warning" if status == "failure" else _LEVELS.get(kind, "info")
-            fields = {
-                "run_id": self.run_id, "workflow": self.workflow, "node": node, "item": item,
-                "attempt": attempt, "status": status, "wait": wait, "duration": duration,
-                "time": round(time, 6),
-                "error": f"{error['type']}: {error['message']}" if error else None,
-                "abandoned": abandoned or None,
-                "traceback": error.get("traceback") if error else None,
-            }  # fmt: skip
-            getattr(self.logger, level)(kind, **{k: v for k, v in fields.items() if v is not None})
+            self._log(kind, node, time, fields)
+
+    def _event(self, kind: str, node: str | None, time: float, fields: Fields) -> Event:
+        """The ``Event`` listeners get (every field it does not name is None)."""
+        return Event.model_construct(
+            kind=kind,
+            run_id=self.run_id,
+            node=node,
+            attempt=fields.get("attempt"),
+            status=fields.get("status"),
+            error=as_error_info(fields.get("error")),
+            wait=fields.get("wait"),
+            time=time,
+            result=fields.get("result"),
+            abandoned=fields.get("abandoned"),
+            item=fields.get("item"),
+        )
+
+    def _log(self, kind: str, node: str | None, time: float, fields: Fields) -> None:
+        """One log line: the event's fields that are set, its error as ``type: message``."""
+        status, error = fields.get("status"), fields.get("error")
+        level = "warning" if status == "failure" else _LEVELS.get(kind, "info")
+        line = {"run_id": self.run_id, "workflow": self.workflow, "node": node, **fields}
+        line["time"] = round(time, 6)
+        line.pop("result", None)
+        if error:
+            line["error"] = f"{error['type']}: {error['message']}"
+            line["traceback"] = error.get("traceback")
+        getattr(self.logger, level)(kind, **{k: v for k, v in line.items() if v is not None})
 
     def _deliver(self, event: Event) -> None:
         for listener in self.listeners:

@@ -18,7 +18,7 @@ from .attempt import RunState
 from .backoff import wait_before_rerun
 from .events import emitter_for
 from .native import loop_tools
-from .observe import Observer
+from .observe import Instrument
 from .result import run_result
 from .scheduler import Scheduler
 
@@ -53,12 +53,12 @@ async def execute(
     ex: Execution,
     *,
     listeners: Sequence[Listener] = (),
-    observers: Sequence[Observer] = (),
+    instruments: Sequence[Instrument] = (),
     rng: random.Random,
 ) -> RunResult:
     """Execute ``ex``: its events go to ``listeners`` (and logging), its life to the durable
-    writer and ``observers``. Cancelled, the observers hear ``run_cancelled`` and the
-    cancellation goes on.
+    writer and to the observers ``instruments`` make for it. Cancelled, the observers hear
+    ``run_cancelled`` and the cancellation goes on.
 
     Raises:
         LeaseLost: another owner took the run over; it was stopped.
@@ -66,7 +66,7 @@ async def execute(
         RunParked: a worker's run was set aside until a wait is due.
     """
     started_at = datetime.now(UTC)
-    state = _state(ex, listeners, observers, rng)
+    state = _state(ex, listeners, instruments, rng)
     for observer in state.observers:
         observer.run_started(ex.attempts + 1)
     try:
@@ -89,14 +89,15 @@ async def execute(
 def _state(
     ex: Execution,
     listeners: Sequence[Listener],
-    observers: Sequence[Observer],
+    instruments: Sequence[Instrument],
     rng: random.Random,
 ) -> RunState:
     """The run's shared state: its observers (the durable writer first, the emitter when
     someone listens, then the others) and, for a worker's durable run, its parking."""
     clock, checkpoint = loop_tools()
     emitter = emitter_for(ex.plan.name, ex.run_id, list(listeners), clock)
-    found = (ex.durable, emitter, *observers)
+    name = ex.plan.name
+    found = (ex.durable, emitter, *(each.observe(ex.run_id, name) for each in instruments))
     state = RunState(
         clock,
         checkpoint,

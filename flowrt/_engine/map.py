@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .._errors import InputError, TooManyFailures
-from .._models import AttemptRecord, error_of
+from .._fast import error_of
+from .._models import AttemptRecord
 from .attempt import NodeRecord, RunState, as_failure, attempt, error_info
 from .context import CURRENT
 from .encode import settle_output
@@ -63,9 +64,19 @@ class MapRun:
     until a failure stops the map (behavior ``raise``, or more than ``tolerated_failures``)."""
 
     __slots__ = (
-        "allowed", "args", "bare", "ctx", "envelopes", "failed", "invoke", "items", "kwargs",
-        "pending", "plain", "pn",
-    )  # fmt: skip
+        "allowed",
+        "args",
+        "bare",
+        "ctx",
+        "envelopes",
+        "failed",
+        "invoke",
+        "items",
+        "kwargs",
+        "pending",
+        "plain",
+        "pn",
+    )
 
     def __init__(
         self,

@@ -66,3 +66,14 @@ class Observer:
 
 
 Observers = tuple[Observer, ...]
+
+
+class Instrument:
+    """What watches every run of a workflow (``Workflow.add_listener`` takes one): it makes
+    each run's observer (None: it does not watch that run). OpenTelemetry's tracer is one."""
+
+    __slots__ = ()
+
+    def observe(self, run_id: str, workflow: str) -> Observer | None:
+        """The observer of run ``run_id`` of ``workflow``."""
+        return None

@@ -14,12 +14,10 @@ from .._conditions import CompiledCondition, Expr, names_of
 from .._dag import check_acyclic, check_names
 from .._definition import (
     AnyNode,
-    Branch,
     Choice,
     Definition,
     LoopSpec,
     MapSpec,
-    Node,
     Trigger,
 )
 from .._errors import DefinitionError, InputError
@@ -27,6 +25,7 @@ from .._executors import Executor, ExecutorName, ExecutorSpec
 from .._models import ErrorHandling, WorkflowRetry
 from .._resolve import Value, compile_value, is_dynamic, view
 from .backoff import wait_before_retry
+from .edges import edge, share
 from .invoke import Invoke, invoker
 
 _NO_ARGS: tuple[Any, ...] = ()
@@ -129,17 +128,7 @@ def compile_plan(definition: Definition) -> Plan:
     known = frozenset(index) | {"input"}
     sources, default = definition._nodes, definition.executor
     nodes = [_compile_node(i, node, known, default) for i, node in enumerate(sources)]
-    shared: dict[tuple[Any, ...], tuple[Any, ...]] = {}  # equal tuples, kept once (fan-outs)
-    dependents: list[list[int]] = [[] for _ in nodes]
-    for pn, node in zip(nodes, sources, strict=True):
-        _link(pn, node.depends, index, nodes, sources, shared)
-        for dep in pn.deps:
-            dependents[dep].append(pn.index)
-    for pn, after in zip(nodes, dependents, strict=True):
-        pn.dependents = _shared(shared, tuple(after))
-    check_acyclic(
-        [pn.name for pn in nodes], [pn.deps for pn in nodes], [pn.dependents for pn in nodes]
-    )
+    _connect(nodes, sources, index)
     output = None
     if definition.output is not None:
         output = {
@@ -149,16 +138,33 @@ def compile_plan(definition: Definition) -> Plan:
     cap = definition.max_concurrency
     if cap is not None and (not isinstance(cap, int) or cap < 1):
         raise DefinitionError(f"must be an int >= 1, got {cap!r}", field="max_concurrency")
-    roots = [pn.index for pn in nodes if not pn.deps]
-    leaves = [pn.index for pn in nodes if not pn.dependents]
     if not isinstance(definition.fail_fast, bool):
         raise DefinitionError(
             f"must be True or False, got {definition.fail_fast!r}", field="fail_fast"
         )
-    return Plan(
-        definition.name, nodes, index, roots, leaves, output, cap, definition.retry,
-        definition.fail_fast,
-    )  # fmt: skip
+    roots = [pn.index for pn in nodes if not pn.deps]
+    leaves = [pn.index for pn in nodes if not pn.dependents]
+    retry, fail_fast = definition.retry, definition.fail_fast
+    return Plan(definition.name, nodes, index, roots, leaves, output, cap, retry, fail_fast)
+
+
+def _connect(nodes: list[PlanNode], sources: list[AnyNode], index: dict[str, int]) -> None:
+    """Give every node its edges and its dependents.
+
+    Raises:
+        DefinitionError: an unknown dependency, or a cycle.
+    """
+    shared: dict[tuple[Any, ...], tuple[Any, ...]] = {}  # equal tuples, kept once (fan-outs)
+    dependents: list[list[int]] = [[] for _ in nodes]
+    for pn, node in zip(nodes, sources, strict=True):
+        _link(pn, node.depends, index, nodes, sources, shared)
+        for dep in pn.deps:
+            dependents[dep].append(pn.index)
+    for pn, after in zip(nodes, dependents, strict=True):
+        pn.dependents = share(shared, tuple(after))
+    check_acyclic(
+        [pn.name for pn in nodes], [pn.deps for pn in nodes], [pn.dependents for pn in nodes]
+    )
 
 
 def _executor(node: AnyNode, default: ExecutorSpec) -> ExecutorSpec:
@@ -334,11 +340,6 @@ def _loop_settings(node: AnyNode) -> None:
         )
 
 
-def _shared(shared: dict[tuple[Any, ...], tuple[Any, ...]], value: tuple[Any, ...]) -> Any:
-    """``value``, or the equal tuple seen before: the nodes of a fan-out share their tuples."""
-    return shared.setdefault(value, value)
-
-
 def _link(
     pn: PlanNode,
     depends: Sequence[Any],
@@ -348,49 +349,18 @@ def _link(
     shared: dict[tuple[Any, ...], tuple[Any, ...]],
 ) -> None:
     """Turn depends and the names read by inputs/conditions/items into edges."""
-    edges = {_edge(ref, pn.name, index, sources) for ref in depends}
+    edges = {edge(ref, pn.name, index, sources) for ref in depends}
     values = [value for _, value in (*pn.positional, *pn.keywords)]
     read = set().union(*(value.names for value in values))
     read |= set().union(*(names_of(test) for _, test in pn.options if test is not None))
     if pn.items is not None:
         read |= pn.items.names
     edges |= {(index[name], None) for name in read if name != "input"}
-    pn.edges = _shared(shared, tuple(sorted(edges, key=lambda edge: (edge[0], edge[1] or ""))))
-    pn.deps = _shared(shared, tuple(sorted({dep for dep, _ in edges})))
-    pn.visible = _shared(shared, ("input", *(nodes[dep].name for dep in pn.deps)))
+    pn.edges = share(shared, tuple(sorted(edges, key=lambda edge: (edge[0], edge[1] or ""))))
+    pn.deps = share(shared, tuple(sorted({dep for dep, _ in edges})))
+    pn.visible = share(shared, ("input", *(nodes[dep].name for dep in pn.deps)))
     pn.needs_view = (
         any(value.needs_view for value in values)
         or bool(pn.options)
         or (pn.items is not None and pn.items.needs_view)
     )
-
-
-def _edge(
-    ref: Any, name: str, index: dict[str, int], sources: list[AnyNode]
-) -> tuple[int, str | None]:
-    if isinstance(ref, Node):
-        ref = (
-            ref.name
-            if sources[index.get(ref.name, 0)] is ref
-            else f"<{ref.name} of another workflow>"
-        )
-    option = None
-    if isinstance(ref, Branch):
-        ref, option = ref.choice, ref.option
-    elif isinstance(ref, str) and "." in ref:
-        ref, option = ref.split(".", 1)
-    if not isinstance(ref, str) or ref not in index:
-        raise DefinitionError(f"unknown dependency {ref!r}", node=name, field="depends")
-    target = sources[index[ref]]
-    if option is not None:
-        if not isinstance(target, Choice):
-            raise DefinitionError(
-                f"{ref!r} is not a Choice, so it has no option {option!r}",
-                node=name,
-                field="depends",
-            )
-        if option not in target.options:
-            raise DefinitionError(
-                f"Choice {ref!r} has no option {option!r}", node=name, field="depends"
-            )
-    return index[ref], option

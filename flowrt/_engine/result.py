@@ -1,13 +1,17 @@
-"""The ``RunResult`` of a finished run: each node's ``NodeResult``, the output mapping resolved
-against the results, the run's status and error."""
+"""Where results are built: the ``RunResult`` of a run that finished here (each node's
+``NodeResult``, the output mapping resolved against the results, the run's status and error),
+and one rebuilt from a stored run."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
 from .._errors import InputError
-from .._models import NodeResult, RunResult, as_error_info, construct
+from .._fast import as_error_info, construct, lazy_result
+from .._models import ErrorInfo, NodeResult, RunResult
+from .._store.records import RunRow, trace_of
 from .attempt import NodeRecord
 from .plan import Plan
 from .scheduler import Scheduler
@@ -24,29 +28,22 @@ def run_result(
     finished_at = datetime.now(UTC)
     output, output_error = output_of(plan, scheduler.results)
     error = error or output_error
-    records = scheduler.records
-    result = construct(
-        RunResult,
-        {
-            "workflow": plan.name,
-            "run_id": run_id,
-            "status": "failure" if error else "success",
-            "output": output,
-            "error": as_error_info(error),
-            "attempts": attempts,
-            "started_at": started_at,
-            "finished_at": finished_at,
-            "duration": (finished_at - started_at).total_seconds(),
-        },
-    )
+    values = {
+        "workflow": plan.name,
+        "run_id": run_id,
+        "status": "failure" if error else "success",
+        "output": output,
+        "error": as_error_info(error),
+        "attempts": attempts,
+        "started_at": started_at,
+        "finished_at": finished_at,
+        "duration": (finished_at - started_at).total_seconds(),
+    }
     cause = None
     if error is not None:  # the exception that failed the run, for raise_for_status
         failure = scheduler.first_failure()
         cause = failure.exception if failure is not None and failure.error is error else None
-    # ``nodes`` is built when first read (see RunResult.__dict__)
-    private = {"_cause": cause, "_nodes_from": NodeResults(plan, records)}
-    object.__setattr__(result, "__pydantic_private__", private)
-    return result
+    return lazy_result(values, cause, NodeResults(plan, scheduler.records))
 
 
 class NodeResults:
@@ -99,4 +96,34 @@ def node_result(done: NodeRecord) -> NodeResult:
             "reason": done.reason,
             "trace": done.trace,  # the record's own list: runs are not copied
         },
+    )
+
+
+def stored_result(run: RunRow) -> RunResult:
+    """A RunResult rebuilt from a stored run (an ended run asked for again, ``runs show``)."""
+    nodes = {
+        row.name: NodeResult(
+            status="failure" if row.status == "waiting" else row.status,
+            output=json.loads(row.output) if row.output else None,
+            error=ErrorInfo(**row.error) if row.error else None,
+            attempts=row.attempts,
+            duration=row.duration,
+            reason=row.reason,
+            trace=trace_of(row.trace, row.duration),
+        )
+        for row in run.nodes
+    }
+    started = datetime.fromisoformat(run.started_at)
+    finished = datetime.fromisoformat(run.finished_at) if run.finished_at else started
+    return RunResult.model_construct(
+        workflow=run.workflow,
+        run_id=run.run_id,
+        status="success" if run.status == "success" else "failure",
+        output=json.loads(run.output) if run.output else None,
+        error=ErrorInfo(**run.error) if run.error else None,
+        nodes=nodes,
+        attempts=run.attempts,
+        started_at=started,
+        finished_at=finished,
+        duration=(finished - started).total_seconds(),
     )

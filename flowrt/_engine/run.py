@@ -21,10 +21,11 @@ from .._ids import new_id
 from .._models import RunResult
 from .._store.protocol import Claim, RunStore
 from .._store.records import RunRow, RunStatus
-from .durable import DurableRun, input_json, stored_result
+from .durable import DurableRun, input_json
 from .execute import Execution, Listener, execute
-from .observe import Observer
+from .observe import Instrument
 from .plan import Plan
+from .result import stored_result
 from .resume import restart
 
 
@@ -35,13 +36,13 @@ def _no_definition() -> str | None:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Environment:
     """What a run takes besides its plan: event listeners (called synchronously), the random
-    source of retry jitter, other observers (``_engine.observe``), the store (None: not
-    durable), the definition's data form as JSON text for a durable run's row (computed only
-    when asked), and where the workflow's code lives (``_source``)."""
+    source of retry jitter, instruments that observe each run (``_engine.observe``), the
+    store (None: not durable), the definition's data form as JSON text for a durable run's
+    row (computed only when asked), and where the workflow's code lives (``_source``)."""
 
     listeners: Sequence[Listener] = ()
     rng: random.Random = field(default_factory=random.Random)
-    observers: Sequence[Observer] = ()
+    instruments: Sequence[Instrument] = ()
     store: RunStore | None = None
     definition: Callable[[], str | None] = _no_definition
     source: str | None = None
@@ -89,7 +90,7 @@ def seconds(value: Any, name: str) -> float | None:
 
 async def _execute(ex: Execution, env: Environment, listener: Listener | None) -> RunResult:
     listeners = env.listeners if listener is None else (*env.listeners, listener)
-    return await execute(ex, listeners=listeners, observers=env.observers, rng=env.rng)
+    return await execute(ex, listeners=listeners, instruments=env.instruments, rng=env.rng)
 
 
 def plain_input(input: Any) -> Any:
@@ -185,6 +186,8 @@ async def execute_claimed(
     durable = DurableRun(env.store, claim.run)
     durable.adopt(claim, owner)
     durable.handover = True  # a worker that stops leaves its runs to the others
+    if claim.run.timeout is not None:  # the run's own deadline wins over the worker's
+        timeout = claim.run.timeout
     return await _execute(claimed(plan, durable, claim, timeout=timeout), env, None)
 
 

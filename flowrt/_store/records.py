@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii
 from typing import Any, Literal
 
-from .._models import AttemptRecord, error_of
+from .._fast import error_of
+from .._models import AttemptRecord
 
 RunStatus = Literal[
     "queued", "running", "waiting", "retrying", "success", "failure", "cancelled", "interrupted"
@@ -108,7 +109,7 @@ _c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
 # json's C encoder, built once (json.dumps builds one per call); None without the C accelerator.
 _encode = _c_make_encoder and _c_make_encoder(
     None, _raise_unencodable, encode_basestring_ascii, None, ": ", ", ", False, False, False
-)  # fmt: skip
+)
 
 
 def to_json(value: Any) -> str:
@@ -186,11 +187,15 @@ def trace_of(text: str, duration: float) -> list[AttemptRecord]:
         return [AttemptRecord(1, float(stored or 0.0), duration)]
     return [
         AttemptRecord(
-            n, s, d, error_of(e[0], e[1]) if e else None, w,
+            n,
+            s,
+            d,
+            error_of(e[0], e[1]) if e else None,
+            w,
             *held,
         )
         for n, s, d, e, w, *held in stored
-    ]  # fmt: skip
+    ]
 
 
 def node_rows(run_id: str, batches: list[str]) -> list[NodeRow]:
@@ -204,9 +209,17 @@ def node_rows(run_id: str, batches: list[str]) -> list[NodeRow]:
         ):
             latest.pop(name, None)
             latest[name] = NodeRow(
-                run_id, name, status, None if output is None else to_json(output), error,
-                attempts, duration, reason, to_json(trace), due[0] if due else None,
-            )  # fmt: skip
+                run_id,
+                name,
+                status,
+                None if output is None else to_json(output),
+                error,
+                attempts,
+                duration,
+                reason,
+                to_json(trace),
+                due[0] if due else None,
+            )
     return list(latest.values())
 
 

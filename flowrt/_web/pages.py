@@ -40,7 +40,7 @@ from .viewer import (
     node_input,
     run_view,
     seconds_between,
-)  # fmt: skip
+)
 
 ASSETS = Path(__file__).parent / "assets"
 PAGE_SIZE = 50
@@ -67,11 +67,13 @@ def _templates() -> Environment:
         loader=FileSystemLoader(ASSETS), autoescape=select_autoescape(["html"], default=True)
     )
     env.filters.update(
-        secs=format_seconds, when=_when, pretty=_pretty,
+        secs=format_seconds,
+        when=_when,
+        pretty=_pretty,
         pct=lambda value, span: f"{max(0.0, 100 * value / span):.3f}",
         css=lambda status: str(status).replace(" ", "-"),
         urlpart=lambda text: quote(str(text), safe=""),
-    )  # fmt: skip
+    )
     return env
 
 
@@ -149,10 +151,18 @@ class Viewer:
             return urlencode({key: value for key, value in kept.items() if value})
 
         return await self._html(
-            "runs.html", root="./", runs=rows, status=status, workflow=workflow,
-            fixed=self.fixed, page=page, more=len(found) > limit, query=query,
-            statuses=get_args(RunStatus), workflows=sorted({run.workflow for run in found}),
-        )  # fmt: skip
+            "runs.html",
+            root="./",
+            runs=rows,
+            status=status,
+            workflow=workflow,
+            fixed=self.fixed,
+            page=page,
+            more=len(found) > limit,
+            query=query,
+            statuses=get_args(RunStatus),
+            workflows=sorted({run.workflow for run in found}),
+        )
 
     async def _find(self, run_id: str) -> RunRow:
         run = await self.store.load_run(run_id)
@@ -221,9 +231,12 @@ class Viewer:
 def vars_of(run: RunRow) -> dict[str, Any]:
     """A run row's fields, without its nodes (what a runs-page row shows)."""
     return {
-        "run_id": run.run_id, "workflow": run.workflow, "status": run.status,
-        "started_at": run.started_at, "attempts": run.attempts,
-    }  # fmt: skip
+        "run_id": run.run_id,
+        "workflow": run.workflow,
+        "status": run.status,
+        "started_at": run.started_at,
+        "attempts": run.attempts,
+    }
 
 
 def _input(plan: Plan | None, run: RunRow, name: str, status: str) -> tuple[Any, str | None]:
@@ -258,9 +271,12 @@ def viewer_router(
     router.add_api_route("/ui/runs/{run_id}/body", viewer.body, methods=["GET"], **html)
     router.add_api_route("/ui/runs/{run_id}/nodes/{name}", viewer.node, methods=["GET"], **html)
     router.add_api_route(
-        "/ui/runs/{run_id}/live", viewer.live, methods=["GET"],
-        response_class=EventSourceResponse, include_in_schema=False,
-    )  # fmt: skip
+        "/ui/runs/{run_id}/live",
+        viewer.live,
+        methods=["GET"],
+        response_class=EventSourceResponse,
+        include_in_schema=False,
+    )
     return router
 
 

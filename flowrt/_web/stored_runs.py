@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from .._control import cancel_run
-from .._engine.durable import stored_result
+from .._engine.result import stored_result
 from .._errors import FlowError, RunEnded, RunNotFound
 from .._mask import masked
 from .._models import ErrorInfo, Event, EventKind, RunResult
@@ -56,9 +56,15 @@ class StoredRun(BaseModel):
     run_id: str
     workflow: str
     status: Literal[
-        "queued", "running", "waiting", "retrying", "success", "failure", "cancelled",
+        "queued",
+        "running",
+        "waiting",
+        "retrying",
+        "success",
+        "failure",
+        "cancelled",
         "interrupted",
-    ]  # fmt: skip
+    ]
     attempts: int
     started_at: str
     finished_at: str | None = None
@@ -74,9 +80,13 @@ class StoredRunState(BaseModel):
 
 def _listed(run: RunRow) -> StoredRun:
     return StoredRun(
-        run_id=run.run_id, workflow=run.workflow, status=run.status, attempts=run.attempts,
-        started_at=run.started_at, finished_at=run.finished_at,
-    )  # fmt: skip
+        run_id=run.run_id,
+        workflow=run.workflow,
+        status=run.status,
+        attempts=run.attempts,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+    )
 
 
 def events_of(run: RunRow) -> list[Event]:
@@ -89,10 +99,14 @@ def events_of(run: RunRow) -> list[Event]:
         error = ErrorInfo(**node.error) if node.error else None
         events.append(
             Event(
-                kind=kind, run_id=run.run_id, node=node.name, attempt=node.attempts,
-                status=None if kind == "node.retrying" else node.status, error=error,
+                kind=kind,
+                run_id=run.run_id,
+                node=node.name,
+                attempt=node.attempts,
+                status=None if kind == "node.retrying" else node.status,
+                error=error,
             )
-        )  # fmt: skip
+        )
     if run.status in ENDED or run.status == "cancelled":
         result = stored_result(run) if run.status in ENDED else None
         events.append(
@@ -129,6 +143,13 @@ def reachable() -> Iterator[None]:
     except Exception as exc:  # psycopg's or sqlite3's: the store is down
         why = masked(f"{type(exc).__name__}: {exc}".splitlines()[0])
         raise HTTPException(503, f"the run store cannot be reached ({why})") from None
+
+
+CANCEL_ANSWERS: dict[int | str, dict[str, Any]] = {
+    202: {"model": Cancelled, "description": "Its owner was asked to stop it"},
+    404: {"description": "No such run"},
+    409: {"description": "The run has ended"},
+}
 
 
 class StoredRuns:
@@ -219,34 +240,38 @@ class StoredRuns:
 
     def add_routes(self, router: APIRouter) -> None:
         """The store's routes on ``router``."""
-        cancel_answers: dict[int | str, dict[str, Any]] = {
-            202: {"model": Cancelled, "description": "Its owner was asked to stop it"},
-            404: {"description": "No such run"},
-            409: {"description": "The run has ended"},
-        }
-        routes: list[tuple[str, Any, str, dict[str, Any]]] = [
-            ("/health", self.health, "GET", {
-                "summary": "Whether the store and the router's worker are up",
-                "responses": {503: {"description": "The store or the worker is down"}},
-            }),
-            ("/runs", self.listing, "GET", {
-                "response_model": list[StoredRun],
-                "summary": "The workflow's most recent runs in the store, newest first",
-            }),
-            ("/runs/{run_id}", self.status, "GET", {
-                "response_model": StoredRunState, "summary": "A run in the store",
-            }),
-            ("/runs/{run_id}/events", self.events, "GET", {
-                "response_class": EventSourceResponse,
-                "summary": "A stored run's events, as its records tell them, as Server-Sent Events",
-            }),
-            ("/runs/{run_id}/cancel", self.cancel, "POST", {
-                "response_model": Cancelled, "responses": cancel_answers,
-                "summary": "Cancel a run, whichever process executes it",
-            }),
-        ]  # fmt: skip
-        for path, endpoint, method, options in routes:
-            router.add_api_route(path, endpoint, methods=[method], **options)
+        router.add_api_route(
+            "/health",
+            self.health,
+            summary="Whether the store and the router's worker are up",
+            responses={503: {"description": "The store or the worker is down"}},
+        )
+        router.add_api_route(
+            "/runs",
+            self.listing,
+            response_model=list[StoredRun],
+            summary="The workflow's most recent runs in the store, newest first",
+        )
+        router.add_api_route(
+            "/runs/{run_id}",
+            self.status,
+            response_model=StoredRunState,
+            summary="A run in the store",
+        )
+        router.add_api_route(
+            "/runs/{run_id}/events",
+            self.events,
+            response_class=EventSourceResponse,
+            summary="A stored run's events, as its records tell them, as Server-Sent Events",
+        )
+        router.add_api_route(
+            "/runs/{run_id}/cancel",
+            self.cancel,
+            methods=["POST"],
+            response_model=Cancelled,
+            responses=CANCEL_ANSWERS,
+            summary="Cancel a run, whichever process executes it",
+        )
 
     async def listing(
         self, limit: int = 50, status: str | None = None, offset: int = 0

@@ -312,4 +312,4 @@ __all__: Sequence[str] = [
     "node_input",
     "run_view",
     "seconds_between",
-]  # fmt: skip
+]

@@ -1,0 +1,128 @@
+"""flowrt's speed tricks on its public models, kept out of them: each has its equivalence test
+beside it (tests/test_fast.py). The models themselves (``_models``) read like ordinary pydantic
+models.
+
+- ``construct``: a model built from values known to be valid, through BaseModel's own slot
+  descriptors (one C call each), instead of ``model_construct``'s per-field default handling.
+  Equivalent to ``model_validate`` of the same values.
+- ``LazyRunResult``: the RunResult the engine returns, whose ``nodes`` are built when first
+  read: a caller that reads only the status and the output never pays for a NodeResult per
+  node. Equal to, serialised as, copied and pickled as the RunResult with its nodes built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Protocol, TypeVar
+
+from pydantic import BaseModel, PrivateAttr
+
+from ._models import ErrorInfo, NodeResult, RunResult
+
+M = TypeVar("M", bound=BaseModel)
+
+# BaseModel's own slots, set through their descriptors: one C call each, no __setattr__ hooks.
+_set_values = BaseModel.__dict__["__dict__"].__set__
+_get_values = BaseModel.__dict__["__dict__"].__get__
+_set_fields = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
+_all_fields: dict[type[BaseModel], set[str]] = {}
+_PRIVATE: dict[type[BaseModel], dict[str, Any]] = {}  # models with private attributes: defaults
+
+
+def construct(cls: type[M], values: dict[str, Any]) -> M:
+    """Build ``cls`` from ``values`` that name every field and are known to be valid: what
+    ``model_construct`` does, without its per-field default handling, and with one fields-set
+    shared by every instance (all fields are set, so adding to it changes nothing)."""
+    obj = object.__new__(cls)
+    _set_values(obj, values)
+    fields = _all_fields.get(cls)
+    if fields is None:
+        fields = _all_fields[cls] = set(cls.model_fields)
+    _set_fields(obj, fields)
+    _set_extra(obj, None)
+    private = _PRIVATE.get(cls)
+    _set_private(obj, None if private is None else dict(private))
+    return obj
+
+
+def error_of(kind: str, message: str, traceback: str | None = None) -> ErrorInfo:
+    """An ErrorInfo, built without validation (flowrt made its parts)."""
+    return construct(ErrorInfo, {"type": kind, "message": message, "traceback": traceback})
+
+
+def as_error_info(error: dict[str, str] | None) -> ErrorInfo | None:
+    """The ErrorInfo of a plain ``{type, message[, traceback]}`` dict (flowrt built it)."""
+    if error is None:
+        return None
+    return error_of(error["type"], error["message"], error.get("traceback"))
+
+
+class LazyNodes(Protocol):
+    """A run's node results, built when called (``_engine.result.NodeResults``)."""
+
+    def __call__(self) -> dict[str, NodeResult]: ...
+
+    def __len__(self) -> int: ...
+
+
+class LazyRunResult(RunResult):
+    """A RunResult whose ``nodes`` are built when first read. Everything that reads the fields
+    goes through ``__dict__`` (pydantic's serializer, ``==``, copies, pickling) or, for
+    ``result.nodes``, through ``__getattr__`` while the key is absent: both build it first. It
+    shows itself as a RunResult."""
+
+    _nodes_from: LazyNodes | None = PrivateAttr(default=None)
+
+    @property
+    def __dict__(self) -> dict[str, Any]:
+        values: dict[str, Any] = _get_values(self)
+        if "nodes" not in values:
+            self._build_nodes(values)
+        return values
+
+    @__dict__.setter
+    def __dict__(self, values: dict[str, Any]) -> None:
+        _set_values(self, values)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "nodes":
+            values = _get_values(self)
+            if "nodes" not in values:
+                self._build_nodes(values)
+            return values["nodes"]
+        return super().__getattr__(name)  # type: ignore[misc]
+
+    def __getstate__(self) -> dict[Any, Any]:
+        self.__dict__  # noqa: B018  (build the nodes: the builder holds the run's plan)
+        return super().__getstate__()
+
+    def _build_nodes(self, values: dict[str, Any]) -> None:
+        build = self._nodes_from
+        values["nodes"] = {} if build is None else build()
+        self._nodes_from = None  # the run's records can go
+
+    def __repr_name__(self) -> str:
+        return "RunResult"
+
+    def __repr_args__(self) -> Iterator[tuple[str, Any]]:
+        # RunResult's short line, counting the nodes without building them.
+        values, lazy = _get_values(self), self._nodes_from
+        yield "run_id", self.run_id
+        yield "status", self.status
+        yield "nodes", len(values["nodes"] if lazy is None or "nodes" in values else lazy)
+        yield "duration", round(self.duration, 2)
+
+
+_PRIVATE[LazyRunResult] = {"_cause": None, "_nodes_from": None}  # each result gets a copy
+
+
+def lazy_result(
+    values: dict[str, Any], cause: BaseException | None, nodes: LazyNodes
+) -> LazyRunResult:
+    """A RunResult of ``values`` (every field but ``nodes``), whose ``raise_for_status``
+    chains ``cause``, and whose nodes ``nodes()`` builds when first read."""
+    result = construct(LazyRunResult, values)
+    _set_private(result, {"_cause": cause, "_nodes_from": nodes})
+    return result
