@@ -279,3 +279,11 @@ class WorkflowFailed(FlowError):
         self.error = error
         detail = f"{error.type}: {error.message}" if error else "unknown error"
         super().__init__(f"workflow {workflow!r} run {run_id} failed: {detail}")
+
+
+def attempt_timed_out(node: str, attempt: int, attempts: int, timeout: float) -> TimeoutError:
+    """The error of node ``node``'s attempt ``attempt`` (of at most ``attempts``) that ran past
+    its ``timeout`` seconds, wherever it ran (the loop, a thread, a process)."""
+    return TimeoutError(
+        f"node {node!r} attempt {attempt} of {attempts} timed out after {timeout:g}s"
+    )

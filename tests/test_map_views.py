@@ -115,3 +115,23 @@ async def test_the_viewer_draws_a_maps_bar(tmp_path: Path) -> None:
     view = run_view(run, wf.compiled(), now=0.0)
     (node,) = [n for n in view.nodes if n.name == "m"]
     assert [bar.kind for bar in node.bars] == ["ok"]
+
+
+@pytest.mark.parametrize("retries", [0, 1])
+async def test_a_map_items_failure_has_one_form_with_or_without_retries(retries: int) -> None:
+    wf = Workflow("one_form")
+
+    def inverse(x: int) -> float:
+        return 1 / x
+
+    policy = ErrorHandling(behavior="return", max_retries=retries, retry_interval_seconds=0)
+    wf.map(inverse, items="$.input.items", name="inv", tolerated_failures=1, error_handling=policy)
+    result = await wf.run({"items": [1, 0]})
+    assert result.status == "success"
+    failed = result.output["inv"][1]
+    assert (failed["status"], failed["output"]) == ("failure", None)
+    assert (failed["error"]["type"], failed["error"]["message"]) == (
+        "ZeroDivisionError",
+        "division by zero",
+    )
+    assert "in inverse" in failed["error"]["traceback"]

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
-from .._errors import StrayCancellation
+from .._errors import StrayCancellation, attempt_timed_out
 from .._fast import error_of
 from .._models import AttemptRecord, ErrorInfo, Status
 from .backoff import wait_before_retry
@@ -90,7 +90,7 @@ class NodeRecord(dict[str, Any]):
 
     def fail(self, exc: BaseException) -> NodeRecord:
         """Finish as a failure with ``exc``'s type and message."""
-        return self.failed(error_info(exc))
+        return self.failed(error_fields(exc))
 
     def failed(self, error: dict[str, str]) -> NodeRecord:
         """Finish as a failure with ``error`` (``{type, message}``)."""
@@ -173,7 +173,7 @@ def _release(exc: BaseException | None) -> None:
         exc = exc.__cause__ or exc.__context__
 
 
-def error_info(exc: BaseException) -> dict[str, str]:
+def error_fields(exc: BaseException) -> dict[str, str]:
     """``{type, message}`` of an exception, as envelopes hold it."""
     return {"type": type(exc).__name__, "message": message_of(exc)}
 
@@ -341,10 +341,17 @@ async def _timed(
     """
     with anyio.move_on_after(timeout):  # it swallows only its own cancellation
         return await fn()
-    raise TimeoutError(
-        f"node {pn.name!r} attempt {number} of {pn.policy.max_retries + 1} "
-        f"timed out after {timeout:g}s"
-    )
+    raise attempt_timed_out(pn.name, number, pn.policy.max_retries + 1, timeout)
+
+
+def failed_once(pn: PlanNode, exc: Exception, ctx: RunState) -> NodeRecord:
+    """The record of a one-attempt call (a map item without retries) that failed with
+    ``exc``: what ``attempt`` records for the last failed attempt (one classification, one
+    error form: type, message, traceback)."""
+    done = NodeRecord()
+    done.attempts = 1
+    _failed(pn, exc, done, ctx, 0.0)
+    return done
 
 
 def _failed(

@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
+from .._errors import attempt_timed_out
 from .context import call_within, held
 
 Invoke = Callable[..., Awaitable[Any]]
@@ -84,9 +85,7 @@ async def _in_process(
     with anyio.move_on_after(timeout):  # a timed-out worker is killed
         return await to_process.run_sync(call, cancellable=True)
     node, attempt = (here[2], here[3]) if here else ("?", 0)
-    raise TimeoutError(
-        f"node {node!r} attempt {attempt} of {attempts} timed out after {timeout:g}s"
-    )
+    raise attempt_timed_out(node, attempt, attempts, timeout)
 
 
 class Remote:

@@ -12,7 +12,7 @@ import anyio
 from .._errors import InputError, TooManyFailures
 from .._fast import error_of
 from .._models import AttemptRecord
-from .attempt import NodeRecord, RunState, as_failure, attempt, error_info
+from .attempt import NodeRecord, RunState, as_failure, attempt, failed_once
 from .context import CURRENT
 from .encode import settle_output
 from .native import task_group
@@ -124,7 +124,7 @@ class MapRun:
                     exc = as_failure(caught, pn.name)
                     if exc is None:
                         raise
-                    envelope = {"status": "failure", "output": None, "error": error_info(exc)}
+                    envelope = dict(failed_once(pn, exc, ctx))  # as attempt() records it
                     del exc  # its traceback holds this frame: no reference cycle through it
                 finally:
                     CURRENT.reset(here)

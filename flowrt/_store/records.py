@@ -91,14 +91,14 @@ def deadline_error(workflow: str, timeout: float) -> dict[str, str]:
     }
 
 
-def ran_out_of_time(error: dict[str, str] | None) -> bool:
-    """Whether a stored run error is ``deadline_error``'s (not a node's own timeout)."""
-    return (
-        error is not None
-        and error.get("type") == "TimeoutError"
-        and error.get("message", "").startswith("workflow ")
-        and " timed out after " in error.get("message", "")
-    )
+def ran_out_of_time(run: RunRow) -> bool:
+    """Whether stored run ``run`` failed on its stored deadline: its error is the one
+    ``deadline_error`` builds for it (a node's own timeout is another error)."""
+    error, timeout = run.error, run.timeout
+    if error is None or timeout is None:
+        return False
+    built = deadline_error(run.workflow, timeout)
+    return (error.get("type"), error.get("message")) == (built["type"], built["message"])
 
 
 def _raise_unencodable(value: object) -> None:

@@ -164,8 +164,8 @@ def run_view(run: RunRow, plan: Plan | None, now: float, deadline: float | None 
             view.error, view.bars = row.error, _bars(row)
         nodes.append(view)
     _running_bars(nodes, plan, duration)
-    if deadline is None and ran_out_of_time(run.error):
-        deadline = duration
+    if deadline is None and ran_out_of_time(run):
+        deadline = run.timeout
     span = max([duration, deadline or 0.0, *(_ends(view.bars) for view in nodes)]) or 1.0
     graph = plan is not None and len(plan.nodes) <= MAX_GRAPH
     edges, width, height = _layout(nodes, plan, rows) if graph and plan else ([], 0, 0)
