@@ -88,7 +88,7 @@ class _RunSpans(Observer):
         # context), so spans the node's code starts are its children.
         self.tokens[node] = otel_context.attach(trace.set_span_in_context(span))
 
-    def node_waiting(self, node: str, record: Any, wait: Wait) -> None:
+    def node_waiting(self, node: str, state: Any, wait: Wait) -> None:
         span = self._ended(node)
         if span is not None:
             span.set_attribute("flowrt.status", "failure")
@@ -96,15 +96,15 @@ class _RunSpans(Observer):
             _error(span, wait.error)
             span.end()
 
-    def node_finished(self, node: str, record: Any) -> None:
+    def node_finished(self, node: str, state: Any) -> None:
         span = self._ended(node)
         if span is None:  # a node skipped without any attempt
             assert self.span is not None
             self.span.add_event("node.skipped", {"flowrt.node": node})
             return
-        span.set_attribute("flowrt.status", record.status or "failure")
-        _error(span, record.error)
-        if record.error is None:
+        span.set_attribute("flowrt.status", state.status or "failure")
+        _error(span, state.error)
+        if state.error is None:
             span.set_status(Status(StatusCode.OK))
         span.end()
 

@@ -42,11 +42,11 @@ class _Hooks(Observer):
     def node_started(self, node: str, attempt: int) -> None:
         self.note("node_started", node, attempt)
 
-    def node_waiting(self, node: str, record: Any, wait: Wait) -> None:
-        self.note("node_waiting", node, record.attempts, wait.kind, wait.seconds)
+    def node_waiting(self, node: str, state: Any, wait: Wait) -> None:
+        self.note("node_waiting", node, state.attempts, wait.kind, wait.seconds)
 
-    def node_finished(self, node: str, record: Any) -> None:
-        self.note("node_finished", node, record.status)
+    def node_finished(self, node: str, state: Any) -> None:
+        self.note("node_finished", node, state.status)
 
     def item_failed(self, node: str, item: int, error: Mapping[str, str]) -> None:
         self.note("item_failed", node, item, error["type"])

@@ -17,7 +17,7 @@ import anyio
 import pytest
 
 from flowrt import LeaseLost, RunStore, SQLiteStore, Workflow
-from flowrt._store.records import RunRow, record
+from flowrt._store.records import RunRow, node_text
 
 pytestmark = pytest.mark.anyio
 psycopg = pytest.importorskip("psycopg")
@@ -49,7 +49,7 @@ async def test_claims_create_refuse_finish_and_take_over(store: Any) -> None:
     assert busy.outcome == "busy"
     assert busy.run is not None
     assert busy.run.owner == "A"
-    await store.write("r1", 1, 1, [record("a", "success", "1", None, 1, 0.1, None, "null")])
+    await store.write("r1", 1, 1, [node_text("a", "success", "1", None, 1, 0.1, None, "null")])
     await anyio.sleep(0.7)  # A's lease (0.5 s) expires: the run was interrupted
     loaded = await store.load_run("r1")
     assert loaded.status == "interrupted"
@@ -57,7 +57,7 @@ async def test_claims_create_refuse_finish_and_take_over(store: Any) -> None:
     assert (taken.outcome, taken.token) == ("claimed", 2)
     assert [node.name for node in taken.run.nodes] == ["a"]
     with pytest.raises(LeaseLost):  # A comes back: refused, and nothing of it is written
-        await store.write("r1", 1, 1, [record("b", "success", "2", None, 1, 0.1, None, "null")])
+        await store.write("r1", 1, 1, [node_text("b", "success", "2", None, 1, 0.1, None, "null")])
     assert [node.name for node in (await store.load_run("r1")).nodes] == ["a"]
     done = new_row("r1")
     done.status, done.output, done.finished_at = "success", '{"a": 1}', "2026-11-29T10:00:01"
@@ -78,16 +78,18 @@ async def test_a_live_lease_is_renewed_by_an_empty_write(store: Any) -> None:
 
 async def test_each_node_keeps_its_last_record_of_the_current_attempt(store: Any) -> None:
     await store.claim("r3", "A", new=new_row("r3"))
-    waiting = record("a", "waiting", None, {"type": "E", "message": "m"}, 1, 0.0, None, "null", 5.0)
+    waiting = node_text(
+        "a", "waiting", None, {"type": "E", "message": "m"}, 1, 0.0, None, "null", 5.0
+    )
     await store.write(
-        "r3", 1, 1, [waiting, record("b", "success", '"b"', None, 1, 0.2, None, "null")]
+        "r3", 1, 1, [waiting, node_text("b", "success", '"b"', None, 1, 0.2, None, "null")]
     )
     run = await store.load_run("r3")
     assert [(n.name, n.status, n.next_attempt, n.due) for n in run.nodes] == [
         ("a", "waiting", 2, 5.0), ("b", "success", None, None),
     ]  # fmt: skip
     await store.write(
-        "r3", 1, 1, [record("a", "success", '{"k": [1, 2]}', None, 2, 0.1, None, "null")]
+        "r3", 1, 1, [node_text("a", "success", '{"k": [1, 2]}', None, 2, 0.1, None, "null")]
     )
     run = await store.load_run("r3")
     assert [(n.name, n.status, n.output) for n in run.nodes] == [

@@ -252,17 +252,17 @@ async def test_resume_keeps_a_success_whose_output_was_none(store: SQLiteStore) 
 async def test_a_clean_success_is_recorded_as_the_general_record_would_be(
     store: SQLiteStore,
 ) -> None:
-    from flowrt._engine.attempt import NodeRecord
+    from flowrt._engine.attempt import NodeState
     from flowrt._engine.durable import DurableRun
-    from flowrt._store.records import RunRow, record, trace_json, trace_of
+    from flowrt._store.records import RunRow, node_text, trace_json, trace_of
 
-    done = NodeRecord()
+    done = NodeState()
     done.attempts = 1
     done.attempted(0.25, 0.2501234567, {"ok": [1, "é"]})
     done.duration = 0.0001234567
     durable = DurableRun(store, RunRow("run", "wf", "{}", "running", "2026-01-01T00:00:00"))
     durable.add("n-1", done)
-    expected = record(
+    expected = node_text(
         "n-1", "success", '{"ok": [1, "\\u00e9"]}', None, 1, 0.0001234567, None,
         trace_json(done.trace),
     )  # fmt: skip

@@ -273,14 +273,14 @@ async def test_the_deadline_is_drawn_on_the_timeline(store: SQLiteStore, tmp_pat
 
 async def test_a_parked_retry_shows_as_waiting_with_its_wait(store: SQLiteStore) -> None:
     from flowrt._models import AttemptRecord, ErrorInfo
-    from flowrt._store.records import RunRow, record, trace_json
+    from flowrt._store.records import RunRow, node_text, trace_json
 
     row = RunRow("parked", "shop", '{"order_id": 3}', "running", "2026-11-30T10:00:00+00:00")
     row.definition = json.dumps(viewer_flows.shop.to_dict())
     await store.claim("parked", "A", new=row)
     failed = AttemptRecord(1, 0.0, 0.1, ErrorInfo(type="ConnectionError", message="down"), 60.0)
     error = {"type": "ConnectionError", "message": "down"}
-    waiting = record("fetch", "waiting", None, error, 1, 0.0, None, trace_json([failed]), 2e9)
+    waiting = node_text("fetch", "waiting", None, error, 1, 0.0, None, trace_json([failed]), 2e9)
     row.status = "waiting"
     await store.write("parked", 1, 1, [waiting], row, release=True)
     async with client_for(all_workflows(store)) as client:

@@ -12,7 +12,7 @@ import pytest
 import viewer_flows
 
 from flowrt import SQLiteStore, Workflow
-from flowrt._store.records import RunRow, record, trace_json
+from flowrt._store.records import RunRow, node_text, trace_json
 from flowrt._web.viewer import format_seconds, node_input, run_view
 
 pytestmark = pytest.mark.anyio
@@ -88,9 +88,9 @@ def shop_row(status: str, nodes: list[str]) -> RunRow:
 
 
 def test_a_running_run_shows_running_nodes_from_their_last_dependency_on() -> None:
-    fetch = record("fetch", "success", '{"items": 3}', None, 1, 0.5, None, "0.25")
-    route = record("route", "success", '"primary"', None, 1, 0.0, None, "0.75")
-    backup = record("backup", "skip", None, None, 0, 0.0, "not taken", "[]")
+    fetch = node_text("fetch", "success", '{"items": 3}', None, 1, 0.5, None, "0.25")
+    route = node_text("route", "success", '"primary"', None, 1, 0.0, None, "0.75")
+    backup = node_text("backup", "skip", None, None, 0, 0.0, "not taken", "[]")
     run = shop_row("running", [fetch, route, backup])
     started = 1796032800.0  # 2026-11-30T10:00:00Z
     view = run_view(run, viewer_flows.shop.compiled(), now=started + 2.0)
@@ -112,7 +112,7 @@ def test_a_waiting_node_shows_its_parked_retry_wait() -> None:
     from flowrt._models import AttemptRecord, ErrorInfo
 
     trace = [AttemptRecord(1, 0.1, 0.2, ErrorInfo(type="ConnectionError", message="down"), 30.0)]
-    fetch = record(
+    fetch = node_text(
         "fetch", "waiting", None, {"type": "ConnectionError", "message": "down"}, 1, 0.0, None,
         trace_json(trace), 1796032830.0,
     )  # fmt: skip
@@ -151,7 +151,7 @@ def test_a_node_timeout_is_not_the_run_deadline() -> None:
 
 
 def test_without_a_plan_the_stored_nodes_are_listed_and_no_graph_is_drawn() -> None:
-    fetch = record("fetch", "success", "1", None, 1, 0.5, None, "0.0")
+    fetch = node_text("fetch", "success", "1", None, 1, 0.5, None, "0.0")
     view = run_view(shop_row("success", [fetch]), None, 0)
     assert [node.name for node in view.nodes] == ["fetch"]
     assert not view.graph

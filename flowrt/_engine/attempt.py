@@ -1,5 +1,5 @@
 """One node's attempts: call under a cancel scope when a timeout is set, classify the failure,
-wait with backoff, retry; fill in the node's ``NodeRecord`` as it goes."""
+wait with backoff, retry; fill in the node's ``NodeState`` as it goes."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     from .plan import PlanNode
 
 
-class NodeRecord(dict[str, Any]):
-    """A node's record while it runs and after. It is also the node's envelope in the result
+class NodeState(dict[str, Any]):
+    """A node's state while it runs and after. It is also the node's envelope in the result
     results: as a dict it holds exactly ``status``, ``output`` and ``error`` (what selectors,
     templates and conditions see); the rest lives in slots. ``status`` is None until the node
     finishes; a skipped node has a ``reason`` and the root ``cause`` of its skip."""
@@ -62,7 +62,7 @@ class NodeRecord(dict[str, Any]):
         """``{type, message}`` of a failure."""
         return self["error"]  # type: ignore[no-any-return]
 
-    def attempted(self, start: float, end: float, output: Any) -> NodeRecord:
+    def attempted(self, start: float, end: float, output: Any) -> NodeState:
         """Record a successful attempt (``start`` and ``end`` on the run's clock) and finish."""
         self.trace.append(AttemptRecord(self.attempts, start, end - start))
         self["status"] = "success"  # what succeed() does, without a second call per node
@@ -82,17 +82,17 @@ class NodeRecord(dict[str, Any]):
         self.exception = exc
         self["error"] = {**self["error"], "traceback": format_traceback(exc)}
 
-    def succeed(self, output: Any) -> NodeRecord:
+    def succeed(self, output: Any) -> NodeState:
         """Finish as a success with ``output``."""
         self["status"] = "success"
         self["output"] = output
         return self
 
-    def fail(self, exc: BaseException) -> NodeRecord:
+    def fail(self, exc: BaseException) -> NodeState:
         """Finish as a failure with ``exc``'s type and message."""
         return self.failed(error_fields(exc))
 
-    def failed(self, error: dict[str, str]) -> NodeRecord:
+    def failed(self, error: dict[str, str]) -> NodeState:
         """Finish as a failure with ``error`` (``{type, message}``)."""
         self["status"] = "failure"
         self["output"] = None
@@ -229,7 +229,7 @@ class Parking(Protocol):
     """The scheduler, as a node's retry wait tells it (``_engine.scheduler``): it tells the
     run's observers, and parks the run when every running node waits long."""
 
-    def waiting(self, node: str, done: NodeRecord, wait: Wait) -> None:
+    def waiting(self, node: str, state: NodeState, wait: Wait) -> None:
         """Node ``node`` waits ``wait.seconds`` before its next attempt."""
 
     def woke(self, wait: Wait) -> None:
@@ -259,21 +259,21 @@ async def attempt(
     fn: Callable[..., Awaitable[Any]],
     args: Sequence[Any],
     kwargs: Mapping[str, Any],
-    done: NodeRecord,
+    state: NodeState,
     ctx: RunState,
     item: int | None = None,
-) -> NodeRecord:
+) -> NodeState:
     """Await ``fn(*args, **kwargs)`` until it succeeds or the policy says stop; fill in and
-    return ``done``. A map item (``item``, its index) emits no events and records no waits:
-    the map node is recorded as a whole. ``done`` may hold earlier attempts (a resumed node):
+    return ``state``. A map item (``item``, its index) emits no events and records no waits:
+    the map node is recorded as a whole. ``state`` may hold earlier attempts (a resumed node):
     numbering and the retries left go on from them."""
     timeout = pn.timeout
     observers = ctx.observers if item is None else ()
     clock, origin = ctx.clock, ctx.origin
     fn = _bound(fn, args, kwargs)
     while True:
-        done.attempts += 1
-        number = done.attempts
+        state.attempts += 1
+        number = state.attempts
         if observers:
             for observer in observers:
                 observer.node_started(pn.name, number)
@@ -286,29 +286,29 @@ async def attempt(
             exc = caught if isinstance(caught, Exception) else as_failure(caught, pn.name)
             if exc is None:  # a cancellation (or KeyboardInterrupt...): never swallowed
                 raise
-            wait = _failed(pn, exc, done, ctx, start)
+            wait = _failed(pn, exc, state, ctx, start)
             del exc  # its traceback holds this frame: no reference cycle through the local
             if wait is None:
-                return done
-            await _before_retry(pn, done, wait, ctx, item)
+                return state
+            await _before_retry(pn, state, wait, ctx, item)
         else:
             CURRENT.reset(here)
-            return _succeeded(pn, done, start, clock() - origin, output, item)
+            return _succeeded(pn, state, start, clock() - origin, output, item)
 
 
 def _succeeded(
-    pn: PlanNode, done: NodeRecord, start: float, end: float, output: Any, item: int | None
-) -> NodeRecord:
+    pn: PlanNode, state: NodeState, start: float, end: float, output: Any, item: int | None
+) -> NodeState:
     """Record the successful attempt; a node's output (a map item's is settled with its map's
     list) in its one JSON form, or an OutputError (``_encode``)."""
-    done.attempted(start, end, output)
+    state.attempted(start, end, output)
     if item is None:
-        settle_output(pn.name, done)
-    return done
+        settle_output(pn.name, state)
+    return state
 
 
 async def _before_retry(
-    pn: PlanNode, done: NodeRecord, wait: float, ctx: RunState, item: int | None
+    pn: PlanNode, state: NodeState, wait: float, ctx: RunState, item: int | None
 ) -> None:
     """Wait ``wait`` seconds (a node's wait goes through its scheduler, which tells the
     observers and may park the run; a map item's is its own); then, for a sync node, until the
@@ -316,10 +316,10 @@ async def _before_retry(
     never overlaps its own retry): that time goes on the attempt's trace (``held``)."""
     scheduler = ctx.scheduler if item is None else None
     if scheduler is not None:
-        info = done.trace[-1].error
+        info = state.trace[-1].error
         error = None if info is None else {"type": info.type, "message": info.message}
         announced = Wait("retry", wait, time.time() + wait, error)
-        scheduler.waiting(pn.name, done, announced)
+        scheduler.waiting(pn.name, state, announced)
         if wait > 0:
             await anyio.sleep(wait)
         scheduler.woke(announced)
@@ -328,7 +328,7 @@ async def _before_retry(
     if pn.in_thread:
         begin = ctx.clock()
         if await thread_done(ctx.run_id, pn.name, item):
-            done.trace[-1].held = ctx.clock() - begin
+            state.trace[-1].held = ctx.clock() - begin
 
 
 async def _timed(
@@ -344,26 +344,26 @@ async def _timed(
     raise attempt_timed_out(pn.name, number, pn.policy.max_retries + 1, timeout)
 
 
-def failed_once(pn: PlanNode, exc: Exception, ctx: RunState) -> NodeRecord:
-    """The record of a one-attempt call (a map item without retries) that failed with
+def failed_once(pn: PlanNode, exc: Exception, ctx: RunState) -> NodeState:
+    """The state of a one-attempt call (a map item without retries) that failed with
     ``exc``: what ``attempt`` records for the last failed attempt (one classification, one
     error form: type, message, traceback)."""
-    done = NodeRecord()
-    done.attempts = 1
-    _failed(pn, exc, done, ctx, 0.0)
-    return done
+    state = NodeState()
+    state.attempts = 1
+    _failed(pn, exc, state, ctx, 0.0)
+    return state
 
 
 def _failed(
     pn: PlanNode,
     exc: Exception,
-    done: NodeRecord,
+    state: NodeState,
     ctx: RunState,
     start: float,
 ) -> float | None:
-    """Record attempt ``done.attempts`` failing with ``exc``; return the wait before the next
-    attempt, or None when it was the last (``done`` is then a failure)."""
-    number, policy, wait = done.attempts, pn.policy, None
+    """Record attempt ``state.attempts`` failing with ``exc``; return the wait before the next
+    attempt, or None when it was the last (``state`` is then a failure)."""
+    number, policy, wait = state.attempts, pn.policy, None
     types = pn.retry_types
     if number <= policy.max_retries and (
         isinstance(exc, types) if types is not None else _retries(pn, exc)
@@ -372,10 +372,10 @@ def _failed(
         wait = waits[number - 1] if waits else wait_before_retry(policy, number - 1, ctx.rng)
     info = failure_info(exc, ctx.errors)
     if wait is None:
-        done.attempt_failed(start, ctx.clock() - ctx.origin, info, None)
-        done.failed_with(exc)
+        state.attempt_failed(start, ctx.clock() - ctx.origin, info, None)
+        state.failed_with(exc)
         return None
-    done.trace.append(AttemptRecord(number, start, ctx.clock() - ctx.origin - start, info, wait))
+    state.trace.append(AttemptRecord(number, start, ctx.clock() - ctx.origin - start, info, wait))
     if pn.in_thread:  # anyio's thread call keeps it in a frame of its path: a cycle
         _release(exc)
     return wait

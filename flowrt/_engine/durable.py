@@ -30,9 +30,8 @@ from .._store.claims import cancelled_error
 from .._store.outage import Outage
 from .._store.owners import describe, owner_id
 from .._store.protocol import Claim, RunStore
-from .._store.records import RunRow, to_json, trace_json, unencodable
-from .._store.records import record as record_text
-from .attempt import NodeRecord
+from .._store.records import RunRow, node_text, to_json, trace_json, unencodable
+from .attempt import NodeState
 from .observe import Observer, Wait
 
 COMMIT_DELAY = 0.01  # seconds a finished node may wait before its batch is written
@@ -120,25 +119,25 @@ class DurableRun(Observer):
             stored = claim.run
             self.row = dataclasses.replace(stored, status="running", nodes=[], finished_at=None)
 
-    def add(self, name: str, done: NodeRecord) -> None:
+    def add(self, name: str, state: NodeState) -> None:
         """Queue node ``name``'s record; a success whose output is not strict JSON becomes an
         ``OutputError`` failure first."""
-        status, output = done["status"], None
+        status, output = state["status"], None
         if status == "success":
             try:  # encoded as the node finished (``_encode``), or plain (a scalar)
-                output = done.text or to_json(done["output"])
+                output = state.text or to_json(state["output"])
             except (TypeError, ValueError, RecursionError) as exc:
-                done.fail(OutputError(name, unencodable(exc)))
+                state.fail(OutputError(name, unencodable(exc)))
                 status = "failure"
-        if status == "success" and len(done.trace) == 1:  # the common record, built directly:
+        if status == "success" and len(state.trace) == 1:  # the common record, built directly:
             # what record() makes of it (tests/test_store.py checks), at half the cost
-            figures = f"{done.duration:.6f}, null, {done.trace[0].started:.6f}"
+            figures = f"{state.duration:.6f}, null, {state.trace[0].started:.6f}"
             text = f'["{name}", "success", {output}, null, 1, {figures}]'
         else:
-            trace = trace_json(done.trace)
-            error, attempts, duration = done["error"], done.attempts, done.duration
+            trace = trace_json(state.trace)
+            error, attempts, duration = state["error"], state.attempts, state.duration
             status = status or "failure"
-            text = record_text(name, status, output, error, attempts, duration, done.reason, trace)
+            text = node_text(name, status, output, error, attempts, duration, state.reason, trace)
         self._queue(text)
 
     def _row_changed(self) -> None:
@@ -158,15 +157,15 @@ class DurableRun(Observer):
                 self.row.status, self.row.retry_due = "running", None
                 self._row_changed()
 
-    def node_waiting(self, node: str, record: Any, wait: Wait) -> None:
+    def node_waiting(self, node: str, state: Any, wait: Wait) -> None:
         """Record ``node`` ``waiting`` with its due time, so a resume continues at the next
         attempt. A wait of at least the store's ``park_after_seconds`` makes the run
         ``waiting`` (due when its first waiting node is)."""
         info = wait.error
         error = None if info is None else {"type": info["type"], "message": info["message"]}
-        trace = trace_json(record.trace)
+        trace = trace_json(state.trace)
         self._queue(
-            record_text(node, "waiting", None, error, record.attempts, 0.0, None, trace, wait.due)
+            node_text(node, "waiting", None, error, state.attempts, 0.0, None, trace, wait.due)
         )
         if wait.seconds >= self.store.park_after_seconds:
             self.long.add(node)
@@ -175,8 +174,8 @@ class DurableRun(Observer):
             row.retry_due = wait.due if row.retry_due is None else min(row.retry_due, wait.due)
             self._row_changed()
 
-    def node_finished(self, node: str, record: Any) -> None:
-        self.add(node, record)
+    def node_finished(self, node: str, state: Any) -> None:
+        self.add(node, state)
 
     def run_started(self, attempt: int) -> None:
         self.start(attempt)

@@ -18,8 +18,8 @@ from .._errors import OutputError
 from .._store.records import to_json, unencodable
 
 
-class NodeRecord(Protocol):
-    """What settling reads and writes of a node's record (``_attempt.NodeRecord``)."""
+class NodeState(Protocol):
+    """What settling reads and writes of a node's record (``_attempt.NodeState``)."""
 
     text: str | None
 
@@ -30,28 +30,28 @@ class NodeRecord(Protocol):
     def fail(self, exc: BaseException) -> Any: ...
 
 
-def settle_output(name: str, done: NodeRecord) -> None:
+def settle_output(name: str, state: NodeState) -> None:
     """Put succeeded node ``name``'s output in its JSON form (keeping its text on
-    ``done.text``), or fail the node with ``OutputError``."""
-    value = done["output"]
+    ``state.text``), or fail the node with ``OutputError``."""
+    value = state["output"]
     kind = type(value)
     if kind is str or kind is int or kind is bool or value is None:
         return  # JSON as it is (an int subclass, an enum, goes the long way)
     try:
-        done.text = to_json(value)
+        state.text = to_json(value)
         return
     except TypeError:
         pass  # not plain JSON: pydantic's JSON form, below
     except (ValueError, RecursionError) as exc:
-        done.fail(OutputError(name, unencodable(exc)))
+        state.fail(OutputError(name, unencodable(exc)))
         return
     try:
         value = to_jsonable_python(value)
-        done.text = to_json(value)
+        state.text = to_json(value)
     except (PydanticSerializationError, TypeError, ValueError, RecursionError) as exc:
-        done.fail(OutputError(name, f"a {kind.__name__}: {_why(exc)}"))
+        state.fail(OutputError(name, f"a {kind.__name__}: {_why(exc)}"))
         return
-    done["output"] = value
+    state["output"] = value
 
 
 def _why(exc: BaseException) -> str:

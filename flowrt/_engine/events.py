@@ -122,18 +122,18 @@ class Emitter(Observer):
     def node_started(self, node: str, attempt: int) -> None:
         self("node.started", node, attempt=attempt)
 
-    def node_waiting(self, node: str, record: Any, wait: Wait) -> None:
+    def node_waiting(self, node: str, state: Any, wait: Wait) -> None:
         error = None if wait.error is None else dict(wait.error)
-        self("node.retrying", node, attempt=record.attempts, error=error, wait=wait.seconds)
+        self("node.retrying", node, attempt=state.attempts, error=error, wait=wait.seconds)
 
-    def node_finished(self, node: str, record: Any) -> None:
+    def node_finished(self, node: str, state: Any) -> None:
         self(
             "node.finished",
             node,
-            attempt=record.attempts,
-            status=record.status,
-            error=record.error,
-            duration=record.duration,
+            attempt=state.attempts,
+            status=state.status,
+            error=state.error,
+            duration=state.duration,
         )
 
     def item_failed(self, node: str, item: int, error: Mapping[str, str]) -> None:

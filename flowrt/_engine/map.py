@@ -12,7 +12,7 @@ import anyio
 from .._errors import InputError, TooManyFailures
 from .._fast import error_of
 from .._models import AttemptRecord
-from .attempt import NodeRecord, RunState, as_failure, attempt, failed_once
+from .attempt import NodeState, RunState, as_failure, attempt, failed_once
 from .context import CURRENT
 from .encode import settle_output
 from .native import task_group
@@ -23,27 +23,27 @@ if TYPE_CHECKING:
 
 
 async def run_map(
-    pn: PlanNode, results: Mapping[str, Any], done: NodeRecord, ctx: RunState
-) -> NodeRecord:
+    pn: PlanNode, results: Mapping[str, Any], state: NodeState, ctx: RunState
+) -> NodeState:
     """A map node: one call per item, each under the node's error handling. It is one
     attempt of its node in every view: ``node.started``, a trace record (its timeline bar and
     span), and ``node.item_failed`` for each item that fails."""
-    done.attempts = 1
+    state.attempts = 1
     for observer in ctx.observers:
         observer.node_started(pn.name, 1)
     start = ctx.clock() - ctx.origin
-    await _items(pn, results, done, ctx)
-    if done["status"] == "success":
-        settle_output(pn.name, done)  # the list of item envelopes, in its one JSON form
-    error = done.error
+    await _items(pn, results, state, ctx)
+    if state["status"] == "success":
+        settle_output(pn.name, state)  # the list of item envelopes, in its one JSON form
+    error = state.error
     info = None if error is None else error_of(error["type"], error["message"])
-    done.trace.append(AttemptRecord(1, start, ctx.clock() - ctx.origin - start, info))
-    return done
+    state.trace.append(AttemptRecord(1, start, ctx.clock() - ctx.origin - start, info))
+    return state
 
 
 async def _items(
-    pn: PlanNode, results: Mapping[str, Any], done: NodeRecord, ctx: RunState
-) -> NodeRecord:
+    pn: PlanNode, results: Mapping[str, Any], state: NodeState, ctx: RunState
+) -> NodeState:
     try:
         args, kwargs = pn.arguments(results)
         assert pn.items is not None
@@ -55,8 +55,8 @@ async def _items(
                 field="items",
             )
     except InputError as exc:
-        return done.fail(exc)
-    return await MapRun(pn, items, args, kwargs, ctx).run(done)
+        return state.fail(exc)
+    return await MapRun(pn, items, args, kwargs, ctx).run(state)
 
 
 class MapRun:
@@ -98,15 +98,15 @@ class MapRun:
         self.invoke: Invoke = pn.invoke
         self.bare = not args and not kwargs
 
-    async def run(self, done: NodeRecord) -> NodeRecord:
-        """Run every item (``concurrency`` workers) and finish ``done``."""
+    async def run(self, state: NodeState) -> NodeState:
+        """Run every item (``concurrency`` workers) and finish ``state``."""
         assert self.pn.map is not None
         count = len(self.items)
         with anyio.CancelScope() as scope:
             async with task_group() as spawn:
                 for _ in range(min(self.pn.map.concurrency or count, count)):
                     spawn(self.worker, scope)
-        return self.verdict(done)
+        return self.verdict(state)
 
     async def worker(self, scope: anyio.CancelScope) -> None:
         """Take items until none is left; a failure that stops the map cancels ``scope``."""
@@ -130,8 +130,8 @@ class MapRun:
                     CURRENT.reset(here)
             else:
                 call = (items[i], *self.args)
-                done = NodeRecord()
-                envelope = dict(await attempt(pn, invoke, call, self.kwargs, done, self.ctx, i))
+                state = NodeState()
+                envelope = dict(await attempt(pn, invoke, call, self.kwargs, state, self.ctx, i))
             self.envelopes[i] = envelope
             if envelope["status"] == "failure" and self.stops(i):
                 scope.cancel()
@@ -146,15 +146,15 @@ class MapRun:
             observer.item_failed(self.pn.name, i, envelope["error"])
         return self.pn.raises or (self.allowed is not None and len(self.failed) > self.allowed)
 
-    def verdict(self, done: NodeRecord) -> NodeRecord:
-        """Finish ``done``: the first item failure (``raise``), too many failures, or the list
+    def verdict(self, state: NodeState) -> NodeState:
+        """Finish ``state``: the first item failure (``raise``), too many failures, or the list
         of envelopes."""
         failed, allowed = self.failed, self.allowed
         if self.pn.raises and failed:
             error = self.envelopes[failed[0]]["error"]  # type: ignore[index]
             message = f"item {failed[0]}: {error['message']}"
-            return done.failed({"type": error["type"], "message": message})
+            return state.failed({"type": error["type"], "message": message})
         if allowed is not None and len(failed) > allowed:
             count = len(self.items)
-            return done.fail(TooManyFailures(self.pn.name, len(failed), count, allowed))
-        return done.succeed(self.envelopes)
+            return state.fail(TooManyFailures(self.pn.name, len(failed), count, allowed))
+        return state.succeed(self.envelopes)

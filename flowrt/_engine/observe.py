@@ -32,8 +32,8 @@ class Wait:
 
 
 class Observer:
-    """A run's observer: every hook does nothing unless overridden. ``record`` is the node's
-    record (``_engine.attempt.NodeRecord``): its envelope (``status``, ``output``, ``error``)
+    """A run's observer: every hook does nothing unless overridden. ``state`` is the node's
+    state (``_engine.attempt.NodeState``): its envelope (``status``, ``output``, ``error``)
     and its ``attempts``, ``duration``, ``trace``."""
 
     __slots__ = ()
@@ -44,10 +44,10 @@ class Observer:
     def node_started(self, node: str, attempt: int) -> None:
         """Attempt ``attempt`` of ``node`` starts (in the node's task, before its code)."""
 
-    def node_waiting(self, node: str, record: Any, wait: Wait) -> None:
-        """``node`` waits (a retry's backoff: its failed attempt is on ``record.trace``)."""
+    def node_waiting(self, node: str, state: Any, wait: Wait) -> None:
+        """``node`` waits (a retry's backoff: its failed attempt is on ``state.trace``)."""
 
-    def node_finished(self, node: str, record: Any) -> None:
+    def node_finished(self, node: str, state: Any) -> None:
         """``node`` ended: success, failure or skip (``record``)."""
 
     def item_failed(self, node: str, item: int, error: Mapping[str, str]) -> None:

@@ -12,7 +12,7 @@ from .._errors import InputError
 from .._fast import as_error_info, construct, lazy_result
 from .._models import ErrorInfo, NodeResult, RunResult
 from .._store.records import RunRow, trace_of
-from .attempt import NodeRecord
+from .attempt import NodeState
 from .plan import Plan
 from .scheduler import Scheduler
 
@@ -43,26 +43,26 @@ def run_result(
     if error is not None:  # the exception that failed the run, for raise_for_status
         failure = scheduler.first_failure()
         cause = failure.exception if failure is not None and failure.error is error else None
-    return lazy_result(values, cause, NodeResults(plan, scheduler.records))
+    return lazy_result(values, cause, NodeResults(plan, scheduler.states))
 
 
 class NodeResults:
     """A run's node results, built when called: every finished node's NodeResult, by name, in
     the plan's order."""
 
-    __slots__ = ("plan", "records")
+    __slots__ = ("plan", "states")
 
-    def __init__(self, plan: Plan, records: list[NodeRecord | None]) -> None:
-        self.plan, self.records = plan, records
+    def __init__(self, plan: Plan, states: list[NodeState | None]) -> None:
+        self.plan, self.states = plan, states
 
     def __len__(self) -> int:
-        return sum(done is not None for done in self.records)
+        return sum(state is not None for state in self.states)
 
     def __call__(self) -> dict[str, NodeResult]:
         return {
-            pn.name: node_result(done)
-            for pn, done in zip(self.plan.nodes, self.records, strict=True)
-            if done is not None
+            pn.name: node_result(state)
+            for pn, state in zip(self.plan.nodes, self.states, strict=True)
+            if state is not None
         }
 
 
@@ -83,18 +83,18 @@ def output_of(plan: Plan, results: dict[str, Any]) -> tuple[Any, dict[str, str] 
     return output, error
 
 
-def node_result(done: NodeRecord) -> NodeResult:
-    error = done["error"]  # the record's keys and slots, read directly: this runs once per node
+def node_result(state: NodeState) -> NodeResult:
+    error = state["error"]  # the record's keys and slots, read directly: this runs once per node
     return construct(
         NodeResult,
         {
-            "status": done["status"],
-            "output": done["output"],
+            "status": state["status"],
+            "output": state["output"],
             "error": None if error is None else as_error_info(error),
-            "attempts": done.attempts,
-            "duration": done.duration,
-            "reason": done.reason,
-            "trace": done.trace,  # the record's own list: runs are not copied
+            "attempts": state.attempts,
+            "duration": state.duration,
+            "reason": state.reason,
+            "trace": state.trace,  # the record's own list: runs are not copied
         },
     )
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .._store.records import RunRow, trace_of
-from .attempt import NodeRecord
+from .attempt import NodeState
 from .plan import Plan
 
 
@@ -28,7 +28,7 @@ class Parked:
     """A node stored in a retry wait: its record so far, and when its next attempt is due
     (wall clock)."""
 
-    done: NodeRecord
+    state: NodeState
     due: float
 
 
@@ -39,7 +39,7 @@ class Restart:
     dependencies (negative for a kept node: it can never reach zero), ``ready`` the nodes
     that can start at once."""
 
-    seeds: dict[int, NodeRecord]
+    seeds: dict[int, NodeState]
     parked: dict[int, Parked]
     pending: list[int]
     ready: list[int]
@@ -50,29 +50,29 @@ KEPT = -1  # the pending count of a kept node: finishes only ever decrement it, 
 
 def restart(plan: Plan, run: RunRow) -> Restart:
     """The restart state of ``plan`` from stored ``run`` (its current attempt's records)."""
-    seeds: dict[int, NodeRecord] = {}
+    seeds: dict[int, NodeState] = {}
     parked: dict[int, Parked] = {}
     for row in run.nodes:
         index = plan.index.get(row.name)
         if index is None:
             continue
         if row.status == "success":
-            done = NodeRecord().succeed(None if row.output is None else json.loads(row.output))
+            state = NodeState().succeed(None if row.output is None else json.loads(row.output))
         elif row.status == "waiting" and row.due is not None:
-            done = NodeRecord()
+            state = NodeState()
         else:
             continue
-        done.attempts, done.duration = row.attempts, row.duration
-        done.trace = trace_of(row.trace, row.duration)
-        if done.status is None:
-            parked[index] = Parked(done, row.due or 0.0)
+        state.attempts, state.duration = row.attempts, row.duration
+        state.trace = trace_of(row.trace, row.duration)
+        if state.status is None:
+            parked[index] = Parked(state, row.due or 0.0)
         else:
-            seeds[index] = done
+            seeds[index] = state
     pending, ready = counts(plan, seeds)
     return Restart(seeds, parked, pending, ready)
 
 
-def counts(plan: Plan, kept: Sequence[int] | dict[int, NodeRecord]) -> tuple[list[int], list[int]]:
+def counts(plan: Plan, kept: Sequence[int] | dict[int, NodeState]) -> tuple[list[int], list[int]]:
     """Each node's count of dependencies still to finish when the nodes in ``kept`` are
     finished already (``KEPT`` for those), and the nodes ready at once, in plan order."""
     pending = [len(pn.deps) for pn in plan.nodes]

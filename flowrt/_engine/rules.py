@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .attempt import NodeRecord
+    from .attempt import NodeState
     from .plan import PlanNode
 
 Skip = tuple[str, str]  # (the reason a node skips, the root cause carried down a cascade)
@@ -25,17 +25,17 @@ NO_FAILURE: Skip = ("no dependency failed", "no dependency failed")
 
 
 def blocked_by(
-    pn: PlanNode, nodes: Sequence[PlanNode], records: Sequence[NodeRecord | None]
+    pn: PlanNode, nodes: Sequence[PlanNode], states: Sequence[NodeState | None]
 ) -> Skip | None:
     """Why ``pn`` must skip under its trigger (its reason and root cause), or None if it
-    runs. Every dependency of ``pn`` has finished (``records[dep]`` is set)."""
+    runs. Every dependency of ``pn`` has finished (``states[dep]`` is set)."""
     trigger = pn.trigger
     if trigger == "always":
         return None
     blocker = None
     succeeded = failed = False
     for dep, option in pn.edges:
-        record, upstream = records[dep], nodes[dep]
+        record, upstream = states[dep], nodes[dep]
         assert record is not None
         status = record.status
         if option is not None and (status != "success" or record.output != option):
@@ -57,11 +57,11 @@ def blocked_by(
     return None if failed else NO_FAILURE
 
 
-def taken_failures(pn: PlanNode, records: Sequence[NodeRecord | None]) -> list[int]:
+def taken_failures(pn: PlanNode, states: Sequence[NodeState | None]) -> list[int]:
     """The failed dependencies an ``on_failure`` node that runs takes (none for others)."""
     if pn.trigger != "on_failure":
         return []
-    return [dep for dep, _ in pn.edges if (r := records[dep]) is not None and r.status == "failure"]
+    return [dep for dep, _ in pn.edges if (r := states[dep]) is not None and r.status == "failure"]
 
 
 def taken_before(nodes: Sequence[PlanNode], pending: Sequence[int], i: int) -> bool:

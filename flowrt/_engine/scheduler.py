@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .._errors import InputError
-from .attempt import NodeRecord, RunState, attempt
+from .attempt import NodeState, RunState, attempt
 from .kinds import PREPARE
 from .map import run_map
 from .native import Spawn, task_group
@@ -32,7 +32,7 @@ YIELD_AFTER = 0.0002
 
 
 class Scheduler:
-    """Executes a plan once against one input; ``done[i]`` is node i's record."""
+    """Executes a plan once against one input; ``states[i]`` is node i's state."""
 
     __slots__ = (
         "cap",
@@ -47,12 +47,12 @@ class Scheduler:
         "pending",
         "queue",
         "ready",
-        "records",
         "results",
         "run_node",
         "running",
         "scope",
         "spawn",
+        "states",
         "stopped",
     )
 
@@ -66,7 +66,7 @@ class Scheduler:
     ) -> None:
         self.nodes = plan.nodes
         self.results: dict[str, Any] = {"input": input}
-        self.records: list[NodeRecord | None] = [None] * len(plan.nodes)
+        self.states: list[NodeState | None] = [None] * len(plan.nodes)
         self.parked: dict[int, Parked] = {}
         if where is None:
             self.pending = [len(pn.deps) for pn in plan.nodes]
@@ -74,9 +74,9 @@ class Scheduler:
         else:  # a resumed run: its kept nodes count as finished (see _resume)
             self.pending, self.ready = list(where.pending), where.ready
             self.parked = dict(where.parked)
-            for i, done in where.seeds.items():
-                self.records[i] = done
-                self.results[self.nodes[i].name] = done
+            for i, state in where.seeds.items():
+                self.states[i] = state
+                self.results[self.nodes[i].name] = state
         self.order: list[int] = []
         self.handled: set[int] = set()
         self.ctx = ctx
@@ -113,12 +113,12 @@ class Scheduler:
         finally:
             self.run_node = self.spawn = self.scope = self.ctx.scheduler = None
 
-    def waiting(self, node: str, done: NodeRecord, wait: Wait) -> None:
+    def waiting(self, node: str, state: NodeState, wait: Wait) -> None:
         """Node ``node`` waits (``wait``): the observers are told; when every running node is
         in a wait of at least ``park_after`` seconds, a worker's run is parked: stopped, to be
         continued when due by whichever worker is free."""
         for observer in self.observers:
-            observer.node_waiting(node, done, wait)
+            observer.node_waiting(node, state, wait)
         ctx = self.ctx
         if ctx.park_after is not None and wait.seconds >= ctx.park_after:
             self.long += 1
@@ -165,24 +165,24 @@ class Scheduler:
         while i is not None:
             pn = self.nodes[i]
             if self.parked and i in self.parked:  # resumed in a retry wait: the rest of it first
-                done = self.records[i] = await self._unpark(self.parked.pop(i))
+                state = self.states[i] = await self._unpark(self.parked.pop(i))
             else:
-                done = self.records[i] = NodeRecord()
+                state = self.states[i] = NodeState()
             start = clock()
             if (kind := pn.kind) == "map":
-                await run_map(pn, self.results, done, ctx)
+                await run_map(pn, self.results, state, ctx)
             else:
                 try:
                     fn, args, kwargs = PREPARE[kind](pn, self.results)
                 except InputError as exc:
-                    done.attempts = 1
-                    done.fail(exc)
+                    state.attempts = 1
+                    state.fail(exc)
                 else:
-                    await attempt(pn, fn, args, kwargs, done, ctx)
+                    await attempt(pn, fn, args, kwargs, state, ctx)
             end = clock()
-            done.duration = end - start
+            state.duration = end - start
             self.running -= 1
-            i = self._finish(i, done)
+            i = self._finish(i, state)
             if self.queue:
                 self._drain()
             if i is not None and end - turn > YIELD_AFTER:
@@ -194,29 +194,29 @@ class Scheduler:
         while self.queue and self.stopped is None and (self.cap is None or self.running < self.cap):
             self._start(self.queue.popleft())
 
-    async def _unpark(self, parked: Parked) -> NodeRecord:
+    async def _unpark(self, parked: Parked) -> NodeState:
         """A node resumed in a retry wait: wait until its next attempt is due."""
         wait = parked.due - time.time()
         if wait > 0:
             await anyio.sleep(wait)
-        return parked.done
+        return parked.state
 
-    def _finish(self, i: int, done: NodeRecord) -> int | None:
+    def _finish(self, i: int, state: NodeState) -> int | None:
         """Record node i, settle every dependent whose last dependency it was, and return one
         of them for this task to run next (or None)."""
-        ready = self._record(i, done, None)
+        ready = self._note(i, state, None)
         return self._settle(ready, follow=True) if ready else None
 
-    def _record(self, i: int, done: NodeRecord, ready: list[int] | None) -> list[int] | None:
+    def _note(self, i: int, state: NodeState, ready: list[int] | None) -> list[int] | None:
         """Store node i's envelope and return ``ready`` plus the dependents it released (the
         list is made only when one is)."""
         pn = self.nodes[i]
         if self.observers:  # a durable run's writer stores it (group commit); events...
             for observer in self.observers:
-                observer.node_finished(pn.name, done)
-        self.results[pn.name] = done  # the record is its own envelope
+                observer.node_finished(pn.name, state)
+        self.results[pn.name] = state  # the state is its own envelope
         self.order.append(i)
-        if self.fail_fast and done["status"] == "failure" and pn.raises and self.stopped is None:
+        if self.fail_fast and state["status"] == "failure" and pn.raises and self.stopped is None:
             self.stopped = i  # stop the run: cancel every running node, start no other
             if self.scope is not None:
                 self.scope.cancel()
@@ -240,29 +240,29 @@ class Scheduler:
             if self.stopped is not None:  # fail_fast: nothing starts any more (see _halt)
                 continue
             pn = self.nodes[i]
-            blocked = blocked_by(pn, self.nodes, self.records)
+            blocked = blocked_by(pn, self.nodes, self.states)
             if blocked is None:
                 if pn.trigger == "on_failure":  # it runs: the failures it handles are taken
-                    self.handled.update(taken_failures(pn, self.records))
+                    self.handled.update(taken_failures(pn, self.states))
                 if follow and next_node is None and not self.queue:
                     next_node = i
                     self.running += 1
                 else:
                     self._start(i)
             else:
-                done = self.records[i] = NodeRecord(
+                state = self.states[i] = NodeState(
                     status="skip", reason=blocked[0], cause=blocked[1]
                 )
-                self._record(i, done, ready)
+                self._note(i, state, ready)
         return next_node
 
     def _expire(self, timeout: float | None) -> None:
         """The deadline passed: running nodes fail with TimeoutError, unstarted ones skip."""
         self._end_unfinished(
             f"the run timed out after {timeout:g}s before it started",
-            lambda pn, done: {
+            lambda pn, state: {
                 "type": "TimeoutError",
-                "message": f"node {pn.name!r} was cancelled at attempt {done.attempts}: "
+                "message": f"node {pn.name!r} was cancelled at attempt {state.attempts}: "
                 f"the run timed out after {timeout:g}s",
             },
         )
@@ -273,9 +273,9 @@ class Scheduler:
         why = f"'{failed}' failed (fail_fast)"
         self._end_unfinished(
             why,
-            lambda pn, done: {
+            lambda pn, state: {
                 "type": "Cancelled",
-                "message": f"node {pn.name!r} was cancelled at attempt {done.attempts}: node "
+                "message": f"node {pn.name!r} was cancelled at attempt {state.attempts}: node "
                 f"{failed!r} failed and the workflow stops at its first failure (fail_fast)",
             },
             why,
@@ -284,33 +284,33 @@ class Scheduler:
     def _end_unfinished(
         self,
         skipped: str,
-        failure: Callable[[PlanNode, NodeRecord], dict[str, str]],
+        failure: Callable[[PlanNode, NodeState], dict[str, str]],
         reason: str | None = None,
     ) -> None:
         """End every node the run did not finish: a running one fails with ``failure``, one
         that never started skips with reason ``skipped``."""
         for pn in self.nodes:
-            done = self.records[pn.index]
-            if done is None:
-                done = self.records[pn.index] = NodeRecord("skip", skipped, skipped)
-            elif done.status is None:
-                done.failed(failure(pn, done))
-                done.reason = reason
+            state = self.states[pn.index]
+            if state is None:
+                state = self.states[pn.index] = NodeState("skip", skipped, skipped)
+            elif state.status is None:
+                state.failed(failure(pn, state))
+                state.reason = reason
             else:
                 continue
-            self._record(pn.index, done, None)
+            self._note(pn.index, state, None)
 
-    def first_failure(self) -> NodeRecord | None:
+    def first_failure(self) -> NodeState | None:
         """The earliest failure of a raise node not taken by an on_failure handler (one that
         ran now, or one kept from before a resume: see ``_rules.taken_before``)."""
         for i in self.order:
-            done = self.records[i]
+            state = self.states[i]
             if (
-                done is not None
-                and done.status == "failure"
+                state is not None
+                and state.status == "failure"
                 and self.nodes[i].raises
                 and i not in self.handled
                 and not taken_before(self.nodes, self.pending, i)
             ):
-                return done
+                return state
         return None

@@ -1,5 +1,5 @@
 """What a store keeps, as data: a run's row (``RunRow``), a node's record (``NodeRow``) and the
-JSON text a node record travels as (``record``). Pure: no I/O.
+JSON text a node record travels as (``node_text``). Pure: no I/O.
 
 A node record is a JSON array ``[name, status, output, error, attempts, duration, reason,
 trace, due]``: ``output`` and ``trace`` are JSON values (``trace`` a list of attempts, or for
@@ -141,7 +141,7 @@ def unencodable(exc: BaseException) -> str:
     return str(exc)
 
 
-def record(
+def node_text(
     name: str,
     status: str,
     output: str | None,
