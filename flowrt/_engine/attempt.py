@@ -261,6 +261,7 @@ async def attempt(
     kwargs: Mapping[str, Any],
     state: NodeState,
     ctx: RunState,
+    *,
     item: int | None = None,
 ) -> NodeState:
     """Await ``fn(*args, **kwargs)`` until it succeeds or the policy says stop; fill in and

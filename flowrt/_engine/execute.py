@@ -80,7 +80,9 @@ async def execute(
             await observer.run_cancelled(parked)  # a durable run: stored, shielded
         raise
     scheduler, attempts, error = outcome
-    result = run_result(ex.plan, scheduler, ex.run_id, error, attempts, started_at)
+    result = run_result(
+        ex.plan, scheduler, run_id=ex.run_id, error=error, attempts=attempts, started_at=started_at
+    )
     for observer in state.observers:
         await observer.run_finished(result)
     return result

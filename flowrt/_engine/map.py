@@ -131,7 +131,9 @@ class MapRun:
             else:
                 call = (items[i], *self.args)
                 state = NodeState()
-                envelope = dict(await attempt(pn, invoke, call, self.kwargs, state, self.ctx, i))
+                envelope = dict(
+                    await attempt(pn, invoke, call, self.kwargs, state, self.ctx, item=i)
+                )
             self.envelopes[i] = envelope
             if envelope["status"] == "failure" and self.stops(i):
                 scope.cancel()

@@ -20,11 +20,15 @@ from .scheduler import Scheduler
 def run_result(
     plan: Plan,
     scheduler: Scheduler,
+    *,
     run_id: str,
     error: dict[str, str] | None,
     attempts: int,
     started_at: datetime,
 ) -> RunResult:
+    """The RunResult of ``plan``'s run ``run_id`` that ``scheduler`` just finished: failed
+    with ``error`` (the deadline's or a node's; None: see the output mapping), after
+    ``attempts`` workflow-level attempts, started at ``started_at``."""
     finished_at = datetime.now(UTC)
     output, output_error = output_of(plan, scheduler.results)
     error = error or output_error
