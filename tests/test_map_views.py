@@ -130,8 +130,4 @@ async def test_a_map_items_failure_has_one_form_with_or_without_retries(retries:
     assert result.status == "success"
     failed = result.output["inv"][1]
     assert (failed["status"], failed["output"]) == ("failure", None)
-    assert (failed["error"]["type"], failed["error"]["message"]) == (
-        "ZeroDivisionError",
-        "division by zero",
-    )
-    assert "in inverse" in failed["error"]["traceback"]
+    assert failed["error"] == {"type": "ZeroDivisionError", "message": "division by zero"}

@@ -345,14 +345,14 @@ async def _timed(
     raise attempt_timed_out(pn.name, number, pn.policy.max_retries + 1, timeout)
 
 
-def failed_once(pn: PlanNode, exc: Exception, ctx: RunState) -> NodeState:
-    """The state of a one-attempt call (a map item without retries) that failed with
-    ``exc``: what ``attempt`` records for the last failed attempt (one classification, one
-    error form: type, message, traceback)."""
-    state = NodeState()
-    state.attempts = 1
-    _failed(pn, exc, state, ctx, 0.0)
-    return state
+def item_envelope(state: NodeState) -> dict[str, Any]:
+    """A map item's envelope as its map's output lists it: ``{status, output, error}`` with
+    the error's type and message (its traceback stays with the attempt), whether the item ran
+    once or through ``attempt``'s retries."""
+    error = state["error"]
+    if error is not None:
+        error = {"type": error["type"], "message": error["message"]}
+    return {"status": state["status"], "output": state["output"], "error": error}
 
 
 def _failed(

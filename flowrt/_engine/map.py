@@ -12,7 +12,7 @@ import anyio
 from .._errors import InputError, TooManyFailures
 from .._fast import error_of
 from .._models import AttemptRecord
-from .attempt import NodeState, RunState, as_failure, attempt, failed_once
+from .attempt import NodeState, RunState, as_failure, attempt, item_envelope
 from .context import CURRENT
 from .encode import settle_output
 from .native import task_group
@@ -124,16 +124,15 @@ class MapRun:
                     exc = as_failure(caught, pn.name)
                     if exc is None:
                         raise
-                    envelope = dict(failed_once(pn, exc, ctx))  # as attempt() records it
+                    envelope = item_envelope(NodeState().fail(exc))
                     del exc  # its traceback holds this frame: no reference cycle through it
                 finally:
                     CURRENT.reset(here)
             else:
                 call = (items[i], *self.args)
                 state = NodeState()
-                envelope = dict(
-                    await attempt(pn, invoke, call, self.kwargs, state, self.ctx, item=i)
-                )
+                await attempt(pn, invoke, call, self.kwargs, state, self.ctx, item=i)
+                envelope = item_envelope(state)
             self.envelopes[i] = envelope
             if envelope["status"] == "failure" and self.stops(i):
                 scope.cancel()
