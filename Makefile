@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-lowest lint bench bench-peers clean browser screenshots
+.PHONY: demo test test-fast test-lowest lint bench bench-peers clean browser screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "flowrt needs Python 3.11+")'
@@ -18,6 +18,10 @@ demo: $(STAMP)
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest
+
+# The fast loop: everything but the tests marked slow (services, processes, the slowest ones).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
 
 # The run viewer's browser tests drive Debian's chromium package with Playwright (never
 # `playwright install`): installed here with apt-get when run as root. Without it they are

@@ -94,3 +94,85 @@ async def any_store(request: pytest.FixtureRequest, tmp_path: object) -> object:
 
     async with open_store(request.param, request, Path(str(tmp_path)) / "runs.db") as opened:  # type: ignore[attr-defined]
         yield opened
+
+
+# The fast loop (``make test-fast``: ``pytest -m "not slow"``, under a minute) leaves out what
+# needs a service or a process of its own and the tests that take about 0.3 s or more each.
+# ``make test`` runs everything.
+SLOW_MODULES = frozenset(
+    {
+        "test_benchmarks",
+        "test_cli_signals",
+        "test_crash",
+        "test_examples",
+        "test_owners",
+        "test_pg_restart",
+        "test_poison",
+        "test_process",
+        "test_ray",
+        "test_readme",
+        "test_ui_browser",
+        "test_worker_kills",
+    }
+)
+SLOW_TESTS = frozenset(
+    {
+        "test_a_broken_workflow_file_is_exit_2_with_one_line",
+        "test_a_cancelled_run_leaves_no_cyclic_garbage",
+        "test_a_durable_failing_run_leaves_no_cyclic_garbage",
+        "test_a_follower_open_at_shutdown_gets_the_cancelled_run_finished",
+        "test_a_hundred_concurrent_runs_share_one_file",
+        "test_a_live_run_streams_changes_then_its_end",
+        "test_a_node_parked_in_a_retry_wait_continues_at_its_next_attempt",
+        "test_a_parked_retry_frees_the_workers_slot_and_continues_at_attempt_2",
+        "test_a_pending_workflow_retry_survives_and_resume_due_runs_it",
+        "test_a_python_file_run_is_resumed_and_drawn_from_another_folder",
+        "test_a_resume_applies_the_stored_deadline_from_the_resume",
+        "test_a_run_cancelled_in_a_parked_retry_wait_is_never_continued",
+        "test_a_run_leaves_no_cyclic_garbage",
+        "test_a_run_on_a_worker_is_cancelled_and_not_taken_again",
+        "test_a_run_past_its_deadline_leaves_no_cyclic_garbage",
+        "test_a_run_started_on_one_instance_is_read_and_followed_on_the_other",
+        "test_a_run_that_ran_out_of_time_marks_its_deadline",
+        "test_a_run_whose_owner_died_is_taken_over",
+        "test_a_stored_run_resumes_from_another_folder",
+        "test_a_submitted_runs_deadline_is_applied_by_the_worker",
+        "test_a_timed_out_thread_never_overlaps_its_retry",
+        "test_a_workers_timeout_is_the_default_and_a_runs_own_wins",
+        "test_an_idle_worker_starts_a_submitted_run_soon",
+        "test_an_interrupted_run_is_reported_and_resumed_once_by_two_resumers",
+        "test_an_old_database_is_migrated_and_upgrades_are_idempotent",
+        "test_an_owner_whose_lease_was_taken_over_is_refused_and_drops_the_run",
+        "test_events_carry_ids_resume_after_last_event_id_and_ping_when_idle",
+        "test_flowrt_worker_timeout",
+        "test_four_processes_share_one_file_and_keep_every_node",
+        "test_from_dict_raises_only_definition_errors",
+        "test_no_run_input_makes_run_raise",
+        "test_opening_a_file_another_process_is_writing_waits_for_it",
+        "test_opening_gives_up_after_its_busy_timeout",
+        "test_plain_json_comes_back_equal",
+        "test_read_commands_on_a_missing_sqlite_file_create_nothing",
+        "test_repr_is_one_short_line_whatever_the_runs_size",
+        "test_run_prints_progress_and_a_table_and_exits_1_on_failure",
+        "test_sequential_runs_sweeping_the_commit_delay_keep_every_node",
+        "test_stored_runs_list_show_and_resume",
+        "test_the_collector_case_is_real",
+        "test_the_deadline_is_drawn_on_the_timeline",
+        "test_timeout_on_a_real_clock_for_a_sync_node",
+        "test_two_resumers_at_once_run_the_unfinished_node_once",
+        "test_without_a_worker_a_submitted_run_waits_queued",
+        "test_workers_sharing_a_store_execute_each_run_once",
+    }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``slow`` what the fast loop leaves out (see ``SLOW_MODULES``)."""
+    for item in items:
+        module = item.nodeid.split("::")[0].rsplit("/", 1)[-1].removesuffix(".py")
+        name = getattr(item, "originalname", item.name)
+        uses_postgres = "postgres" in item.nodeid or "postgres_dsn" in getattr(
+            item, "fixturenames", ()
+        )
+        if module in SLOW_MODULES or name in SLOW_TESTS or uses_postgres:
+            item.add_marker(pytest.mark.slow)

@@ -26,6 +26,7 @@ BACKEND = {
     "_engine.attempt",
     "_engine.durable",
     "_engine.execute",
+    "_engine.failures",
     "_engine.invoke",
     "_engine.kinds",
     "_engine.map",

@@ -3,21 +3,19 @@ wait with backoff, retry; fill in the node's ``NodeState`` as it goes."""
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import time
-import traceback
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
-from .._errors import StrayCancellation, attempt_timed_out
-from .._fast import error_of
+from .._errors import attempt_timed_out
 from .._models import AttemptRecord, ErrorInfo, Status
 from .backoff import wait_before_retry
 from .context import CURRENT
 from .encode import settle_output
+from .failures import as_failure, error_fields, failure_info, format_traceback, release_frames
 from .invoke import thread_done
 from .observe import Observers, Wait
 
@@ -98,84 +96,6 @@ class NodeState(dict[str, Any]):
         self["output"] = None
         self["error"] = error
         return self
-
-
-def message_of(exc: BaseException) -> str:
-    """``str(exc)``, even for an exception whose ``str()`` raises."""
-    try:
-        return str(exc)
-    except Exception:
-        return f"<{type(exc).__name__} whose str() raised>"
-
-
-def as_failure(exc: BaseException, node: str) -> Exception | None:
-    """What node ``node`` fails with when its code raised ``exc``: ``exc`` itself for an
-    Exception; a StrayCancellation for a CancelledError that no cancellation explains (on
-    asyncio the task has no pending cancel request; on trio an asyncio CancelledError never is
-    one); None for anything else (a cancellation, KeyboardInterrupt...), which must propagate."""
-    if isinstance(exc, Exception):
-        return exc
-    if not isinstance(exc, asyncio.CancelledError):
-        return None
-    try:
-        task = asyncio.current_task()
-    except RuntimeError:  # not on asyncio
-        task = None
-    else:
-        if task is None or task.cancelling():
-            return None
-    return StrayCancellation(node)
-
-
-def failure_info(exc: BaseException, seen: dict[tuple[str, str], ErrorInfo]) -> ErrorInfo:
-    """The ErrorInfo of ``exc``, shared through ``seen`` (the run's) with every failure that
-    says the same: ErrorInfo is frozen, and nodes failing alike (a flaky dependency, attempt
-    after attempt) then cost one."""
-    try:
-        key = (type(exc).__name__, str(exc))
-    except Exception:  # an exception whose str() raises
-        key = (type(exc).__name__, message_of(exc))
-    info = seen.get(key)
-    if info is None:
-        info = seen[key] = error_of(key[0], key[1])
-    return info
-
-
-TRACEBACK_FRAMES = 20
-
-
-def format_traceback(exc: BaseException) -> str:
-    """``exc``'s traceback, formatted (its last ``TRACEBACK_FRAMES`` frames). The frames'
-    locals are cleared afterwards: a kept exception must not keep a run's objects alive (nor
-    make reference cycles of them)."""
-    text = "".join(traceback.format_exception(exc, limit=-TRACEBACK_FRAMES))
-    _release(exc)
-    return text
-
-
-def _release(exc: BaseException | None) -> None:
-    """Clear the locals of ``exc``'s frames, and of its cause's and context's. A frame still
-    executing (the one that caught ``exc``, which holds ``exc`` in a local) cannot be cleared:
-    it leaves the traceback, or it would make a reference cycle through ``exc``."""
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        tb = exc.__traceback__
-        while tb is not None:
-            try:
-                tb.tb_frame.clear()
-            except RuntimeError:  # still executing
-                tb = tb.tb_next
-                continue
-            break
-        exc.__traceback__ = tb
-        traceback.clear_frames(tb)
-        exc = exc.__cause__ or exc.__context__
-
-
-def error_fields(exc: BaseException) -> dict[str, str]:
-    """``{type, message}`` of an exception, as envelopes hold it."""
-    return {"type": type(exc).__name__, "message": message_of(exc)}
 
 
 class RunState:
@@ -265,9 +185,8 @@ async def attempt(
     item: int | None = None,
 ) -> NodeState:
     """Await ``fn(*args, **kwargs)`` until it succeeds or the policy says stop; fill in and
-    return ``state``. A map item (``item``, its index) emits no events and records no waits:
-    the map node is recorded as a whole. ``state`` may hold earlier attempts (a resumed node):
-    numbering and the retries left go on from them."""
+    return ``state`` (which may hold a resumed node's earlier attempts). A map item (``item``,
+    its index) tells no observer: its map node is observed as a whole."""
     timeout = pn.timeout
     observers = ctx.observers if item is None else ()
     clock, origin = ctx.clock, ctx.origin
@@ -378,5 +297,5 @@ def _failed(
         return None
     state.trace.append(AttemptRecord(number, start, ctx.clock() - ctx.origin - start, info, wait))
     if pn.in_thread:  # anyio's thread call keeps it in a frame of its path: a cycle
-        _release(exc)
+        release_frames(exc)
     return wait
