@@ -118,3 +118,35 @@ async def test_spans_a_node_starts_are_children_of_its_attempt_span(
         parent = spans[inner].parent
         assert parent is not None
         assert parent.span_id == spans[f"flowrt.node {node}"].context.span_id  # type: ignore[union-attr]
+
+
+async def test_removing_the_instrument_stops_the_spans(
+    exporter: InMemorySpanExporter, provider: TracerProvider
+) -> None:
+    wf = Workflow("removed")
+    wf.node(lambda: 1, name="one")
+    tracing = instrument(wf, provider)
+    await wf.run()
+    assert len(exporter.get_finished_spans()) == 2  # the run's and its node's
+    wf.remove_listener(tracing)
+    await wf.run()
+    assert len(exporter.get_finished_spans()) == 2
+
+
+async def test_concurrent_runs_get_spans_of_their_own(
+    exporter: InMemorySpanExporter, provider: TracerProvider
+) -> None:
+    import anyio
+
+    wf = Workflow("many")
+    wf.node(anyio.sleep, name="nap", inputs={"delay": 0.01})
+    instrument(wf, provider)
+    async with anyio.create_task_group() as group:
+        for _ in range(20):
+            group.start_soon(wf.run)
+    spans = exporter.get_finished_spans()
+    runs = [span for span in spans if span.name == "flowrt.run many"]
+    naps = [span for span in spans if span.name == "flowrt.node nap"]
+    assert len(runs) == len(naps) == 20
+    parent_of = {span.parent.span_id for span in naps if span.parent is not None}
+    assert parent_of == {span.context.span_id for span in runs}  # one node span under each run
