@@ -74,6 +74,7 @@ class Workflow(Definition):
         self.rng = rng or random.Random()
         self.store = store
         self.listeners: list[Callable[[Event], None] | Instrument] = []
+        self._environment: tuple[tuple[Any, ...], Environment] | None = None
         # where its code lives, kept with its stored runs (``flowrt._source``)
         self.source: str | None = defined_in(sys._getframe(1))
 
@@ -185,15 +186,23 @@ class Workflow(Definition):
 
     def environment(self, store: RunStore | None = None) -> Environment:
         """What a run of this workflow takes besides its plan: the listeners, the random
-        source, the store (``store``, else the workflow's) and the data form."""
-        return Environment(
+        source, the store (``store``, else the workflow's) and the data form. It is made again
+        only when one of them changed."""
+        where = store if store is not None else self.store
+        key = (where, self.rng, self.source, *self.listeners)
+        cached = self._environment
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        env = Environment(
             listeners=[item for item in self.listeners if not isinstance(item, Instrument)],
             instruments=[item for item in self.listeners if isinstance(item, Instrument)],
             rng=self.rng,
-            store=store if store is not None else self.store,
+            store=where,
             definition=self._definition_json,
             source=self.source,
         )
+        self._environment = (key, env)
+        return env
 
     async def run(
         self,

@@ -212,3 +212,21 @@ async def test_a_timeout_in_seconds_is_taken(timeout: Any) -> None:
     wf.node(name="a")(lambda: 1)
     result = await wf.run(timeout=timeout)
     assert result.status == ("failure" if timeout == 0 else "success")
+
+
+async def test_the_cached_environment_follows_every_change(tmp_path: Any) -> None:
+    wf = Workflow("changing")
+    wf.node(name="a")(lambda: 1)
+    await wf.run()
+    heard: list[str] = []
+    wf.add_listener(lambda event: heard.append(event.kind))  # added after a run
+    await wf.run()
+    assert heard[-1] == "run.finished"
+    wf.listeners.append(lambda event: heard.append("direct"))  # the list itself
+    await wf.run()
+    assert "direct" in heard
+    wf.store = flowrt.SQLiteStore(tmp_path / "runs.db")  # a store set afterwards
+    result = await wf.run()
+    assert await wf.store.load_run(result.run_id) is not None
+    wf.store = None
+    assert wf.environment().store is None

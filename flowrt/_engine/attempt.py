@@ -184,9 +184,8 @@ async def attempt(
     *,
     item: int | None = None,
 ) -> NodeState:
-    """Await ``fn(*args, **kwargs)`` until it succeeds or the policy says stop; fill in and
-    return ``state`` (which may hold a resumed node's earlier attempts). A map item (``item``,
-    its index) tells no observer: its map node is observed as a whole."""
+    """Await ``fn(*args, **kwargs)`` until it succeeds or the policy says stop, filling in
+    ``state`` (it may hold a resumed node's attempts); a map item (``item``) tells no observer."""
     timeout = pn.timeout
     observers = ctx.observers if item is None else ()
     clock, origin = ctx.clock, ctx.origin
@@ -210,7 +209,8 @@ async def attempt(
             del exc  # its traceback holds this frame: no reference cycle through the local
             if wait is None:
                 return state
-            await _before_retry(pn, state, wait, ctx, item)
+            if wait > 0 or pn.in_thread or (observers or ctx.park_after is not None):
+                await _before_retry(pn, state, wait, ctx, item)  # else: at once, unobserved
         else:
             CURRENT.reset(here)
             return _succeeded(pn, state, start, clock() - origin, output, item)
@@ -235,7 +235,7 @@ async def _before_retry(
     thread of the attempt that just failed has returned (a timed-out thread is abandoned, but
     never overlaps its own retry): that time goes on the attempt's trace (``held``)."""
     scheduler = ctx.scheduler if item is None else None
-    if scheduler is not None:
+    if scheduler is not None and (ctx.observers or ctx.park_after is not None):
         info = state.trace[-1].error
         error = None if info is None else {"type": info.type, "message": info.message}
         announced = Wait("retry", wait, time.time() + wait, error)

@@ -5,9 +5,8 @@ start, retries and end, and the ``RunResult``."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import anyio
 
@@ -18,7 +17,7 @@ from .attempt import RunState
 from .backoff import wait_before_rerun
 from .events import emitter_for
 from .native import loop_tools
-from .observe import Instrument
+from .observe import Instrument, Observer
 from .result import run_result
 from .scheduler import Scheduler
 
@@ -33,12 +32,12 @@ Listener = Callable[[Event], None]
 Outcome = tuple[Scheduler, int, dict[str, str] | None]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Execution:
+class Execution(NamedTuple):
     """What one execution of a run is, decided before any node runs: the plan, the run input
     (plain), the run id, the deadline of each workflow-level attempt (seconds; None: none), where
     a resumed run restarts (None: from its first node), the workflow-level attempts made before
-    it, and its durable run (None: not durable)."""
+    it, and its durable run (None: not durable). A named tuple: immutable, and made once per
+    run for the price of a tuple."""
 
     plan: Plan
     input: Any
@@ -98,12 +97,17 @@ def _state(
     someone listens, then the others) and, for a worker's durable run, its parking."""
     clock, checkpoint = loop_tools()
     emitter = emitter_for(ex.plan.name, ex.run_id, list(listeners), clock)
-    name = ex.plan.name
-    found = (ex.durable, emitter, *(each.observe(ex.run_id, name) for each in instruments))
+    found: list[Observer] = [] if ex.durable is None else [ex.durable]
+    if emitter is not None:
+        found.append(emitter)
+    for instrument in instruments:
+        observer = instrument.observe(ex.run_id, ex.plan.name)
+        if observer is not None:
+            found.append(observer)
     state = RunState(
         clock,
         checkpoint,
-        observers=tuple(observer for observer in found if observer is not None),
+        observers=tuple(found),
         rng=rng,
         run_id=ex.run_id,
         workflow=ex.plan.name,
