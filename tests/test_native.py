@@ -184,3 +184,24 @@ async def test_tasks_that_finish_eagerly_do_not_hang_the_wait() -> None:
     finally:
         loop.set_task_factory(None)
     assert finished == [0, 1, 2]
+
+
+def test_loop_tools_kept_for_a_loop_answer_as_found_afresh_and_free_the_loop() -> None:
+    import gc
+    import weakref
+
+    from flowrt._engine import native
+
+    async def tools() -> Any:
+        first = native.loop_tools()
+        again = native.loop_tools()  # kept: the same loop
+        loop = asyncio.get_running_loop()
+        assert again == first
+        assert first[0]() == pytest.approx(loop.time(), abs=0.05)
+        await first[1]()  # a checkpoint
+        return weakref.ref(loop)
+
+    gone = asyncio.run(tools())
+    gc.collect()
+    assert gone() is None  # the kept tools do not keep a closed loop alive
+    asyncio.run(tools())  # a new loop gets tools of its own

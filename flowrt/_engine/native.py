@@ -13,6 +13,7 @@ import asyncio
 import functools
 import itertools
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -28,18 +29,31 @@ def _on_asyncio() -> bool:
     return True
 
 
-def loop_tools() -> tuple[Callable[[], float], Callable[[], Coroutine[Any, Any, None]]]:
-    """``clock()`` and ``checkpoint()`` of the running loop, found out once."""
-    if _on_asyncio():
-        return _asyncio_clock(), functools.partial(asyncio.sleep, 0)
-    # optional: trio is only imported when the running loop is trio's
-    import trio
-
-    return trio.current_time, trio.lowlevel.checkpoint
+Tools = tuple[Callable[[], float], Callable[[], Coroutine[Any, Any, None]]]
+_CHECKPOINT = functools.partial(asyncio.sleep, 0)
+_last: list[Any] = [None, None]  # the asyncio loop last asked about (a weak reference), its tools
 
 
-def _asyncio_clock() -> Callable[[], float]:
-    loop = asyncio.get_running_loop()
+def loop_tools() -> Tools:
+    """``clock()`` and ``checkpoint()`` of the running loop (the asyncio loop's are kept for
+    the next run on the same loop)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # not asyncio: trio
+        # optional: trio is only imported when the running loop is trio's
+        import trio
+
+        return trio.current_time, trio.lowlevel.checkpoint
+    seen, tools = _last
+    if seen is not None and seen() is loop:
+        return tools  # type: ignore[no-any-return]
+    tools = _asyncio_clock(loop), _CHECKPOINT
+    if tools[0] is time.monotonic:  # (uvloop's clock is a bound method: it would keep the loop)
+        _last[:] = weakref.ref(loop), tools
+    return tools
+
+
+def _asyncio_clock(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
     if type(loop).time is asyncio.BaseEventLoop.time:
         return time.monotonic  # what that method returns, without a Python-level call
     return loop.time

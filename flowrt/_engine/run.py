@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -59,11 +59,12 @@ async def run(
 ) -> RunResult:
     """Run ``plan`` with workflow-level retries; see ``Workflow.run``. With a store the run is
     durable, and an existing ``run_id`` is returned (ended), refused (owned) or resumed."""
-    timeout = seconds(timeout, "timeout")
+    if timeout is not None:
+        timeout = seconds(timeout, "timeout")
     input = plain_input(input)
     store = env.store
     if store is None:
-        ex = Execution(plan=plan, input=input, run_id=run_id or new_id(), timeout=timeout)
+        ex = Execution(plan, input, run_id or new_id(), timeout)  # positional: the hot path
         return await _execute(ex, env, listener)
     row = new_row(plan, env, input, status="running", run_id=run_id, timeout=timeout)
     if run_id is not None:
@@ -79,8 +80,8 @@ def seconds(value: Any, name: str) -> float | None:
     Raises:
         ValueError: it is not a number of seconds at least 0 (naming ``name``).
     """
-    if value is None:
-        return None
+    if value is None or (type(value) is float and value >= 0 and value != math.inf):
+        return value
     if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
         raise ValueError(f"{name} must be a number of seconds (at least 0) or None, not {value!r}")
     if math.isinf(value):
@@ -88,9 +89,13 @@ def seconds(value: Any, name: str) -> float | None:
     return float(value)
 
 
-async def _execute(ex: Execution, env: Environment, listener: Listener | None) -> RunResult:
+def _execute(
+    ex: Execution, env: Environment, listener: Listener | None
+) -> Coroutine[Any, Any, RunResult]:
+    """``execute(ex)`` in ``env``, ``listener`` hearing its events too (a plain function: no
+    coroutine of its own per run)."""
     listeners = env.listeners if listener is None else (*env.listeners, listener)
-    return await execute(ex, listeners=listeners, instruments=env.instruments, rng=env.rng)
+    return execute(ex, listeners=listeners, instruments=env.instruments, rng=env.rng)
 
 
 def plain_input(input: Any) -> Any:
