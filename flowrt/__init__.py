@@ -6,9 +6,6 @@ Build a ``Workflow`` of nodes wrapping your async or sync functions, then ``awai
 from ._catalog import resume_due as resume_due
 from ._conditions import Condition as Condition
 from ._control import cancel_run as cancel_run
-from ._definition import Branch as Branch
-from ._definition import Choice as Choice
-from ._definition import Node as Node
 from ._engine.context import RunContext as RunContext
 from ._engine.context import current as current
 from ._engine.events import configure_logging as configure_logging
@@ -38,6 +35,9 @@ from ._models import Event as Event
 from ._models import NodeResult as NodeResult
 from ._models import RunResult as RunResult
 from ._models import WorkflowRetry as WorkflowRetry
+from ._nodes import Branch as Branch
+from ._nodes import Choice as Choice
+from ._nodes import Node as Node
 from ._store.protocol import RunStore as RunStore
 from ._store.sqlite import SQLiteStore as SQLiteStore
 from ._worker import Worker as Worker

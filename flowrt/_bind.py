@@ -8,8 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ._definition import AnyNode
 from ._errors import DefinitionError
+from ._nodes import AnyNode
 from ._resolve import Value
 
 

@@ -19,10 +19,11 @@ from typing import Annotated, Any, Literal, Self, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ._conditions import Condition, Expr, Op
-from ._definition import AnyNode, Choice, Definition, Node, Trigger
+from ._definition import Definition
 from ._errors import DefinitionError
 from ._executors import as_data, named
 from ._models import ErrorHandling, PolicyFields, RetryFields, WorkflowRetry, place, reason
+from ._nodes import AnyNode, Choice, Node, Trigger
 
 D = TypeVar("D", bound=Definition)
 

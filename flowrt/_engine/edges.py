@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._definition import AnyNode, Branch, Choice, Node
 from .._errors import DefinitionError
+from .._nodes import AnyNode, Branch, Choice, Node
 
 
 def share(shared: dict[tuple[Any, ...], tuple[Any, ...]], value: tuple[Any, ...]) -> Any:

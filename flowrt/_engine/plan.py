@@ -12,17 +12,11 @@ from typing import Any, Literal, cast, get_args
 from .._bind import bind
 from .._conditions import CompiledCondition, Expr, names_of
 from .._dag import check_acyclic, check_names
-from .._definition import (
-    AnyNode,
-    Choice,
-    Definition,
-    LoopSpec,
-    MapSpec,
-    Trigger,
-)
+from .._definition import Definition
 from .._errors import DefinitionError, InputError
 from .._executors import Executor, ExecutorName, ExecutorSpec
 from .._models import ErrorHandling, WorkflowRetry
+from .._nodes import AnyNode, Choice, LoopSpec, MapSpec, Trigger
 from .._resolve import Value, compile_value, is_dynamic, view
 from .backoff import wait_before_retry
 from .edges import edge, share
