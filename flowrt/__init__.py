@@ -21,6 +21,8 @@ from ._errors import RunCancelled as RunCancelled
 from ._errors import RunEnded as RunEnded
 from ._errors import RunInProgress as RunInProgress
 from ._errors import RunNotFound as RunNotFound
+from ._errors import SignalConflict as SignalConflict
+from ._errors import SignalTimeout as SignalTimeout
 from ._errors import StoreTooNew as StoreTooNew
 from ._errors import StrayCancellation as StrayCancellation
 from ._errors import TooManyFailures as TooManyFailures
@@ -34,6 +36,7 @@ from ._models import ErrorInfo as ErrorInfo
 from ._models import Event as Event
 from ._models import NodeResult as NodeResult
 from ._models import RunResult as RunResult
+from ._models import SignalSent as SignalSent
 from ._models import WorkflowRetry as WorkflowRetry
 from ._nodes import Branch as Branch
 from ._nodes import Choice as Choice
@@ -72,6 +75,9 @@ __all__ = [
     "RunResult",
     "RunStore",
     "SQLiteStore",
+    "SignalConflict",
+    "SignalSent",
+    "SignalTimeout",
     "StoreTooNew",
     "StrayCancellation",
     "TooManyFailures",

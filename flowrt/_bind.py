@@ -26,7 +26,7 @@ class Binding:
     from_input: tuple[tuple[str, bool], ...] = ()
 
 
-def bind(node: AnyNode, inputs: dict[str, Value]) -> Binding:
+def bind(node: AnyNode, inputs: dict[str, Value], fn: Any = None) -> Binding:
     """Match the function's parameters with the node's compiled ``inputs``.
 
     Raises:
@@ -34,7 +34,7 @@ def bind(node: AnyNode, inputs: dict[str, Value]) -> Binding:
             function without an item parameter, an input that is no parameter, a positional-only
             parameter without an input.
     """
-    fn = node.fn
+    fn = node.fn if fn is None else fn  # (a wait or sleep node: the engine's function)
     if not callable(fn):
         raise DefinitionError(f"must be callable, got {fn!r}", node=node.name, field="fn")
     if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._engine.plan import Plan
+from ._engine.planned import Plan
 from ._engine.run import Environment
 from ._engine.run import resume_due as resume_due_runs
 from ._errors import FlowError

@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ._engine.plan import Plan, PlanNode
+    from ._engine.planned import Plan, PlanNode
 
 _SHAPES = {
     "task": '["{}"]',
     "choice": '{{"{}"}}',
     "map": '[["{} (map)"]]',
     "loop": '(["{} (loop)"])',
+    "wait": '[/"{} (wait)"/]',
+    "sleep": '[\\"{} (sleep)"\\]',
 }
 
 

@@ -221,6 +221,37 @@ class RunCancelled(FlowError):
         super().__init__(f"run {run_id!r} was cancelled{who}: {reason}")
 
 
+class SignalTimeout(FlowError):
+    """A wait node's due time came before its signal (the signal, if it comes, stays unconsumed).
+
+    Attributes:
+        node: the wait node.
+        signal: the signal it waited for.
+        seconds: how long it waited (its ``timeout_seconds``).
+    """
+
+    def __init__(self, node: str, signal: str, seconds: float) -> None:
+        self.node, self.signal, self.seconds = node, signal, seconds
+        super().__init__(f"node {node!r} waited {seconds:g}s for signal {signal!r}")
+
+
+class SignalConflict(FlowError, ValueError):
+    """A signal sent again with a key already used for a different payload: nothing was sent.
+
+    Attributes:
+        run_id: the run.
+        signal: the signal.
+        key: the idempotency key.
+    """
+
+    def __init__(self, run_id: str, signal: str, key: str) -> None:
+        self.run_id, self.signal, self.key = run_id, signal, key
+        super().__init__(
+            f"signal {signal!r} to run {run_id!r} with key {key!r} was sent before with another "
+            "payload"
+        )
+
+
 class TooManyRecoveries(FlowError):
     """A run was claimed ``Worker(max_claims=...)`` times without any node finishing (it keeps
     killing the workers that take it): it is ended ``failure`` instead of being claimed again.

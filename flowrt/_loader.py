@@ -335,6 +335,7 @@ def _policy_data(node: AnyNode) -> dict[str, Any]:
 
 
 def _node_data(node: AnyNode) -> dict[str, Any]:
+    _has_data_form(node)
     data: dict[str, Any] = {"name": node.name}
     if isinstance(node, Choice):
         data["choice"] = _options_data(node)
@@ -361,6 +362,13 @@ def _node_data(node: AnyNode) -> dict[str, Any]:
     if node.executor is not None:
         data["executor"] = as_data(node.executor, node.name)
     return data
+
+
+def _has_data_form(node: AnyNode) -> None:
+    """Raises DefinitionError for a wait or sleep node: no data form yet."""
+    if node.kind in ("wait", "sleep"):
+        why = f"a {node.kind} node has no data form yet (YAML waits are still to come)"
+        raise DefinitionError(why, node=node.name, field=node.kind)
 
 
 def to_dict(wf: Definition) -> dict[str, Any]:

@@ -274,6 +274,7 @@ EventKind = Literal[
     "run.started",
     "node.started",
     "node.retrying",
+    "node.waiting",
     "node.item_failed",
     "node.finished",
     "run.retrying",
@@ -288,7 +289,9 @@ class Event(BaseModel):
     were still running when the run ended (``node`` or ``node[item]``: a thread cannot be
     killed; it was told to stop through ``anyio.from_thread.check_cancelled()``). A run cancelled
     by its caller ends with run.finished of status ``"cancelled"``. ``node.item_failed`` is a
-    map item's failure (its final one, after its retries): ``item`` is its index."""
+    map item's failure (its final one, after its retries): ``item`` is its index.
+    ``node.waiting`` is a wait node that starts waiting for ``signal`` (or a sleep node,
+    without one): ``wait`` is the seconds until it is due (None: no timeout)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -303,3 +306,16 @@ class Event(BaseModel):
     result: RunResult | None = None
     abandoned: list[str] | None = None
     item: int | None = None
+    signal: str | None = None
+
+
+class SignalSent(BaseModel):
+    """What sending a signal did: its place ``seq`` (from 1) in the run's mailbox, and whether
+    it was a repeat of a send with the same key and payload (``duplicate``: nothing new kept)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    signal: str
+    seq: int
+    duplicate: bool = False

@@ -20,6 +20,7 @@ class Owner(Protocol):
     def _changed(self) -> None: ...
 
 
+Kind = Literal["task", "choice", "map", "loop", "wait", "sleep"]
 Trigger = Literal["all", "any", "always", "on_failure"]
 
 P = ParamSpec("P")
@@ -45,6 +46,25 @@ class MapSpec:
     items: Any
     concurrency: int | None
     tolerated_failures: int | float | None
+
+
+@dataclass(frozen=True, slots=True)
+class WaitSpec:
+    """A wait node's settings: the signal it takes, the payload's schema (a pydantic model, or
+    None: any JSON), and how long it waits (seconds; None: no limit)."""
+
+    signal: str
+    schema: Any
+    timeout_seconds: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class SleepSpec:
+    """A sleep node's settings: how long (``seconds``), or until when (``until``: a selector or
+    template giving ISO 8601 with a timezone, or epoch seconds). Exactly one is set."""
+
+    seconds: float | None
+    until: Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,10 +95,11 @@ class Node(Generic[P, R]):
     and for unit tests of the function).
 
     Attributes: ``name``, ``fn`` (None for a Choice), ``depends``, ``inputs``, ``error_handling``,
-    ``trigger``, ``executor``, ``kind`` (``"task"``, ``"choice"``, ``"map"`` or ``"loop"``).
+    ``trigger``, ``executor``, ``kind`` (``"task"``, ``"choice"``, ``"map"``, ``"loop"``,
+    ``"wait"`` or ``"sleep"``).
     """
 
-    kind: Literal["task", "choice", "map", "loop"] = "task"
+    kind: Kind = "task"
     fn: Callable[P, R] | None
     _owner: Owner | None = None  # set once added: a change then invalidates its plan
 
@@ -104,6 +125,8 @@ class Node(Generic[P, R]):
         self.executor = executor
         self.map: MapSpec | None = None
         self.loop: LoopSpec | None = None
+        self.wait: WaitSpec | None = None
+        self.sleep: SleepSpec | None = None
         self.call: str | None = None  # "package.module:function", for nodes loaded from data
         if fn is not None:  # the function's name, docstring and signature (inspect.signature)
             functools.update_wrapper(self, fn, updated=())

@@ -20,11 +20,12 @@ from ._diagram import mermaid, stages
 from ._engine.observe import Instrument
 from ._engine.plan import Plan, compile_plan
 from ._engine.run import Environment, result_of, resume, run, seconds, submit
+from ._engine.signals import send_here
 from ._engine.stream import EventStream
 from ._errors import DefinitionError, FlowError
 from ._executors import ExecutorSpec
 from ._loader import from_dict, located, read_yaml, to_dict
-from ._models import Event, RunResult, WorkflowRetry
+from ._models import Event, RunResult, SignalSent, WorkflowRetry
 from ._source import defined_in
 from ._store.claims import CancelOutcome
 from ._store.protocol import RunStore
@@ -297,6 +298,33 @@ class Workflow(Definition):
         if where is None:
             raise FlowError(f"workflow {self.name!r} has no store to read run {run_id!r} from")
         return await result_of(where, run_id, timeout)
+
+    async def signal(
+        self,
+        run_id: str,
+        signal: str,
+        payload: Any = None,
+        *,
+        key: str | None = None,
+        store: RunStore | None = None,
+    ) -> SignalSent:
+        """Send ``signal`` with ``payload`` to run ``run_id`` of this workflow, executing in this
+        process (signals to stored runs come with the store's mailbox). A signal sent before
+        its wait starts is kept for it; ``key`` makes the send idempotent.
+
+        Raises:
+            RunNotFound: no run ``run_id`` of this workflow executes here.
+            InputError: no wait of the workflow takes ``signal``, or the payload is not JSON
+                or fails the wait's schema.
+            SignalConflict: ``key`` was sent before with another payload.
+            FlowError: a store was given (not taken yet).
+        """
+        if store is not None or self.store is not None:
+            raise FlowError(
+                f"signals to stored runs come with the store's mailbox; workflow {self.name!r} "
+                "has a store"
+            )
+        return send_here(self.name, run_id, signal, payload, key)
 
     async def cancel(
         self, run_id: str, store: RunStore | None = None, *, reason: str | None = None

@@ -89,6 +89,11 @@ class _RunSpans(Observer):
         self.tokens[node] = otel_context.attach(trace.set_span_in_context(span))
 
     def node_waiting(self, node: str, state: Any, wait: Wait) -> None:
+        if wait.kind != "retry":  # a wait or sleep node: an event on its (open) span
+            span = self.attempts.get(node)
+            if span is not None:
+                span.add_event("flowrt.waiting", {"flowrt.signal": wait.signal or ""})
+            return
         span = self._ended(node)
         if span is not None:
             span.set_attribute("flowrt.status", "failure")

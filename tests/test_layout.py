@@ -27,6 +27,7 @@ BACKEND = {
     "_engine.durable",
     "_engine.execute",
     "_engine.failures",
+    "_engine.signals",
     "_engine.invoke",
     "_engine.kinds",
     "_engine.map",

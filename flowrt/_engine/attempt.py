@@ -20,7 +20,7 @@ from .invoke import thread_done
 from .observe import Observers, Wait
 
 if TYPE_CHECKING:
-    from .plan import PlanNode
+    from .planned import PlanNode
 
 
 class NodeState(dict[str, Any]):
@@ -154,6 +154,9 @@ class Parking(Protocol):
 
     def woke(self, wait: Wait) -> None:
         """A wait that ``waiting`` announced is over."""
+
+    def node_waits(self, node: str, wait: Wait) -> None:
+        """Node ``node`` (a wait or sleep node, running) waits: ``waiting`` with its state."""
 
 
 def _retries(pn: PlanNode, exc: Exception) -> bool:

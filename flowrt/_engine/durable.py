@@ -160,7 +160,10 @@ class DurableRun(Observer):
     def node_waiting(self, node: str, state: Any, wait: Wait) -> None:
         """Record ``node`` ``waiting`` with its due time, so a resume continues at the next
         attempt. A wait of at least the store's ``park_after_seconds`` makes the run
-        ``waiting`` (due when its first waiting node is)."""
+        ``waiting`` (due when its first waiting node is). (Wait and sleep nodes do not run in
+        stored runs yet: ``_engine.run`` refuses them.)"""
+        if wait.kind != "retry":
+            return
         info = wait.error
         error = None if info is None else {"type": info["type"], "message": info["message"]}
         trace = trace_json(state.trace)

@@ -11,6 +11,7 @@ carries a ``NullHandler``: a library prints nothing by itself).
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any, TypedDict, Unpack
@@ -77,6 +78,7 @@ class Fields(TypedDict, total=False):
     result: RunResult | None
     abandoned: list[str] | None
     item: int | None
+    signal: str | None
 
 
 def emitter_for(
@@ -123,6 +125,10 @@ class Emitter(Observer):
         self("node.started", node, attempt=attempt)
 
     def node_waiting(self, node: str, state: Any, wait: Wait) -> None:
+        if wait.kind != "retry":  # a wait node (its signal) or a sleep node
+            seconds = None if math.isinf(wait.seconds) else wait.seconds
+            self("node.waiting", node, attempt=state.attempts, wait=seconds, signal=wait.signal)
+            return
         error = None if wait.error is None else dict(wait.error)
         self("node.retrying", node, attempt=state.attempts, error=error, wait=wait.seconds)
 
@@ -182,6 +188,7 @@ class Emitter(Observer):
             result=fields.get("result"),
             abandoned=fields.get("abandoned"),
             item=fields.get("item"),
+            signal=fields.get("signal"),
         )
 
     def _log(self, kind: str, node: str | None, time: float, fields: Fields) -> None:

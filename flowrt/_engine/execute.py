@@ -20,12 +20,13 @@ from .native import loop_tools
 from .observe import Instrument, Observer
 from .result import run_result
 from .scheduler import Scheduler
+from .signals import mailbox
 
 if TYPE_CHECKING:
     import random
 
     from .durable import DurableRun
-    from .plan import Plan
+    from .planned import Plan
     from .resume import Restart
 
 Listener = Callable[[Event], None]
@@ -155,6 +156,14 @@ async def _beside_writer(
 
 
 async def _attempts(ex: Execution, state: RunState) -> Outcome:
+    """Run the plan (with the run's mailbox open when it has wait or sleep nodes)."""
+    if ex.plan.signals is None:
+        return await _attempts_of(ex, state)
+    with mailbox(ex.run_id, ex.plan.name, ex.plan.signals, state):
+        return await _attempts_of(ex, state)
+
+
+async def _attempts_of(ex: Execution, state: RunState) -> Outcome:
     """Run the plan, again after a failure while workflow-level retries remain."""
     plan, where, attempts = ex.plan, ex.restart, ex.attempts
     while True:

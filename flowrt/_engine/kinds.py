@@ -10,7 +10,7 @@ from .._errors import MaxLoopsExceeded, NoMatch
 from .invoke import call_any
 
 if TYPE_CHECKING:
-    from .plan import PlanNode
+    from .planned import PlanNode
 
 T = TypeVar("T")
 
@@ -88,4 +88,10 @@ def prepare_loop(pn: PlanNode, results: Mapping[str, Any]) -> Call:
     return _loop, (pn, initial), {}
 
 
-PREPARE = {"task": prepare_task, "choice": prepare_choice, "loop": prepare_loop}
+PREPARE = {
+    "task": prepare_task,
+    "choice": prepare_choice,
+    "loop": prepare_loop,
+    "wait": prepare_task,  # the engine's function (``_engine.signals``), called as a task's
+    "sleep": prepare_task,
+}

@@ -20,7 +20,7 @@ from .native import task_group
 
 if TYPE_CHECKING:
     from .invoke import Invoke
-    from .plan import PlanNode
+    from .planned import PlanNode
 
 
 async def run_map(

@@ -22,13 +22,15 @@ if TYPE_CHECKING:
 @dataclass(frozen=True, slots=True)
 class Wait:
     """What a waiting node waits for, and until when: ``seconds`` from now (on the loop's
-    clock), ``due`` the same moment on the wall clock. A retry wait names the failure it
-    follows (``error``, ``{type, message}``)."""
+    clock; ``math.inf``: no limit), ``due`` the same moment on the wall clock. A retry wait
+    names the failure it follows (``error``, ``{type, message}``); a wait node, its
+    ``signal``; a sleep node waits for time alone."""
 
-    kind: Literal["retry"]
+    kind: Literal["retry", "signal", "sleep"]
     seconds: float
     due: float
     error: Mapping[str, str] | None = None
+    signal: str | None = None
 
 
 class Observer:

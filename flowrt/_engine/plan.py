@@ -5,111 +5,27 @@ Runs only read a plan; a changed definition is compiled into a new one."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal, cast, get_args
+from collections.abc import Mapping, Sequence
+from typing import Any, cast, get_args
 
 from .._bind import bind
 from .._conditions import CompiledCondition, Expr, names_of
 from .._dag import check_acyclic, check_names
 from .._definition import Definition
-from .._errors import DefinitionError, InputError
+from .._errors import DefinitionError
 from .._executors import Executor, ExecutorName, ExecutorSpec
-from .._models import ErrorHandling, WorkflowRetry
-from .._nodes import AnyNode, Choice, LoopSpec, MapSpec, Trigger
-from .._resolve import Value, compile_value, is_dynamic, view
+from .._models import ErrorHandling
+from .._nodes import AnyNode, Choice, Trigger
+from .._resolve import Value, compile_value, is_dynamic
 from .backoff import wait_before_retry
 from .edges import edge, share
-from .invoke import Invoke, invoker
+from .invoke import invoker
+from .planned import Plan as Plan
+from .planned import PlanNode as PlanNode
+from .waiting import waiting_node
 
-_NO_ARGS: tuple[Any, ...] = ()
-_NO_KWARGS: Mapping[str, Any] = {}  # never mutated: ``**`` unpacking copies it (a proxy is slower)
 TRIGGERS = frozenset(get_args(Trigger))
 EXECUTORS = frozenset(get_args(ExecutorName))
-
-
-@dataclass(slots=True)
-class PlanNode:
-    """One node, compiled. ``edges`` are (dependency index, Choice option or None); ``invoke``
-    calls ``fn`` the node's way (None for a Choice)."""
-
-    index: int
-    name: str
-    kind: Literal["task", "choice", "map", "loop"]
-    policy: ErrorHandling
-    trigger: Trigger
-    fn: Callable[..., Any] | None = None
-    executor: ExecutorSpec = "thread"
-    map: MapSpec | None = None
-    loop: LoopSpec | None = None
-    is_async: bool = False
-    in_thread: bool = False  # a sync function run in a worker thread (executor "thread")
-    timeout: float | None = None  # the attempt's timeout that attempt() applies
-    edges: tuple[tuple[int, str | None], ...] = ()
-    deps: tuple[int, ...] = ()
-    dependents: tuple[int, ...] = ()  # a tuple of ints: the collector stops tracking it
-    positional: tuple[tuple[str, Value], ...] = ()
-    keywords: tuple[tuple[str, Value], ...] = ()
-    from_input: tuple[tuple[str, bool], ...] = ()
-    visible: tuple[str, ...] = ("input",)
-    needs_view: bool = False
-    item_param: str | None = None
-    items: Value | None = None
-    options: tuple[tuple[str, CompiledCondition | None], ...] = ()
-    invoke: Invoke | None = None
-    retry_types: tuple[type[BaseException], ...] | None = None  # retry_on, when not a predicate
-    waits: tuple[float, ...] | None = None  # the wait before each retry, when there is no jitter
-
-    @property
-    def raises(self) -> bool:
-        """Whether a failure of this node blocks its dependents and fails the run."""
-        return self.policy.behavior == "raise"
-
-    def data(self, results: Mapping[str, Any]) -> Mapping[str, Any]:
-        """What this node's selectors read: all the results, or only its dependencies' part."""
-        return view(results, self.visible) if self.needs_view else results
-
-    def arguments(self, results: Mapping[str, Any]) -> tuple[Sequence[Any], Mapping[str, Any]]:
-        """Resolve the function's arguments (shared empty ones for a function without any).
-
-        Raises:
-            InputError: a parameter has no value, or a template failed to render.
-        """
-        if not (self.positional or self.keywords or self.from_input):
-            return _NO_ARGS, _NO_KWARGS
-        data = self.data(results)
-        args = [value(data) for _, value in self.positional]
-        kwargs = {name: value(data) for name, value in self.keywords}
-        if self.from_input:
-            given = results["input"]
-            for name, required in self.from_input:
-                if isinstance(given, dict) and name in given:
-                    kwargs[name] = given[name]
-                elif required:
-                    raise InputError(
-                        f"parameter {name!r} has no value: not in its inputs, not in the run "
-                        f"input ($.input.{name}), and no default",
-                        node=self.name,
-                        field=name,
-                    )
-        return args, kwargs
-
-
-@dataclass(slots=True)
-class Plan:
-    """A validated workflow, frozen: its name, nodes by index, roots (no dependencies), leaves
-    (no dependents), the compiled output mapping, the concurrency cap and the workflow-level
-    retry. Runs only read it."""
-
-    name: str
-    nodes: list[PlanNode]
-    index: dict[str, int]
-    roots: list[int]
-    leaves: list[int]
-    output: dict[str, Value] | None
-    max_concurrency: int | None
-    retry: WorkflowRetry
-    fail_fast: bool = False
 
 
 def compile_plan(definition: Definition) -> Plan:
@@ -139,7 +55,10 @@ def compile_plan(definition: Definition) -> Plan:
     roots = [pn.index for pn in nodes if not pn.deps]
     leaves = [pn.index for pn in nodes if not pn.dependents]
     retry, fail_fast = definition.retry, definition.fail_fast
-    return Plan(definition.name, nodes, index, roots, leaves, output, cap, retry, fail_fast)
+    plan = Plan(definition.name, nodes, index, roots, leaves, output, cap, retry, fail_fast)
+    if any(pn.kind in ("wait", "sleep") for pn in nodes):
+        plan.signals = {pn.wait.signal: pn.wait.schema for pn in nodes if pn.wait is not None}
+    return plan
 
 
 def _connect(nodes: list[PlanNode], sources: list[AnyNode], index: dict[str, int]) -> None:
@@ -199,6 +118,8 @@ def _compile_node(
         pn.waits = tuple(wait_before_retry(policy, k) for k in range(policy.max_retries))
     if isinstance(node, Choice):
         pn.options = _options(node, known)
+    elif node.kind in ("wait", "sleep"):
+        _function(pn, node, known, waiting_node(pn, node))
     else:
         _function(pn, node, known)
     if node.map is not None:
@@ -208,12 +129,14 @@ def _compile_node(
     return pn
 
 
-def _function(pn: PlanNode, node: AnyNode, known: frozenset[str]) -> None:
-    """Bind a node's function to its inputs and build its invoker."""
-    inputs = {
-        key: _value(spec, known, node.name, f"inputs.{key}") for key, spec in node.inputs.items()
-    }
-    binding = bind(node, inputs)
+def _function(
+    pn: PlanNode, node: AnyNode, known: frozenset[str], inputs: Mapping[str, Any] | None = None
+) -> None:
+    """Bind a node's function (``pn.fn``) to its inputs (``inputs``, else the node's) and
+    build its invoker."""
+    given = node.inputs if inputs is None else inputs
+    compiled = {key: _value(spec, known, node.name, f"inputs.{key}") for key, spec in given.items()}
+    binding = bind(node, compiled, pn.fn)
     pn.is_async, pn.item_param = binding.is_async, binding.item_param
     pn.positional, pn.keywords = binding.positional, binding.keywords
     pn.from_input = binding.from_input

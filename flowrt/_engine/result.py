@@ -13,7 +13,7 @@ from .._fast import as_error_info, construct, lazy_result
 from .._models import ErrorInfo, NodeResult, RunResult
 from .._store.records import RunRow, trace_of
 from .attempt import NodeState
-from .plan import Plan
+from .planned import Plan
 from .scheduler import Scheduler
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from .._store.records import RunRow, trace_of
 from .attempt import NodeState
-from .plan import Plan
+from .planned import Plan
 
 
 @dataclass(slots=True)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .attempt import NodeState
-    from .plan import PlanNode
+    from .planned import PlanNode
 
 Skip = tuple[str, str]  # (the reason a node skips, the root cause carried down a cascade)
 NO_SUCCESS: Skip = ("no dependency succeeded", "no dependency succeeded")

@@ -21,7 +21,7 @@ from .rules import blocked_by, taken_before, taken_failures
 
 if TYPE_CHECKING:
     from .observe import Wait
-    from .plan import Plan, PlanNode
+    from .planned import Plan, PlanNode
     from .resume import Parked, Restart
 
 
@@ -39,6 +39,7 @@ class Scheduler:
         "ctx",
         "fail_fast",
         "handled",
+        "index",
         "long",
         "nodes",
         "observers",
@@ -65,6 +66,7 @@ class Scheduler:
         where: Restart | None = None,
     ) -> None:
         self.nodes = plan.nodes
+        self.index = plan.index
         self.results: dict[str, Any] = {"input": input}
         self.states: list[NodeState | None] = [None] * len(plan.nodes)
         self.parked: dict[int, Parked] = {}
@@ -125,6 +127,12 @@ class Scheduler:
             if self.long >= self.running and ctx.scope is not None and not ctx.parking:
                 ctx.parking = True
                 ctx.scope.cancel()
+
+    def node_waits(self, node: str, wait: Wait) -> None:
+        """Running node ``node`` (a wait or a sleep node) waits: see ``waiting``."""
+        state = self.states[self.index[node]]
+        assert state is not None
+        self.waiting(node, state, wait)
 
     def woke(self, wait: Wait) -> None:
         """A wait that ``waiting`` was told of is over."""

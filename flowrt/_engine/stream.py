@@ -24,7 +24,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from .._models import Event
 from .execute import Listener
-from .plan import Plan
+from .planned import Plan
 from .run import Environment, run
 
 _producers: set[asyncio.Task[None]] = set()  # strong references while they run

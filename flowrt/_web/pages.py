@@ -27,7 +27,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from .._catalog import Catalog, LoadError
-from .._engine.plan import Plan
+from .._engine.planned import Plan
 from .._errors import DefinitionError, FlowError
 from .._store.protocol import RunStore
 from .._store.records import RunRow, RunStatus

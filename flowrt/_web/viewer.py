@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from .._diagram import stages
-from .._engine.plan import Plan, PlanNode
+from .._engine.planned import Plan, PlanNode
 from .._store.records import NodeRow, RunRow, ran_out_of_time, trace_of
 
 ACTIVE = frozenset({"queued", "running", "waiting", "retrying"})

@@ -1,0 +1,106 @@
+"""A compiled workflow: the frozen ``Plan`` runs execute and its ``PlanNode``s (``_engine.plan``
+compiles them from a ``Definition``; a run never writes into them)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .._conditions import CompiledCondition
+from .._errors import InputError
+from .._executors import ExecutorSpec
+from .._models import ErrorHandling, WorkflowRetry
+from .._nodes import Kind, LoopSpec, MapSpec, Trigger, WaitSpec
+from .._resolve import Value, view
+from .invoke import Invoke
+
+_NO_ARGS: tuple[Any, ...] = ()
+_NO_KWARGS: Mapping[str, Any] = {}  # never mutated: ``**`` unpacking copies it (a proxy is slower)
+
+
+@dataclass(slots=True)
+class PlanNode:
+    """One node, compiled. ``edges`` are (dependency index, Choice option or None); ``invoke``
+    calls ``fn`` the node's way (None for a Choice)."""
+
+    index: int
+    name: str
+    kind: Kind
+    policy: ErrorHandling
+    trigger: Trigger
+    fn: Callable[..., Any] | None = None
+    executor: ExecutorSpec = "thread"
+    map: MapSpec | None = None
+    loop: LoopSpec | None = None
+    wait: WaitSpec | None = None
+    is_async: bool = False
+    in_thread: bool = False  # a sync function run in a worker thread (executor "thread")
+    timeout: float | None = None  # the attempt's timeout that attempt() applies
+    edges: tuple[tuple[int, str | None], ...] = ()
+    deps: tuple[int, ...] = ()
+    dependents: tuple[int, ...] = ()  # a tuple of ints: the collector stops tracking it
+    positional: tuple[tuple[str, Value], ...] = ()
+    keywords: tuple[tuple[str, Value], ...] = ()
+    from_input: tuple[tuple[str, bool], ...] = ()
+    visible: tuple[str, ...] = ("input",)
+    needs_view: bool = False
+    item_param: str | None = None
+    items: Value | None = None
+    options: tuple[tuple[str, CompiledCondition | None], ...] = ()
+    invoke: Invoke | None = None
+    retry_types: tuple[type[BaseException], ...] | None = None  # retry_on, when not a predicate
+    waits: tuple[float, ...] | None = None  # the wait before each retry, when there is no jitter
+
+    @property
+    def raises(self) -> bool:
+        """Whether a failure of this node blocks its dependents and fails the run."""
+        return self.policy.behavior == "raise"
+
+    def data(self, results: Mapping[str, Any]) -> Mapping[str, Any]:
+        """What this node's selectors read: all the results, or only its dependencies' part."""
+        return view(results, self.visible) if self.needs_view else results
+
+    def arguments(self, results: Mapping[str, Any]) -> tuple[Sequence[Any], Mapping[str, Any]]:
+        """Resolve the function's arguments (shared empty ones for a function without any).
+
+        Raises:
+            InputError: a parameter has no value, or a template failed to render.
+        """
+        if not (self.positional or self.keywords or self.from_input):
+            return _NO_ARGS, _NO_KWARGS
+        data = self.data(results)
+        args = [value(data) for _, value in self.positional]
+        kwargs = {name: value(data) for name, value in self.keywords}
+        if self.from_input:
+            given = results["input"]
+            for name, required in self.from_input:
+                if isinstance(given, dict) and name in given:
+                    kwargs[name] = given[name]
+                elif required:
+                    raise InputError(
+                        f"parameter {name!r} has no value: not in its inputs, not in the run "
+                        f"input ($.input.{name}), and no default",
+                        node=self.name,
+                        field=name,
+                    )
+        return args, kwargs
+
+
+@dataclass(slots=True)
+class Plan:
+    """A validated workflow, frozen: its name, nodes by index, roots (no dependencies), leaves
+    (no dependents), the compiled output mapping, the concurrency cap and the workflow-level
+    retry. ``signals`` maps the signals its wait nodes take to their schemas (None: it has no
+    wait or sleep node). Runs only read it."""
+
+    name: str
+    nodes: list[PlanNode]
+    index: dict[str, int]
+    roots: list[int]
+    leaves: list[int]
+    output: dict[str, Value] | None
+    max_concurrency: int | None
+    retry: WorkflowRetry
+    fail_fast: bool = False
+    signals: dict[str, Any] | None = None
