@@ -14,116 +14,27 @@ import operator
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self, TypeVar
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ValidationError
 
-from ._conditions import Condition, Expr, Op
+from ._conditions import Condition, Expr
 from ._definition import Definition
 from ._errors import DefinitionError
 from ._executors import as_data, named
-from ._models import ErrorHandling, PolicyFields, RetryFields, WorkflowRetry, place, reason
-from ._nodes import AnyNode, Choice, Node, Trigger
+from ._files import (
+    AllFile,
+    AnyFile,
+    ConditionData,
+    ConditionFile,
+    ErrorHandlingFile,
+    NodeFile,
+    WorkflowFile,
+)
+from ._models import ErrorHandling, WorkflowRetry, place, reason
+from ._nodes import AnyNode, Choice, Node
 
 D = TypeVar("D", bound=Definition)
-
-CallRef = Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")]
-
-
-class _File(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ConditionFile(_File):
-    """``{path, op, value}``: see ``flowrt.Condition``."""
-
-    path: str
-    op: Op
-    value: Any = None
-
-
-class AllFile(_File):
-    """Every condition holds."""
-
-    all: list[ConditionData] = Field(min_length=1)
-
-
-class AnyFile(_File):
-    """At least one condition holds."""
-
-    any: list[ConditionData] = Field(min_length=1)
-
-
-class NotFile(_File):
-    """The condition does not hold."""
-
-    not_: ConditionData = Field(alias="not")
-
-
-ConditionData = ConditionFile | AllFile | AnyFile | NotFile
-
-
-class ErrorHandlingFile(PolicyFields):
-    """``ErrorHandling`` with ``retry_on`` as exception names (``ConnectionError``,
-    ``package.module:MyError``)."""
-
-    retry_on: list[str] | None = None
-
-
-class MapFile(_File):
-    """A map node's items (a selector or a list) and bounds."""
-
-    items: Any
-    concurrency: int | None = Field(default=None, ge=1)
-    tolerated_failures: int | float | None = Field(default=None, ge=0)
-
-
-class LoopFile(_File):
-    """A loop node's limit and what happens when it is reached."""
-
-    max_loops: int = Field(default=15, ge=1)
-    on_max_loops: Literal["raise", "return"] = "raise"
-    finalize: CallRef | None = None
-
-
-class NodeFile(_File):
-    """One node: ``call`` (a task, or with ``map``/``loop``) or ``choice``."""
-
-    name: str
-    description: str | None = None
-    call: CallRef | None = None
-    choice: dict[str, ConditionData | None] | None = None
-    map: MapFile | None = None
-    loop: LoopFile | None = None
-    depends: list[str] = Field(default_factory=list)
-    inputs: dict[str, Any] = Field(default_factory=dict)
-    error_handling: ErrorHandlingFile | None = None
-    trigger: Trigger = "all"
-    executor: str | dict[str, dict[str, Any]] | None = None
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> Self:
-        if (self.call is None) == (self.choice is None):
-            raise ValueError("a node has either `call` or `choice`")
-        if self.choice is not None and (self.map or self.loop or self.inputs):
-            raise ValueError("a choice node takes no `map`, `loop` or `inputs`")
-        if self.map is not None and self.loop is not None:
-            raise ValueError("a node is a map or a loop, not both")
-        return self
-
-
-class WorkflowFile(_File):
-    """A workflow file: its name, nodes, and optional output mapping, retry and concurrency cap."""
-
-    name: str
-    description: str | None = None
-    output: dict[str, Any] | None = None
-    retry: RetryFields | None = None
-    max_concurrency: int | None = Field(default=None, ge=1)
-    fail_fast: bool = False
-    executor: str | dict[str, dict[str, Any]] | None = None
-    paths: list[str] = Field(default_factory=list)
-    nodes: list[NodeFile] = Field(min_length=1)
 
 
 def load_call(ref: str, where: str) -> Any:
@@ -189,6 +100,14 @@ def _add(wf: Definition, spec: NodeFile, where: str) -> None:
         options_ = {key: None if c is None else _condition(c) for key, c in spec.choice.items()}
         wf.choice(spec.name, options_, **options)
         return
+    if spec.wait is not None or spec.sleep is not None:
+        _add_waiting(wf, spec, where, options)
+        return
+    _add_call(wf, spec, where, options)
+
+
+def _add_call(wf: Definition, spec: NodeFile, where: str, options: dict[str, Any]) -> None:
+    """A node that calls a function: a task, a map or a loop."""
     assert spec.call is not None
     fn = load_call(spec.call, f"{where}.call")
     options |= {
@@ -219,6 +138,28 @@ def _add(wf: Definition, spec: NodeFile, where: str) -> None:
     else:
         node = wf.node(fn, **options)
     node.call = spec.call
+
+
+def _add_waiting(wf: Definition, spec: NodeFile, where: str, options: dict[str, Any]) -> None:
+    """A wait node (its schema imported from ``package.module:Model``) or a sleep node."""
+    if spec.sleep is not None:
+        if spec.error_handling is not None:
+            raise DefinitionError("a sleep takes no error_handling", field=f"{where}.sleep")
+        when = spec.sleep
+        wf.sleep(spec.name, seconds=when.seconds, until=when.until, depends=spec.depends)
+        return
+    wait = spec.wait
+    assert wait is not None
+    schema = None if wait.schema_ is None else load_call(wait.schema_, f"{where}.wait.schema")
+    node = wf.wait(
+        spec.name,
+        signal=wait.signal,
+        schema=schema,
+        timeout_seconds=wait.timeout_seconds,
+        trigger=spec.trigger,
+        **options,
+    )
+    node.call = wait.schema_
 
 
 def from_dict(data: Any, kind: type[D]) -> D:
@@ -335,22 +276,7 @@ def _policy_data(node: AnyNode) -> dict[str, Any]:
 
 
 def _node_data(node: AnyNode) -> dict[str, Any]:
-    _has_data_form(node)
-    data: dict[str, Any] = {"name": node.name}
-    if isinstance(node, Choice):
-        data["choice"] = _options_data(node)
-    else:
-        data["call"] = _ref(node.fn, node.name, node.call)
-    if node.map is not None:
-        data["map"] = {
-            "items": node.map.items,
-            "concurrency": node.map.concurrency,
-            "tolerated_failures": node.map.tolerated_failures,
-        }
-    if node.loop is not None:
-        data["loop"] = {"max_loops": node.loop.max_loops, "on_max_loops": node.loop.on_max_loops}
-        if node.loop.finalize is not None:
-            data["loop"]["finalize"] = _ref(node.loop.finalize, node.name)
+    data: dict[str, Any] = {"name": node.name, **_kind_data(node)}
     if node.depends:
         data["depends"] = [ref.name if isinstance(ref, Node) else str(ref) for ref in node.depends]
     if node.inputs:
@@ -364,11 +290,42 @@ def _node_data(node: AnyNode) -> dict[str, Any]:
     return data
 
 
-def _has_data_form(node: AnyNode) -> None:
-    """Raises DefinitionError for a wait or sleep node: no data form yet."""
+def _kind_data(node: AnyNode) -> dict[str, Any]:
+    """What makes the node what it is: its ``call`` (and map or loop), ``choice``, ``wait`` or
+    ``sleep``."""
+    if isinstance(node, Choice):
+        return {"choice": _options_data(node)}
     if node.kind in ("wait", "sleep"):
-        why = f"a {node.kind} node has no data form yet (YAML waits are still to come)"
-        raise DefinitionError(why, node=node.name, field=node.kind)
+        return _waiting_data(node)
+    data: dict[str, Any] = {"call": _ref(node.fn, node.name, node.call)}
+    if node.map is not None:
+        data["map"] = {
+            "items": node.map.items,
+            "concurrency": node.map.concurrency,
+            "tolerated_failures": node.map.tolerated_failures,
+        }
+    if node.loop is not None:
+        data["loop"] = {"max_loops": node.loop.max_loops, "on_max_loops": node.loop.on_max_loops}
+        if node.loop.finalize is not None:
+            data["loop"]["finalize"] = _ref(node.loop.finalize, node.name)
+    return data
+
+
+def _waiting_data(node: AnyNode) -> dict[str, Any]:
+    """A wait's or a sleep's settings, as the file gives them."""
+    if node.sleep is not None:
+        sleep = node.sleep
+        return {
+            "sleep": {"seconds": sleep.seconds} if sleep.until is None else {"until": sleep.until}
+        }
+    wait = node.wait
+    assert wait is not None
+    data: dict[str, Any] = {"signal": wait.signal}
+    if wait.timeout_seconds is not None:
+        data["timeout_seconds"] = wait.timeout_seconds
+    if wait.schema is not None:
+        data["schema"] = _ref(wait.schema, node.name, node.call)
+    return {"wait": data}
 
 
 def to_dict(wf: Definition) -> dict[str, Any]:

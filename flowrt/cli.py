@@ -39,7 +39,7 @@ from ._cli.worker import main as worker_main
 from ._engine.events import configure_logging
 from ._engine.invoke import still_running
 from ._errors import FlowError
-from ._loader import WorkflowFile
+from ._files import WorkflowFile
 from ._mask import masked
 from ._models import RunResult
 from ._report import jsonable, result_json

@@ -134,7 +134,7 @@ def node(**fields: Any) -> dict[str, Any]:
             node(name="c", call="not a reference"),
             "nodes[2].call: must be a reference 'package.module:name'",
         ),
-        (node(name="c"), "nodes[2]: Value error, a node has either `call` or `choice`"),
+        (node(name="c"), "nodes[2]: Value error, a node has one of `call`, `choice`, `wait`"),
         (
             node(name="c", call="builtins:dict", depends=["ghost"]),
             "nodes[2].depends: unknown dependency 'ghost' (node 'c')",

@@ -287,17 +287,50 @@ async def test_on_asyncio_a_signal_reaches_its_wait(anyio_backend: str) -> None:
     assert results[0]["act"].output == "refunded"
 
 
-def test_waits_and_sleeps_are_drawn_and_have_no_data_form_yet() -> None:
+def test_waits_and_sleeps_are_drawn_and_round_trip_as_data() -> None:
     wf = approval_flow()
     wf.sleep("nap", seconds=5, depends=["act"])
     drawing = wf.mermaid()
     assert '[/"approve (wait)"/]' in drawing
     assert '"nap (sleep)"' in drawing
-    alone = Workflow("alone")
-    alone.wait("approve")
-    with pytest.raises(DefinitionError, match="no data form yet") as info:
-        alone.to_dict()
-    assert info.value.node == "approve"
+    data = {
+        "name": "from_file",
+        "nodes": [
+            {
+                "name": "approve",
+                "wait": {
+                    "signal": "approval",
+                    "timeout_seconds": 259200,
+                    "schema": f"{__name__}:Approval",
+                },
+                "error_handling": {"behavior": "return"},
+            },
+            {"name": "nap", "sleep": {"until": "$.input.at"}, "depends": ["approve"]},
+            {"name": "rest", "sleep": {"seconds": 1.5}, "depends": ["nap"]},
+        ],
+    }
+    loaded = Workflow.from_dict(data)
+    loaded.validate()
+    assert loaded.nodes["approve"].wait is not None
+    assert loaded.nodes["approve"].wait.schema is Approval
+    again = Workflow.from_dict(loaded.to_dict())
+    assert again.to_dict() == loaded.to_dict()
+    assert loaded.to_dict()["nodes"][0]["wait"] == data["nodes"][0]["wait"]  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    "node",
+    [
+        {"name": "w", "wait": {}, "call": "math:floor"},
+        {"name": "w", "wait": {}, "inputs": {"a": 1}},
+        {"name": "s", "sleep": {"seconds": 1}, "error_handling": {"max_retries": 1}},
+        {"name": "w", "wait": {"schema": "no_such_module:Model"}},
+        {"name": "w", "wait": {"timeout": 5}},
+    ],
+)
+def test_bad_wait_and_sleep_data_are_definition_errors(node: dict[str, Any]) -> None:
+    with pytest.raises(DefinitionError):
+        Workflow.from_dict({"name": "bad", "nodes": [node]}).validate()
 
 
 async def test_a_hundred_waiting_runs_each_get_their_own_signals() -> None:

@@ -1,0 +1,130 @@
+"""The shape of a workflow file (``WorkflowFile``; ``flowrt schema`` prints its JSON Schema): a
+pydantic schema that ``_loader`` reads definitions with."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ._conditions import Op
+from ._models import PolicyFields, RetryFields
+from ._nodes import Trigger
+
+CallRef = Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")]
+
+
+class _File(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ConditionFile(_File):
+    """``{path, op, value}``: see ``flowrt.Condition``."""
+
+    path: str
+    op: Op
+    value: Any = None
+
+
+class AllFile(_File):
+    """Every condition holds."""
+
+    all: list[ConditionData] = Field(min_length=1)
+
+
+class AnyFile(_File):
+    """At least one condition holds."""
+
+    any: list[ConditionData] = Field(min_length=1)
+
+
+class NotFile(_File):
+    """The condition does not hold."""
+
+    not_: ConditionData = Field(alias="not")
+
+
+ConditionData = ConditionFile | AllFile | AnyFile | NotFile
+
+
+class ErrorHandlingFile(PolicyFields):
+    """``ErrorHandling`` with ``retry_on`` as exception names (``ConnectionError``,
+    ``package.module:MyError``)."""
+
+    retry_on: list[str] | None = None
+
+
+class MapFile(_File):
+    """A map node's items (a selector or a list) and bounds."""
+
+    items: Any
+    concurrency: int | None = Field(default=None, ge=1)
+    tolerated_failures: int | float | None = Field(default=None, ge=0)
+
+
+class LoopFile(_File):
+    """A loop node's limit and what happens when it is reached."""
+
+    max_loops: int = Field(default=15, ge=1)
+    on_max_loops: Literal["raise", "return"] = "raise"
+    finalize: CallRef | None = None
+
+
+class WaitFile(_File):
+    """A wait node: the signal it takes, how long, and its payload's schema (a pydantic model,
+    as ``package.module:Model``)."""
+
+    signal: str | None = None
+    timeout_seconds: float | None = None
+    schema_: CallRef | None = Field(default=None, alias="schema")
+
+
+class SleepFile(_File):
+    """A sleep node: ``seconds``, or ``until`` (a selector or template)."""
+
+    seconds: float | None = None
+    until: Any = None
+
+
+class NodeFile(_File):
+    """One node: ``call`` (a task, or with ``map``/``loop``), ``choice``, ``wait`` or
+    ``sleep``."""
+
+    name: str
+    description: str | None = None
+    call: CallRef | None = None
+    choice: dict[str, ConditionData | None] | None = None
+    wait: WaitFile | None = None
+    sleep: SleepFile | None = None
+    map: MapFile | None = None
+    loop: LoopFile | None = None
+    depends: list[str] = Field(default_factory=list)
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    error_handling: ErrorHandlingFile | None = None
+    trigger: Trigger = "all"
+    executor: str | dict[str, dict[str, Any]] | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Self:
+        kinds = [self.call, self.choice, self.wait, self.sleep]
+        if sum(kind is not None for kind in kinds) != 1:
+            raise ValueError("a node has one of `call`, `choice`, `wait` or `sleep`")
+        if self.call is None and (self.map or self.loop or self.inputs):
+            raise ValueError("only a `call` node takes `map`, `loop` or `inputs`")
+        if self.map is not None and self.loop is not None:
+            raise ValueError("a node is a map or a loop, not both")
+        return self
+
+
+class WorkflowFile(_File):
+    """A workflow file: its name, nodes, and optional output mapping, retry and concurrency cap."""
+
+    name: str
+    description: str | None = None
+    output: dict[str, Any] | None = None
+    retry: RetryFields | None = None
+    max_concurrency: int | None = Field(default=None, ge=1)
+    fail_fast: bool = False
+    executor: str | dict[str, dict[str, Any]] | None = None
+    paths: list[str] = Field(default_factory=list)
+    nodes: list[NodeFile] = Field(min_length=1)
