@@ -81,8 +81,8 @@ def seconds(value: Any, name: str) -> float | None:
     Raises:
         ValueError: it is not a number of seconds at least 0 (naming ``name``).
     """
-    if value is None or (type(value) is float and value >= 0 and value != math.inf):
-        return value
+    if value is None:
+        return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
         raise ValueError(f"{name} must be a number of seconds (at least 0) or None, not {value!r}")
     if math.isinf(value):
