@@ -41,6 +41,7 @@ from ._models import WorkflowRetry as WorkflowRetry
 from ._nodes import Branch as Branch
 from ._nodes import Choice as Choice
 from ._nodes import Node as Node
+from ._send import send_signal as send_signal
 from ._store.protocol import RunStore as RunStore
 from ._store.sqlite import SQLiteStore as SQLiteStore
 from ._worker import Worker as Worker
@@ -92,4 +93,5 @@ __all__ = [
     "configure_logging",
     "current",
     "resume_due",
+    "send_signal",
 ]

@@ -1,11 +1,17 @@
-"""Acting on a stored run from outside the process that executes it: cancelling it."""
+"""Acting on a stored run from outside the process that executes it: cancelling it, and
+sending it signals."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+from ._engine.signals import checked_payload, mailbox_of
+from ._engine.stored_signals import StoredMailbox
+from ._models import SignalSent
 from ._store.claims import CancelOutcome
 from ._store.protocol import RunStore
 
@@ -39,4 +45,25 @@ async def cancel_run(
     return await store.cancel(run_id, reason=reason, by=by or here())
 
 
-__all__: Sequence[str] = ["cancel_run", "here"]
+async def deliver(
+    store: RunStore,
+    declared: Mapping[str, Any],
+    run_id: str,
+    signal: tuple[str, Any, str | None],
+) -> SignalSent:
+    """Check ``signal`` (name, payload, key) against the ``declared`` signals and their
+    schemas, keep it in the store, and wake the run's waits in this process.
+
+    Raises:
+        InputError, RunNotFound, RunEnded, SignalConflict: see ``flowrt.send_signal``.
+    """
+    name, payload, key = signal
+    text = json.dumps(checked_payload(declared, name, payload), separators=(",", ":"))
+    seq, duplicate = await store.send_signal(run_id, name, text, key)
+    box = mailbox_of(run_id)
+    if isinstance(box, StoredMailbox):
+        box.poke()
+    return SignalSent(run_id=run_id, signal=name, seq=seq, duplicate=duplicate)
+
+
+__all__: Sequence[str] = ["cancel_run", "deliver", "here"]

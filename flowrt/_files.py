@@ -72,11 +72,11 @@ class LoopFile(_File):
 
 class WaitFile(_File):
     """A wait node: the signal it takes, how long, and its payload's schema (a pydantic model,
-    as ``package.module:Model``)."""
+    as ``package.module:Model``, or a JSON Schema written inline)."""
 
     signal: str | None = None
     timeout_seconds: float | None = None
-    schema_: CallRef | None = Field(default=None, alias="schema")
+    schema_: CallRef | dict[str, Any] | None = Field(default=None, alias="schema")
 
 
 class SleepFile(_File):

@@ -13,6 +13,7 @@ import importlib
 import operator
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -141,7 +142,8 @@ def _add_call(wf: Definition, spec: NodeFile, where: str, options: dict[str, Any
 
 
 def _add_waiting(wf: Definition, spec: NodeFile, where: str, options: dict[str, Any]) -> None:
-    """A wait node (its schema imported from ``package.module:Model``) or a sleep node."""
+    """A wait node (its schema imported from ``package.module:Model``, or a JSON Schema given
+    inline) or a sleep node."""
     if spec.sleep is not None:
         if spec.error_handling is not None:
             raise DefinitionError("a sleep takes no error_handling", field=f"{where}.sleep")
@@ -150,7 +152,9 @@ def _add_waiting(wf: Definition, spec: NodeFile, where: str, options: dict[str, 
         return
     wait = spec.wait
     assert wait is not None
-    schema = None if wait.schema_ is None else load_call(wait.schema_, f"{where}.wait.schema")
+    schema: Any = wait.schema_
+    if isinstance(schema, str):
+        schema = load_call(schema, f"{where}.wait.schema")
     node = wf.wait(
         spec.name,
         signal=wait.signal,
@@ -159,7 +163,7 @@ def _add_waiting(wf: Definition, spec: NodeFile, where: str, options: dict[str, 
         trigger=spec.trigger,
         **options,
     )
-    node.call = wait.schema_
+    node.call = wait.schema_ if isinstance(wait.schema_, str) else None
 
 
 def from_dict(data: Any, kind: type[D]) -> D:
@@ -323,7 +327,9 @@ def _waiting_data(node: AnyNode) -> dict[str, Any]:
     data: dict[str, Any] = {"signal": wait.signal}
     if wait.timeout_seconds is not None:
         data["timeout_seconds"] = wait.timeout_seconds
-    if wait.schema is not None:
+    if isinstance(wait.schema, Mapping):
+        data["schema"] = dict(wait.schema)
+    elif wait.schema is not None:
         data["schema"] = _ref(wait.schema, node.name, node.call)
     return {"wait": data}
 

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import anyio
 
-from ._control import cancel_run
+from ._control import cancel_run, deliver
 from ._definition import Definition
 from ._diagram import mermaid, stages
 from ._engine.observe import Instrument
@@ -22,7 +22,7 @@ from ._engine.plan import Plan, compile_plan
 from ._engine.run import Environment, result_of, resume, run, seconds, submit
 from ._engine.signals import send_here
 from ._engine.stream import EventStream
-from ._errors import DefinitionError, FlowError
+from ._errors import DefinitionError, FlowError, RunNotFound
 from ._executors import ExecutorSpec
 from ._loader import from_dict, located, read_yaml, to_dict
 from ._models import Event, RunResult, SignalSent, WorkflowRetry
@@ -308,23 +308,27 @@ class Workflow(Definition):
         key: str | None = None,
         store: RunStore | None = None,
     ) -> SignalSent:
-        """Send ``signal`` with ``payload`` to run ``run_id`` of this workflow, executing in this
-        process (signals to stored runs come with the store's mailbox). A signal sent before
-        its wait starts is kept for it; ``key`` makes the send idempotent.
+        """Send ``signal`` with ``payload`` to run ``run_id`` of this workflow. With a store
+        (``store`` or the workflow's), the signal is kept in the run's stored mailbox whoever
+        executes the run (see ``flowrt.send_signal``); without one, it goes to the run
+        executing in this process. A signal sent before its wait starts is kept for it; ``key``
+        makes the send idempotent. Nothing is kept when it raises.
 
         Raises:
-            RunNotFound: no run ``run_id`` of this workflow executes here.
+            RunNotFound: no run ``run_id`` of this workflow in the store (without a store: none
+                of this workflow executes here).
+            RunEnded: the stored run ended ``success`` or ``failure``.
             InputError: no wait of the workflow takes ``signal``, or the payload is not JSON
                 or fails the wait's schema.
             SignalConflict: ``key`` was sent before with another payload.
-            FlowError: a store was given (not taken yet).
         """
-        if store is not None or self.store is not None:
-            raise FlowError(
-                f"signals to stored runs come with the store's mailbox; workflow {self.name!r} "
-                "has a store"
-            )
-        return send_here(self.name, run_id, signal, payload, key)
+        where = store if store is not None else self.store
+        if where is None:
+            return send_here(self.name, run_id, signal, payload, key)
+        run = await where.load_run(run_id)
+        if run is None or run.workflow != self.name:
+            raise RunNotFound(run_id, f"the runs of workflow {self.name!r}")
+        return await deliver(where, self.compiled().signals or {}, run_id, (signal, payload, key))
 
     async def cancel(
         self, run_id: str, store: RunStore | None = None, *, reason: str | None = None

@@ -36,6 +36,7 @@ from ._store.postgres_db import (
     notified,
     on_database_clock,
 )
+from ._store.postgres_mail import PostgresMail, wake
 from ._store.postgres_sql import (
     COLUMNS,
     MIGRATIONS,
@@ -48,12 +49,12 @@ from ._store.postgres_sql import (
 from ._store.protocol import Claim, Closing, listed
 from ._store.records import RunRow, new_values, run_row, update_values
 
-_SQL = Dialect("flowrt_runs", "%s")
+_SQL = Dialect("flowrt_runs", "%s", " FOR UPDATE")
 
 T = TypeVar("T")
 
 
-class PostgresStore(Closing):
+class PostgresStore(PostgresMail, Closing):
     """A ``RunStore`` in PostgreSQL. It creates or migrates its tables on first use. Close it
     when done (``close()``, ``await aclose()``, or use it as a context manager).
 
@@ -67,6 +68,8 @@ class PostgresStore(Closing):
         wait_seconds: how long a call waits for a connection before it fails (the database
             is down or unreachable): an outage surfaces quickly, and callers retry (a worker
             with backoff; a router answers 503).
+        poll_seconds: how often a run waiting in this process for a signal looks for it when
+            no notification came (a notification is seen at once).
     """
 
     def __init__(
@@ -78,8 +81,10 @@ class PostgresStore(Closing):
         heartbeat_seconds: float = 5.0,
         park_after_seconds: float = 1.0,
         wait_seconds: float = 5.0,
+        poll_seconds: float = 1.0,
     ) -> None:
         self.url = url
+        self.poll_seconds = poll_seconds
         self.wait_seconds = wait_seconds
         self.lease_seconds = lease_seconds
         self.heartbeat_seconds = heartbeat_seconds
@@ -87,6 +92,9 @@ class PostgresStore(Closing):
         self._max = max_connections
         self._pool: ConnectionPool[Any] | None = None
         self._listening: psycopg.Connection[Any] | None = None  # LISTEN flowrt_work
+        self._signal_listener: psycopg.Connection[Any] | None = None  # LISTEN flowrt_signal
+        self._signal_waiters: dict[str, list[anyio.Event]] = {}
+        self._signal_reader: anyio.Lock | None = None
         self._lock = threading.Lock()
         self._limiter: anyio.CapacityLimiter | None = None
 
@@ -131,10 +139,12 @@ class PostgresStore(Closing):
         with self._lock:
             pool, self._pool = self._pool, None
             listening, self._listening = self._listening, None
+            signals, self._signal_listener = self._signal_listener, None
         if pool is not None:
             pool.close()
-        if listening is not None:
-            listening.close()
+        for connection in (listening, signals):
+            if connection is not None:
+                connection.close()
 
     async def aclose(self) -> None:
         """``close()`` from async code."""
@@ -196,6 +206,8 @@ class PostgresStore(Closing):
                     updated = db.execute(UPDATE_RUN, values).fetchall()
                 if len(updated) != 1:
                     raise LeaseLost(run_id)  # rolls back: nothing written
+                if release and run is not None and run.status == "waiting":
+                    wake(db, run_id)  # a signal it did not see yet
                 if records:
                     db.execute(
                         "INSERT INTO flowrt_node_batches (run_id, attempt, records) "
@@ -343,11 +355,12 @@ class PostgresStore(Closing):
                 '\'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"\')'
             )
             with db.transaction():
-                db.execute(
-                    "DELETE FROM flowrt_node_batches WHERE run_id IN "
-                    f"(SELECT run_id FROM flowrt_runs WHERE {ended})",
-                    (older_than,),
-                )
+                for table in ("flowrt_node_batches", "flowrt_signals", "flowrt_waits"):
+                    db.execute(
+                        f"DELETE FROM {table} WHERE run_id IN "
+                        f"(SELECT run_id FROM flowrt_runs WHERE {ended})",
+                        (older_than,),
+                    )
                 deleted = db.execute(
                     f"DELETE FROM flowrt_runs WHERE {ended}",
                     (older_than,),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
@@ -92,7 +93,7 @@ class DurableRun(Observer):
         self.lock = anyio.Lock()
         self.queued = anyio.Event()
         self.signalled = False
-        self.long: set[str] = set()  # nodes in a long retry wait (the run is ``waiting``)
+        self.long: dict[str, float | None] = {}  # nodes in a long wait, and when each is due
         self.scope = anyio.CancelScope()  # the run's: cancelled when its lease is lost
         self.lost = False
         self.stopping = anyio.Event()  # the run has ended: the writer returns
@@ -152,32 +153,41 @@ class DurableRun(Observer):
 
     def node_started(self, node: str, attempt: int) -> None:
         if node in self.long:  # its long retry wait is over
-            self.long.discard(node)
-            if not self.long:
-                self.row.status, self.row.retry_due = "running", None
-                self._row_changed()
+            self._woke(node)
 
     def node_waiting(self, node: str, state: Any, wait: Wait) -> None:
-        """Record ``node`` ``waiting`` with its due time, so a resume continues at the next
-        attempt. A wait of at least the store's ``park_after_seconds`` makes the run
-        ``waiting`` (due when its first waiting node is). (Wait and sleep nodes do not run in
-        stored runs yet: ``_engine.run`` refuses them.)"""
-        if wait.kind != "retry":
-            return
+        """Record ``node`` ``waiting`` with its due time (a retry wait: a resume continues at
+        the next attempt; a wait or sleep node: it is decided again, its due time kept by the
+        store). A wait of at least the store's ``park_after_seconds`` makes the run
+        ``waiting``, due when its first waiting node is (never, when none has a due time)."""
         info = wait.error
         error = None if info is None else {"type": info["type"], "message": info["message"]}
+        due = wait.due if math.isfinite(wait.due) else None
         trace = trace_json(state.trace)
-        self._queue(
-            node_text(node, "waiting", None, error, state.attempts, 0.0, None, trace, wait.due)
-        )
+        self._queue(node_text(node, "waiting", None, error, state.attempts, 0.0, None, trace, due))
         if wait.seconds >= self.store.park_after_seconds:
-            self.long.add(node)
-            row = self.row
-            row.status = "waiting"
-            row.retry_due = wait.due if row.retry_due is None else min(row.retry_due, wait.due)
+            self.long[node] = due
+            self._parked_row()
+
+    def _parked_row(self) -> None:
+        """The run row while nodes wait long: ``waiting``, due at the earliest of them."""
+        dues = [due for due in self.long.values() if due is not None]
+        row = self.row
+        row.status, row.retry_due = "waiting", min(dues) if dues else None
+        self._row_changed()
+
+    def _woke(self, node: str) -> None:
+        """Node ``node``'s long wait is over: the run runs again once none is left."""
+        del self.long[node]
+        if self.long:
+            self._parked_row()
+        else:
+            self.row.status, self.row.retry_due = "running", None
             self._row_changed()
 
     def node_finished(self, node: str, state: Any) -> None:
+        if node in self.long:  # a wait or sleep node that waited long
+            self._woke(node)
         self.add(node, state)
 
     def run_started(self, attempt: int) -> None:
@@ -211,9 +221,9 @@ class DurableRun(Observer):
                 self.scope.cancel()
                 return
             except Exception as exc:  # the records stay queued: the next write takes them
-                self._write_failed(exc)
+                self.outage_wait(exc)
                 continue
-            self._wrote()
+            self.outage_over()
             if request is not None:  # cancelled from elsewhere: stop the run's nodes
                 self.cancel_request = request
                 self.scope.cancel()
@@ -297,18 +307,18 @@ class DurableRun(Observer):
             except LeaseLost:
                 raise
             except Exception as exc:
-                await anyio.sleep(self._write_failed(exc))
+                await anyio.sleep(self.outage_wait(exc))
                 continue
-            self._wrote()
+            self.outage_over()
             return
 
-    def _write_failed(self, exc: BaseException) -> float:
+    def outage_wait(self, exc: BaseException) -> float:
         """A write failed (the store is down): one log line per outage; the seconds to wait
         before trying again."""
         self.outage = self.outage or Outage(f"run {self.row.run_id}")
         return self.outage.failed(exc)
 
-    def _wrote(self) -> None:
+    def outage_over(self) -> None:
         """A write succeeded: the end of an outage, if there was one, is logged."""
         if self.outage is not None:
             self.outage.answered()

@@ -20,7 +20,8 @@ from .native import loop_tools
 from .observe import Instrument, Observer
 from .result import run_result
 from .scheduler import Scheduler
-from .signals import mailbox
+from .signals import Mailbox, mailbox
+from .stored_signals import StoredMailbox
 
 if TYPE_CHECKING:
     import random
@@ -159,7 +160,12 @@ async def _attempts(ex: Execution, state: RunState) -> Outcome:
     """Run the plan (with the run's mailbox open when it has wait or sleep nodes)."""
     if ex.plan.signals is None:
         return await _attempts_of(ex, state)
-    with mailbox(ex.run_id, ex.plan.name, ex.plan.signals, state):
+    plan, durable = ex.plan, ex.durable
+    if durable is None:
+        box = Mailbox(ex.run_id, plan.name, ex.plan.signals, state)
+    else:
+        box = StoredMailbox(ex.run_id, plan.name, ex.plan.signals, state, durable)
+    with mailbox(box):
         return await _attempts_of(ex, state)
 
 

@@ -5,7 +5,8 @@ The rules, all here:
 - a node stored as ``success`` is finished: its stored envelope (output, attempts, trace) is
   kept, it never runs again and no finish ever releases it again;
 - a node stored as ``waiting`` (in a retry wait) continues at its next attempt, with the
-  retries it has left, once its due time has come;
+  retries it has left, once its due time has come; a wait or sleep node stored ``waiting``
+  is decided again (the store keeps its due time and its signal);
 - every other node (failed, skipped, never recorded, running at the crash) is decided again,
   once all its dependencies have finished in this attempt or before it;
 - a node that fails again is handled (does not fail the run) when an ``on_failure`` handler
@@ -58,8 +59,12 @@ def restart(plan: Plan, run: RunRow) -> Restart:
             continue
         if row.status == "success":
             state = NodeState().succeed(None if row.output is None else json.loads(row.output))
-        elif row.status == "waiting" and row.due is not None:
-            state = NodeState()
+        elif (
+            row.status == "waiting"
+            and row.due is not None
+            and plan.nodes[index].kind not in ("wait", "sleep")
+        ):
+            state = NodeState()  # in a retry wait (a wait or sleep node is decided again)
         else:
             continue
         state.attempts, state.duration = row.attempts, row.duration

@@ -66,7 +66,6 @@ async def run(
     if store is None:
         ex = Execution(plan, input, run_id or new_id(), timeout)  # positional: the hot path
         return await _execute(ex, env, listener)
-    _no_waits_stored(plan)
     row = new_row(plan, env, input, status="running", run_id=run_id, timeout=timeout)
     if run_id is not None:
         await _check_workflow(store, row.run_id, plan.name, must_exist=False)
@@ -97,19 +96,6 @@ def _execute(
     coroutine of its own per run)."""
     listeners = env.listeners if listener is None else (*env.listeners, listener)
     return execute(ex, listeners=listeners, instruments=env.instruments, rng=env.rng)
-
-
-def _no_waits_stored(plan: Plan) -> None:
-    """Wait and sleep nodes run without a store for now (a run's mailbox is in its process).
-
-    Raises:
-        FlowError: ``plan`` has one, and the run would be stored.
-    """
-    if plan.signals is not None:
-        raise FlowError(
-            f"workflow {plan.name!r} has wait or sleep nodes: they run without a store for now "
-            "(stored runs that wait come with the store's mailbox)"
-        )
 
 
 def plain_input(input: Any) -> Any:
@@ -159,7 +145,6 @@ async def submit(
     """
     if env.store is None:
         raise FlowError(f"workflow {plan.name!r} has no store to submit a run to")
-    _no_waits_stored(plan)
     timeout = seconds(timeout, "timeout")
     row = new_row(plan, env, plain_input(input), status="queued", run_id=run_id, timeout=timeout)
     if not await env.store.enqueue(row):
@@ -224,7 +209,6 @@ async def resume(
     timeout = seconds(timeout, "timeout")
     if env.store is None:
         raise FlowError(f"workflow {plan.name!r} has no store to resume run {run_id!r} from")
-    _no_waits_stored(plan)
     row = await _check_workflow(env.store, run_id, plan.name, must_exist=True)
     assert row is not None
     durable = DurableRun(env.store, row)

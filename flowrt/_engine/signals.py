@@ -21,13 +21,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from .._errors import InputError, RunNotFound, SignalConflict, SignalTimeout
 from .._models import SignalSent
 from .._nodes import SleepSpec, WaitSpec
 from .context import CURRENT
 from .observe import Wait
+from .payloads import validated
 
 if TYPE_CHECKING:
     from .attempt import RunState
@@ -122,16 +123,18 @@ _MAILBOXES: dict[str, Mailbox] = {}  # the runs executing in this process that c
 
 
 @contextmanager
-def mailbox(
-    run_id: str, workflow: str, declared: Mapping[str, Any], state: RunState
-) -> Iterator[None]:
-    """While the block runs, run ``run_id`` of ``workflow`` takes signals in this process:
-    ``declared`` maps the signals its waits take to their schemas."""
-    _MAILBOXES[run_id] = Mailbox(run_id, workflow, declared, state)
+def mailbox(box: Mailbox) -> Iterator[None]:
+    """While the block runs, ``box``'s run takes signals in this process."""
+    _MAILBOXES[box.run_id] = box
     try:
         yield
     finally:
-        _MAILBOXES.pop(run_id, None)
+        _MAILBOXES.pop(box.run_id, None)
+
+
+def mailbox_of(run_id: str) -> Mailbox | None:
+    """The mailbox of run ``run_id``, executing in this process (None: it does not)."""
+    return _MAILBOXES.get(run_id)
 
 
 def send_here(workflow: str, run_id: str, name: str, payload: Any, key: str | None) -> SignalSent:
@@ -168,16 +171,7 @@ def checked_payload(declared: Mapping[str, Any], name: str, payload: Any) -> Any
     except (TypeError, ValueError) as exc:
         why = f"the payload of signal {name!r} is not JSON: {exc}"
         raise InputError(why, field="payload") from None
-    if isinstance(schema, type) and issubclass(schema, BaseModel):
-        try:
-            return schema.model_validate(payload).model_dump(mode="json")
-        except ValidationError as exc:
-            where = ".".join(str(part) for part in exc.errors()[0]["loc"]) or "payload"
-            message = exc.errors()[0]["msg"]
-            raise InputError(
-                f"signal {name!r}: {where}: {message}", field=f"payload.{where}"
-            ) from None
-    return payload
+    return validated(schema, name, payload)
 
 
 def wait_function(spec: WaitSpec) -> Callable[[], Awaitable[Any]]:

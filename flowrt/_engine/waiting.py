@@ -3,13 +3,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel
-
 from .._errors import DefinitionError
-from .._nodes import AnyNode, WaitSpec
+from .._nodes import AnyNode
+from .payloads import check_schema
 from .planned import PlanNode
 from .signals import sleep_function, wait_function
 
@@ -32,7 +30,7 @@ def waiting_node(pn: PlanNode, node: AnyNode) -> dict[str, Any]:
         if limit is not None and (not isinstance(limit, int | float) or not limit > 0):
             why = f"must be a number of seconds above 0, got {limit!r}"
             raise DefinitionError(why, node=name, field="timeout_seconds")
-        _schema(spec, name)
+        check_schema(spec.schema, name)
         pn.fn = wait_function(spec)
         return {}
     sleep = node.sleep
@@ -45,18 +43,3 @@ def waiting_node(pn: PlanNode, node: AnyNode) -> dict[str, Any]:
         raise DefinitionError(why, node=name, field="seconds")
     pn.fn = sleep_function(sleep)
     return {} if sleep.until is None else {"until": sleep.until}
-
-
-def _schema(spec: WaitSpec, node: str) -> None:
-    """Check a wait's ``schema``: None (any JSON) or a pydantic model.
-
-    Raises:
-        DefinitionError: anything else (a JSON Schema dict is not taken yet).
-    """
-    schema = spec.schema
-    if schema is None or (isinstance(schema, type) and issubclass(schema, BaseModel)):
-        return
-    why = f"must be a pydantic model (or None), got {schema!r}"
-    if isinstance(schema, Mapping):
-        why = "JSON Schema dicts are not taken yet: give a pydantic model"
-    raise DefinitionError(why, node=node, field="schema")

@@ -47,10 +47,17 @@ class Connection(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Dialect:
-    """A store's table of runs and its parameter marker (``?`` or ``%s``)."""
+    """A store's table of runs, its parameter marker (``?`` or ``%s``) and what locks a row
+    read in a transaction until it ends (PostgreSQL's ``FOR UPDATE``; a SQLite write
+    transaction holds the whole file)."""
 
     table: str
     mark: str
+    lock: str = ""
+
+    def named(self, table: str) -> str:
+        """The store's name of its table ``table`` (``signals``: ``flowrt_signals``)."""
+        return self.table.removesuffix("runs") + table
 
 
 def held(run: RunRow, now: float) -> bool:

@@ -3,6 +3,8 @@ its methods."""
 
 from __future__ import annotations
 
+from .sqlite_sql import SIGNAL_KEYS, SIGNALS, WAITS
+
 NOW = "extract(epoch from clock_timestamp())"
 COLUMNS = (
     "run_id, workflow, input, definition, status, attempts, error, output, started_at, "
@@ -46,6 +48,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE flowrt_runs ADD COLUMN IF NOT EXISTS stalled INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE flowrt_runs ADD COLUMN IF NOT EXISTS timeout DOUBLE PRECISION",
         "ALTER TABLE flowrt_runs ADD COLUMN IF NOT EXISTS source TEXT",
+    ),
+    (  # 3: each run's mailbox of signals, and its wait and sleep nodes with their due times
+        SIGNALS.format(prefix="flowrt_"),
+        SIGNAL_KEYS.format(prefix="flowrt_"),
+        WAITS.format(prefix="flowrt_"),
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

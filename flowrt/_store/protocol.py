@@ -10,11 +10,12 @@ owner's lease has expired was interrupted, and may be claimed by anyone.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, Self, runtime_checkable
 
 from .claims import CancelOutcome, reported_status
+from .mailbox import Decided, OpenWait, StoredSignal
 from .records import RunRow, run_row
 
 Outcome = Literal["created", "claimed", "finished", "busy", "missing"]
@@ -45,11 +46,14 @@ class RunStore(Protocol):
         lease_seconds: how long an owner's lease lasts after each of its writes.
         heartbeat_seconds: how often an owner with nothing to write renews its lease.
         park_after_seconds: a node retry wait at least this long makes the run ``waiting``.
+        poll_seconds: how often a run waiting in its process for a signal looks for it when
+            no notification came.
     """
 
     lease_seconds: float
     heartbeat_seconds: float
     park_after_seconds: float
+    poll_seconds: float
 
     async def claim(
         self,
@@ -146,6 +150,52 @@ class RunStore(Protocol):
 
     async def upgrade(self) -> int:
         """Create or migrate the schema (idempotent); return its version."""
+
+    async def send_signal(
+        self, run_id: str, signal: str, payload: str, key: str | None = None
+    ) -> tuple[int, bool]:
+        """Keep signal ``signal`` (``payload``: checked JSON text) in run ``run_id``'s mailbox,
+        in one transaction; a ``waiting`` run with a wait for it is made due and workers are
+        woken. Returns its ``seq`` and whether it was a duplicate (same ``key`` and payload:
+        nothing new). See ``flowrt._store.mailbox``.
+
+        Raises:
+            RunNotFound: no such run.
+            RunEnded: it ended ``success`` or ``failure``.
+            SignalConflict: ``key`` was used before with another payload.
+        """
+
+    async def begin_wait(
+        self, run_id: str, attempt: int, node: str, signal: str | None, seconds: float | None
+    ) -> float | None:
+        """Wait node ``node`` (``signal`` None: a sleep) of workflow attempt ``attempt``
+        starts, due in ``seconds`` (None: never) on the store's clock, unless it started
+        before: the first due time holds. Returns the seconds left until it (None: never)."""
+
+    async def take_signal(
+        self,
+        wait: tuple[str, int, str, str],
+        token: int,
+        records: tuple[Callable[[str], str], str],
+    ) -> Decided | None:
+        """Decide wait ``(run_id, attempt, node, signal)`` in one transaction, as the owner
+        holding claim ``token``: consume the oldest unconsumed signal of its name and store
+        ``records[0](payload)`` (the node's success record), or at due with none store
+        ``records[1]`` (its timeout); None, changing nothing, when neither.
+
+        Raises:
+            LeaseLost: another owner has claimed the run.
+        """
+
+    async def signals(self, run_id: str) -> list[StoredSignal]:
+        """Run ``run_id``'s signals in send order, with the node that consumed each."""
+
+    async def waits(self, run_id: str) -> list[OpenWait]:
+        """The nodes of run ``run_id`` waiting now, with their signal and due time."""
+
+    async def wait_for_signal(self, run_id: str, timeout: float) -> None:
+        """Return when a signal to ``run_id`` may have arrived (PostgreSQL: ``LISTEN``), or
+        after ``timeout`` (SQLite: at most ``poll_seconds``)."""
 
     async def aclose(self) -> None:
         """Release the store's connections."""

@@ -20,9 +20,11 @@ import anyio.to_thread
 
 from .._errors import LeaseLost, StoreTooNew
 from . import claims as _claims
+from . import mailbox as _mail
 from .claims import CancelOutcome, Dialect
 from .protocol import Claim, Closing, listed
 from .records import NodeRow, RunRow, new_values, node_rows, run_row, update_values
+from .sqlite_mail import SQLiteMail
 from .sqlite_sql import COLUMNS, MIGRATIONS, NEW, READY, RENEW, SCHEMA_VERSION, UPDATE_RUN
 
 _SQL = Dialect("runs", "?")
@@ -55,7 +57,7 @@ def migrate(db: sqlite3.Connection, name: str = "") -> int:
     return max(version, SCHEMA_VERSION)
 
 
-class SQLiteStore(Closing):
+class SQLiteStore(SQLiteMail, Closing):
     """A ``RunStore`` in one SQLite file (WAL mode; safe for many runs and several processes
     of one host). It creates or migrates its schema on first use. Close it when done
     (``close()``, ``await aclose()``, or use it as a context manager).
@@ -68,6 +70,8 @@ class SQLiteStore(Closing):
             to write.
         park_after_seconds: a node retry wait at least this long marks the run ``waiting``
             (with the wait's due time) while it lasts.
+        poll_seconds: how often a run waiting in this process for a signal looks for it
+            (SQLite cannot notify).
     """
 
     def __init__(
@@ -78,8 +82,10 @@ class SQLiteStore(Closing):
         lease_seconds: float = 30.0,
         heartbeat_seconds: float = 5.0,
         park_after_seconds: float = 1.0,
+        poll_seconds: float = 1.0,
     ) -> None:
         self.path = Path(path)
+        self.poll_seconds = poll_seconds
         self.lease_seconds = lease_seconds
         self.heartbeat_seconds = heartbeat_seconds
         self.park_after_seconds = park_after_seconds
@@ -202,6 +208,8 @@ class SQLiteStore(Closing):
                     updated = db.execute(UPDATE_RUN, values).fetchall()
                 if len(updated) != 1:
                     raise LeaseLost(run_id)  # rolls back: nothing written
+                if release and run is not None and run.status == "waiting":
+                    _mail.wake(db, _SQL, run_id, time.time())  # a signal it did not see yet
                 if records:
                     db.execute(
                         "INSERT INTO node_batches (run_id, attempt, records) VALUES (?, ?, ?)",
@@ -332,11 +340,12 @@ class SQLiteStore(Closing):
             with db:
                 db.execute("BEGIN IMMEDIATE")
                 ended = "status IN ('success', 'failure', 'cancelled') AND finished_at < ?"
-                db.execute(
-                    f"DELETE FROM node_batches WHERE run_id IN (SELECT run_id FROM runs "
-                    f"WHERE {ended})",
-                    (cutoff,),
-                )
+                for table in ("node_batches", "signals", "waits"):
+                    db.execute(
+                        f"DELETE FROM {table} WHERE run_id IN (SELECT run_id FROM runs "
+                        f"WHERE {ended})",
+                        (cutoff,),
+                    )
                 deleted: int = db.execute(f"DELETE FROM runs WHERE {ended}", (cutoff,)).rowcount
             _reclaim(db)
             return deleted

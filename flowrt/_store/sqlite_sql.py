@@ -20,6 +20,17 @@ NODES_V2 = """CREATE VIEW nodes AS
         FROM runs AS r JOIN node_batches AS b ON b.run_id = r.run_id AND b.attempt = r.attempts,
              json_each(b.records) AS j)
     WHERE newest = 1"""
+SIGNALS = """CREATE TABLE IF NOT EXISTS {prefix}signals (
+    run_id TEXT NOT NULL, seq INTEGER NOT NULL, name TEXT NOT NULL, payload TEXT NOT NULL,
+    key TEXT, consumed_by TEXT, sent_at TEXT NOT NULL, PRIMARY KEY (run_id, seq))"""
+SIGNAL_KEYS = (
+    "CREATE UNIQUE INDEX IF NOT EXISTS {prefix}signals_key ON {prefix}signals "
+    "(run_id, name, key) WHERE key IS NOT NULL"
+)
+WAITS = """CREATE TABLE IF NOT EXISTS {prefix}waits (
+    run_id TEXT NOT NULL, attempt INTEGER NOT NULL, node TEXT NOT NULL, signal TEXT,
+    due DOUBLE PRECISION, ended INTEGER NOT NULL DEFAULT 0, seq INTEGER,
+    PRIMARY KEY (run_id, attempt, node))"""
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (  # 1: runs and their node record batches (flowrt 0.1)
         RUNS_V1,
@@ -44,6 +55,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE runs ADD COLUMN stalled INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE runs ADD COLUMN timeout REAL",
         "ALTER TABLE runs ADD COLUMN source TEXT",
+    ),
+    (  # 4: each run's mailbox of signals, and its wait and sleep nodes with their due times
+        SIGNALS.format(prefix=""),
+        SIGNAL_KEYS.format(prefix=""),
+        WAITS.format(prefix=""),
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
