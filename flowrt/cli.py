@@ -7,6 +7,7 @@
     flowrt schema
     flowrt runs list [--status S] | runs show RUN_ID | runs prune --older-than 7d
     flowrt resume RUN_ID [FILE] | flowrt db upgrade                        (stored runs)
+    flowrt signal RUN_ID SIGNAL [--payload JSON] [--key K]    (exit 1/2/3: no run/refused/payload)
 
 FILE is a workflow file (YAML or JSON, the format ``flowrt schema`` describes) or a Python
 workflow object as ``path/to/file.py:name`` or ``package.module:name``. Exit codes: 0 success,
@@ -33,6 +34,8 @@ from ._cli.pages import main as ui_main
 from ._cli.progress import progress_for
 from ._cli.runs import DEFAULT_STORE, add_commands, open_store, store_errors, store_option
 from ._cli.runs import main as runs_main
+from ._cli.send import add_command as add_send_command
+from ._cli.send import main as send_main
 from ._cli.signals import Stopped, until_signal
 from ._cli.worker import add_command as add_worker_command
 from ._cli.worker import main as worker_main
@@ -67,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     store_option(run, "keep the run durably in this store: a SQLite file or a postgresql:// URL")
     add_commands(commands)
     add_worker_command(commands)
+    add_send_command(commands)
     add_ui_command(commands)
     return parser
 
@@ -189,6 +193,8 @@ def _command(args: argparse.Namespace) -> int:
         return runs_main(args)
     if args.command == "worker":
         return worker_main(args)
+    if args.command == "signal":
+        return send_main(args)
     if args.command == "ui":
         return ui_main(args)
     if args.command == "schema":

@@ -7,8 +7,8 @@ started the run."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, Literal
 
 import anyio
@@ -19,7 +19,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from .._control import cancel_run
 from .._engine.result import stored_result
-from .._errors import FlowError, RunEnded, RunNotFound
+from .._errors import RunEnded, RunNotFound
 from .._mask import masked
 from .._models import ErrorInfo, Event, EventKind, RunResult
 from .._store.protocol import RunStore
@@ -27,6 +27,8 @@ from .._store.records import RunRow
 from .._worker import Worker
 from .._workflow import Workflow
 from .idempotency import check_stored, keyed_run_id
+from .reachable import reachable
+from .signal_routes import Waiting, add_signal_routes, waiting_of
 
 ENDED = ("success", "failure")
 
@@ -71,11 +73,13 @@ class StoredRun(BaseModel):
 
 
 class StoredRunState(BaseModel):
-    """``GET /runs/{run_id}`` with a store: its status, and its RunResult once it has ended."""
+    """``GET /runs/{run_id}`` with a store: its status, its RunResult once it has ended, and the
+    nodes that wait now (``waiting``: signal and due time)."""
 
     run_id: str
     status: str
     result: RunResult | None = None
+    waiting: list[Waiting] = []
 
 
 def _listed(run: RunRow) -> StoredRun:
@@ -127,22 +131,6 @@ class Cancelled(BaseModel):
 
     run_id: str
     outcome: Literal["cancelled", "requested"]
-
-
-@contextmanager
-def reachable() -> Iterator[None]:
-    """Answer 503, with the reason, when the store cannot be reached.
-
-    Raises:
-        HTTPException: 503.
-    """
-    try:
-        yield
-    except (HTTPException, FlowError):
-        raise
-    except Exception as exc:  # psycopg's or sqlite3's: the store is down
-        why = masked(f"{type(exc).__name__}: {exc}".splitlines()[0])
-        raise HTTPException(503, f"the run store cannot be reached ({why})") from None
 
 
 CANCEL_ANSWERS: dict[int | str, dict[str, Any]] = {
@@ -216,7 +204,8 @@ class StoredRuns:
         """``GET /runs/{run_id}``."""
         run = await self.find(run_id)
         result = stored_result(run) if run.status in ENDED else None
-        state = StoredRunState(run_id=run_id, status=run.status, result=result)
+        waiting = [] if run.status in ENDED else await waiting_of(self.store, run_id)
+        state = StoredRunState(run_id=run_id, status=run.status, result=result, waiting=waiting)
         return Response(state.model_dump_json(), media_type="application/json")
 
     async def cancel(
@@ -272,6 +261,7 @@ class StoredRuns:
             responses=CANCEL_ANSWERS,
             summary="Cancel a run, whichever process executes it",
         )
+        add_signal_routes(router, self.store, self.wf.name, self.wf.compiled().signals)
 
     async def listing(
         self, limit: int = 50, status: str | None = None, offset: int = 0
