@@ -36,6 +36,7 @@ from .viewer import (
     ACTIVE,
     BOX_H,
     BOX_W,
+    RunView,
     format_seconds,
     node_input,
     run_view,
@@ -173,8 +174,15 @@ class Viewer:
     async def _view(self, run_id: str, template: str) -> HTMLResponse:
         run = await self._find(run_id)
         plan, note = await self.plans.plan_for(run)
-        view = await anyio.to_thread.run_sync(run_view, run, plan, time.time(), self.deadline)
+        view = await self._run_view(run, plan)
         return await self._html(template, root="../../", view=view, note=note)
+
+    async def _run_view(self, run: RunRow, plan: Plan | None) -> RunView:
+        """The run's page, with what its nodes wait for when it is still going."""
+        waits = await self.store.waits(run.run_id) if run.status in ACTIVE else []
+        return await anyio.to_thread.run_sync(
+            run_view, run, plan, time.time(), self.deadline, waits
+        )
 
     async def run(self, run_id: str) -> HTMLResponse:
         """``GET /ui/runs/{run_id}``: the run's page."""
@@ -188,7 +196,7 @@ class Viewer:
         """``GET /ui/runs/{run_id}/nodes/{name}``: one node's input, output and error."""
         run = await self._find(run_id)
         plan, _ = await self.plans.plan_for(run)
-        view = await anyio.to_thread.run_sync(run_view, run, plan, time.time(), self.deadline)
+        view = await self._run_view(run, plan)
         found = next((node for node in view.nodes if node.name == name), None)
         if found is None:
             raise HTTPException(404, f"run {run_id!r} has no node {name!r}")

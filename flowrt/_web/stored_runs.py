@@ -7,7 +7,8 @@ started the run."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
@@ -22,6 +23,7 @@ from .._engine.result import stored_result
 from .._errors import RunEnded, RunNotFound
 from .._mask import masked
 from .._models import ErrorInfo, Event, EventKind, RunResult
+from .._store.mailbox import OpenWait
 from .._store.protocol import RunStore
 from .._store.records import RunRow
 from .._worker import Worker
@@ -93,22 +95,30 @@ def _listed(run: RunRow) -> StoredRun:
     )
 
 
-def events_of(run: RunRow) -> list[Event]:
+def events_of(run: RunRow, waits: Sequence[OpenWait] = ()) -> list[Event]:
     """The events of a stored run, as its records tell them: ``run.started``, each node's
-    last record (``node.retrying`` for a node in a retry wait, else ``node.finished``), and
-    ``run.finished`` with its result once it has ended."""
+    last record (``node.waiting`` for a wait or a sleep in ``waits``, with its signal and the
+    seconds until its due time; ``node.retrying`` for a node in a retry wait; else
+    ``node.finished``), and ``run.finished`` with its result once it has ended."""
     events = [Event(kind="run.started", run_id=run.run_id, attempt=run.attempts)]
+    open_waits = {wait.node: wait for wait in waits}
     for node in run.nodes:
         kind: EventKind = "node.retrying" if node.status == "waiting" else "node.finished"
-        error = ErrorInfo(**node.error) if node.error else None
+        wait = open_waits.get(node.name) if node.status == "waiting" else None
+        left = None
+        if wait is not None:
+            kind = "node.waiting"
+            left = None if wait.due is None else max(0.0, wait.due - time.time())
         events.append(
             Event(
                 kind=kind,
                 run_id=run.run_id,
                 node=node.name,
                 attempt=node.attempts,
-                status=None if kind == "node.retrying" else node.status,
-                error=error,
+                status=node.status if kind == "node.finished" else None,
+                error=ErrorInfo(**node.error) if node.error else None,
+                signal=None if wait is None else wait.signal,
+                wait=left,
             )
         )
     if run.status in ENDED or run.status == "cancelled":
@@ -285,7 +295,8 @@ class StoredRuns:
             nonlocal sent
             while True:
                 run = await self.find(run_id)
-                events = events_of(run)
+                waits = [] if run.status in ENDED else await self.store.waits(run_id)
+                events = events_of(run, waits)
                 for event in events[sent:]:
                     sent += 1
                     data = event.model_dump_json()  # stored outputs are JSON already

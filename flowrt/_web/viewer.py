@@ -13,11 +13,12 @@ import itertools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from .._diagram import stages
 from .._engine.planned import Plan, PlanNode
+from .._store.mailbox import OpenWait
 from .._store.records import NodeRow, RunRow, ran_out_of_time, trace_of
 
 ACTIVE = frozenset({"queued", "running", "waiting", "retrying"})
@@ -43,7 +44,9 @@ class Bar:
 
 @dataclass(slots=True)
 class NodeView:
-    """One node as the run page shows it."""
+    """One node as the run page shows it; a node waiting now (a wait or a sleep) has the
+    ``signal`` it waits for (None for a sleep) and its ``due`` time (``YYYY-MM-DD HH:MM:SS
+    UTC``; None: no timeout)."""
 
     name: str
     kind: str
@@ -55,6 +58,8 @@ class NodeView:
     x: int = 0
     y: int = 0
     bars: list[Bar] = field(default_factory=list)
+    signal: str | None = None
+    due: str | None = None
 
 
 @dataclass(slots=True)
@@ -147,9 +152,16 @@ def _ends(bars: Sequence[Bar]) -> float:
     return max((bar.end for bar in bars), default=0.0)
 
 
-def run_view(run: RunRow, plan: Plan | None, now: float, deadline: float | None = None) -> RunView:
+def run_view(
+    run: RunRow,
+    plan: Plan | None,
+    now: float,
+    deadline: float | None = None,
+    waits: Sequence[OpenWait] = (),
+) -> RunView:
     """The page of ``run`` (``plan``: its workflow compiled, None when it has no data form),
-    at wall-clock ``now``; ``deadline`` is the run's timeout in seconds, when known."""
+    at wall-clock ``now``; ``deadline`` is the run's timeout in seconds, when known; ``waits``
+    are its nodes that wait now (``RunStore.waits``)."""
     active = run.status in ACTIVE
     duration = seconds_between(run.started_at, None if active else run.finished_at, now)
     rows = {row.name: row for row in run.nodes}
@@ -164,6 +176,7 @@ def run_view(run: RunRow, plan: Plan | None, now: float, deadline: float | None 
             view.error, view.bars = row.error, _bars(row)
         nodes.append(view)
     _running_bars(nodes, plan, duration)
+    _waiting(nodes, waits)
     if deadline is None and ran_out_of_time(run):
         deadline = run.timeout
     span = max([duration, deadline or 0.0, *(_ends(view.bars) for view in nodes)]) or 1.0
@@ -182,6 +195,18 @@ def _running_bars(nodes: list[NodeView], plan: Plan | None, now: float) -> None:
             deps = plan.nodes[plan.index[view.name]].visible[1:]
             start = max((_ends(by_name[dep].bars) for dep in deps), default=0.0)
             view.bars = [Bar("running", start, max(start, now), "running")]
+
+
+def _waiting(nodes: list[NodeView], waits: Sequence[OpenWait]) -> None:
+    """Mark the nodes that wait now with their signal and due time."""
+    by_name = {view.name: view for view in nodes}
+    for wait in waits:
+        view = by_name.get(wait.node)
+        if view is None:
+            continue
+        view.status, view.signal = "waiting", wait.signal
+        if wait.due is not None:
+            view.due = datetime.fromtimestamp(wait.due, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _layout(
