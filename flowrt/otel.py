@@ -13,6 +13,7 @@ is needed (the application brings the SDK). flowrt itself never imports this mod
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,6 +25,18 @@ from . import __version__
 from ._engine.observe import Instrument, Observer, Wait
 from ._models import RunResult
 from ._workflow import Workflow
+
+
+def _waiting(wait: Wait) -> dict[str, str | float]:
+    """A wait or a sleep node's attributes: what it waits for (``flowrt.wait.kind``:
+    ``signal`` or ``sleep``; ``flowrt.signal``) and the seconds until its due time
+    (``flowrt.wait.seconds``, absent without a timeout)."""
+    found: dict[str, str | float] = {"flowrt.wait.kind": wait.kind}
+    if wait.signal is not None:
+        found["flowrt.signal"] = wait.signal
+    if math.isfinite(wait.seconds):
+        found["flowrt.wait.seconds"] = wait.seconds
+    return found
 
 
 def _error(span: Span, error: Mapping[str, Any] | None) -> None:
@@ -92,7 +105,9 @@ class _RunSpans(Observer):
         if wait.kind != "retry":  # a wait or sleep node: an event on its (open) span
             span = self.attempts.get(node)
             if span is not None:
-                span.add_event("flowrt.waiting", {"flowrt.signal": wait.signal or ""})
+                for key, value in _waiting(wait).items():
+                    span.set_attribute(key, value)
+                span.add_event("flowrt.waiting", _waiting(wait))
             return
         span = self._ended(node)
         if span is not None:

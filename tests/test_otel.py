@@ -150,3 +150,45 @@ async def test_concurrent_runs_get_spans_of_their_own(
     assert len(runs) == len(naps) == 20
     parent_of = {span.parent.span_id for span in naps if span.parent is not None}
     assert parent_of == {span.context.span_id for span in runs}  # one node span under each run
+
+
+@pytest.mark.parametrize("signalled", [True, False])
+async def test_a_wait_is_one_node_span_with_what_it_waits_for(
+    exporter: InMemorySpanExporter, provider: TracerProvider, signalled: bool
+) -> None:
+    import anyio
+
+    from flowrt._engine.signals import mailbox_of
+
+    wf = Workflow("traced_wait")
+    wf.wait("approve", signal="approval", timeout_seconds=0.5)
+    wf.sleep("nap", seconds=0.01)
+    instrument(wf, provider)
+    results: list[Any] = []
+
+    async def go() -> None:
+        results.append(await wf.run(run_id=f"w{signalled}"))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(go)
+        if signalled:
+            with anyio.fail_after(10):
+                while mailbox_of(f"w{signalled}") is None:
+                    await anyio.sleep(0.001)
+            await wf.signal(f"w{signalled}", "approval", {"ok": True})
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    approve = spans["flowrt.node approve"]
+    assert approve.attributes is not None
+    assert approve.attributes["flowrt.wait.kind"] == "signal"
+    assert approve.attributes["flowrt.signal"] == "approval"
+    assert 0 < float(approve.attributes["flowrt.wait.seconds"]) <= 0.5  # type: ignore[arg-type]
+    assert approve.events[0].name == "flowrt.waiting"
+    nap = spans["flowrt.node nap"]
+    assert nap.attributes is not None
+    assert nap.attributes["flowrt.wait.kind"] == "sleep"
+    if signalled:
+        assert approve.status.status_code == StatusCode.OK
+        assert results[0].status == "success"
+    else:
+        assert approve.status.status_code == StatusCode.ERROR
+        assert approve.attributes["error.type"] == "SignalTimeout"
