@@ -113,6 +113,7 @@ SLOW_MODULES = frozenset(
         "test_ray",
         "test_readme",
         "test_ui_browser",
+        "test_wait_kills",
         "test_worker_kills",
     }
 )
