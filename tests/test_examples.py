@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-def run_example(name: str, *args: str) -> str:
+def run_example(name: str, *args: str, env: dict[str, str] | None = None) -> str:
     done = subprocess.run(
         [sys.executable, str(EXAMPLES / name), *args],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
+        env=None if env is None else {**os.environ, **env},
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
@@ -33,6 +36,7 @@ def test_every_example_is_covered() -> None:
         "agent_loop.py",
         "fastapi_app.py",
         "ray_primes.py",
+        "approval.py",
     }
     assert {path.name for path in EXAMPLES.glob("*.py")} <= covered
 
@@ -113,3 +117,54 @@ def test_ray_primes_counts_the_same_in_threads_and_on_ray() -> None:
     assert "4 items, primes below 20,000: 2,262 each" in out
     assert "threads: " in out
     assert "ray: " in out
+
+
+def test_approval_story_approves_rejects_and_times_out() -> None:
+    out = run_example("approval.py", env={"APPROVAL_TIMEOUT": "0.5"})
+    assert "order 1: refunded 30 for order 1 (approved by ana)" in out
+    assert "order 2: no refund: rejected" in out
+    assert "order 3: no refund: nobody approved in time" in out
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_approval_app_waits_for_a_signal_posted_over_http(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import httpx
+    from conftest import until
+
+    monkeypatch.setenv("FLOWRT_STORE", str(tmp_path / "approval.db"))
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    sys.modules.pop("approval", None)
+    from approval import app
+
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            started = await client.post("/refunds/runs", json={"order_id": 7, "amount": 30})
+            run_id = started.json()["run_id"]
+
+            async def state() -> dict[str, Any]:
+                answer: dict[str, Any] = (await client.get(f"/refunds/runs/{run_id}")).json()
+                return answer
+
+            await until(lambda: _waits(state), what="the run waits for approval")
+            body = {"approved": True, "by": "ana"}
+            key = {"Idempotency-Key": "ticket-991"}
+            sent = await client.post(
+                f"/refunds/runs/{run_id}/signals/approval", json=body, headers=key
+            )
+            await until(lambda: _ended(state), what="the run ended")
+            final = await state()
+    sys.modules.pop("approval", None)
+    assert sent.status_code == 202
+    assert final["result"]["output"] == {"outcome": "refunded 30.0 for order 7 (approved by ana)"}
+
+
+async def _waits(state: Any) -> bool:
+    return [w["signal"] for w in (await state())["waiting"]] == ["approval"]
+
+
+async def _ended(state: Any) -> bool:
+    return (await state())["status"] == "success"
