@@ -236,33 +236,49 @@ async def _waits(store: Any, run_id: str) -> bool:
     return bool(await store.waits(run_id))
 
 
+TRIALS = 200
+
+
 async def test_a_signal_racing_its_timeout_is_decided_once(store: Any) -> None:
-    """Each trial sends the signal around the wait's due time: the wait either succeeds with
-    the signal consumed, or times out with it left unconsumed; never both, never neither."""
+    """200 trials, 25 at a time, each sending the signal around the wait's due time: the wait
+    either succeeds with the signal consumed, or times out with it left unconsumed; never
+    both, never neither."""
     wf = approval_flow("race", timeout=0.15, behavior="return")
     rng = random.Random(26)
+    delays = [rng.uniform(0.05, 0.25) for _ in range(TRIALS)]
     outcomes = {"signal": 0, "timeout": 0}
-    for trial in range(30):
-        run_id = f"race-{trial}"
-        async with anyio.create_task_group() as group:
-            group.start_soon(lambda run_id=run_id: wf.run({}, store=store, run_id=run_id))
-            await until(lambda run_id=run_id: _waits(store, run_id), what="the wait")
-            await anyio.sleep(rng.uniform(0.05, 0.25))
+    limiter = anyio.CapacityLimiter(25)
+
+    async def trial(number: int) -> None:
+        run_id = f"race-{number}"
+        async with limiter, anyio.create_task_group() as group:
+            group.start_soon(lambda: wf.run({}, store=store, run_id=run_id))
+            await until(lambda: _waits(store, run_id), what="the wait")
+            await anyio.sleep(delays[number])
             with contextlib.suppress(RunEnded):  # timed out, and the run ended first
                 await wf.signal(run_id, "approval", {"approved": True, "by": "x"}, store=store)
-        result = await wf.result(run_id, store=store)
-        kept = (await store.signals(run_id) or [None])[0]
-        if result.nodes["approve"].status == "success":
-            assert kept is not None
-            assert kept.consumed_by == "approve"
-            assert result.output == {"act": "refunded"}
-            outcomes["signal"] += 1
-        else:
-            assert result.nodes["approve"].error.type == "SignalTimeout"  # type: ignore[union-attr]
-            assert kept is None or kept.consumed_by is None
-            assert result.output == {"act": "kept"}
-            outcomes["timeout"] += 1
-    assert sum(outcomes.values()) == 30, outcomes
+        outcomes[await _decided(wf, store, run_id)] += 1
+
+    async with anyio.create_task_group() as group:
+        for number in range(TRIALS):
+            group.start_soon(trial, number)
+    assert sum(outcomes.values()) == TRIALS, outcomes
+    assert min(outcomes.values()) > 0, outcomes  # the race went both ways
+
+
+async def _decided(wf: Workflow, store: Any, run_id: str) -> str:
+    """How the run's wait was decided, checked against its signal and its end."""
+    result = await wf.result(run_id, store=store)
+    kept = (await store.signals(run_id) or [None])[0]
+    if result.nodes["approve"].status == "success":
+        assert kept is not None
+        assert kept.consumed_by == "approve"
+        assert result.output == {"act": "refunded"}
+        return "signal"
+    assert result.nodes["approve"].error.type == "SignalTimeout"  # type: ignore[union-attr]
+    assert kept is None or kept.consumed_by is None
+    assert result.output == {"act": "kept"}
+    return "timeout"
 
 
 async def test_a_stored_sleep_keeps_its_due_time(store: Any) -> None:
@@ -271,3 +287,46 @@ async def test_a_stored_sleep_keeps_its_due_time(store: Any) -> None:
     result = await wf.run({}, store=store, run_id="nap")
     assert result.status == "success"
     assert "woke_at" in result.nodes["cool_off"].output
+
+
+YAML = """
+name: yaml-approval
+nodes:
+  - name: approve
+    wait:
+      signal: approval
+      timeout_seconds: 3600
+      schema:
+        type: object
+        properties: {by: {type: string}}
+        required: [by]
+  - name: nap
+    sleep: {seconds: 0.1}
+    depends: [approve]
+  - name: shout
+    call: "builtins:str"
+    inputs: {object: "$.approve.output.by"}
+    depends: [nap]
+"""
+
+
+async def test_a_yaml_workflow_waits_in_the_store_and_takes_a_signal_sent_without_it(
+    store: Any, tmp_path: Path
+) -> None:
+    path = tmp_path / "approval.yaml"
+    path.write_text(YAML, encoding="utf-8")
+    wf = Workflow.from_yaml(path)
+    assert Workflow.from_dict(wf.to_dict()).to_dict() == wf.to_dict()
+    run_id = await wf.submit({}, store=store)
+    async with anyio.create_task_group() as group:
+        group.start_soon(Worker(store, [wf], concurrency=1, poll_seconds=0.05).serve)
+        await until(lambda: status_of(store, run_id), what="the run started")
+        with pytest.raises(InputError, match="'by' is a required property"):
+            await flowrt.send_signal(store, run_id, "approval", {"who": "ana"})
+        sent = await flowrt.send_signal(store, run_id, "approval", {"by": "ana"})  # no Workflow
+        result = await wf.result(run_id, store=store, timeout=30)
+        group.cancel_scope.cancel()
+    assert sent.seq == 1
+    assert result.status == "success"
+    assert result.nodes["shout"].output == "ana"
+    assert set(result.nodes["nap"].output) == {"woke_at"}
