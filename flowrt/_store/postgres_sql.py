@@ -3,7 +3,7 @@ its methods."""
 
 from __future__ import annotations
 
-from .sqlite_sql import SIGNAL_KEYS, SIGNALS, WAITS
+from .sqlite_sql import PARKED, SIGNAL_KEYS, SIGNALS, WAITS
 
 NOW = "extract(epoch from clock_timestamp())"
 COLUMNS = (
@@ -49,10 +49,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE flowrt_runs ADD COLUMN IF NOT EXISTS timeout DOUBLE PRECISION",
         "ALTER TABLE flowrt_runs ADD COLUMN IF NOT EXISTS source TEXT",
     ),
-    (  # 3: each run's mailbox of signals, and its wait and sleep nodes with their due times
+    (  # 3: each run's mailbox of signals, and its wait and sleep nodes with their due times;
+        # parked runs found by due time (a claim skips the many parked runs not due)
         SIGNALS.format(prefix="flowrt_"),
         SIGNAL_KEYS.format(prefix="flowrt_"),
         WAITS.format(prefix="flowrt_"),
+        PARKED.format(prefix="flowrt_"),
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -31,6 +31,7 @@ WAITS = """CREATE TABLE IF NOT EXISTS {prefix}waits (
     run_id TEXT NOT NULL, attempt INTEGER NOT NULL, node TEXT NOT NULL, signal TEXT,
     due DOUBLE PRECISION, ended INTEGER NOT NULL DEFAULT 0, seq INTEGER,
     PRIMARY KEY (run_id, attempt, node))"""
+PARKED = "CREATE INDEX IF NOT EXISTS {prefix}runs_parked ON {prefix}runs (status, retry_due)"
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (  # 1: runs and their node record batches (flowrt 0.1)
         RUNS_V1,
@@ -56,10 +57,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE runs ADD COLUMN timeout REAL",
         "ALTER TABLE runs ADD COLUMN source TEXT",
     ),
-    (  # 4: each run's mailbox of signals, and its wait and sleep nodes with their due times
+    (  # 4: each run's mailbox of signals, and its wait and sleep nodes with their due times;
+        # parked runs found by due time (a claim skips the many parked runs not due)
         SIGNALS.format(prefix=""),
         SIGNAL_KEYS.format(prefix=""),
         WAITS.format(prefix=""),
+        PARKED.format(prefix=""),
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
