@@ -28,6 +28,7 @@ from ._nodes import (
     P,
     R,
     SleepSpec,
+    SubSpec,
     Trigger,
     WaitSpec,
 )
@@ -216,9 +217,19 @@ class Definition:
         tolerated_failures: int | float | None = None,
         **options: Unpack[NodeOptions],
     ) -> Callable[[Callable[P, R]], Node[P, R]]: ...
+    @overload
     def map(
         self,
-        fn: Callable[..., Any] | None = None,
+        fn: Definition,
+        *,
+        items: Any,
+        concurrency: int | None = None,
+        tolerated_failures: int | float | None = None,
+        **options: Unpack[NodeOptions],
+    ) -> AnyNode: ...
+    def map(
+        self,
+        fn: Callable[..., Any] | Definition | None = None,
         *,
         items: Any,
         concurrency: int | None = None,
@@ -228,8 +239,53 @@ class Definition:
         """Add a node that calls ``fn`` once per item (its first parameter), at most
         ``concurrency`` at a time, each item under the node's error handling. Its output is the
         list of per-item envelopes ``{status, output, error}`` in item order. Other options as
-        ``node``."""
-        return self._special(fn, MapSpec(items, concurrency, tolerated_failures), options)
+        ``node``. ``fn`` may be a workflow: one child run per item, the item as its input (its
+        run id ``"<parent>:<node>[<i>]"``; see ``subworkflow``)."""
+        spec = MapSpec(items, concurrency, tolerated_failures)
+        if isinstance(fn, Definition):
+            node = self._child(fn, options.pop("name", None), options)
+            node.kind, node.map = "map", spec
+            return node
+        return self._special(fn, spec, options)
+
+    def subworkflow(
+        self,
+        child: Definition,
+        *,
+        name: str | None = None,
+        input: Any = None,
+        run_id: str | None = None,
+        depends: Sequence[AnyNode | Branch | str] = (),
+        error_handling: ErrorHandling | Mapping[str, Any] | None = None,
+        trigger: Trigger = "all",
+        detach: bool = False,
+    ) -> AnyNode:
+        """Add a node that runs workflow ``child`` as a run of its own, linked to this one. Its
+        input is ``input`` (a selector, template or dict of them, resolved like ``inputs``;
+        default: this run's ``$.input``); its run id ``"<parent_run_id>:<node>"`` (or the
+        ``run_id`` template over the node's input), the same across attempts, resumes and
+        workers. The node's output is the child's output; the child's failure is the node's
+        (its error type, ``child run '<id>' failed: ...``); a retry resumes the same child.
+        ``detach``: the node succeeds once the child has started (output ``{"run_id": ...}``)
+        and the child outlives this run."""
+        node = self._child(child, name, {"depends": depends, "trigger": trigger})
+        node.error_handling = error_handling
+        node.sub = SubSpec(child, input, run_id, detach)
+        return node
+
+    def _child(self, child: Definition, name: str | None, options: Any) -> AnyNode:
+        """A node running workflow ``child`` (its function is the engine's, set when compiled)."""
+        node: AnyNode = Node(
+            child.name if name is None else name,
+            None,
+            depends=options.get("depends", ()),
+            inputs=None,
+            error_handling=options.get("error_handling"),
+            trigger=options.get("trigger", "all"),
+            executor=None,
+        )
+        node.kind, node.sub = "subworkflow", SubSpec(child)
+        return self._add(node)
 
     @overload
     def loop(

@@ -198,7 +198,8 @@ class NodeResult(BaseModel):
     """A node's envelope: ``status``, ``output`` (None unless success), ``error``.
 
     ``attempts`` counts the attempts made (0 for a skipped node); ``duration`` is the node's wall
-    time in seconds; ``reason`` says why a node was skipped; ``trace`` lists each attempt.
+    time in seconds; ``reason`` says why a node was skipped; ``trace`` lists each attempt;
+    ``child_run_id`` is the run a sub-workflow node started (None for other nodes).
     """
 
     status: Status
@@ -208,6 +209,7 @@ class NodeResult(BaseModel):
     duration: float = 0.0
     reason: str | None = None
     trace: list[AttemptRecord] = Field(default_factory=list)
+    child_run_id: str | None = None
 
     def __repr_args__(self) -> Iterator[tuple[str, Any]]:
         # One short line whatever the output (repr, str, debuggers, rich): read the fields for it.

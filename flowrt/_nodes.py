@@ -20,7 +20,7 @@ class Owner(Protocol):
     def _changed(self) -> None: ...
 
 
-Kind = Literal["task", "choice", "map", "loop", "wait", "sleep"]
+Kind = Literal["task", "choice", "map", "loop", "wait", "sleep", "subworkflow"]
 Trigger = Literal["all", "any", "always", "on_failure"]
 
 P = ParamSpec("P")
@@ -68,6 +68,19 @@ class SleepSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class SubSpec:
+    """A sub-workflow node's settings (also a map of children's): the child workflow, its run
+    input (a selector, template or dict of them; None: the parent's ``$.input``; for a map,
+    each item), its run id (a template over the node's input; None: ``"<parent>:<node>"``), and
+    whether it is ``detach``-ed (the node succeeds once the child is started)."""
+
+    workflow: Any
+    input: Any = None
+    run_id: str | None = None
+    detach: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class LoopSpec:
     """A loop node's settings: the step limit and what happens when it is reached."""
 
@@ -96,7 +109,7 @@ class Node(Generic[P, R]):
 
     Attributes: ``name``, ``fn`` (None for a Choice), ``depends``, ``inputs``, ``error_handling``,
     ``trigger``, ``executor``, ``kind`` (``"task"``, ``"choice"``, ``"map"``, ``"loop"``,
-    ``"wait"`` or ``"sleep"``).
+    ``"wait"``, ``"sleep"`` or ``"subworkflow"``; a map of children is a ``"map"`` with ``sub``).
     """
 
     kind: Kind = "task"
@@ -127,6 +140,7 @@ class Node(Generic[P, R]):
         self.loop: LoopSpec | None = None
         self.wait: WaitSpec | None = None
         self.sleep: SleepSpec | None = None
+        self.sub: SubSpec | None = None
         self.call: str | None = None  # "package.module:function", for nodes loaded from data
         if fn is not None:  # the function's name, docstring and signature (inspect.signature)
             functools.update_wrapper(self, fn, updated=())

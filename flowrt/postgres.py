@@ -227,7 +227,7 @@ class PostgresStore(PostgresMail, Closing):
             with db.transaction():
                 inserted = db.execute(
                     f"INSERT INTO flowrt_runs ({NEW}) VALUES (%s, %s, %s, %s, 'queued', %s, %s, "
-                    "%s, %s) ON CONFLICT (run_id) DO NOTHING",
+                    "%s, %s, %s, %s) ON CONFLICT (run_id) DO NOTHING",
                     new_values(run),
                 )
                 if inserted.rowcount != 1:
@@ -306,12 +306,13 @@ class PostgresStore(PostgresMail, Closing):
         *,
         workflow: str | None = None,
         offset: int = 0,
+        parent: str | None = None,
     ) -> list[RunRow]:
         """See ``RunStore.list_runs``."""
 
         def read(db: psycopg.Connection[Any]) -> list[RunRow]:
             source = ("flowrt_runs", COLUMNS, "%s")
-            return listed(db, source, db_now(db), (status, workflow), (limit, offset))
+            return listed(db, source, db_now(db), (status, workflow, parent), (limit, offset))
 
         return await self._call(read)
 

@@ -28,6 +28,7 @@ def test_fast_construction_equals_validation() -> None:
         "duration": 0.5,
         "reason": None,
         "trace": [AttemptRecord(attempt=1, started=0.0, duration=0.1, error=None, wait=1.0)],
+        "child_run_id": None,
     }
     built = construct(NodeResult, dict(values))
     record = {"attempt": 1, "started": 0.0, "duration": 0.1, "error": None, "wait": 1.0}

@@ -39,6 +39,8 @@ BACKEND = {
     "_store.sqlite_mail",
     "_store.postgres_mail",
     "_engine.stored_signals",
+    "_engine.children",
+    "_engine.ended",
     "_cli.send",
     "_web.pages",
     "_web.stored_runs",

@@ -15,6 +15,7 @@ from .._models import Event, RunResult
 from .._store.records import deadline_error
 from .attempt import RunState
 from .backoff import wait_before_rerun
+from .children import parented
 from .events import emitter_for
 from .native import loop_tools
 from .observe import Instrument, Observer
@@ -70,23 +71,35 @@ async def execute(
     state = _state(ex, listeners, instruments, rng)
     for observer in state.observers:
         observer.run_started(ex.attempts + 1)
+    store = None if ex.durable is None else ex.durable.store
+    with parented(ex.plan.children, store) as parent:
+        scheduler, attempts, error = await _carried_out(ex, state)
+    result = run_result(
+        ex.plan,
+        scheduler,
+        run_id=ex.run_id,
+        error=error,
+        attempts=attempts,
+        started_at=started_at,
+        children=parent.children,
+    )
+    for observer in state.observers:
+        await observer.run_finished(result)
+    return result
+
+
+async def _carried_out(ex: Execution, state: RunState) -> Outcome:
+    """Run the attempts (beside the durable writer for a durable run); stopped, the observers
+    hear ``run_cancelled`` and the stop goes on."""
     try:
         if ex.durable is None:
-            outcome = await _attempts(ex, state)
-        else:
-            outcome = await _beside_writer(ex.durable, state, lambda: _attempts(ex, state))
+            return await _attempts(ex, state)
+        return await _beside_writer(ex.durable, state, lambda: _attempts(ex, state))
     except BaseException as stopped:
         parked = isinstance(stopped, RunParked)
         for observer in state.observers:
             await observer.run_cancelled(parked)  # a durable run: stored, shielded
         raise
-    scheduler, attempts, error = outcome
-    result = run_result(
-        ex.plan, scheduler, run_id=ex.run_id, error=error, attempts=attempts, started_at=started_at
-    )
-    for observer in state.observers:
-        await observer.run_finished(result)
-    return result
 
 
 def _state(

@@ -94,4 +94,5 @@ PREPARE = {
     "loop": prepare_loop,
     "wait": prepare_task,  # the engine's function (``_engine.signals``), called as a task's
     "sleep": prepare_task,
+    "subworkflow": prepare_task,  # the engine's function (``_engine.children``)
 }

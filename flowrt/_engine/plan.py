@@ -18,6 +18,7 @@ from .._models import ErrorHandling
 from .._nodes import AnyNode, Choice, Trigger
 from .._resolve import Value, compile_value, is_dynamic
 from .backoff import wait_before_retry
+from .children import child_function, child_inputs, compiling
 from .edges import edge, share
 from .invoke import invoker
 from .planned import Plan as Plan
@@ -37,7 +38,8 @@ def compile_plan(definition: Definition) -> Plan:
     index = check_names([node.name for node in definition._nodes])
     known = frozenset(index) | {"input"}
     sources, default = definition._nodes, definition.executor
-    nodes = [_compile_node(i, node, known, default) for i, node in enumerate(sources)]
+    with compiling(definition):
+        nodes = [_compile_node(i, node, known, default) for i, node in enumerate(sources)]
     _connect(nodes, sources, index)
     output = None
     if definition.output is not None:
@@ -58,6 +60,7 @@ def compile_plan(definition: Definition) -> Plan:
     plan = Plan(definition.name, nodes, index, roots, leaves, output, cap, retry, fail_fast)
     if any(pn.kind in ("wait", "sleep") for pn in nodes):
         plan.signals = {pn.wait.signal: pn.wait.schema for pn in nodes if pn.wait is not None}
+    plan.children = any(node.sub is not None for node in sources)
     return plan
 
 
@@ -120,6 +123,10 @@ def _compile_node(
         pn.options = _options(node, known)
     elif node.kind in ("wait", "sleep"):
         _function(pn, node, known, waiting_node(pn, node))
+    elif node.sub is not None:
+        inputs = child_inputs(node, known)
+        pn.fn = child_function(node.sub, mapped=node.map is not None)
+        _function(pn, node, known, inputs)
     else:
         _function(pn, node, known)
     if node.map is not None:

@@ -92,7 +92,7 @@ class Plan:
     """A validated workflow, frozen: its name, nodes by index, roots (no dependencies), leaves
     (no dependents), the compiled output mapping, the concurrency cap and the workflow-level
     retry. ``signals`` maps the signals its wait nodes take to their schemas (None: it has no
-    wait or sleep node). Runs only read it."""
+    wait or sleep node); ``children``: it has sub-workflow nodes. Runs only read it."""
 
     name: str
     nodes: list[PlanNode]
@@ -104,3 +104,4 @@ class Plan:
     retry: WorkflowRetry
     fail_fast: bool = False
     signals: dict[str, Any] | None = None
+    children: bool = False

@@ -25,10 +25,12 @@ def run_result(
     error: dict[str, str] | None,
     attempts: int,
     started_at: datetime,
+    children: dict[str, str] | None = None,
 ) -> RunResult:
     """The RunResult of ``plan``'s run ``run_id`` that ``scheduler`` just finished: failed
     with ``error`` (the deadline's or a node's; None: see the output mapping), after
-    ``attempts`` workflow-level attempts, started at ``started_at``."""
+    ``attempts`` workflow-level attempts, started at ``started_at``; ``children`` are the run
+    ids its sub-workflow nodes gave their children."""
     finished_at = datetime.now(UTC)
     output, output_error = output_of(plan, scheduler.results)
     error = error or output_error
@@ -47,27 +49,38 @@ def run_result(
     if error is not None:  # the exception that failed the run, for raise_for_status
         failure = scheduler.first_failure()
         cause = failure.exception if failure is not None and failure.error is error else None
-    return lazy_result(values, cause, NodeResults(plan, scheduler.states))
+    nodes = NodeResults(plan, scheduler.states)
+    if plan.children:
+        nodes.children = (run_id, children or {})
+    return lazy_result(values, cause, nodes)
 
 
 class NodeResults:
     """A run's node results, built when called: every finished node's NodeResult, by name, in
     the plan's order."""
 
-    __slots__ = ("plan", "states")
+    __slots__ = ("children", "plan", "states")
 
     def __init__(self, plan: Plan, states: list[NodeState | None]) -> None:
         self.plan, self.states = plan, states
+        self.children: tuple[str, dict[str, str]] | None = None  # (run id, node -> child)
 
     def __len__(self) -> int:
         return sum(state is not None for state in self.states)
 
     def __call__(self) -> dict[str, NodeResult]:
-        return {
+        results = {
             pn.name: node_result(state)
             for pn, state in zip(self.plan.nodes, self.states, strict=True)
             if state is not None
         }
+        if self.children is not None:
+            run_id, given = self.children
+            for pn in self.plan.nodes:
+                found = results.get(pn.name)
+                if pn.kind == "subworkflow" and found is not None and found.attempts:
+                    found.child_run_id = given.get(pn.name, f"{run_id}:{pn.name}")
+        return results
 
 
 def output_of(plan: Plan, results: dict[str, Any]) -> tuple[Any, dict[str, str] | None]:
@@ -99,6 +112,7 @@ def node_result(state: NodeState) -> NodeResult:
             "duration": state.duration,
             "reason": state.reason,
             "trace": state.trace,  # the record's own list: runs are not copied
+            "child_run_id": None,
         },
     )
 

@@ -16,12 +16,14 @@ from typing import Any
 import anyio
 from pydantic import BaseModel
 
-from .._errors import FlowError, RunCancelled, RunInProgress, RunNotFound
+from .._errors import FlowError, RunInProgress
 from .._ids import new_id
 from .._models import RunResult
 from .._store.protocol import Claim, RunStore
 from .._store.records import RunRow, RunStatus
+from .children import take_link
 from .durable import DurableRun, input_json
+from .ended import result_of as result_of
 from .execute import Execution, Listener, execute
 from .observe import Instrument
 from .planned import Plan
@@ -59,6 +61,7 @@ async def run(
 ) -> RunResult:
     """Run ``plan`` with workflow-level retries; see ``Workflow.run``. With a store the run is
     durable, and an existing ``run_id`` is returned (ended), refused (owned) or resumed."""
+    link = take_link()  # a sub-workflow node's child: linked to its parent (when stored)
     if timeout is not None:
         timeout = seconds(timeout, "timeout")
     input = plain_input(input)
@@ -66,7 +69,7 @@ async def run(
     if store is None:
         ex = Execution(plan, input, run_id or new_id(), timeout)  # positional: the hot path
         return await _execute(ex, env, listener)
-    row = new_row(plan, env, input, status="running", run_id=run_id, timeout=timeout)
+    row = new_row(plan, env, input, status="running", run_id=run_id, timeout=timeout, link=link)
     if run_id is not None:
         await _check_workflow(store, row.run_id, plan.name, must_exist=False)
     durable = DurableRun(store, row)
@@ -113,8 +116,10 @@ def new_row(
     status: RunStatus,
     run_id: str | None,
     timeout: float | None,
+    link: tuple[str, str] | None = None,
 ) -> RunRow:
-    """A new stored run of ``plan`` (its input already plain)."""
+    """A new stored run of ``plan`` (its input already plain), linked to its parent run and
+    node (``link``) when a sub-workflow node creates it."""
     return RunRow(
         run_id or new_id(),
         plan.name,
@@ -124,6 +129,8 @@ def new_row(
         env.definition(),
         timeout=timeout,
         source=env.source,
+        parent_run_id=None if link is None else link[0],
+        parent_node=None if link is None else link[1],
     )
 
 
@@ -146,34 +153,13 @@ async def submit(
     if env.store is None:
         raise FlowError(f"workflow {plan.name!r} has no store to submit a run to")
     timeout = seconds(timeout, "timeout")
-    row = new_row(plan, env, plain_input(input), status="queued", run_id=run_id, timeout=timeout)
+    link = take_link()
+    row = new_row(
+        plan, env, plain_input(input), status="queued", run_id=run_id, timeout=timeout, link=link
+    )
     if not await env.store.enqueue(row):
         await _check_workflow(env.store, row.run_id, plan.name, must_exist=True)
     return row.run_id
-
-
-async def result_of(store: RunStore, run_id: str, timeout: float | None) -> RunResult:
-    """Wait until stored run ``run_id`` has ended (``success`` or ``failure``); its result.
-
-    Raises:
-        RunNotFound: no such run.
-        RunCancelled: it was cancelled.
-        TimeoutError: it had not ended after ``timeout`` seconds.
-    """
-    pause = 0.005
-    with anyio.fail_after(timeout):
-        while True:
-            run = await store.load_run(run_id)
-            if run is None:
-                raise RunNotFound(run_id, store)
-            if run.status in ("success", "failure"):
-                return stored_result(run)
-            if run.status == "cancelled":
-                error = run.error or {}
-                reason = error.get("message", "cancelled")
-                raise RunCancelled(run_id, reason, error.get("by"))
-            await anyio.sleep(pause)
-            pause = min(pause * 2, 0.25)
 
 
 async def execute_claimed(

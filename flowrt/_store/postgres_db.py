@@ -58,7 +58,8 @@ def insert_running(db: psycopg.Connection[Any], run: RunRow, owner: str, lease: 
     """Insert ``run`` as ``running`` under ``owner``; False if a run of that id exists."""
     inserted = db.execute(
         f"INSERT INTO flowrt_runs ({NEW}, owner, lease_until, claim, stalled) VALUES (%s, %s, "
-        f"%s, %s, 'running', %s, %s, %s, %s, %s, {NOW} + %s, 1, 1) ON CONFLICT (run_id) DO NOTHING",
+        f"%s, %s, 'running', %s, %s, %s, %s, %s, %s, %s, {NOW} + %s, 1, 1) "
+        "ON CONFLICT (run_id) DO NOTHING",
         (*new_values(run), owner, lease),
     )
     return inserted.rowcount == 1

@@ -8,10 +8,14 @@ from .sqlite_sql import PARKED, SIGNAL_KEYS, SIGNALS, WAITS
 NOW = "extract(epoch from clock_timestamp())"
 COLUMNS = (
     "run_id, workflow, input, definition, status, attempts, error, output, started_at, "
-    "finished_at, retry_due, owner, lease_until, claim, cancel, stalled, timeout, source"
+    "finished_at, retry_due, owner, lease_until, claim, cancel, stalled, timeout, source, "
+    "parent_run_id, parent_node"
 )
 # A new run's columns (the rest take their defaults).
-NEW = "run_id, workflow, input, definition, status, attempts, started_at, timeout, source"
+NEW = (
+    "run_id, workflow, input, definition, status, attempts, started_at, timeout, source, "
+    "parent_run_id, parent_node"
+)
 NODES_VIEW = """CREATE OR REPLACE VIEW flowrt_nodes AS
     SELECT run_id, batch, name, status, output, error, attempts, duration, reason, due,
            CASE WHEN status = 'waiting' THEN attempts + 1 END AS next_attempt FROM (
@@ -50,11 +54,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE flowrt_runs ADD COLUMN IF NOT EXISTS source TEXT",
     ),
     (  # 3: each run's mailbox of signals, and its wait and sleep nodes with their due times;
-        # parked runs found by due time (a claim skips the many parked runs not due)
+        # parked runs found by due time (a claim skips the many parked runs not due); a child
+        # run's parent run and node
         SIGNALS.format(prefix="flowrt_"),
         SIGNAL_KEYS.format(prefix="flowrt_"),
         WAITS.format(prefix="flowrt_"),
         PARKED.format(prefix="flowrt_"),
+        "ALTER TABLE flowrt_runs ADD COLUMN IF NOT EXISTS parent_run_id TEXT",
+        "ALTER TABLE flowrt_runs ADD COLUMN IF NOT EXISTS parent_node TEXT",
+        "CREATE INDEX IF NOT EXISTS flowrt_runs_parent ON flowrt_runs (parent_run_id) "
+        "WHERE parent_run_id IS NOT NULL",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

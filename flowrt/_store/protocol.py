@@ -122,10 +122,12 @@ class RunStore(Protocol):
         *,
         workflow: str | None = None,
         offset: int = 0,
+        parent: str | None = None,
     ) -> list[RunRow]:
         """The most recent runs, newest first, without their nodes: only those of ``status``
-        (``interrupted`` and ``running`` as ``load_run`` reports them) and of ``workflow``
-        when given; ``offset`` skips that many of them first (paging)."""
+        (``interrupted`` and ``running`` as ``load_run`` reports them), of ``workflow`` and
+        children of run ``parent`` when given; ``offset`` skips that many of them first
+        (paging)."""
 
     async def due_runs(self, now: float | None = None) -> list[RunRow]:
         """Runs waiting for a retry (``retrying`` or ``waiting``) that is due at ``now`` (wall
@@ -233,17 +235,19 @@ def listed(
     db: _Connection,
     source: tuple[str, str, str],
     now: float,
-    filters: tuple[str | None, str | None],
+    filters: tuple[str | None, str | None, str | None],
     page: tuple[int, int],
 ) -> list[RunRow]:
     """``list_runs`` on a store's connection (sqlite3 or psycopg), in its worker thread.
     ``source`` is the store's (table, columns, parameter marker: ``?`` or ``%s``), ``filters``
-    (status, workflow), ``page`` (limit, offset); ``now`` is the store's clock. ``running``
-    and ``interrupted`` are told apart here, run by run (``_claims.reported_status``: the
-    lease, and whether the owner's process on this host is alive), then paged."""
-    status, workflow = filters
+    (status, workflow, parent run), ``page`` (limit, offset); ``now`` is the store's clock.
+    ``running`` and ``interrupted`` are told apart here, run by run
+    (``_claims.reported_status``: the lease, and whether the owner's process on this host is
+    alive), then paged."""
+    status, workflow, parent = filters
     live = status in ("running", "interrupted")  # both stored as running: told apart here
-    query, params = _listing(source, "running" if live else status, workflow, paged=not live)
+    wanted = ("running" if live else status, workflow, parent)
+    query, params = _listing(source, wanted, paged=not live)
     rows = db.execute(query, params if live else (*params, *page))
     runs = [run_row(row) for row in rows]
     for run in runs:
@@ -255,19 +259,17 @@ def listed(
 
 
 def _listing(
-    source: tuple[str, str, str], status: str | None, workflow: str | None, *, paged: bool
+    source: tuple[str, str, str], wanted: tuple[str | None, ...], *, paged: bool
 ) -> tuple[str, list[object]]:
     """The query of ``list_runs`` (with ``LIMIT``/``OFFSET`` markers when ``paged``) and its
-    filters' parameters."""
+    filters' parameters (``wanted``: status, workflow, parent run; None: any)."""
     table, columns, mark = source
     where: list[str] = []
     params: list[object] = []
-    if status is not None:
-        where.append(f"status = {mark}")
-        params.append(status)
-    if workflow is not None:
-        where.append(f"workflow = {mark}")
-        params.append(workflow)
+    for column, value in zip(("status", "workflow", "parent_run_id"), wanted, strict=True):
+        if value is not None:
+            where.append(f"{column} = {mark}")
+            params.append(value)
     clause = f"WHERE {' AND '.join(where)} " if where else ""
     paging = f" LIMIT {mark} OFFSET {mark}" if paged else ""
     query = f"SELECT {columns} FROM {table} {clause}ORDER BY started_at DESC, run_id DESC{paging}"

@@ -60,7 +60,9 @@ class RunRow:
     ``stalled`` counts the claims since a node of it last finished (poison runs);
     ``timeout`` is the run's deadline in seconds, which every execution of it applies from its
     start; ``source`` says where the workflow's code lives (``"/abs/app.py:wf"``,
-    ``"pkg.mod:wf"``, or a module, ``"pkg.mod"``, that defines it)."""
+    ``"pkg.mod:wf"``, or a module, ``"pkg.mod"``, that defines it); a child run (of a
+    sub-workflow node) names its ``parent_run_id`` and ``parent_node`` (``node[i]`` for a map
+    item)."""
 
     run_id: str
     workflow: str
@@ -81,6 +83,8 @@ class RunRow:
     timeout: float | None = None
     source: str | None = None
     nodes: list[NodeRow] = field(default_factory=list)
+    parent_run_id: str | None = None
+    parent_node: str | None = None
 
 
 def deadline_error(workflow: str, timeout: float) -> dict[str, str]:
@@ -226,9 +230,9 @@ def node_rows(run_id: str, batches: list[str]) -> list[NodeRow]:
 def run_row(row: tuple[Any, ...]) -> RunRow:
     """A run from a store's row of its columns (``run_id, workflow, input, definition, status,
     attempts, error, output, started_at, finished_at, retry_due, owner, lease_until, claim,
-    cancel, stalled, timeout, source``)."""
+    cancel, stalled, timeout, source, parent_run_id, parent_node``)."""
     run_id, workflow, input, definition, status, attempts, error, output, *rest = row
-    started, finished, due, owner, lease, claim, cancel, stalled, timeout, source = rest
+    started, finished, due, owner, lease, claim, cancel, stalled, timeout, source, *parent = rest
     return RunRow(
         run_id,
         workflow,
@@ -248,6 +252,8 @@ def run_row(row: tuple[Any, ...]) -> RunRow:
         stalled,
         timeout,
         source,
+        parent_run_id=parent[0],
+        parent_node=parent[1],
     )
 
 
@@ -263,6 +269,8 @@ def new_values(run: RunRow) -> tuple[Any, ...]:
         run.started_at,
         run.timeout,
         run.source,
+        run.parent_run_id,
+        run.parent_node,
     )
 
 

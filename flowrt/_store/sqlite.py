@@ -227,7 +227,8 @@ class SQLiteStore(SQLiteMail, Closing):
             with db:
                 db.execute("BEGIN IMMEDIATE")
                 inserted = db.execute(
-                    f"INSERT OR IGNORE INTO runs ({NEW}) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
+                    f"INSERT OR IGNORE INTO runs ({NEW}) "
+                    "VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
                     new_values(run),
                 )
                 return inserted.rowcount == 1
@@ -289,12 +290,13 @@ class SQLiteStore(SQLiteMail, Closing):
         *,
         workflow: str | None = None,
         offset: int = 0,
+        parent: str | None = None,
     ) -> list[RunRow]:
         """See ``RunStore.list_runs``."""
 
         def read(db: sqlite3.Connection) -> list[RunRow]:
             source = ("runs", COLUMNS, "?")
-            return listed(db, source, time.time(), (status, workflow), (limit, offset))
+            return listed(db, source, time.time(), (status, workflow, parent), (limit, offset))
 
         return await self._call(read)
 
@@ -366,7 +368,7 @@ def _reclaim(db: sqlite3.Connection) -> None:
 def _insert(db: sqlite3.Connection, run: RunRow, owner: str, lease: float) -> None:
     db.execute(
         f"INSERT INTO runs ({NEW}, owner, lease_until, claim, stalled) "
-        "VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, 1, 1)",
+        "VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, 1, 1)",
         (*new_values(run), owner, lease),
     )
 

@@ -58,20 +58,29 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE runs ADD COLUMN source TEXT",
     ),
     (  # 4: each run's mailbox of signals, and its wait and sleep nodes with their due times;
-        # parked runs found by due time (a claim skips the many parked runs not due)
+        # parked runs found by due time (a claim skips the many parked runs not due); a child
+        # run's parent run and node
         SIGNALS.format(prefix=""),
         SIGNAL_KEYS.format(prefix=""),
         WAITS.format(prefix=""),
         PARKED.format(prefix=""),
+        "ALTER TABLE runs ADD COLUMN parent_run_id TEXT",
+        "ALTER TABLE runs ADD COLUMN parent_node TEXT",
+        "CREATE INDEX IF NOT EXISTS runs_parent ON runs (parent_run_id) "
+        "WHERE parent_run_id IS NOT NULL",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 COLUMNS = (
     "run_id, workflow, input, definition, status, attempts, error, output, started_at, "
-    "finished_at, retry_due, owner, lease_until, claim, cancel, stalled, timeout, source"
+    "finished_at, retry_due, owner, lease_until, claim, cancel, stalled, timeout, source, "
+    "parent_run_id, parent_node"
 )
 # A new run's columns (the rest take their defaults).
-NEW = "run_id, workflow, input, definition, status, attempts, started_at, timeout, source"
+NEW = (
+    "run_id, workflow, input, definition, status, attempts, started_at, timeout, source, "
+    "parent_run_id, parent_node"
+)
 # An owner's writes: they renew its lease, reset ``stalled`` when a node finished, and return a
 # pending cancel request (no row: another owner holds the run).
 UPDATE_RUN = (
