@@ -14,6 +14,7 @@ cancellation is delivered.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections.abc import Callable, Sequence
@@ -26,6 +27,7 @@ from psycopg_pool import ConnectionPool
 
 from ._errors import LeaseLost
 from ._store import claims as _claims
+from ._store import family as _family
 from ._store.claims import CancelOutcome, Dialect
 from ._store.postgres_db import (
     db_now,
@@ -36,7 +38,7 @@ from ._store.postgres_db import (
     notified,
     on_database_clock,
 )
-from ._store.postgres_mail import PostgresMail, wake
+from ._store.postgres_mail import PostgresMail, parent_woken, wake
 from ._store.postgres_sql import (
     COLUMNS,
     MIGRATIONS,
@@ -207,7 +209,10 @@ class PostgresStore(PostgresMail, Closing):
                 if len(updated) != 1:
                     raise LeaseLost(run_id)  # rolls back: nothing written
                 if release and run is not None and run.status == "waiting":
-                    wake(db, run_id)  # a signal it did not see yet
+                    wake(db, run_id)  # a signal it did not see yet, or a child that ended
+                if run is not None and release:
+                    parent = _family.child_ended(db, _SQL, run, db_now(db))
+                    parent_woken(db, [parent] if parent else [])
                 if records:
                     db.execute(
                         "INSERT INTO flowrt_node_batches (run_id, attempt, records) "
@@ -340,9 +345,14 @@ class PostgresStore(PostgresMail, Closing):
 
         def cancel(db: psycopg.Connection[Any]) -> CancelOutcome:
             with db.transaction():
-                found = load(db, run_id, lock=True)
+                found = (run_id, load(db, run_id, lock=True))
                 request = {"reason": reason or "", "by": by}
-                return _claims.cancel(db, _SQL, run_id, found, db_now(db), request)
+                locked = functools.partial(load, lock=True)
+                outcome, parents = _family.cancel_family(
+                    db, _SQL, found, locked, db_now(db), request
+                )
+                parent_woken(db, parents)
+                return outcome
 
         return await self._call(cancel)
 

@@ -6,6 +6,8 @@ one, its output taken as the node's and its failure raised as the node's error."
 from __future__ import annotations
 
 import builtins
+import contextlib
+import math
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -15,15 +17,19 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .._definition import Definition
-from .._errors import DefinitionError, FlowError, InputError, RunInProgress
+from .._errors import DefinitionError, FlowError, InputError, RunCancelled, RunInProgress
 from .._nodes import AnyNode, SubSpec
 from .._resolve import compile_value, environment
 from .context import CURRENT
 from .ended import result_of
+from .observe import Wait
+from .result import stored_result
 
 if TYPE_CHECKING:
     from .._models import ErrorInfo, RunResult
     from .._store.protocol import RunStore
+    from .attempt import RunState
+    from .durable import DurableRun
 
 WHOLE = "__input__"
 """The input key of a child's input given as one selector or template (not a dict)."""
@@ -90,11 +96,52 @@ def _check_child(node: str, child: Definition) -> None:
 
 @dataclass(slots=True)
 class Parent:
-    """What the children of a run share: the run's store (None: children run in memory), and
-    the run ids its sub-workflow nodes gave their children (``NodeResult.child_run_id``)."""
+    """What the children of a run share: the run's store (None: children run in memory), the
+    run ids its sub-workflow nodes gave their children (``NodeResult.child_run_id``), and,
+    in a worker (``queued``: its durable run and state), the nodes waiting for children."""
 
     store: RunStore | None
     children: dict[str, str] = field(default_factory=dict)
+    queued: tuple[DurableRun, RunState] | None = None
+    inflight: dict[str, int] = field(default_factory=dict)  # node -> items in run_child
+    waiting: dict[str, int] = field(default_factory=dict)  # node -> items waiting for a child
+    announced: dict[str, Wait] = field(default_factory=dict)
+
+    @contextmanager
+    def running(self, node: str) -> Iterator[None]:
+        """A node (or map item) is in ``run_child``."""
+        self.inflight[node] = self.inflight.get(node, 0) + 1
+        try:
+            yield
+        finally:
+            self.inflight[node] -= 1
+            self._announce(node)
+
+    @contextmanager
+    def awaiting(self, node: str) -> Iterator[None]:
+        """A node (or map item) waits for its child: once every item of the node in flight
+        does, the node waits (its scheduler may park the run)."""
+        self.waiting[node] = self.waiting.get(node, 0) + 1
+        try:
+            self._announce(node)
+            yield
+        finally:
+            self.waiting[node] -= 1
+            wait = self.announced.pop(node, None)
+            if wait is not None and self.queued is not None:
+                scheduler = self.queued[1].scheduler
+                if scheduler is not None:
+                    scheduler.woke(wait)
+
+    def _announce(self, node: str) -> None:
+        count = self.waiting.get(node, 0)
+        if self.queued is None or not count or count < self.inflight.get(node, 0):
+            return
+        scheduler = self.queued[1].scheduler
+        if node in self.announced or scheduler is None:
+            return
+        wait = self.announced[node] = Wait("child", math.inf, math.inf)
+        scheduler.node_waits(node, wait)
 
 
 PARENT: ContextVar[Parent | None] = ContextVar("flowrt_parent", default=None)
@@ -103,10 +150,13 @@ SPAWNING: ContextVar[tuple[str, str] | None] = ContextVar("flowrt_spawning", def
 
 
 @contextmanager
-def parented(children: bool, store: RunStore | None) -> Iterator[Parent]:
+def parented(children: bool, durable: DurableRun | None, state: RunState) -> Iterator[Parent]:
     """The context of a run's children while it executes (set only when it has sub-workflow
-    nodes): its store, and the ids its nodes give their children."""
-    parent = Parent(store)
+    nodes): its store, the ids its nodes give their children, and for a worker's run
+    (``handover``) what parks it while its children run on any worker."""
+    parent = Parent(None if durable is None else durable.store)
+    if durable is not None and durable.handover:
+        parent.queued = (durable, state)
     token = PARENT.set(parent) if children else None
     try:
         yield parent
@@ -152,15 +202,16 @@ async def run_child(spec: SubSpec, input: Any) -> Any:
         why = f"the child's input must be an object, got {type(input).__name__}"
         raise InputError(why, node=node, field="input")
     child_id = _child_id(spec, run_id, node, item, input)
-    parent = PARENT.get()
-    store = None if parent is None else parent.store
-    if parent is not None and item is None:
+    parent = PARENT.get() or Parent(None)
+    if item is None:
         parent.children[node] = child_id
-    token = SPAWNING.set((run_id, node if item is None else f"{node}[{item}]"))
+    key = node if item is None else f"{node}[{item}]"
+    token = SPAWNING.set((run_id, key))
     try:
         if spec.detach:
-            return await _detached(spec, input, child_id, store)
-        result = await _child_result(spec.workflow, input, child_id, store, attempt)
+            return await _detached(spec, input, child_id, parent.store)
+        with parent.running(node):
+            result = await _child_result(spec.workflow, input, (child_id, key), parent, attempt)
     finally:
         SPAWNING.reset(token)
     if result.status != "success":
@@ -182,26 +233,90 @@ async def _detached(spec: SubSpec, input: Any, child_id: str, store: Any) -> Any
 
 
 async def _child_result(
-    child: Any, input: Any, child_id: str, store: RunStore | None, attempt: int
+    child: Any, input: Any, ids: tuple[str, str], parent: Parent, attempt: int
 ) -> RunResult:
     """The child's result: run in memory; or in the store, where an ended child is taken as
-    stored (a failed one resumed by the node's retry), an interrupted or cancelled one resumed,
-    and one a live process owns waited for. Its deadline is what remains of the node's."""
+    stored (a failed or cancelled one resumed by the node's retry), an interrupted or
+    cancelled one resumed, and one a live process owns waited for; in a worker, the child is
+    queued for any worker and waited for (``_queued``). Its deadline is what remains of the
+    node's."""
     deadline = anyio.current_effective_deadline()
     left = None if deadline == float("inf") else max(0.0, deadline - anyio.current_time())
+    child_id, store = ids[0], parent.store
     if store is None:
         result: RunResult = await child.run(input, run_id=child_id, timeout=left)
         return result
     if attempt > 1:
         stored = await store.load_run(child_id)
-        if stored is not None and stored.status == "failure":
+        if stored is not None and stored.status in ("failure", "cancelled"):
             resumed: RunResult = await child.resume(child_id, store=store, timeout=left)
             return resumed
+    if parent.queued is not None:
+        return await _queued(child, input, ids, parent, left)
     try:
         ran: RunResult = await child.run(input, run_id=child_id, store=store, timeout=left)
         return ran
     except RunInProgress:
         return await result_of(store, child_id, left)
+
+
+async def _queued(
+    child: Any, input: Any, ids: tuple[str, str], parent: Parent, left: float | None
+) -> RunResult:
+    """In a worker: queue the child for any worker (once: its id is its key), record the wait,
+    and wait for its end (a notification, or every ``poll_seconds``); the run parks meanwhile
+    when all its running nodes wait. Stopped otherwise than by parking (a cancel, a deadline,
+    a timeout), the node cancels its child (and so the child's own children)."""
+    assert parent.queued is not None
+    durable, state = parent.queued
+    store, run_id = durable.store, durable.row.run_id
+    child_id, key = ids
+    await child.submit(input, store=store, run_id=child_id, timeout=left)
+    await store.await_child(run_id, durable.attempt, key, child_id)
+    try:
+        result = await _ended(store, child_id)
+        if result is None:  # not yet: the node waits (and the run may park)
+            with parent.awaiting(key.partition("[")[0]):
+                result = await _until_ended(store, child_id, run_id)
+    except BaseException:
+        if not state.parking and not durable.lost:
+            with anyio.CancelScope(shield=True):
+                await _cancel_child(store, child_id, run_id)
+        raise
+    await store.end_wait(run_id, durable.attempt, key)
+    return result
+
+
+async def _until_ended(store: RunStore, child_id: str, parent_id: str) -> RunResult:
+    """The stored child's result once it has ended: looked at whenever its end may have been
+    notified, and every ``poll_seconds``."""
+    while True:
+        await store.wait_for_signal(parent_id, store.poll_seconds)
+        result = await _ended(store, child_id)
+        if result is not None:
+            return result
+
+
+async def _ended(store: RunStore, child_id: str) -> RunResult | None:
+    """The stored child's result if it has ended, else None.
+
+    Raises:
+        RunCancelled: it was cancelled.
+    """
+    found = await store.load_run(child_id)
+    if found is not None and found.status in ("success", "failure"):
+        return stored_result(found)
+    if found is not None and found.status == "cancelled":
+        error = found.error or {}
+        raise RunCancelled(child_id, error.get("message", "cancelled"), error.get("by"))
+    return None
+
+
+async def _cancel_child(store: RunStore, child_id: str, parent_id: str) -> None:
+    with contextlib.suppress(FlowError):  # ended meanwhile, or gone
+        await store.cancel(
+            child_id, reason=f"its parent run {parent_id!r} was stopped", by=f"run {parent_id}"
+        )
 
 
 _FAILURES: dict[str, type[Exception]] = {}

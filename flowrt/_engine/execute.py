@@ -71,8 +71,7 @@ async def execute(
     state = _state(ex, listeners, instruments, rng)
     for observer in state.observers:
         observer.run_started(ex.attempts + 1)
-    store = None if ex.durable is None else ex.durable.store
-    with parented(ex.plan.children, store) as parent:
+    with parented(ex.plan.children, ex.durable, state) as parent:
         scheduler, attempts, error = await _carried_out(ex, state)
     result = run_result(
         ex.plan,

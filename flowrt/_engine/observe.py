@@ -26,7 +26,7 @@ class Wait:
     names the failure it follows (``error``, ``{type, message}``); a wait node, its
     ``signal``; a sleep node waits for time alone."""
 
-    kind: Literal["retry", "signal", "sleep"]
+    kind: Literal["retry", "signal", "sleep", "child"]
     seconds: float
     due: float
     error: Mapping[str, str] | None = None

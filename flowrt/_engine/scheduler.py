@@ -124,9 +124,14 @@ class Scheduler:
         ctx = self.ctx
         if ctx.park_after is not None and wait.seconds >= ctx.park_after:
             self.long += 1
-            if self.long >= self.running and ctx.scope is not None and not ctx.parking:
-                ctx.parking = True
-                ctx.scope.cancel()
+            self._park_if_all_wait()
+
+    def _park_if_all_wait(self) -> None:
+        """Park the run (a worker's) when every running node is in a long wait."""
+        ctx = self.ctx
+        if self.long >= self.running and ctx.scope is not None and not ctx.parking:
+            ctx.parking = True
+            ctx.scope.cancel()
 
     def node_waits(self, node: str, wait: Wait) -> None:
         """Running node ``node`` (a wait or a sleep node) waits: see ``waiting``."""
@@ -191,11 +196,19 @@ class Scheduler:
             state.duration = end - start
             self.running -= 1
             i = self._finish(i, state)
-            if self.queue:
-                self._drain()
+            if self.queue or self.long:
+                self._after(i)
             if i is not None and end - turn > YIELD_AFTER:
                 await ctx.checkpoint()  # let the loop run others before the next node
                 turn = clock()
+
+    def _after(self, follow: int | None) -> None:
+        """After a node's end: start queued nodes; park the run if the nodes left running all
+        wait long (and this task has no node to run next)."""
+        if self.queue:
+            self._drain()
+        if self.long and follow is None:
+            self._park_if_all_wait()
 
     def _drain(self) -> None:
         """Start queued nodes while the concurrency cap allows."""

@@ -101,14 +101,18 @@ def send(
 
 
 def wake(db: Connection, d: Dialect, run_id: str, now: float) -> bool:
-    """Make run ``run_id`` due at ``now`` if it is ``waiting`` with an open wait whose signal
-    is in its mailbox, unconsumed; whether it did."""
+    """Make run ``run_id`` due at ``now`` if it is ``waiting`` (parked) with an open wait
+    whose signal is in its mailbox, unconsumed, or whose child run has ended; whether it
+    did."""
     m, runs, waits, signals = d.mark, d.table, d.named("waits"), d.named("signals")
     woken = db.execute(
         f"UPDATE {runs} SET retry_due = {m} WHERE run_id = {m} AND status = 'waiting' "
-        f"AND EXISTS (SELECT 1 FROM {waits} AS w JOIN {signals} AS s ON s.run_id = w.run_id "
-        "AND s.name = w.signal AND s.consumed_by IS NULL "
-        f"WHERE w.run_id = {runs}.run_id AND w.attempt = {runs}.attempts AND w.ended = 0)",
+        f"AND (EXISTS (SELECT 1 FROM {waits} AS w JOIN {signals} AS s "
+        "ON s.run_id = w.run_id AND s.name = w.signal AND s.consumed_by IS NULL "
+        f"WHERE w.run_id = {runs}.run_id AND w.attempt = {runs}.attempts AND w.ended = 0) "
+        f"OR EXISTS (SELECT 1 FROM {waits} AS w JOIN {runs} AS c ON c.run_id = w.child "
+        f"WHERE w.run_id = {runs}.run_id AND w.attempt = {runs}.attempts AND w.ended = 0 "
+        "AND c.status IN ('success', 'failure', 'cancelled')))",
         (now, run_id),
     )
     return bool(woken.rowcount)
@@ -248,7 +252,8 @@ def waits_of(db: Connection, d: Dialect, run_id: str) -> list[OpenWait]:
         f"SELECT w.node, w.signal, w.due FROM {d.named('waits')} AS w "
         f"JOIN {runs} AS r ON r.run_id = w.run_id AND r.attempts = w.attempt "
         f"JOIN {d.named('nodes')} AS n ON n.run_id = w.run_id AND n.name = w.node "
-        f"WHERE w.run_id = {m} AND w.ended = 0 AND n.status = 'waiting' ORDER BY w.node",
+        f"WHERE w.run_id = {m} AND w.ended = 0 AND w.child IS NULL AND n.status = 'waiting' "
+        "ORDER BY w.node",
         (run_id,),
     ).fetchall()
     return [OpenWait(r[0], r[1], None if r[2] is None else float(r[2])) for r in rows]

@@ -15,6 +15,7 @@ import anyio
 import anyio.to_thread
 import psycopg
 
+from . import family as _family
 from . import mailbox as _mail
 from .claims import Dialect
 from .mailbox import Decided, OpenWait, StoredSignal
@@ -41,6 +42,15 @@ def wake(db: psycopg.Connection[Any], run_id: str) -> None:
     """``_mail.wake`` for a run its owner parks, waking idle workers when it is due now."""
     if _mail.wake(db, _SQL, run_id, db_now(db)):
         db.execute("NOTIFY flowrt_work")
+
+
+def parent_woken(db: psycopg.Connection[Any], parents: Sequence[str]) -> None:
+    """Parents that a child's end concerns: those waiting in a process look now
+    (``flowrt_signal``), and idle workers take those it made due (``flowrt_work``)."""
+    for parent in parents:
+        db.execute("SELECT pg_notify('flowrt_signal', %s)", (parent,))
+        if _woken(db, parent):
+            db.execute("NOTIFY flowrt_work")
 
 
 def _woken(db: psycopg.Connection[Any], run_id: str) -> bool:
@@ -106,6 +116,14 @@ class PostgresMail:
         """See ``RunStore.take_signal``."""
         return await self._write(lambda db: _mail.take(db, _SQL, wait, token, db_now(db), records))
 
+    async def await_child(self, run_id: str, attempt: int, node: str, child: str) -> None:
+        """See ``RunStore.await_child``."""
+        await self._write(lambda db: _family.await_child(db, _SQL, (run_id, attempt, node, child)))
+
+    async def end_wait(self, run_id: str, attempt: int, node: str) -> None:
+        """See ``RunStore.end_wait``."""
+        await self._write(lambda db: _family.end_wait(db, _SQL, (run_id, attempt, node)))
+
     async def signals(self, run_id: str) -> list[StoredSignal]:
         """See ``RunStore.signals``."""
         return await self._call(lambda db: _mail.signals_of(db, _SQL, run_id))
@@ -157,4 +175,4 @@ class PostgresMail:
         return self._signal_listener
 
 
-__all__: Sequence[str] = ["PostgresMail", "notices", "send", "wake"]
+__all__: Sequence[str] = ["PostgresMail", "notices", "parent_woken", "send", "wake"]

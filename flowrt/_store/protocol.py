@@ -174,6 +174,13 @@ class RunStore(Protocol):
         starts, due in ``seconds`` (None: never) on the store's clock, unless it started
         before: the first due time holds. Returns the seconds left until it (None: never)."""
 
+    async def await_child(self, run_id: str, attempt: int, node: str, child: str) -> None:
+        """Node (or map item) ``node`` of workflow attempt ``attempt`` waits for child run
+        ``child``: while the run is parked, the child's end makes it due."""
+
+    async def end_wait(self, run_id: str, attempt: int, node: str) -> None:
+        """The wait of ``node`` (a child's) is over."""
+
     async def take_signal(
         self,
         wait: tuple[str, int, str, str],

@@ -20,6 +20,7 @@ import anyio.to_thread
 
 from .._errors import LeaseLost, StoreTooNew
 from . import claims as _claims
+from . import family as _family
 from . import mailbox as _mail
 from .claims import CancelOutcome, Dialect
 from .protocol import Claim, Closing, listed
@@ -209,7 +210,9 @@ class SQLiteStore(SQLiteMail, Closing):
                 if len(updated) != 1:
                     raise LeaseLost(run_id)  # rolls back: nothing written
                 if release and run is not None and run.status == "waiting":
-                    _mail.wake(db, _SQL, run_id, time.time())  # a signal it did not see yet
+                    _mail.wake(db, _SQL, run_id, time.time())  # a signal or a child's end
+                if release and run is not None:
+                    _family.child_ended(db, _SQL, run, time.time())
                 if records:
                     db.execute(
                         "INSERT INTO node_batches (run_id, attempt, records) VALUES (?, ?, ?)",
@@ -326,9 +329,10 @@ class SQLiteStore(SQLiteMail, Closing):
         def cancel(db: sqlite3.Connection) -> CancelOutcome:
             with db:
                 db.execute("BEGIN IMMEDIATE")
-                found = _load(db, run_id)
+                found = (run_id, _load(db, run_id))
                 request = {"reason": reason or "", "by": by}
-                return _claims.cancel(db, _SQL, run_id, found, time.time(), request)
+                family = _family.cancel_family(db, _SQL, found, _load, time.time(), request)
+                return family[0]
 
         return await self._call(cancel)
 

@@ -11,6 +11,7 @@ from typing import TypeVar
 
 import anyio
 
+from . import family as _family
 from . import mailbox as _mail
 from .claims import Dialect
 from .mailbox import Decided, OpenWait, StoredSignal
@@ -65,6 +66,16 @@ class SQLiteMail:
     ) -> Decided | None:
         """See ``RunStore.take_signal``."""
         return await self._write(lambda db, now: _mail.take(db, _SQL, wait, token, now, records))
+
+    async def await_child(self, run_id: str, attempt: int, node: str, child: str) -> None:
+        """See ``RunStore.await_child``."""
+        await self._write(
+            lambda db, now: _family.await_child(db, _SQL, (run_id, attempt, node, child))
+        )
+
+    async def end_wait(self, run_id: str, attempt: int, node: str) -> None:
+        """See ``RunStore.end_wait``."""
+        await self._write(lambda db, now: _family.end_wait(db, _SQL, (run_id, attempt, node)))
 
     async def signals(self, run_id: str) -> list[StoredSignal]:
         """See ``RunStore.signals``."""

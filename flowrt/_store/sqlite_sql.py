@@ -29,7 +29,7 @@ SIGNAL_KEYS = (
 )
 WAITS = """CREATE TABLE IF NOT EXISTS {prefix}waits (
     run_id TEXT NOT NULL, attempt INTEGER NOT NULL, node TEXT NOT NULL, signal TEXT,
-    due DOUBLE PRECISION, ended INTEGER NOT NULL DEFAULT 0, seq INTEGER,
+    due DOUBLE PRECISION, ended INTEGER NOT NULL DEFAULT 0, seq INTEGER, child TEXT,
     PRIMARY KEY (run_id, attempt, node))"""
 PARKED = "CREATE INDEX IF NOT EXISTS {prefix}runs_parked ON {prefix}runs (status, retry_due)"
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
