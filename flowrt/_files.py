@@ -86,13 +86,24 @@ class SleepFile(_File):
     until: Any = None
 
 
+class ChildCall(_File):
+    """A child workflow named by where its object lives: ``{call: "pkg.mod:kyc"}``."""
+
+    call: CallRef
+
+
 class NodeFile(_File):
-    """One node: ``call`` (a task, or with ``map``/``loop``), ``choice``, ``wait`` or
-    ``sleep``."""
+    """One node: ``call`` (a task, or with ``map``/``loop``), ``choice``, ``wait``, ``sleep``
+    or ``workflow`` (a sub-workflow: a file relative to this one, ``{call: "pkg.mod:wf"}``,
+    or the child written inline; with ``map``, one child per item)."""
 
     name: str
     description: str | None = None
     call: CallRef | None = None
+    workflow: str | ChildCall | dict[str, Any] | None = None
+    input: Any = None
+    run_id: str | None = None
+    detach: bool = False
     choice: dict[str, ConditionData | None] | None = None
     wait: WaitFile | None = None
     sleep: SleepFile | None = None
@@ -106,11 +117,13 @@ class NodeFile(_File):
 
     @model_validator(mode="after")
     def _one_kind(self) -> Self:
-        kinds = [self.call, self.choice, self.wait, self.sleep]
+        kinds = [self.call, self.choice, self.wait, self.sleep, self.workflow]
         if sum(kind is not None for kind in kinds) != 1:
-            raise ValueError("a node has one of `call`, `choice`, `wait` or `sleep`")
-        if self.call is None and (self.map or self.loop or self.inputs):
-            raise ValueError("only a `call` node takes `map`, `loop` or `inputs`")
+            raise ValueError("a node has one of `call`, `choice`, `wait`, `sleep` or `workflow`")
+        if self.call is None and (self.loop or self.inputs):
+            raise ValueError("only a `call` node takes `loop` or `inputs`")
+        if self.call is None and self.workflow is None and self.map:
+            raise ValueError("only a `call` or `workflow` node takes `map`")
         if self.map is not None and self.loop is not None:
             raise ValueError("a node is a map or a loop, not both")
         return self

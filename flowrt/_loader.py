@@ -32,6 +32,7 @@ from ._files import (
     NodeFile,
     WorkflowFile,
 )
+from ._loader_children import add_child, child_data
 from ._models import ErrorHandling, WorkflowRetry, place, reason
 from ._nodes import AnyNode, Choice, Node
 
@@ -103,6 +104,9 @@ def _add(wf: Definition, spec: NodeFile, where: str) -> None:
         return
     if spec.wait is not None or spec.sleep is not None:
         _add_waiting(wf, spec, where, options)
+        return
+    if spec.workflow is not None:
+        add_child(wf, spec, where, options, (from_dict, load_call, read_yaml))
         return
     _add_call(wf, spec, where, options)
 
@@ -301,6 +305,8 @@ def _kind_data(node: AnyNode) -> dict[str, Any]:
         return {"choice": _options_data(node)}
     if node.kind in ("wait", "sleep"):
         return _waiting_data(node)
+    if node.sub is not None:
+        return child_data(node)
     data: dict[str, Any] = {"call": _ref(node.fn, node.name, node.call)}
     if node.map is not None:
         data["map"] = {

@@ -141,7 +141,9 @@ class Node(Generic[P, R]):
         self.wait: WaitSpec | None = None
         self.sleep: SleepSpec | None = None
         self.sub: SubSpec | None = None
-        self.call: str | None = None  # "package.module:function", for nodes loaded from data
+        # "package.module:function" for nodes loaded from data (a sub-workflow node: its
+        # file, or {"call": ...})
+        self.call: Any = None
         if fn is not None:  # the function's name, docstring and signature (inspect.signature)
             functools.update_wrapper(self, fn, updated=())
 

@@ -25,6 +25,7 @@ from ._engine.stream import EventStream
 from ._errors import DefinitionError, FlowError, RunNotFound
 from ._executors import ExecutorSpec
 from ._loader import from_dict, located, read_yaml, to_dict
+from ._loader_children import loading
 from ._models import Event, RunResult, SignalSent, WorkflowRetry
 from ._source import defined_in
 from ._store.claims import CancelOutcome
@@ -130,7 +131,8 @@ class Workflow(Definition):
         Raises:
             DefinitionError: the file cannot be read or parsed, or its content is invalid.
         """
-        return cls.from_dict(read_yaml(path))
+        with loading(path):
+            return cls.from_dict(read_yaml(path))
 
     def to_dict(self) -> dict[str, Any]:
         """The workflow as plain data that ``from_dict`` reads back.

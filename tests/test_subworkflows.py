@@ -6,12 +6,14 @@ stored links between parent and child, and definition errors."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+import yaml
 from conftest import open_store
 
 from flowrt import (
@@ -370,3 +372,71 @@ async def test_the_exception_behind_a_failed_child_is_of_its_type() -> None:
     assert isinstance(cause, ConnectionError)
     assert isinstance(cause, FlowError)
     assert getattr(cause, "child_run_id", None) == "on-15:kyc"
+
+
+KYC_YAML = """
+name: kyc_file
+nodes:
+  - name: check
+    call: "builtins:str"
+    inputs: {object: "$.input.customer"}
+"""
+ONBOARD_YAML = """
+name: onboard_file
+nodes:
+  - name: kyc
+    workflow: children/kyc.yaml
+    input: {customer: "$.input.customer"}
+  - name: all
+    workflow: children/kyc.yaml
+    map: {items: "$.input.customers", concurrency: 2}
+  - name: by_call
+    workflow: {call: "test_subworkflows:PY_CHILD"}
+  - name: inline
+    workflow: {name: inline_child, nodes: [{name: one, call: "builtins:len", inputs: {obj: [1]}}]}
+"""
+PY_CHILD = Workflow("py_child")
+PY_CHILD.node(lambda: "from python", name="hello")
+
+
+async def test_yaml_sub_workflows_load_run_and_round_trip(tmp_path: Path) -> None:
+    (tmp_path / "children").mkdir()
+    (tmp_path / "children" / "kyc.yaml").write_text(KYC_YAML, encoding="utf-8")
+    (tmp_path / "onboard.yaml").write_text(ONBOARD_YAML, encoding="utf-8")
+    wf = Workflow.from_yaml(tmp_path / "onboard.yaml")
+    data = wf.to_dict()
+    assert data["nodes"][0]["workflow"] == "children/kyc.yaml"
+    assert data["nodes"][1]["map"]["concurrency"] == 2
+    assert data["nodes"][2]["workflow"] == {"call": "test_subworkflows:PY_CHILD"}
+    assert data["nodes"][3]["workflow"]["name"] == "inline_child"
+    result = await wf.run({"customer": "ana", "customers": [{"customer": "bo"}]}, run_id="y-1")
+    assert result.status == "success"
+    assert result.nodes["kyc"].output == {"check": "ana"}
+    assert result.nodes["all"].output[0]["output"] == {"check": "bo"}
+    assert result.nodes["by_call"].output == {"hello": "from python"}
+    assert result.nodes["inline"].output == {"one": 1}
+    again = tmp_path / "again.yaml"
+    again.write_text(yaml.safe_dump(data), encoding="utf-8")
+    assert Workflow.from_yaml(again).to_dict() == data
+
+
+def test_a_python_child_is_written_inline() -> None:
+    wf = Workflow("parent")
+    child = Workflow("child")
+    child.node(math.floor, name="floor", inputs={"x": 1.5})
+    wf.subworkflow(child, name="kid", input={"x": "$.input.x"}, detach=False)
+    data = wf.to_dict()
+    assert data["nodes"][0]["workflow"] == child.to_dict()
+    assert data["nodes"][0]["input"] == {"x": "$.input.x"}
+    assert Workflow.from_dict(data).to_dict() == data
+
+
+def test_recursive_workflow_files_are_a_definition_error(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(
+        "name: a\nnodes: [{name: to_b, workflow: b.yaml}]\n", encoding="utf-8"
+    )
+    (tmp_path / "b.yaml").write_text(
+        "name: b\nnodes: [{name: to_a, workflow: a.yaml}]\n", encoding="utf-8"
+    )
+    with pytest.raises(DefinitionError, match=r"a\.yaml -> b\.yaml -> a\.yaml"):
+        Workflow.from_yaml(tmp_path / "a.yaml")
