@@ -440,3 +440,43 @@ def test_recursive_workflow_files_are_a_definition_error(tmp_path: Path) -> None
     )
     with pytest.raises(DefinitionError, match=r"a\.yaml -> b\.yaml -> a\.yaml"):
         Workflow.from_yaml(tmp_path / "a.yaml")
+
+
+LINKED_CHILD = Workflow("linked_child")
+LINKED_CHILD.node(lambda: 1, name="one")
+LINKED = Workflow("linked_parent")
+LINKED.subworkflow(LINKED_CHILD, name="kid")
+LINKED.map(LINKED_CHILD, name="each", items="$.input.items")
+
+
+async def test_the_viewer_and_runs_show_link_parent_and_children(tmp_path: Path) -> None:
+    import sys
+
+    import httpx
+    from fastapi import FastAPI
+
+    from flowrt import SQLiteStore
+    from flowrt._web.pages import viewer_router
+
+    async with SQLiteStore(tmp_path / "runs.db") as store:
+        await LINKED.run({"items": [{}, {}]}, run_id="lk", store=store)
+        app = FastAPI()
+        app.include_router(viewer_router(store, [LINKED, LINKED_CHILD]))
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            parent = (await client.get("/ui/runs/lk")).text
+            child = (await client.get("/ui/runs/lk:each[1]")).text
+    assert '<a href="../../ui/runs/lk%3Akid">lk:kid</a> node kid' in parent
+    assert '<a href="../../ui/runs/lk%3Aeach%5B1%5D">lk:each[1]</a> node each[1]' in parent
+    assert 'Child run of <a href="../../ui/runs/lk">lk</a> (node each[1])' in child
+    flowrt_cli = str(Path(sys.executable).parent / "flowrt")
+    shown = await anyio.run_process(
+        [flowrt_cli, "runs", "show", "lk", "--store", str(tmp_path / "runs.db")]
+    )
+    lines = shown.stdout.decode().splitlines()
+    assert "child run lk:kid (node kid): success" in lines
+    assert "child run lk:each[0] (node each[0]): success" in lines
+    shown_child = await anyio.run_process(
+        [flowrt_cli, "runs", "show", "lk:kid", "--store", str(tmp_path / "runs.db")]
+    )
+    assert "child of run lk (node kid)" in shown_child.stdout.decode()

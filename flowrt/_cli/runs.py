@@ -145,6 +145,18 @@ def _cancel(store: AnyStore, run_id: str, reason: str | None) -> int:
     return 0
 
 
+def _show(store: AnyStore, run: RunRow) -> None:
+    """``runs show``: the run, its parent and its child runs, and its trace table."""
+    print(f"run {run.run_id} of workflow {run.workflow!r}: {run.status}")
+    if run.parent_run_id:
+        print(f"child of run {run.parent_run_id} (node {run.parent_node})")
+    children = anyio.run(lambda: store.list_runs(limit=500, parent=run.run_id))
+    for child in sorted(children, key=lambda found: found.run_id):
+        print(f"child run {child.run_id} (node {child.parent_node}): {child.status}")
+    print()
+    print(stored_result(run).table())
+
+
 def _workflow(run: RunRow, file: str | None) -> Workflow:
     """The run's workflow: from FILE, else as the run stored it (its definition, or where its
     code lives), importing from the current folder too."""
@@ -189,8 +201,7 @@ def _on(store: AnyStore, args: argparse.Namespace) -> int:
         return _cancel(store, args.run_id, args.reason)
     run = anyio.run(_find, store, args.run_id)
     if args.command == "runs":
-        print(f"run {run.run_id} of workflow {run.workflow!r}: {run.status}\n")
-        print(stored_result(run).table())
+        _show(store, run)
         return 0
     wf = _workflow(run, args.file)
     result = anyio.run(lambda: wf.resume(run.run_id, store=store, timeout=args.timeout))

@@ -175,7 +175,9 @@ class Viewer:
         run = await self._find(run_id)
         plan, note = await self.plans.plan_for(run)
         view = await self._run_view(run, plan)
-        return await self._html(template, root="../../", view=view, note=note)
+        children = await self.store.list_runs(limit=500, parent=run_id)
+        children.sort(key=lambda child: child.run_id)
+        return await self._html(template, root="../../", view=view, note=note, children=children)
 
     async def _run_view(self, run: RunRow, plan: Plan | None) -> RunView:
         """The run's page, with what its nodes wait for when it is still going."""
