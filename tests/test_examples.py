@@ -37,6 +37,7 @@ def test_every_example_is_covered() -> None:
         "fastapi_app.py",
         "ray_primes.py",
         "approval.py",
+        "onboarding.py",
     }
     assert {path.name for path in EXAMPLES.glob("*.py")} <= covered
 
@@ -168,3 +169,13 @@ async def _waits(state: Any) -> bool:
 
 async def _ended(state: Any) -> bool:
     return (await state())["status"] == "success"
+
+
+def test_onboarding_runs_a_child_and_a_map_of_children_in_one_worker_slot() -> None:
+    out = run_example("onboarding.py")
+    assert "company: {'screen_sanctions': 'clear'}" in out
+    assert "director: failure child run 'acme:directors[1]' failed: no identity record" in out
+    assert out.count("director: success") == 2
+    assert (
+        "child runs: acme:company, acme:directors[0], acme:directors[1], acme:directors[2]" in out
+    )

@@ -20,7 +20,7 @@ def examples_importable(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_every_python_example_has_a_yaml_twin() -> None:
-    apps = {"fastapi_app", "approval"}  # apps serving a workflow, with their own models
+    apps = {"fastapi_app", "approval", "onboarding"}  # apps and worker stories
     python = {p.stem for p in EXAMPLES.glob("*.py")} - apps
     assert {p.stem for p in YAML_EXAMPLES} == python
 
