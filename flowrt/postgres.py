@@ -257,7 +257,8 @@ class PostgresStore(PostgresMail, Closing):
                 now = db_now(db)
                 _claims.expire_dead(db, _SQL, now)
                 claims = []
-                for row in db.execute(PICK_READY, (list(workflows), limit)).fetchall():
+                picked = {"w": list(workflows), "n": limit, "m": limit + 64}
+                for row in db.execute(PICK_READY, picked).fetchall():
                     run = run_row(row)
                     verdict = _claims.verdict(run, max_claims)
                     if verdict != "claim":

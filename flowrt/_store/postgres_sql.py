@@ -60,6 +60,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         SIGNAL_KEYS.format(prefix="flowrt_"),
         WAITS.format(prefix="flowrt_"),
         PARKED.format(prefix="flowrt_"),
+        "CREATE INDEX IF NOT EXISTS flowrt_runs_unparked ON flowrt_runs (started_at) "
+        "WHERE status <> 'waiting'",
         "ALTER TABLE flowrt_runs ADD COLUMN IF NOT EXISTS parent_run_id TEXT",
         "ALTER TABLE flowrt_runs ADD COLUMN IF NOT EXISTS parent_node TEXT",
         "CREATE INDEX IF NOT EXISTS flowrt_runs_parent ON flowrt_runs (parent_run_id) "
@@ -92,7 +94,14 @@ READY = (
     f"AND (owner IS NULL OR lease_until IS NULL OR lease_until <= {NOW})))"
 )
 
-# Ready runs to claim (parameters: workflows, limit), by the order they were enqueued, locked
-# (``FOR UPDATE SKIP LOCKED``: concurrent workers each get others, none waits for another).
-PICK_READY = f"""SELECT {COLUMNS} FROM flowrt_runs WHERE workflow = ANY(%s) AND {READY}
-    ORDER BY started_at LIMIT %s FOR UPDATE SKIP LOCKED"""
+# Ready runs to claim (parameters: w workflows, n limit, m candidates of each kind), by the
+# order they were enqueued, locked (``FOR UPDATE SKIP LOCKED``: concurrent workers each get
+# others, none waits for another). Parked runs are looked up apart (by due time), so that many
+# of them cost a claim nothing: the others come from an index without them.
+PICK_READY = f"""SELECT {COLUMNS} FROM flowrt_runs WHERE run_id IN (
+        (SELECT run_id FROM flowrt_runs WHERE workflow = ANY(%(w)s) AND status <> 'waiting'
+         AND {READY} ORDER BY started_at LIMIT %(m)s)
+        UNION ALL
+        (SELECT run_id FROM flowrt_runs WHERE workflow = ANY(%(w)s) AND status = 'waiting'
+         AND retry_due <= {NOW} AND {READY} ORDER BY retry_due LIMIT %(m)s))
+    AND {READY} ORDER BY started_at LIMIT %(n)s FOR UPDATE SKIP LOCKED"""
