@@ -102,6 +102,7 @@ async def any_store(request: pytest.FixtureRequest, tmp_path: object) -> object:
 SLOW_MODULES = frozenset(
     {
         "test_benchmarks",
+        "test_child_kills",
         "test_cli_send",
         "test_cli_signals",
         "test_crash",
