@@ -125,7 +125,8 @@ async def test_cancelling_a_parked_parent_cancels_its_children_and_grandchildren
     run_id = await top.submit({}, store=store)
     grandchild = f"{run_id}:middle:leaf"
     async with anyio.create_task_group() as group:
-        group.start_soon(Worker(store, [top, middle, leaf], concurrency=2, poll_seconds=0.05).serve)
+        for served in (top, middle, leaf):  # each level on a worker of its own
+            group.start_soon(Worker(store, [served], concurrency=1, poll_seconds=0.05).serve)
         await until(lambda: _is(store, grandchild, "waiting"), what="the grandchild waits")
         outcome = await top.cancel(run_id, store=store, reason="customer left")
         await until(lambda: _is(store, grandchild, "cancelled"), what="the grandchild cancelled")
@@ -172,3 +173,36 @@ async def test_cancelling_a_running_parent_cancels_its_running_child_on_another_
 
 async def _is(store: Any, run_id: str, wanted: str) -> bool:
     return await status(store, run_id) == wanted
+
+
+ACTIVE: list[int] = [0, 0]  # now, most
+SLOW_CHILD = Workflow("w_slow_item")
+
+
+@SLOW_CHILD.node
+async def slow_item() -> int:
+    ACTIVE[0] += 1
+    ACTIVE[1] = max(ACTIVE)
+    try:
+        await anyio.sleep(0.1)
+    finally:
+        ACTIVE[0] -= 1
+    return 1
+
+
+CAPPED = Workflow("w_capped")
+CAPPED.map(SLOW_CHILD, name="each", items="$.input.items", concurrency=2)
+
+
+async def test_a_map_of_children_keeps_its_cap_across_workers(store: Any) -> None:
+    ACTIVE[:] = [0, 0]
+    run_id = await CAPPED.submit({"items": [{} for _ in range(6)]}, store=store)
+    async with anyio.create_task_group() as group:
+        group.start_soon(Worker(store, [CAPPED], concurrency=1, poll_seconds=0.05).serve)
+        for _ in range(2):  # two workers for the children, 4 slots: the cap is the map's
+            group.start_soon(Worker(store, [SLOW_CHILD], concurrency=2, poll_seconds=0.05).serve)
+        with anyio.fail_after(60):
+            result = await CAPPED.result(run_id, store=store)
+        group.cancel_scope.cancel()
+    assert result.status == "success"
+    assert ACTIVE[1] == 2
