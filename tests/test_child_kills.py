@@ -16,7 +16,7 @@ from wait_app import open_store
 
 pytestmark = pytest.mark.anyio
 APP = str(Path(__file__).with_name("child_app.py"))
-SEEDS = 24
+SEEDS = 16
 CHILDREN = ["k:kyc", "k:each[0]", "k:each[1]", "k:each[2]"]
 
 
