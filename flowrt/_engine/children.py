@@ -20,7 +20,7 @@ from .._definition import Definition
 from .._errors import DefinitionError, FlowError, InputError, RunCancelled, RunInProgress
 from .._nodes import AnyNode, SubSpec
 from .._resolve import compile_value, environment
-from .context import CURRENT
+from .context import CURRENT, RunContext
 from .ended import result_of
 from .observe import Wait
 from .result import stored_result
@@ -73,8 +73,6 @@ def child_inputs(node: AnyNode, known: frozenset[str]) -> dict[str, Any]:
         except DefinitionError as exc:
             where = "input" if key == WHOLE else f"input.{key}"
             raise DefinitionError(exc.reason, node=node.name, field=where) from None
-    if spec.detach and node.map is not None:
-        raise DefinitionError("a map of children cannot detach", node=node.name, field="detach")
     return inputs
 
 
@@ -197,15 +195,17 @@ async def run_child(spec: SubSpec, input: Any) -> Any:
         FlowError: ``detach`` without a store, or the child's id is another workflow's run.
         Exception: the child's failure, as an exception of its error's type.
     """
-    run_id, _, node, attempt, item = CURRENT.get()
+    fields = CURRENT.get()
+    run_id, _, node, attempt, item = fields
     if not isinstance(input, Mapping):
         why = f"the child's input must be an object, got {type(input).__name__}"
         raise InputError(why, node=node, field="input")
-    child_id = _child_id(spec, run_id, node, item, input)
+    default = RunContext(*fields).idempotency_key  # "<run>:<node>" or "<run>:<node>[<i>]"
+    child_id = _child_id(spec, default, run_id, input)
     parent = PARENT.get() or Parent(None)
     if item is None:
         parent.children[node] = child_id
-    key = node if item is None else f"{node}[{item}]"
+    key = default.removeprefix(f"{run_id}:")  # the node, or "<node>[<i>]" for a map item
     token = SPAWNING.set((run_id, key))
     try:
         if spec.detach:
@@ -219,10 +219,12 @@ async def run_child(spec: SubSpec, input: Any) -> Any:
     return result.output
 
 
-def _child_id(spec: SubSpec, run_id: str, node: str, item: int | None, input: Any) -> str:
+def _child_id(spec: SubSpec, default: str, run_id: str, input: Any) -> str:
+    """The child's run id: the ``run_id`` template rendered over the input, else ``default``
+    (the node's idempotency key)."""
     if spec.run_id is not None:
         return str(environment().from_string(spec.run_id).render(input=input, parent=run_id))
-    return f"{run_id}:{node}" if item is None else f"{run_id}:{node}[{item}]"
+    return default
 
 
 async def _detached(spec: SubSpec, input: Any, child_id: str, store: Any) -> Any:
