@@ -4,6 +4,7 @@ Build a ``Workflow`` of nodes wrapping your async or sync functions, then ``awai
 """
 
 from ._catalog import resume_due as resume_due
+from ._catalog import send_signal as send_signal
 from ._conditions import Condition as Condition
 from ._control import cancel_run as cancel_run
 from ._engine.context import RunContext as RunContext
@@ -41,7 +42,6 @@ from ._models import WorkflowRetry as WorkflowRetry
 from ._nodes import Branch as Branch
 from ._nodes import Choice as Choice
 from ._nodes import Node as Node
-from ._send import send_signal as send_signal
 from ._store.protocol import RunStore as RunStore
 from ._store.sqlite import SQLiteStore as SQLiteStore
 from ._worker import Worker as Worker

@@ -1,7 +1,8 @@
 """One catalog of workflows for stored runs: the workflow a stored run names, taken from those
 given (by name), else imported from where the run says its code lives (``_source``), else
-rebuilt from the run's stored definition (its data form). The Worker, ``resume_due``, the run
-viewer and ``flowrt resume`` all look workflows up here; each is built once per catalog."""
+rebuilt from the run's stored definition (its data form). The Worker, ``resume_due``,
+``send_signal``, the run viewer and ``flowrt resume`` all look workflows up here; each is built
+once per catalog."""
 
 from __future__ import annotations
 
@@ -13,11 +14,12 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ._control import deliver
 from ._engine.planned import Plan
 from ._engine.run import Environment
 from ._engine.run import resume_due as resume_due_runs
-from ._errors import FlowError
-from ._models import RunResult
+from ._errors import FlowError, RunNotFound
+from ._models import RunResult, SignalSent
 from ._source import importable
 from ._store.protocol import RunStore
 from ._store.records import RunRow
@@ -157,6 +159,37 @@ async def resume_due(
     return await resume_due_runs(store, chooser(store, workflows), now=now)
 
 
+async def send_signal(
+    store: RunStore,
+    run_id: str,
+    signal: str,
+    payload: Any = None,
+    *,
+    key: str | None = None,
+    workflows: Iterable[Workflow] = (),
+) -> SignalSent:
+    """Send ``signal`` with ``payload`` to stored run ``run_id``, whoever executes it (or
+    nobody yet): it is kept in the run's mailbox, in send order, until a wait of the run takes
+    it; a ``waiting`` run with a wait for it is made due at once (workers are woken). The
+    payload is checked against the schema of the wait that takes ``signal``, in the run's
+    workflow (from ``workflows`` by name, else where the run says its code lives, else its
+    stored definition). ``key`` makes the send idempotent: sent again with an equal payload
+    it is a no-op (``duplicate=True``). Nothing is stored when it raises.
+
+    Raises:
+        RunNotFound: no such run (also a ``LookupError``).
+        RunEnded: the run ended ``success`` or ``failure``.
+        SignalConflict: ``key`` was used before with another payload.
+        InputError: no wait of the run's workflow takes ``signal``, or the payload is not JSON
+            or fails the wait's schema (the message names the field).
+    """
+    run = await store.load_run(run_id)
+    if run is None:
+        raise RunNotFound(run_id)
+    declared = Catalog(workflows)(run).compiled().signals or {}
+    return await deliver(store, declared, run_id, (signal, payload, key))
+
+
 __all__: Sequence[str] = [
     "Catalog",
     "LoadError",
@@ -164,4 +197,5 @@ __all__: Sequence[str] = [
     "from_source",
     "python_object",
     "resume_due",
+    "send_signal",
 ]

@@ -14,7 +14,9 @@ from typing import (
     overload,
 )
 
+from ._definition_waits import WaitingNodes
 from ._executors import ExecutorSpec
+from ._limits import RateLimit, RunLimit
 from ._models import ErrorHandling, WorkflowRetry
 from ._nodes import (
     AnyNode,
@@ -27,17 +29,15 @@ from ._nodes import (
     OptionCondition,
     P,
     R,
-    SleepSpec,
     SubSpec,
     Trigger,
-    WaitSpec,
 )
 
 
-class Definition:
-    """A workflow as recorded: its name, output mapping, workflow-level retry, concurrency cap
-    and nodes. Changing any of them (or a node) calls ``_changed`` (``Workflow`` drops its
-    compiled plan there)."""
+class Definition(WaitingNodes):
+    """A workflow as recorded: its name, output mapping, workflow-level retry, concurrency cap,
+    run limits and nodes. Changing any of them (or a node) calls ``_changed`` (``Workflow``
+    drops its compiled plan there)."""
 
     def __init__(
         self,
@@ -48,8 +48,10 @@ class Definition:
         max_concurrency: int | None = None,
         fail_fast: bool = False,
         executor: ExecutorSpec = "thread",
+        run_limit: RunLimit | Sequence[RunLimit] | None = None,
     ) -> None:
         self._name = name
+        self._run_limit = run_limit
         self._output = output
         self._retry = retry or WorkflowRetry()
         self._max_concurrency = max_concurrency
@@ -135,6 +137,16 @@ class Definition:
         self._changed()
 
     @property
+    def run_limit(self) -> RunLimit | Sequence[RunLimit] | None:
+        """How many runs of one key run at once (``RunLimit``, or a list of them)."""
+        return self._run_limit
+
+    @run_limit.setter
+    def run_limit(self, value: RunLimit | Sequence[RunLimit] | None) -> None:
+        self._run_limit = value
+        self._changed()
+
+    @property
     def nodes(self) -> dict[str, AnyNode]:
         """The nodes by name, in the order they were added."""
         return {node.name: node for node in self._nodes}
@@ -161,25 +173,27 @@ class Definition:
         error_handling: ErrorHandling | Mapping[str, Any] | None = None,
         trigger: Trigger = "all",
         executor: ExecutorSpec | None = None,
+        rate_limit: RateLimit | Sequence[RateLimit] | None = None,
     ) -> AnyNode | Callable[[Callable[..., Any]], AnyNode]:
         """Add a node running ``fn`` (async on the loop; sync in a worker thread or process).
 
         Usable as ``@wf.node``, ``@wf.node(...)`` or ``wf.node(fn, ...)``; returns a ``Node``.
+        ``rate_limit``: each attempt first takes a permit of each (``RateLimit``).
         Definitions are checked by ``validate()`` (and so by ``run``).
         """
 
         def add(fn: Callable[..., Any]) -> AnyNode:
-            return self._add(
-                Node(
-                    _name_of(fn) if name is None else name,
-                    fn,
-                    depends=depends,
-                    inputs=inputs,
-                    error_handling=error_handling,
-                    trigger=trigger,
-                    executor=executor,
-                )
+            node: AnyNode = Node(
+                _name_of(fn) if name is None else name,
+                fn,
+                depends=depends,
+                inputs=inputs,
+                error_handling=error_handling,
+                trigger=trigger,
+                executor=executor,
             )
+            node.rate_limit = rate_limit
+            return self._add(node)
 
         return add if fn is None else add(fn)
 
@@ -259,6 +273,7 @@ class Definition:
         error_handling: ErrorHandling | Mapping[str, Any] | None = None,
         trigger: Trigger = "all",
         detach: bool = False,
+        rate_limit: RateLimit | Sequence[RateLimit] | None = None,
     ) -> AnyNode:
         """Add a node that runs workflow ``child`` as a run of its own, linked to this one. Its
         input is ``input`` (a selector, template or dict of them, resolved like ``inputs``;
@@ -267,9 +282,10 @@ class Definition:
         workers. The node's output is the child's output; the child's failure is the node's
         (its error type, ``child run '<id>' failed: ...``); a retry resumes the same child.
         ``detach``: the node succeeds once the child has started (output ``{"run_id": ...}``)
-        and the child outlives this run."""
+        and the child outlives this run. ``rate_limit``: each attempt (each start of the child)
+        first takes a permit of each."""
         node = self._child(child, name, {"depends": depends, "trigger": trigger})
-        node.error_handling = error_handling
+        node.error_handling, node.rate_limit = error_handling, rate_limit
         node.sub = SubSpec(child, input, run_id, detach)
         return node
 
@@ -285,6 +301,7 @@ class Definition:
             executor=None,
         )
         node.kind, node.sub = "subworkflow", SubSpec(child)
+        node.rate_limit = options.get("rate_limit")
         return self._add(node)
 
     @overload
@@ -320,56 +337,6 @@ class Definition:
         state being first the dict of the node's inputs, then each step's return value. Other
         options as ``node``."""
         return self._special(fn, LoopSpec(max_loops, on_max_loops, finalize), options)
-
-    def wait(
-        self,
-        name: str,
-        *,
-        signal: str | None = None,
-        schema: Any = None,
-        timeout_seconds: float | None = None,
-        depends: Sequence[AnyNode | Branch | str] = (),
-        error_handling: ErrorHandling | Mapping[str, Any] | None = None,
-        trigger: Trigger = "all",
-    ) -> AnyNode:
-        """Add a node that waits for signal ``signal`` (``name`` by default) sent to the run
-        (``signal``), at most ``timeout_seconds`` (then it fails with ``SignalTimeout``). Its
-        output is the signal's payload, checked against ``schema`` (a pydantic model: its
-        ``model_dump()``). A wait never retries."""
-        node: AnyNode = Node(
-            name,
-            None,
-            depends=depends,
-            inputs=None,
-            error_handling=error_handling,
-            trigger=trigger,
-            executor=None,
-        )
-        node.kind, node.wait = "wait", WaitSpec(signal or name, schema, timeout_seconds)
-        return self._add(node)
-
-    def sleep(
-        self,
-        name: str,
-        *,
-        seconds: float | None = None,
-        until: Any = None,
-        depends: Sequence[AnyNode | Branch | str] = (),
-    ) -> AnyNode:
-        """Add a node that sleeps ``seconds``, or until ``until`` (a selector or template
-        giving ISO 8601 with a timezone, or epoch seconds; a time past completes at once). Its
-        output is ``{"woke_at": "<ISO 8601 UTC>"}``."""
-        node: AnyNode = Node(
-            name,
-            None,
-            depends=depends,
-            inputs=None,
-            error_handling=None,
-            trigger="all",
-            executor=None,
-        )
-        node.kind, node.sleep = "sleep", SleepSpec(seconds, until)
-        return self._add(node)
 
     def _special(
         self, fn: Callable[..., Any] | None, spec: MapSpec | LoopSpec, options: NodeOptions

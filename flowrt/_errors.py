@@ -14,6 +14,9 @@ FlowError
 ├── RunNotFound (LookupError)      no stored run has this id
 ├── RunEnded                       the run ended (success or failure): it cannot be cancelled
 ├── RunCancelled                   the run was cancelled by a request (wf.cancel, CLI, HTTP)
+│   ├── LimitReached               its run limit's key was full (strategy cancel_newest)
+│   └── Superseded                 a newer run of its key took it (strategy cancel_in_progress)
+├── RateLimited                    an attempt's turn under a rate limit was too far away
 ├── TooManyRecoveries              a run kept killing its workers (Worker max_claims): ended
 ├── StoreTooNew                    a store's schema is newer than this flowrt knows
 └── WorkflowFailed                 raised by RunResult.raise_for_status() for a failed run
@@ -219,6 +222,44 @@ class RunCancelled(FlowError):
         self.run_id, self.reason, self.by = run_id, reason, by
         who = f" by {by}" if by else ""
         super().__init__(f"run {run_id!r} was cancelled{who}: {reason}")
+
+
+class LimitReached(RunCancelled):
+    """A run was cancelled at submit because its ``RunLimit`` key was full (strategy
+    ``cancel_newest``); the reason names the runs holding it."""
+
+
+class Superseded(RunCancelled):
+    """A run holding a ``RunLimit`` key was cancelled because a newer run of the key took it
+    (strategy ``cancel_in_progress``); the reason names the new run."""
+
+
+def cancelled_from(run_id: str, error: dict[str, str] | None) -> RunCancelled:
+    """The exception a caller gets for stored run ``run_id`` that ended ``cancelled`` with
+    ``error`` (its type picks ``LimitReached``, ``Superseded`` or ``RunCancelled``)."""
+    error = error or {}
+    kind = {"LimitReached": LimitReached, "Superseded": Superseded}.get(
+        error.get("type", ""), RunCancelled
+    )
+    return kind(run_id, error.get("message") or "cancelled", error.get("by") or None)
+
+
+class RateLimited(FlowError):
+    """An attempt's turn under rate limit ``name`` was further away than its
+    ``max_wait_seconds``: the attempt failed without starting (retryable), reserving nothing.
+
+    Attributes:
+        node: the node.
+        name: the rate limit.
+        wait: how long the turn was away (seconds).
+    """
+
+    def __init__(self, node: str, name: str, wait: float, max_wait: float) -> None:
+        self.node, self.name, self.wait = node, name, wait
+        super().__init__(
+            f"node {node!r}: rate limit {name!r} gives its next permit in {wait:.3g}s, more "
+            f"than max_wait_seconds={max_wait:g}"
+        )
 
 
 class SignalTimeout(FlowError):

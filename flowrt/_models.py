@@ -277,6 +277,7 @@ EventKind = Literal[
     "node.started",
     "node.retrying",
     "node.waiting",
+    "node.throttled",
     "node.item_failed",
     "node.finished",
     "run.retrying",
@@ -293,7 +294,9 @@ class Event(BaseModel):
     by its caller ends with run.finished of status ``"cancelled"``. ``node.item_failed`` is a
     map item's failure (its final one, after its retries): ``item`` is its index.
     ``node.waiting`` is a wait node that starts waiting for ``signal`` (or a sleep node,
-    without one): ``wait`` is the seconds until it is due (None: no timeout)."""
+    without one): ``wait`` is the seconds until it is due (None: no timeout).
+    ``node.throttled`` is an attempt (``attempt``) waiting ``wait`` seconds for its turn under
+    rate limit ``rate_limit`` before it starts."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -309,6 +312,7 @@ class Event(BaseModel):
     abandoned: list[str] | None = None
     item: int | None = None
     signal: str | None = None
+    rate_limit: str | None = None
 
 
 class SignalSent(BaseModel):

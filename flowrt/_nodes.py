@@ -11,6 +11,7 @@ from typing import Any, Generic, Literal, ParamSpec, Protocol, TypedDict, TypeVa
 
 from ._conditions import Expr
 from ._executors import ExecutorSpec
+from ._limits import RateLimit
 from ._models import ErrorHandling
 
 
@@ -37,6 +38,7 @@ class NodeOptions(TypedDict, total=False):
     error_handling: ErrorHandling | Mapping[str, Any] | None
     trigger: Trigger
     executor: ExecutorSpec | None
+    rate_limit: RateLimit | Sequence[RateLimit] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,12 +110,14 @@ class Node(Generic[P, R]):
     and for unit tests of the function).
 
     Attributes: ``name``, ``fn`` (None for a Choice), ``depends``, ``inputs``, ``error_handling``,
-    ``trigger``, ``executor``, ``kind`` (``"task"``, ``"choice"``, ``"map"``, ``"loop"``,
-    ``"wait"``, ``"sleep"`` or ``"subworkflow"``; a map of children is a ``"map"`` with ``sub``).
+    ``trigger``, ``executor``, ``rate_limit``, ``kind`` (``"task"``, ``"choice"``, ``"map"``,
+    ``"loop"``, ``"wait"``, ``"sleep"`` or ``"subworkflow"``; a map of children is a ``"map"``
+    with ``sub``).
     """
 
     kind: Kind = "task"
     fn: Callable[P, R] | None
+    rate_limit: RateLimit | Sequence[RateLimit] | None = None  # each attempt takes a permit
     _owner: Owner | None = None  # set once added: a change then invalidates its plan
 
     def __init__(

@@ -78,6 +78,7 @@ class Worker:
         self._names = sorted({wf.name for wf in self.workflows})
         self.outage = Outage("worker")
         self.executed = 0  # runs this worker has finished executing (ended, or dropped)
+        self._ended: anyio.Event  # set when one of its runs stops executing (in _claiming)
 
     async def serve(self) -> None:
         """Execute ready runs until cancelled. A cancellation stops the runs in progress and
@@ -100,6 +101,7 @@ class Worker:
 
     async def _claiming(self, *, idle_stops: bool) -> None:
         slots = anyio.Semaphore(self.concurrency)
+        self._ended = anyio.Event()
         async with anyio.create_task_group() as tg:
             while True:
                 await slots.acquire()  # one free slot, and as many more as are free now
@@ -115,7 +117,11 @@ class Worker:
                 if len(claims) == free:
                     continue
                 if idle_stops and not self.outage.down:
-                    return
+                    if slots.value == self.concurrency:
+                        return  # nothing ready, nothing running
+                    await self._ended.wait()  # a run's end may free its keys: look again
+                    self._ended = anyio.Event()
+                    continue
                 await self._wait_for_work()
 
     async def _claim(self, owner: str, free: int, idle_stops: bool) -> list[Claim]:
@@ -161,3 +167,4 @@ class Worker:
         finally:
             self.executed += 1
             slots.release()
+            self._ended.set()

@@ -9,7 +9,7 @@ import json
 import os
 import random
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import anyio
@@ -24,6 +24,7 @@ from ._engine.signals import send_here
 from ._engine.stream import EventStream
 from ._errors import DefinitionError, FlowError, RunNotFound
 from ._executors import ExecutorSpec
+from ._limits import RunLimit
 from ._loader import from_dict, located, read_yaml, to_dict
 from ._loader_children import loading
 from ._models import Event, RunResult, SignalSent, WorkflowRetry
@@ -49,6 +50,8 @@ class Workflow(Definition):
         store: where runs are kept durably (``flowrt.SQLiteStore(path)``); None: in memory only.
         executor: where sync nodes run unless they name their own: ``"thread"`` (the
             default), ``"process"``, or an ``Executor`` (``flowrt.ray.RayExecutor()``).
+        run_limit: how many runs of one key run at once (``RunLimit``, or a list of them),
+            across every process sharing ``store`` (without one, within this process).
     """
 
     def __init__(
@@ -62,6 +65,7 @@ class Workflow(Definition):
         rng: random.Random | None = None,
         store: RunStore | None = None,
         executor: ExecutorSpec = "thread",
+        run_limit: RunLimit | Sequence[RunLimit] | None = None,
     ) -> None:
         self._plan: Plan | None = None
         self._data: list[str | None] = []  # the data form as JSON text, once computed
@@ -72,6 +76,7 @@ class Workflow(Definition):
             max_concurrency=max_concurrency,
             fail_fast=fail_fast,
             executor=executor,
+            run_limit=run_limit,
         )
         self.rng = rng or random.Random()
         self.store = store

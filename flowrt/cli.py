@@ -43,9 +43,9 @@ from ._engine.events import configure_logging
 from ._engine.invoke import still_running
 from ._errors import FlowError
 from ._files import WorkflowFile
-from ._mask import masked
 from ._models import RunResult
 from ._report import jsonable, result_json
+from ._store.mask import masked
 from ._workflow import Workflow
 
 OK, FAILED, USAGE = 0, 1, 2

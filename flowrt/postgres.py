@@ -28,7 +28,10 @@ from psycopg_pool import ConnectionPool
 from ._errors import LeaseLost
 from ._store import claims as _claims
 from ._store import family as _family
+from ._store import postgres_limits as _lim
 from ._store.claims import CancelOutcome, Dialect
+from ._store.family import ENDED
+from ._store.limits import HOLDS
 from ._store.postgres_db import (
     db_now,
     insert_running,
@@ -37,12 +40,13 @@ from ._store.postgres_db import (
     nodes_of,
     notified,
     on_database_clock,
+    prune_ended,
 )
+from ._store.postgres_limits import PostgresLimits
 from ._store.postgres_mail import PostgresMail, parent_woken, wake
 from ._store.postgres_sql import (
     COLUMNS,
     MIGRATIONS,
-    NEW,
     PICK_READY,
     RENEW,
     SCHEMA_VERSION,
@@ -56,7 +60,7 @@ _SQL = Dialect("flowrt_runs", "%s", " FOR UPDATE")
 T = TypeVar("T")
 
 
-class PostgresStore(PostgresMail, Closing):
+class PostgresStore(PostgresMail, PostgresLimits, Closing):
     """A ``RunStore`` in PostgreSQL. It creates or migrates its tables on first use. Close it
     when done (``close()``, ``await aclose()``, or use it as a context manager).
 
@@ -164,21 +168,29 @@ class PostgresStore(PostgresMail, Closing):
         new: RunRow | None = None,
         reopen: bool = False,
         due: bool = False,
+        queued: bool = False,
     ) -> Claim:
         """See ``RunStore.claim``."""
         lease = self.lease_seconds
 
         def claim(db: psycopg.Connection[Any]) -> Claim:
             with db.transaction():
-                if new is not None and insert_running(db, new, owner, lease):
+                if new is not None and new.limits:
+                    created = _lim.create(db, new, owner, lease)
+                    if created is not None:
+                        return created
+                elif new is not None and insert_running(db, new, owner, lease):
                     return Claim("created", 1)
+                keys = _lim.lock_own_keys(db, run_id)  # before the run's row (see _lim)
                 found = load(db, run_id, lock=True)
                 if found is None:
                     return Claim("missing")
                 now = db_now(db)
-                decision = _claims.decide(found, now, reopen=reopen, due=due)
+                decision = _claims.decide(found, now, reopen=reopen, due=due, queued=queued)
                 if decision != "claimed":
                     return Claim(decision, found.claim, found)
+                if found.status not in HOLDS and not _lim.may_start(db, found, keys, wait=True):
+                    return Claim("queued", found.claim, found)
                 _claims.take(db, _SQL, run_id, owner, now + lease, by_hand=True)
                 return Claim("claimed", found.claim + 1, found)
 
@@ -213,6 +225,8 @@ class PostgresStore(PostgresMail, Closing):
                 if run is not None and release:
                     parent = _family.child_ended(db, _SQL, run, db_now(db))
                     parent_woken(db, [parent] if parent else [])
+                    if run.status in ENDED:
+                        _lim.notify_freed(db, run_id)
                 if records:
                     db.execute(
                         "INSERT INTO flowrt_node_batches (run_id, attempt, records) "
@@ -230,13 +244,12 @@ class PostgresStore(PostgresMail, Closing):
 
         def insert(db: psycopg.Connection[Any]) -> bool:
             with db.transaction():
-                inserted = db.execute(
-                    f"INSERT INTO flowrt_runs ({NEW}) VALUES (%s, %s, %s, %s, 'queued', %s, %s, "
-                    "%s, %s, %s, %s) ON CONFLICT (run_id) DO NOTHING",
-                    new_values(run),
-                )
-                if inserted.rowcount != 1:
+                if run.limits:
+                    _lim.lock_keys(db, [limit.key for limit in run.limits], True)
+                if db.execute(_lim.INSERT_QUEUED, new_values(run)).rowcount != 1:
                     return False
+                if run.limits:
+                    parent_woken(db, _lim.admitted(db, run)[1])
                 db.execute("NOTIFY flowrt_work")
                 return True
 
@@ -266,6 +279,8 @@ class PostgresStore(PostgresMail, Closing):
                         continue
                     if run.status != "queued":
                         run.nodes = nodes_of(db, run)
+                    elif not _lim.may_start(db, run, None, wait=False):
+                        continue  # its key is taken (by this batch, or being locked)
                     _claims.take(db, _SQL, run.run_id, owner, now + lease, by_hand=False)
                     claims.append(Claim("claimed", run.claim + 1, run))
                 return claims
@@ -359,27 +374,7 @@ class PostgresStore(PostgresMail, Closing):
 
     async def prune(self, older_than: float) -> int:
         """See ``RunStore.prune`` (ages by the database's clock)."""
-
-        def delete(db: psycopg.Connection[Any]) -> int:
-            ended = (
-                "status IN ('success', 'failure', 'cancelled') AND finished_at < "
-                "to_char((clock_timestamp() - make_interval(secs => %s)) AT TIME ZONE 'UTC', "
-                '\'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"\')'
-            )
-            with db.transaction():
-                for table in ("flowrt_node_batches", "flowrt_signals", "flowrt_waits"):
-                    db.execute(
-                        f"DELETE FROM {table} WHERE run_id IN "
-                        f"(SELECT run_id FROM flowrt_runs WHERE {ended})",
-                        (older_than,),
-                    )
-                deleted = db.execute(
-                    f"DELETE FROM flowrt_runs WHERE {ended}",
-                    (older_than,),
-                )
-                return deleted.rowcount
-
-        return await self._call(delete)
+        return await self._call(lambda db: prune_ended(db, older_than))
 
 
 __all__: Sequence[str] = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresStore", "migrate"]

@@ -41,6 +41,8 @@ BACKEND = {
     "_engine.stored_signals",
     "_engine.children",
     "_engine.ended",
+    "_engine.limits",
+    "_engine.rates",
     "_cli.send",
     "_web.pages",
     "_web.stored_runs",

@@ -14,7 +14,7 @@ import anyio
 import pytest
 
 from flowrt import SQLiteStore, StoreTooNew, Workflow
-from flowrt._mask import masked
+from flowrt._store.mask import masked
 from flowrt._store.sqlite import SCHEMA_VERSION
 from flowrt.cli import main as cli
 

@@ -15,9 +15,8 @@ from typing import Any
 
 import anyio
 
-from .._catalog import LoadError
+from .._catalog import LoadError, send_signal
 from .._errors import InputError, RunEnded, RunNotFound, SignalConflict
-from .._send import send_signal
 from .errors import UsageError
 from .load import importable
 from .runs import open_store, store_option, where

@@ -18,6 +18,7 @@ from .encode import settle_output
 from .failures import as_failure, error_fields, failure_info, format_traceback, release_frames
 from .invoke import thread_done
 from .observe import Observers, Wait
+from .rates import MEMORY, Limiter, throttle
 
 if TYPE_CHECKING:
     from .planned import PlanNode
@@ -29,7 +30,16 @@ class NodeState(dict[str, Any]):
     templates and conditions see); the rest lives in slots. ``status`` is None until the node
     finishes; a skipped node has a ``reason`` and the root ``cause`` of its skip."""
 
-    __slots__ = ("attempts", "cause", "duration", "exception", "reason", "text", "trace")
+    __slots__ = (
+        "attempts",
+        "cause",
+        "duration",
+        "exception",
+        "permit",
+        "reason",
+        "text",
+        "trace",
+    )
 
     def __init__(
         self, status: Status | None = None, reason: str | None = None, cause: str | None = None
@@ -44,6 +54,7 @@ class NodeState(dict[str, Any]):
         self.trace: list[AttemptRecord] = []
         self.exception: BaseException | None = None  # the final failure's exception
         self.text: str | None = None  # the output as JSON text, when it was encoded
+        self.permit = False  # its next attempt has its rate-limit permits (resumed in its turn)
 
     @property
     def status(self) -> Status | None:
@@ -110,6 +121,7 @@ class RunState:
         "checkpoint",
         "clock",
         "errors",
+        "limiter",
         "observers",
         "origin",
         "park_after",
@@ -143,6 +155,7 @@ class RunState:
         self.scope: anyio.CancelScope | None = None
         self.parking = False
         self.scheduler: Parking | None = None
+        self.limiter: Limiter = MEMORY  # where rate-limit permits come from (a store's)
 
 
 class Parking(Protocol):
@@ -157,6 +170,10 @@ class Parking(Protocol):
 
     def node_waits(self, node: str, wait: Wait) -> None:
         """Node ``node`` (a wait or sleep node, running) waits: ``waiting`` with its state."""
+
+    @property
+    def results(self) -> dict[str, Any]:
+        """The run's results so far (what a rate limit's key reads)."""
 
 
 def _retries(pn: PlanNode, exc: Exception) -> bool:
@@ -194,15 +211,15 @@ async def attempt(
     clock, origin = ctx.clock, ctx.origin
     fn = _bound(fn, args, kwargs)
     while True:
+        call = await _permitted(fn, pn, state, ctx, item) if pn.rates else fn
         state.attempts += 1
         number = state.attempts
         if observers:
-            for observer in observers:
-                observer.node_started(pn.name, number)
+            _started(observers, pn.name, number)
         start = clock() - origin  # seconds from the run's start, as traces give them
         here = CURRENT.set((ctx.run_id, ctx.workflow, pn.name, number, item))  # current()
         try:
-            output = await fn() if timeout is None else await _timed(fn, timeout, pn, number)
+            output = await call() if timeout is None else await _timed(call, timeout, pn, number)
         except BaseException as caught:
             CURRENT.reset(here)
             exc = caught if isinstance(caught, Exception) else as_failure(caught, pn.name)
@@ -217,6 +234,30 @@ async def attempt(
         else:
             CURRENT.reset(here)
             return _succeeded(pn, state, start, clock() - origin, output, item)
+
+
+def _started(observers: Observers, node: str, number: int) -> None:
+    for observer in observers:
+        observer.node_started(node, number)
+
+
+async def _permitted(
+    fn: Callable[[], Awaitable[Any]],
+    pn: PlanNode,
+    state: NodeState,
+    ctx: RunState,
+    item: int | None,
+) -> Callable[[], Awaitable[Any]]:
+    """``fn`` once the attempt about to start has its rate-limit permits (``throttle``); or,
+    when a turn is too far away, what fails the attempt with ``RateLimited``."""
+    refused = await throttle(pn, state, ctx, item)
+    if refused is None:
+        return fn
+
+    async def rate_limited() -> Any:
+        raise refused
+
+    return rate_limited
 
 
 def _succeeded(

@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .._definition import Definition
-from .._errors import DefinitionError, FlowError, InputError, RunCancelled, RunInProgress
+from .._errors import (
+    DefinitionError,
+    FlowError,
+    InputError,
+    RunInProgress,
+    cancelled_from,
+)
 from .._nodes import AnyNode, SubSpec
 from .._resolve import compile_value, environment
 from .context import CURRENT, RunContext
@@ -309,8 +315,7 @@ async def _ended(store: RunStore, child_id: str) -> RunResult | None:
     if found is not None and found.status in ("success", "failure"):
         return stored_result(found)
     if found is not None and found.status == "cancelled":
-        error = found.error or {}
-        raise RunCancelled(child_id, error.get("message", "cancelled"), error.get("by"))
+        raise cancelled_from(child_id, found.error)
     return None
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import anyio
 
-from .._errors import InputError, LeaseLost, OutputError, RunCancelled
+from .._errors import InputError, LeaseLost, OutputError, RunCancelled, cancelled_from
 from .._models import RunResult
 from .._store.claims import cancelled_error
 from .._store.outage import Outage
@@ -101,13 +101,17 @@ class DurableRun(Observer):
         self.cancel_request: dict[str, str] | None = None  # someone asked to cancel the run
         self.outage: Outage | None = None  # made when a write fails (the store is down)
 
-    async def open(self, *, create: bool, reopen: bool, due: bool = False) -> Claim:
+    async def open(
+        self, *, create: bool, reopen: bool, due: bool = False, queued: bool = False
+    ) -> Claim:
         """Claim the run, or with ``create`` create it (committed before any node starts);
         ``reopen`` (resume) claims a failed run too; ``due`` (``resume_due``) only a run still
-        parked in its retry wait."""
+        parked in its retry wait; ``queued`` only a run still queued for its keys."""
         new = self.row if create else None
         store, run_id = self.store, self.row.run_id
-        claim = await store.claim(run_id, self.owner, new=new, reopen=reopen, due=due)
+        claim = await store.claim(
+            run_id, self.owner, new=new, reopen=reopen, due=due, queued=queued
+        )
         self.adopt(claim)
         return claim
 
@@ -157,14 +161,16 @@ class DurableRun(Observer):
 
     def node_waiting(self, node: str, state: Any, wait: Wait) -> None:
         """Record ``node`` ``waiting`` with its due time (a retry wait: a resume continues at
-        the next attempt; a wait or sleep node: it is decided again, its due time kept by the
+        the next attempt; a wait for a rate limit's turn, reason ``throttled``: likewise, its
+        permits taken; a wait or sleep node: it is decided again, its due time kept by the
         store). A wait of at least the store's ``park_after_seconds`` makes the run
         ``waiting``, due when its first waiting node is (never, when none has a due time)."""
         info = wait.error
         error = None if info is None else {"type": info["type"], "message": info["message"]}
         due = wait.due if math.isfinite(wait.due) else None
         trace = trace_json(state.trace)
-        self._queue(node_text(node, "waiting", None, error, state.attempts, 0.0, None, trace, due))
+        why = "throttled" if wait.kind == "throttled" else None  # its permits are taken
+        self._queue(node_text(node, "waiting", None, error, state.attempts, 0.0, why, trace, due))
         if wait.seconds >= self.store.park_after_seconds:
             self.long[node] = due
             self._parked_row()
@@ -260,8 +266,7 @@ class DurableRun(Observer):
         request = self.cancel_request
         if request is None:
             return None
-        error = cancelled_error(request)
-        return RunCancelled(self.row.run_id, error["message"], request.get("by") or None)
+        return cancelled_from(self.row.run_id, cancelled_error(request))
 
     def start(self, attempt: int) -> None:
         """Workflow-level attempt ``attempt`` is running (written with its first records)."""

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import anyio
 
-from .._errors import RunCancelled, RunNotFound
+from .._errors import RunNotFound, cancelled_from
 from .._models import RunResult
 from .._store.protocol import RunStore
 from .result import stored_result
@@ -30,9 +30,7 @@ async def result_of(store: RunStore, run_id: str, timeout: float | None) -> RunR
             if run.status in ("success", "failure"):
                 return stored_result(run)
             if run.status == "cancelled":
-                error = run.error or {}
-                reason = error.get("message", "cancelled")
-                raise RunCancelled(run_id, reason, error.get("by"))
+                raise cancelled_from(run_id, run.error)
             await anyio.sleep(pause)
             pause = min(pause * 2, 0.25)
 

@@ -79,6 +79,7 @@ class Fields(TypedDict, total=False):
     abandoned: list[str] | None
     item: int | None
     signal: str | None
+    rate_limit: str | None
 
 
 def emitter_for(
@@ -125,6 +126,10 @@ class Emitter(Observer):
         self("node.started", node, attempt=attempt)
 
     def node_waiting(self, node: str, state: Any, wait: Wait) -> None:
+        if wait.kind == "throttled":  # an attempt waits for its turn under a rate limit
+            attempt, limit = state.attempts + 1, wait.rate_limit
+            self("node.throttled", node, attempt=attempt, wait=wait.seconds, rate_limit=limit)
+            return
         if wait.kind != "retry":  # a wait node (its signal) or a sleep node
             seconds = None if math.isinf(wait.seconds) else wait.seconds
             self("node.waiting", node, attempt=state.attempts, wait=seconds, signal=wait.signal)
@@ -189,6 +194,7 @@ class Emitter(Observer):
             abandoned=fields.get("abandoned"),
             item=fields.get("item"),
             signal=fields.get("signal"),
+            rate_limit=fields.get("rate_limit"),
         )
 
     def _log(self, kind: str, node: str | None, time: float, fields: Fields) -> None:

@@ -19,6 +19,7 @@ from .children import parented
 from .events import emitter_for
 from .native import loop_tools
 from .observe import Instrument, Observer
+from .rates import StoreLimiter
 from .result import run_result
 from .scheduler import Scheduler
 from .signals import Mailbox, mailbox
@@ -128,6 +129,7 @@ def _state(
     )
     durable = ex.durable
     if durable is not None:
+        state.limiter = StoreLimiter(durable.store)  # permits shared by all the store's users
         state.scope = durable.scope  # the writer stops the run (lease lost, cancel request)
         if durable.handover:  # a worker's run is parked when every running node waits long
             state.park_after = durable.store.park_after_seconds

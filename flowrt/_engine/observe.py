@@ -24,13 +24,15 @@ class Wait:
     """What a waiting node waits for, and until when: ``seconds`` from now (on the loop's
     clock; ``math.inf``: no limit), ``due`` the same moment on the wall clock. A retry wait
     names the failure it follows (``error``, ``{type, message}``); a wait node, its
-    ``signal``; a sleep node waits for time alone."""
+    ``signal``; a sleep node waits for time alone; an attempt waiting for its turn under a
+    rate limit (``throttled``) names the limit (``rate_limit``)."""
 
-    kind: Literal["retry", "signal", "sleep", "child"]
+    kind: Literal["retry", "signal", "sleep", "child", "throttled"]
     seconds: float
     due: float
     error: Mapping[str, str] | None = None
     signal: str | None = None
+    rate_limit: str | None = None
 
 
 class Observer:

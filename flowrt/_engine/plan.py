@@ -21,8 +21,10 @@ from .backoff import wait_before_retry
 from .children import child_function, child_inputs, compiling
 from .edges import edge, share
 from .invoke import invoker
+from .limits import compile_limits
 from .planned import Plan as Plan
 from .planned import PlanNode as PlanNode
+from .rates import check_shapes, compile_rates
 from .waiting import waiting_node
 
 TRIGGERS = frozenset(get_args(Trigger))
@@ -41,6 +43,7 @@ def compile_plan(definition: Definition) -> Plan:
     with compiling(definition):
         nodes = [_compile_node(i, node, known, default) for i, node in enumerate(sources)]
     _connect(nodes, sources, index)
+    _rates(nodes, sources)
     output = None
     if definition.output is not None:
         output = {
@@ -61,7 +64,26 @@ def compile_plan(definition: Definition) -> Plan:
     if any(pn.kind in ("wait", "sleep") for pn in nodes):
         plan.signals = {pn.wait.signal: pn.wait.schema for pn in nodes if pn.wait is not None}
     plan.children = any(node.sub is not None for node in sources)
+    plan.limits = compile_limits(definition.name, definition.run_limit)
     return plan
+
+
+def _rates(nodes: list[PlanNode], sources: list[AnyNode]) -> None:
+    """Compile each node's rate limits (their keys read the input and the node's dependencies).
+
+    Raises:
+        DefinitionError: a rate limit on a Choice, wait or sleep node; see ``compile_rates``
+            and ``check_shapes``.
+    """
+    for pn, node in zip(nodes, sources, strict=True):
+        if node.rate_limit is None:
+            continue
+        if pn.kind in ("choice", "wait", "sleep"):
+            why = "only a task, map, loop or sub-workflow node takes a rate limit"
+            raise DefinitionError(why, node=pn.name, field="rate_limit")
+        known = {"input", *(nodes[dep].name for dep in pn.deps)}
+        pn.rates = compile_rates(pn.name, node.rate_limit, known)
+    check_shapes([(pn.name, pn.rates) for pn in nodes if pn.rates])
 
 
 def _connect(nodes: list[PlanNode], sources: list[AnyNode], index: dict[str, int]) -> None:

@@ -14,6 +14,8 @@ from .._models import ErrorHandling, WorkflowRetry
 from .._nodes import Kind, LoopSpec, MapSpec, Trigger, WaitSpec
 from .._resolve import Value, view
 from .invoke import Invoke
+from .limits import PlannedLimit
+from .rates import PlannedRate
 
 _NO_ARGS: tuple[Any, ...] = ()
 _NO_KWARGS: Mapping[str, Any] = {}  # never mutated: ``**`` unpacking copies it (a proxy is slower)
@@ -51,6 +53,7 @@ class PlanNode:
     invoke: Invoke | None = None
     retry_types: tuple[type[BaseException], ...] | None = None  # retry_on, when not a predicate
     waits: tuple[float, ...] | None = None  # the wait before each retry, when there is no jitter
+    rates: tuple[PlannedRate, ...] = ()  # its rate limits: each attempt takes their permits
 
     @property
     def raises(self) -> bool:
@@ -92,7 +95,8 @@ class Plan:
     """A validated workflow, frozen: its name, nodes by index, roots (no dependencies), leaves
     (no dependents), the compiled output mapping, the concurrency cap and the workflow-level
     retry. ``signals`` maps the signals its wait nodes take to their schemas (None: it has no
-    wait or sleep node); ``children``: it has sub-workflow nodes. Runs only read it."""
+    wait or sleep node); ``children``: it has sub-workflow nodes; ``limits`` its run limits.
+    Runs only read it."""
 
     name: str
     nodes: list[PlanNode]
@@ -105,3 +109,4 @@ class Plan:
     fail_fast: bool = False
     signals: dict[str, Any] | None = None
     children: bool = False
+    limits: tuple[PlannedLimit, ...] = ()  # its run limits (``_engine.limits``)

@@ -5,8 +5,9 @@ The rules, all here:
 - a node stored as ``success`` is finished: its stored envelope (output, attempts, trace) is
   kept, it never runs again and no finish ever releases it again;
 - a node stored as ``waiting`` (in a retry wait) continues at its next attempt, with the
-  retries it has left, once its due time has come; a wait or sleep node stored ``waiting``
-  is decided again (the store keeps its due time and its signal);
+  retries it has left, once its due time has come (one waiting for its turn under a rate limit,
+  ``throttled``, starts it then without taking other permits); a wait or sleep node stored
+  ``waiting`` is decided again (the store keeps its due time and its signal);
 - every other node (failed, skipped, never recorded, running at the crash) is decided again,
   once all its dependencies have finished in this attempt or before it;
 - a node that fails again is handled (does not fail the run) when an ``on_failure`` handler
@@ -69,6 +70,7 @@ def restart(plan: Plan, run: RunRow) -> Restart:
             continue
         state.attempts, state.duration = row.attempts, row.duration
         state.trace = trace_of(row.trace, row.duration)
+        state.permit = row.reason == "throttled"  # parked in its turn: its permits are taken
         if state.status is None:
             parked[index] = Parked(state, row.due or 0.0)
         else:

@@ -5,6 +5,7 @@ came from."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
@@ -16,7 +17,7 @@ from typing import Any
 import anyio
 from pydantic import BaseModel
 
-from .._errors import FlowError, RunInProgress
+from .._errors import FlowError, RunInProgress, cancelled_from
 from .._ids import new_id
 from .._models import RunResult
 from .._store.protocol import Claim, RunStore
@@ -25,6 +26,7 @@ from .children import take_link
 from .durable import DurableRun, input_json
 from .ended import result_of as result_of
 from .execute import Execution, Listener, execute
+from .limits import held_here, run_keys
 from .observe import Instrument
 from .planned import Plan
 from .result import stored_result
@@ -68,6 +70,8 @@ async def run(
     store = env.store
     if store is None:
         ex = Execution(plan, input, run_id or new_id(), timeout)  # positional: the hot path
+        if plan.limits:
+            return await _held_here(ex, env, listener)
         return await _execute(ex, env, listener)
     row = new_row(plan, env, input, status="running", run_id=run_id, timeout=timeout, link=link)
     if run_id is not None:
@@ -90,6 +94,20 @@ def seconds(value: Any, name: str) -> float | None:
     if math.isinf(value):
         return None
     return float(value)
+
+
+async def _held_here(ex: Execution, env: Environment, listener: Listener | None) -> RunResult:
+    """Execute in-memory run ``ex`` holding its run limits' keys in this process.
+
+    Raises:
+        InputError: a key's value is missing or not a JSON scalar.
+        LimitReached, Superseded: see ``RunLimit``.
+    """
+    result = None
+    async with held_here(ex.run_id, run_keys(ex.plan.limits, ex.input)):
+        result = await _execute(ex, env, listener)
+    assert result is not None  # a run superseded while it ran raised Superseded instead
+    return result
 
 
 def _execute(
@@ -119,8 +137,12 @@ def new_row(
     link: tuple[str, str] | None = None,
 ) -> RunRow:
     """A new stored run of ``plan`` (its input already plain), linked to its parent run and
-    node (``link``) when a sub-workflow node creates it."""
-    return RunRow(
+    node (``link``) when a sub-workflow node creates it, with its run limits' keys.
+
+    Raises:
+        InputError: a key's value is missing or not a JSON scalar (nothing is stored).
+    """
+    row = RunRow(
         run_id or new_id(),
         plan.name,
         input_json(input),
@@ -132,6 +154,9 @@ def new_row(
         parent_run_id=None if link is None else link[0],
         parent_node=None if link is None else link[1],
     )
+    if plan.limits:
+        row.limits = run_keys(plan.limits, input)
+    return row
 
 
 async def submit(
@@ -232,12 +257,42 @@ async def _open(
     run_id = durable.row.run_id
     if claim.outcome == "missing":
         raise FlowError(f"no run {run_id!r} in {durable.store!r}")
+    if claim.outcome == "cancelled":  # its run limit's strategy (cancel_newest)
+        raise cancelled_from(run_id, claim.run.error if claim.run else None)
+    if claim.outcome == "queued":  # its run limit's keys are held: it waits its turn
+        return await _turn(plan, durable, timeout=timeout, reopen=not create)
     if claim.outcome == "busy":
         raise RunInProgress(run_id, claim.run.owner if claim.run else None)
     if claim.outcome == "finished":
         assert claim.run is not None
         return stored_result(claim.run)
     return claimed(plan, durable, claim, timeout=timeout, input=input)
+
+
+async def _turn(
+    plan: Plan, durable: DurableRun, *, timeout: float | None, reopen: bool
+) -> Execution | RunResult:
+    """Wait until queued run ``durable`` may take its keys (looking again every 0.25 s at
+    most), then claim it: its execution; or, if a worker took it meanwhile, its result.
+    Cancelled while it waits, the run is cancelled in its store (nobody is left to run it).
+
+    Raises:
+        RunCancelled: it was cancelled (superseded) while it waited.
+    """
+    store, run_id, pause = durable.store, durable.row.run_id, 0.005
+    try:
+        while True:
+            await anyio.sleep(pause)
+            pause = min(pause * 2, 0.25)
+            claim = await durable.open(create=False, reopen=reopen, queued=not reopen)
+            if claim.outcome == "claimed":
+                return claimed(plan, durable, claim, timeout=timeout)
+            if claim.outcome != "queued":
+                return await result_of(store, run_id, None)
+    except anyio.get_cancelled_exc_class():
+        with anyio.CancelScope(shield=True), contextlib.suppress(FlowError):
+            await store.cancel(run_id, reason="its caller stopped waiting for it")
+        raise
 
 
 def claimed(

@@ -75,13 +75,18 @@ def reported_status(run: RunRow, now: float) -> RunStatus:
     return run.status
 
 
-def decide(found: RunRow, now: float, *, reopen: bool, due: bool = False) -> Decision:
+def decide(
+    found: RunRow, now: float, *, reopen: bool, due: bool = False, queued: bool = False
+) -> Decision:
     """What ``claim`` does with an existing run. ``due`` (``resume_due``): only a run still
-    parked in a retry wait with no cancel request is taken; any other is left (``busy``)."""
+    parked in a retry wait with no cancel request is taken; ``queued`` (a run waiting for its
+    run limit's keys): only a run still queued; any other is left (``busy``)."""
     if found.status == "success" or (found.status == "failure" and not reopen):
         return "finished"
     if due and (found.status not in ("retrying", "waiting") or found.cancel is not None):
         return "busy"  # cancelled, or taken, since it was listed as due
+    if queued and found.status != "queued":
+        return "busy"  # taken by a worker, or cancelled, while it waited
     return "busy" if held(found, now) else "claimed"
 
 
@@ -134,8 +139,10 @@ def end_unclaimed(db: Connection, d: Dialect, run: RunRow, why: Verdict, limit: 
 
 
 def cancelled_error(request: dict[str, str]) -> dict[str, str]:
-    """The stored error of a run ended by a cancel request."""
-    error = {"type": "Cancelled", "message": request.get("reason") or "cancelled"}
+    """The stored error of a run ended by a cancel request (of type ``Cancelled``, unless the
+    request names another: ``Superseded``)."""
+    error = {"type": request.get("type") or "Cancelled"}
+    error["message"] = request.get("reason") or "cancelled"
     if request.get("by"):
         error["by"] = request["by"]
     return error
@@ -162,7 +169,8 @@ def cancel(
         raise RunEnded(found.run_id, found.status)
     if found.status == "cancelled":
         return "cancelled"
-    request = {"reason": request.get("reason") or "cancelled", "by": request.get("by", "")}
+    kind = {"type": request["type"]} if request.get("type") else {}
+    request = {"reason": request.get("reason") or "cancelled", "by": request.get("by", ""), **kind}
     if held(found, now):
         m = d.mark
         db.execute(

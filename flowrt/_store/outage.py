@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Sequence
 
-from .._mask import masked
+from .mask import masked
 
 _log = logging.getLogger("flowrt.store")  # ``flowrt worker`` prints it on stderr
 FIRST, LONGEST = 0.1, 5.0  # seconds before the next try: doubling from FIRST up to LONGEST

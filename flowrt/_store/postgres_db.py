@@ -86,6 +86,26 @@ def nodes_of(db: psycopg.Connection[Any], run: RunRow) -> list[NodeRow]:
     return node_rows(run.run_id, [batch for (batch,) in batches])
 
 
+def prune_ended(db: psycopg.Connection[Any], older_than: float) -> int:
+    """Delete the runs that ended more than ``older_than`` seconds ago (by the database's
+    clock), with their nodes, signals, waits and keys; return how many."""
+    ended = (
+        "status IN ('success', 'failure', 'cancelled') AND finished_at < "
+        "to_char((clock_timestamp() - make_interval(secs => %s)) AT TIME ZONE 'UTC', "
+        '\'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"\')'
+    )
+    tables = ("flowrt_node_batches", "flowrt_signals", "flowrt_waits", "flowrt_run_keys")
+    with db.transaction():
+        for table in tables:
+            db.execute(
+                f"DELETE FROM {table} WHERE run_id IN "
+                f"(SELECT run_id FROM flowrt_runs WHERE {ended})",
+                (older_than,),
+            )
+        deleted = db.execute(f"DELETE FROM flowrt_runs WHERE {ended}", (older_than,))
+        return deleted.rowcount
+
+
 __all__: Sequence[str] = [
     "db_now",
     "insert_running",
@@ -94,4 +114,5 @@ __all__: Sequence[str] = [
     "nodes_of",
     "notified",
     "on_database_clock",
+    "prune_ended",
 ]

@@ -3,7 +3,17 @@ its methods."""
 
 from __future__ import annotations
 
-from .sqlite_sql import PARKED, SIGNAL_KEYS, SIGNALS, WAITS
+from .claims import Dialect
+from .limits import ready_filter
+from .sqlite_sql import (
+    PARKED,
+    RATE_LIMITS,
+    RUN_KEYS,
+    RUN_KEYS_BY_KEY,
+    SIGNAL_KEYS,
+    SIGNALS,
+    WAITS,
+)
 
 NOW = "extract(epoch from clock_timestamp())"
 COLUMNS = (
@@ -67,6 +77,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX IF NOT EXISTS flowrt_runs_parent ON flowrt_runs (parent_run_id) "
         "WHERE parent_run_id IS NOT NULL",
     ),
+    (  # 4: each run's keys under its run limits; each rate limit's GCRA row
+        RUN_KEYS.format(prefix="flowrt_"),
+        RUN_KEYS_BY_KEY.format(prefix="flowrt_"),
+        RATE_LIMITS.format(prefix="flowrt_"),
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 MIGRATION_LOCK = 7_287_011  # pg_advisory_xact_lock key: one migrator at a time
@@ -98,9 +113,11 @@ READY = (
 # order they were enqueued, locked (``FOR UPDATE SKIP LOCKED``: concurrent workers each get
 # others, none waits for another). Parked runs are looked up apart (by due time), so that many
 # of them cost a claim nothing: the others come from an index without them.
+# Queued runs whose keys are full are passed over (``_store.limits``).
 PICK_READY = f"""SELECT {COLUMNS} FROM flowrt_runs WHERE run_id IN (
         (SELECT run_id FROM flowrt_runs WHERE workflow = ANY(%(w)s) AND status <> 'waiting'
-         AND {READY} ORDER BY started_at LIMIT %(m)s)
+         AND {READY} AND {ready_filter(Dialect("flowrt_runs", "%s"))}
+         ORDER BY started_at LIMIT %(m)s)
         UNION ALL
         (SELECT run_id FROM flowrt_runs WHERE workflow = ANY(%(w)s) AND status = 'waiting'
          AND retry_due <= {NOW} AND {READY} ORDER BY retry_due LIMIT %(m)s))

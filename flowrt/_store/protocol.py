@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, Self, runtime_checkable
 
 from .claims import CancelOutcome, reported_status
+from .limits import Blocker
 from .mailbox import Decided, OpenWait, StoredSignal
 from .records import RunRow, run_row
 
-Outcome = Literal["created", "claimed", "finished", "busy", "missing"]
+Outcome = Literal["created", "claimed", "finished", "busy", "missing", "queued", "cancelled"]
 
 
 @dataclass(slots=True)
@@ -28,9 +29,10 @@ class Claim:
     ``outcome``: ``created`` (the run was new: inserted), ``claimed`` (an interrupted,
     cancelled, waiting or retrying run, or a failed one when reopening: now the caller's),
     ``finished`` (it ended: nothing was changed), ``busy`` (another owner's lease is live),
-    ``missing`` (no such run and nothing to create). ``token`` is the claim number that the
-    caller's writes must carry; ``run`` the stored run (with its current attempt's nodes) as it
-    was before the claim, for ``claimed`` and ``finished``.
+    ``missing`` (no such run and nothing to create), ``queued`` (its run limit's keys are full:
+    it waits ``queued``), ``cancelled`` (a new run its limit ended at once). ``token`` is the
+    claim number that the caller's writes must carry; ``run`` the stored run (with its
+    current attempt's nodes) as it was before the claim, for ``claimed`` and ``finished``.
     """
 
     outcome: Outcome
@@ -63,12 +65,17 @@ class RunStore(Protocol):
         new: RunRow | None = None,
         reopen: bool = False,
         due: bool = False,
+        queued: bool = False,
     ) -> Claim:
         """Take run ``run_id`` for ``owner``, in one transaction. Absent: insert ``new`` (as
         ``running``, claim 1) or report ``missing``. ``success`` (or ``failure`` unless
         ``reopen``): ``finished``. Held by a live owner (or, with ``due``, no longer parked in
-        a retry wait, or asked to cancel): ``busy``. Anything else: set it ``running`` under
-        ``owner`` with a fresh lease and the next claim number (see ``flowrt._store.claims``)."""
+        a retry wait, or asked to cancel; with ``queued``, no longer queued): ``busy``.
+        Anything else: set it ``running`` under ``owner`` with a fresh lease and the next
+        claim number (see ``flowrt._store.claims``).
+        A run with run-limit keys (``new.limits``) is inserted and admitted by them, and one
+        that does not hold its keys yet is taken only when they are free; else ``queued`` (or
+        ``cancelled`` by its strategy; see ``flowrt._store.limits``)."""
 
     async def write(
         self,
@@ -205,6 +212,19 @@ class RunStore(Protocol):
     async def wait_for_signal(self, run_id: str, timeout: float) -> None:
         """Return when a signal to ``run_id`` may have arrived (PostgreSQL: ``LISTEN``), or
         after ``timeout`` (SQLite: at most ``poll_seconds``)."""
+
+    async def blockers(self, run_id: str) -> list[Blocker]:
+        """Why queued run ``run_id`` waits: each of its run limits' keys that is full (its
+        holders, and the runs queued before it); empty if it may start, or is not queued."""
+
+    async def take_permit(
+        self, limit: tuple[str, str], shape: tuple[float, int, float | None]
+    ) -> tuple[float, bool]:
+        """Reserve the next permit of rate limit ``limit`` (name, key value), in one
+        transaction on the store's clock: ``shape`` is (seconds between permits, burst,
+        max_wait). Returns the seconds until its turn (0: now) and True; or, when that is
+        more than max_wait, the seconds and False (nothing reserved). See
+        ``flowrt._store.rates``."""
 
     async def aclose(self) -> None:
         """Release the store's connections."""

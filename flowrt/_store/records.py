@@ -49,6 +49,18 @@ class NodeRow:
         return self.attempts + 1 if self.status == "waiting" else None
 
 
+@dataclass(frozen=True, slots=True)
+class RunKey:
+    """A run's key under one of its workflow's run limits: ``key`` (the workflow, the
+    limit's selector and the value it took, ``sync:$.input.customer=42``), how many runs may
+    hold it at once, and what an extra run does (``queue``, ``cancel_newest``,
+    ``cancel_in_progress``)."""
+
+    key: str
+    max_runs: int
+    strategy: str
+
+
 @dataclass(slots=True)
 class RunRow:
     """One stored run. ``input`` is JSON text; ``definition`` the workflow as data (JSON), when
@@ -62,7 +74,8 @@ class RunRow:
     start; ``source`` says where the workflow's code lives (``"/abs/app.py:wf"``,
     ``"pkg.mod:wf"``, or a module, ``"pkg.mod"``, that defines it); a child run (of a
     sub-workflow node) names its ``parent_run_id`` and ``parent_node`` (``node[i]`` for a map
-    item)."""
+    item); ``limits`` are its run limits' keys (kept in a table of their own: given when the
+    run is inserted, not loaded with it)."""
 
     run_id: str
     workflow: str
@@ -85,6 +98,7 @@ class RunRow:
     nodes: list[NodeRow] = field(default_factory=list)
     parent_run_id: str | None = None
     parent_node: str | None = None
+    limits: tuple[RunKey, ...] = ()
 
 
 def deadline_error(workflow: str, timeout: float) -> dict[str, str]:

@@ -18,47 +18,38 @@ from typing import TypeVar
 import anyio
 import anyio.to_thread
 
-from .._errors import LeaseLost, StoreTooNew
+from .._errors import LeaseLost
 from . import claims as _claims
 from . import family as _family
 from . import mailbox as _mail
+from . import sqlite_limits as _lim
 from .claims import CancelOutcome, Dialect
+from .limits import HOLDS, ready_filter
 from .protocol import Claim, Closing, listed
 from .records import NodeRow, RunRow, new_values, node_rows, run_row, update_values
+from .sqlite_limits import SQLiteLimits
 from .sqlite_mail import SQLiteMail
-from .sqlite_sql import COLUMNS, MIGRATIONS, NEW, READY, RENEW, SCHEMA_VERSION, UPDATE_RUN
+from .sqlite_sql import (
+    COLUMNS,
+    INSERT_QUEUED,
+    MIGRATIONS,
+    NEW,
+    READY,
+    RENEW,
+    SCHEMA_VERSION,
+    UPDATE_RUN,
+    migrate,
+)
 
 _SQL = Dialect("runs", "?")
+FREE = ready_filter(_SQL)
 
 T = TypeVar("T")
 
 _setup_lock = threading.Lock()
 
 
-def migrate(db: sqlite3.Connection, name: str = "") -> int:
-    """Bring the schema to ``SCHEMA_VERSION`` in one transaction (a concurrent migrator waits
-    for the lock, then finds nothing to do); return the version. A new file gets incremental
-    auto-vacuum (``prune`` gives its space back).
-
-    Raises:
-        StoreTooNew: the file's schema is newer than ``SCHEMA_VERSION``.
-    """
-    if db.execute("PRAGMA user_version").fetchone()[0] == 0:
-        db.execute("PRAGMA auto_vacuum = INCREMENTAL")  # only takes before the first table
-    with db:
-        db.execute("BEGIN IMMEDIATE")
-        version: int = db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise StoreTooNew(name or "(sqlite)", version, SCHEMA_VERSION)
-        for number in range(version + 1, SCHEMA_VERSION + 1):
-            for statement in MIGRATIONS[number - 1]:
-                db.execute(statement)
-        if version < SCHEMA_VERSION:
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-    return max(version, SCHEMA_VERSION)
-
-
-class SQLiteStore(SQLiteMail, Closing):
+class SQLiteStore(SQLiteMail, SQLiteLimits, Closing):
     """A ``RunStore`` in one SQLite file (WAL mode; safe for many runs and several processes
     of one host). It creates or migrates its schema on first use. Close it when done
     (``close()``, ``await aclose()``, or use it as a context manager).
@@ -163,6 +154,7 @@ class SQLiteStore(SQLiteMail, Closing):
         new: RunRow | None = None,
         reopen: bool = False,
         due: bool = False,
+        queued: bool = False,
     ) -> Claim:
         """See ``RunStore.claim``."""
 
@@ -174,11 +166,15 @@ class SQLiteStore(SQLiteMail, Closing):
                 if found is None:
                     if new is None:
                         return Claim("missing")
+                    if new.limits:
+                        return _lim.create(db, new, owner, now + self.lease_seconds, _load)
                     _insert(db, new, owner, now + self.lease_seconds)
                     return Claim("created", 1)
-                decision = _claims.decide(found, now, reopen=reopen, due=due)
+                decision = _claims.decide(found, now, reopen=reopen, due=due, queued=queued)
                 if decision != "claimed":
                     return Claim(decision, found.claim, found)
+                if found.status not in HOLDS and not _lim.may_start(db, found):
+                    return Claim("queued", found.claim, found)
                 _claims.take(db, _SQL, run_id, owner, now + self.lease_seconds, by_hand=True)
                 return Claim("claimed", found.claim + 1, found)
 
@@ -229,12 +225,10 @@ class SQLiteStore(SQLiteMail, Closing):
         def insert(db: sqlite3.Connection) -> bool:
             with db:
                 db.execute("BEGIN IMMEDIATE")
-                inserted = db.execute(
-                    f"INSERT OR IGNORE INTO runs ({NEW}) "
-                    "VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
-                    new_values(run),
-                )
-                return inserted.rowcount == 1
+                inserted = db.execute(INSERT_QUEUED, new_values(run)).rowcount == 1
+                if inserted and run.limits:
+                    _lim.admitted(db, run, _load, time.time())
+                return inserted
 
         return await self._call(insert)
 
@@ -253,7 +247,7 @@ class SQLiteStore(SQLiteMail, Closing):
                 _claims.expire_dead(db, _SQL, now)
                 found = db.execute(
                     f"SELECT {COLUMNS} FROM runs WHERE workflow IN ({names}) AND {READY} "
-                    "ORDER BY started_at LIMIT ?",
+                    f"AND {FREE} ORDER BY started_at LIMIT ?",
                     (*workflows, now, now, now, limit),
                 ).fetchall()
                 claims = []
@@ -264,6 +258,8 @@ class SQLiteStore(SQLiteMail, Closing):
                         continue
                     if run.status != "queued":
                         run.nodes = _nodes(db, run)
+                    elif not _lim.may_start(db, run):
+                        continue  # an earlier run of this batch took its key
                     lease = now + self.lease_seconds
                     _claims.take(db, _SQL, run.run_id, owner, lease, by_hand=False)
                     claims.append(Claim("claimed", run.claim + 1, run))
@@ -346,7 +342,7 @@ class SQLiteStore(SQLiteMail, Closing):
             with db:
                 db.execute("BEGIN IMMEDIATE")
                 ended = "status IN ('success', 'failure', 'cancelled') AND finished_at < ?"
-                for table in ("node_batches", "signals", "waits"):
+                for table in ("node_batches", "signals", "waits", "run_keys"):
                     db.execute(
                         f"DELETE FROM {table} WHERE run_id IN (SELECT run_id FROM runs "
                         f"WHERE {ended})",

@@ -3,6 +3,10 @@ methods."""
 
 from __future__ import annotations
 
+import sqlite3
+
+from .._errors import StoreTooNew
+
 RUNS_V1 = """CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, workflow TEXT NOT NULL, input TEXT NOT NULL, definition TEXT,
     status TEXT NOT NULL, attempts INTEGER NOT NULL, error TEXT, output TEXT,
@@ -31,6 +35,13 @@ WAITS = """CREATE TABLE IF NOT EXISTS {prefix}waits (
     run_id TEXT NOT NULL, attempt INTEGER NOT NULL, node TEXT NOT NULL, signal TEXT,
     due DOUBLE PRECISION, ended INTEGER NOT NULL DEFAULT 0, seq INTEGER, child TEXT,
     PRIMARY KEY (run_id, attempt, node))"""
+RUN_KEYS = """CREATE TABLE IF NOT EXISTS {prefix}run_keys (
+    run_id TEXT NOT NULL, key TEXT NOT NULL, max_runs INTEGER NOT NULL, strategy TEXT NOT NULL,
+    PRIMARY KEY (run_id, key))"""
+RUN_KEYS_BY_KEY = "CREATE INDEX IF NOT EXISTS {prefix}run_keys_key ON {prefix}run_keys (key)"
+RATE_LIMITS = """CREATE TABLE IF NOT EXISTS {prefix}rate_limits (
+    name TEXT NOT NULL, key TEXT NOT NULL, tat DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (name, key))"""
 PARKED = "CREATE INDEX IF NOT EXISTS {prefix}runs_parked ON {prefix}runs (status, retry_due)"
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (  # 1: runs and their node record batches (flowrt 0.1)
@@ -69,6 +80,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX IF NOT EXISTS runs_parent ON runs (parent_run_id) "
         "WHERE parent_run_id IS NOT NULL",
     ),
+    (  # 5: each run's keys under its run limits; each rate limit's GCRA row
+        RUN_KEYS.format(prefix=""),
+        RUN_KEYS_BY_KEY.format(prefix=""),
+        RATE_LIMITS.format(prefix=""),
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 COLUMNS = (
@@ -80,6 +96,9 @@ COLUMNS = (
 NEW = (
     "run_id, workflow, input, definition, status, attempts, started_at, timeout, source, "
     "parent_run_id, parent_node"
+)
+INSERT_QUEUED = (
+    f"INSERT OR IGNORE INTO runs ({NEW}) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)"
 )
 # An owner's writes: they renew its lease, reset ``stalled`` when a node finished, and return a
 # pending cancel request (no row: another owner holds the run).
@@ -100,3 +119,26 @@ READY = (
     "OR (status IN ('retrying', 'waiting') AND retry_due <= ? "
     "AND (owner IS NULL OR lease_until IS NULL OR lease_until <= ?)))"
 )
+
+
+def migrate(db: sqlite3.Connection, name: str = "") -> int:
+    """Bring the schema to ``SCHEMA_VERSION`` in one transaction (a concurrent migrator waits
+    for the lock, then finds nothing to do); return the version. A new file gets incremental
+    auto-vacuum (``prune`` gives its space back).
+
+    Raises:
+        StoreTooNew: the file's schema is newer than ``SCHEMA_VERSION``.
+    """
+    if db.execute("PRAGMA user_version").fetchone()[0] == 0:
+        db.execute("PRAGMA auto_vacuum = INCREMENTAL")  # only takes before the first table
+    with db:
+        db.execute("BEGIN IMMEDIATE")
+        version: int = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreTooNew(name or "(sqlite)", version, SCHEMA_VERSION)
+        for number in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS[number - 1]:
+                db.execute(statement)
+        if version < SCHEMA_VERSION:
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    return max(version, SCHEMA_VERSION)

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from fastapi import HTTPException
 
 from .._errors import FlowError
-from .._mask import masked
+from .._store.mask import masked
 
 
 @contextmanager

@@ -21,9 +21,9 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from .._control import cancel_run
 from .._engine.result import stored_result
 from .._errors import RunEnded, RunNotFound
-from .._mask import masked
 from .._models import ErrorInfo, Event, EventKind, RunResult
 from .._store.mailbox import OpenWait
+from .._store.mask import masked
 from .._store.protocol import RunStore
 from .._store.records import RunRow
 from .._worker import Worker

@@ -1,0 +1,186 @@
+"""Run limits in a store: which runs hold a key, whether a run may take its keys, and what a new
+run does to a full key. The rules, once, for both stores, called inside each store's own
+transaction (see ``claims`` for the connection and ``Dialect``).
+
+- A run *holds* its keys while it is ``running``, ``waiting`` or ``retrying``: from its first
+  claim until it ends, through parked waits, retries and interruptions (a dead owner's run
+  keeps holding until it is resumed and ends). Holding is read from the stored runs, never
+  counted apart, so nothing can leak.
+- A queued run may take its keys when, for each, the runs holding it and the runs of it
+  queued before it (submit order: ``started_at``, then ``run_id``) number fewer than
+  ``max_runs``: within a key, runs start in submit order; other keys are not held up.
+- A new run of a full key (holders and runs queued before it), by the key's strategy:
+  ``queue`` stays queued; ``cancel_newest`` is ended ``cancelled`` at once (``LimitReached``,
+  naming the holders); ``cancel_in_progress`` stays queued and the oldest runs of the key are
+  cancelled to make room (``Superseded``, naming it): a queued or unheld one at once, a held one
+  by a cancel request its owner acts on at its next write, so the new run starts only after the
+  old one's final write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .claims import Dialect, end
+from .family import Load, cancel_family
+from .records import RunKey, RunRow
+
+HOLDS = ("running", "waiting", "retrying")  # the statuses of a run that holds its keys
+HOLDING = "('running', 'waiting', 'retrying')"
+Admission = Literal["free", "queued", "cancelled"]
+# Locks ``keys`` for the rest of the transaction (PostgreSQL: advisory locks, in sorted order);
+# ``wait=False`` gives up at once, returning False, when one is taken.
+Locker = Callable[[Any, Sequence[str], bool], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Blocker:
+    """Why a queued run waits: its key ``key`` allows ``max_runs``, held by ``holders`` (run
+    ids, oldest first), with ``ahead`` (run ids) queued before it."""
+
+    key: str
+    max_runs: int
+    holders: tuple[str, ...]
+    ahead: tuple[str, ...]
+
+
+def no_lock(db: Any, keys: Sequence[str], wait: bool) -> bool:
+    """A store whose transactions are serial (SQLite's ``BEGIN IMMEDIATE``) locks nothing."""
+    return True
+
+
+def save_keys(db: Any, d: Dialect, run: RunRow) -> None:
+    """Keep new run ``run``'s keys (``run.limits``)."""
+    m = d.mark
+    for limit in run.limits:
+        db.execute(
+            f"INSERT INTO {d.named('run_keys')} (run_id, key, max_runs, strategy) "
+            f"VALUES ({m}, {m}, {m}, {m})",
+            (run.run_id, limit.key, limit.max_runs, limit.strategy),
+        )
+
+
+def keys_of(db: Any, d: Dialect, run_id: str) -> tuple[RunKey, ...]:
+    """Run ``run_id``'s keys, as it was inserted with them."""
+    rows = db.execute(
+        f"SELECT key, max_runs, strategy FROM {d.named('run_keys')} WHERE run_id = {d.mark} "
+        "ORDER BY key",
+        (run_id,),
+    ).fetchall()
+    return tuple(RunKey(key, max_runs, strategy) for key, max_runs, strategy in rows)
+
+
+def occupants(db: Any, d: Dialect, key: str, run: RunRow) -> list[tuple[str, str]]:
+    """The runs other than ``run`` that hold ``key`` or are queued for it before ``run``
+    (``(run_id, status)``, oldest first)."""
+    m = d.mark
+    return [
+        (run_id, status)
+        for run_id, status in db.execute(
+            f"SELECT r.run_id, r.status FROM {d.named('run_keys')} AS k "
+            f"JOIN {d.table} AS r ON r.run_id = k.run_id WHERE k.key = {m} AND r.run_id <> {m} "
+            f"AND (r.status IN {HOLDING} OR (r.status = 'queued' AND (r.started_at < {m} "
+            f"OR (r.started_at = {m} AND r.run_id < {m})))) ORDER BY r.started_at, r.run_id",
+            (key, run.run_id, run.started_at, run.started_at, run.run_id),
+        ).fetchall()
+    ]
+
+
+def blockers(db: Any, d: Dialect, run: RunRow) -> list[Blocker]:
+    """The keys that keep queued run ``run`` from starting now (none: it may)."""
+    found = []
+    for limit in run.limits:
+        ahead = occupants(db, d, limit.key, run)
+        if len(ahead) >= limit.max_runs:
+            holders = tuple(rid for rid, status in ahead if status != "queued")
+            queued = tuple(rid for rid, status in ahead if status == "queued")
+            found.append(Blocker(limit.key, limit.max_runs, holders, queued))
+    return found
+
+
+def may_start(db: Any, d: Dialect, run: RunRow, lock: Locker, *, wait: bool) -> bool:
+    """Whether run ``run`` (not holding its keys: queued, or ended and reopened) may take them
+    now; its keys are locked first (without ``wait``: False at once if one is taken)."""
+    if not run.limits:
+        return True
+    if not lock(db, sorted(limit.key for limit in run.limits), wait):
+        return False
+    return not blockers(db, d, run)
+
+
+def admit(db: Any, d: Dialect, run: RunRow, load: Load, now: float) -> tuple[Admission, list[str]]:
+    """Apply the strategies of new run ``run`` (inserted ``queued`` with its keys saved, its
+    keys locked): ``free`` (it may start now), ``queued`` or ``cancelled``; and the parents of
+    runs cancelled here (to notify)."""
+    woken: list[str] = []
+    for limit in run.limits:
+        ahead = occupants(db, d, limit.key, run)
+        extra = len(ahead) - limit.max_runs + 1
+        if extra <= 0:
+            continue
+        if limit.strategy == "cancel_newest":
+            names = ", ".join(repr(rid) for rid, _ in ahead)
+            why = f"run limit {limit.key!r} (max_runs={limit.max_runs}) is held by {names}"
+            end(db, d, run.run_id, "cancelled", {"type": "LimitReached", "message": why})
+            return "cancelled", woken
+        if limit.strategy == "cancel_in_progress":
+            for rid, _ in ahead[:extra]:
+                woken += _supersede(db, d, rid, run.run_id, load, now)
+    return ("queued" if blockers(db, d, run) else "free"), woken
+
+
+def _supersede(db: Any, d: Dialect, old: str, new: str, load: Load, now: float) -> list[str]:
+    """Cancel run ``old`` for new run ``new`` (``Superseded``)."""
+    request = {"reason": f"superseded by run {new!r}", "by": f"run {new}", "type": "Superseded"}
+    return cancel_family(db, d, (old, load(db, old)), load, now, request)[1]
+
+
+def ready_filter(d: Dialect) -> str:
+    """SQL: the run of the enclosing query (``{table}``) is not a queued run that its keys'
+    holders and earlier queued runs keep waiting (its keys are checked again, locked,
+    before it is claimed)."""
+    keys, runs = d.named("run_keys"), d.table
+    return (
+        f"({runs}.status <> 'queued' OR NOT EXISTS (SELECT 1 FROM {keys} AS k "
+        f"WHERE k.run_id = {runs}.run_id AND k.max_runs <= (SELECT count(*) FROM {keys} AS o "
+        f"JOIN {runs} AS h ON h.run_id = o.run_id WHERE o.key = k.key AND o.run_id <> k.run_id "
+        f"AND (h.status IN {HOLDING} OR (h.status = 'queued' AND (h.started_at < "
+        f"{runs}.started_at OR (h.started_at = {runs}.started_at AND h.run_id < {runs}.run_id)))"
+        "))))"
+    )
+
+
+def limited(db: Any, d: Dialect, run_ids: Sequence[str]) -> dict[str, tuple[RunKey, ...]]:
+    """The keys of those of ``run_ids`` that have any."""
+    if not run_ids:
+        return {}
+    m = d.mark
+    marks = ", ".join([m] * len(run_ids))
+    found: dict[str, list[RunKey]] = {}
+    for run_id, key, max_runs, strategy in db.execute(
+        f"SELECT run_id, key, max_runs, strategy FROM {d.named('run_keys')} "
+        f"WHERE run_id IN ({marks}) ORDER BY run_id, key",
+        tuple(run_ids),
+    ).fetchall():
+        found.setdefault(run_id, []).append(RunKey(key, max_runs, strategy))
+    return {run_id: tuple(keys) for run_id, keys in found.items()}
+
+
+__all__: Sequence[str] = [
+    "HOLDING",
+    "HOLDS",
+    "Admission",
+    "Blocker",
+    "Locker",
+    "admit",
+    "blockers",
+    "keys_of",
+    "limited",
+    "may_start",
+    "no_lock",
+    "occupants",
+    "ready_filter",
+    "save_keys",
+]
