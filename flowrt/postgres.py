@@ -223,10 +223,7 @@ class PostgresStore(PostgresMail, PostgresLimits, Closing):
                 if release and run is not None and run.status == "waiting":
                     wake(db, run_id)  # a signal it did not see yet, or a child that ended
                 if run is not None and release:
-                    parent = _family.child_ended(db, _SQL, run, db_now(db))
-                    parent_woken(db, [parent] if parent else [])
-                    if run.status in ENDED:
-                        _lim.notify_freed(db, run_id)
+                    _released(db, run)
                 if records:
                     db.execute(
                         "INSERT INTO flowrt_node_batches (run_id, attempt, records) "
@@ -375,6 +372,15 @@ class PostgresStore(PostgresMail, PostgresLimits, Closing):
     async def prune(self, older_than: float) -> int:
         """See ``RunStore.prune`` (ages by the database's clock)."""
         return await self._call(lambda db: prune_ended(db, older_than))
+
+
+def _released(db: psycopg.Connection[Any], run: RunRow) -> None:
+    """Run ``run`` was given up by its owner: a child that ended wakes its parent; a run that
+    ended wakes idle workers when it held run-limit keys."""
+    parent = _family.child_ended(db, _SQL, run, db_now(db))
+    parent_woken(db, [parent] if parent else [])
+    if run.status in ENDED:
+        _lim.notify_freed(db, run.run_id)
 
 
 __all__: Sequence[str] = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresStore", "migrate"]
