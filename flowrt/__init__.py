@@ -15,9 +15,11 @@ from ._errors import DefinitionError as DefinitionError
 from ._errors import FlowError as FlowError
 from ._errors import InputError as InputError
 from ._errors import LeaseLost as LeaseLost
+from ._errors import LimitReached as LimitReached
 from ._errors import MaxLoopsExceeded as MaxLoopsExceeded
 from ._errors import NoMatch as NoMatch
 from ._errors import OutputError as OutputError
+from ._errors import RateLimited as RateLimited
 from ._errors import RunCancelled as RunCancelled
 from ._errors import RunEnded as RunEnded
 from ._errors import RunInProgress as RunInProgress
@@ -26,11 +28,14 @@ from ._errors import SignalConflict as SignalConflict
 from ._errors import SignalTimeout as SignalTimeout
 from ._errors import StoreTooNew as StoreTooNew
 from ._errors import StrayCancellation as StrayCancellation
+from ._errors import Superseded as Superseded
 from ._errors import TooManyFailures as TooManyFailures
 from ._errors import TooManyRecoveries as TooManyRecoveries
 from ._errors import WorkerCrashed as WorkerCrashed
 from ._errors import WorkflowFailed as WorkflowFailed
 from ._executors import Executor as Executor
+from ._limits import RateLimit as RateLimit
+from ._limits import RunLimit as RunLimit
 from ._models import AttemptRecord as AttemptRecord
 from ._models import ErrorHandling as ErrorHandling
 from ._models import ErrorInfo as ErrorInfo
@@ -63,15 +68,19 @@ __all__ = [
     "FlowError",
     "InputError",
     "LeaseLost",
+    "LimitReached",
     "MaxLoopsExceeded",
     "NoMatch",
     "Node",
     "NodeResult",
     "OutputError",
+    "RateLimit",
+    "RateLimited",
     "RunCancelled",
     "RunContext",
     "RunEnded",
     "RunInProgress",
+    "RunLimit",
     "RunNotFound",
     "RunResult",
     "RunStore",
@@ -81,6 +90,7 @@ __all__ = [
     "SignalTimeout",
     "StoreTooNew",
     "StrayCancellation",
+    "Superseded",
     "TooManyFailures",
     "TooManyRecoveries",
     "Worker",

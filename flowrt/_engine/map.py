@@ -95,7 +95,8 @@ class MapRun:
         self.envelopes: list[dict[str, Any] | None] = [None] * len(items)
         self.pending = iter(range(len(items)))
         self.failed: list[int] = []
-        self.plain = pn.policy.max_retries == 0 and pn.policy.timeout_seconds is None
+        policy = pn.policy  # plain: one call is the whole policy (no permits to take either)
+        self.plain = policy.max_retries == 0 and policy.timeout_seconds is None and not pn.rates
         self.invoke: Invoke = pn.invoke
         self.bare = not args and not kwargs
 
@@ -113,7 +114,7 @@ class MapRun:
         """Take items until none is left; a failure that stops the map cancels ``scope``."""
         pn, items, invoke, ctx = self.pn, self.items, self.invoke, self.ctx
         for i in self.pending:
-            if self.plain:  # no retries, no timeout: one call is the whole policy
+            if self.plain:  # no retries, no timeout, no rate limit
                 here = CURRENT.set((ctx.run_id, ctx.workflow, pn.name, 1, i))  # current()
                 try:
                     if self.bare:

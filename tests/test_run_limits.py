@@ -1,0 +1,293 @@
+"""Run limits: definitions and bad input refused with nothing stored; within one process
+without a store, and on both stores (plain ``wf.run(store=...)`` and workers): no two runs of a
+key overlap, submit order within a key, other keys never held up, each strategy, a parked or
+dead holder keeping its key, and the blockers a queued run reports."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from conftest import until
+
+from flowrt import (
+    DefinitionError,
+    InputError,
+    LimitReached,
+    RunLimit,
+    SQLiteStore,
+    Superseded,
+    Worker,
+    Workflow,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+def logged(name: str, log: list[tuple[str, Any, str]], pause: float = 0.02, **kw: Any) -> Workflow:
+    """A one-node workflow whose node logs ``start`` and ``end`` with the run's key value."""
+    wf = Workflow(name, **kw)
+
+    @wf.node
+    async def work(c: Any, tag: str = "") -> str:
+        log.append(("start", c, tag))
+        await anyio.sleep(pause)
+        log.append(("end", c, tag))
+        return tag
+
+    return wf
+
+
+def overlaps(log: list[tuple[str, Any, str]]) -> dict[Any, int]:
+    """The most runs of each key that were between start and end at once."""
+    inside: dict[Any, int] = {}
+    most: dict[Any, int] = {}
+    for event, key, _ in log:
+        inside[key] = inside.get(key, 0) + (1 if event == "start" else -1)
+        most[key] = max(most.get(key, 0), inside[key])
+    return most
+
+
+@pytest.mark.parametrize(
+    ("limit", "field"),
+    [
+        ({"key": "$.customer"}, "run_limit.key"),
+        ({"key": "customer"}, "run_limit.key"),
+        ({"key": "$.inputs.x"}, "run_limit.key"),
+        ({"max_runs": 0}, "run_limit.max_runs"),
+        ({"max_runs": "1"}, "run_limit.max_runs"),
+        ({"max_runs": True}, "run_limit.max_runs"),
+        ({"strategy": "drop"}, "run_limit.strategy"),
+    ],
+)
+def test_a_bad_run_limit_is_a_definition_error(limit: dict[str, Any], field: str) -> None:
+    with pytest.raises(DefinitionError) as caught:
+        RunLimit(**limit)
+    assert caught.value.field == field
+
+
+def test_two_limits_on_one_key_and_a_limit_that_is_not_one_are_refused() -> None:
+    wf = logged("two", [], run_limit=[RunLimit("$.input.c"), RunLimit("$.input.c", 2)])
+    with pytest.raises(DefinitionError, match="two run limits"):
+        wf.validate()
+    wf.run_limit = {"key": "$.input.c"}  # type: ignore[assignment]
+    with pytest.raises(DefinitionError, match="RunLimit"):
+        wf.validate()
+    wf.run_limit = RunLimit("$.input[")
+    with pytest.raises(DefinitionError) as caught:
+        wf.validate()
+    assert caught.value.field == "run_limit.key"
+
+
+@pytest.mark.parametrize("value", [None, {"a": 1}, [1], float("nan")])
+async def test_a_key_that_is_no_json_scalar_is_an_input_error_with_nothing_stored(
+    value: Any, tmp_path: Path
+) -> None:
+    wf = logged("bad-key", [], run_limit=RunLimit("$.input.c"))
+    given = {} if value is None else {"c": value}
+    async with SQLiteStore(tmp_path / "runs.db") as store:
+        with pytest.raises(InputError, match="run_limit key|NaN"):
+            await wf.submit(given, store=store)
+        with pytest.raises(InputError, match="run_limit key|NaN"):
+            await wf.run(given, store=store)
+        assert await store.list_runs() == []
+    with pytest.raises(InputError, match="run_limit key|NaN"):
+        await wf.run(given)
+
+
+async def test_in_memory_runs_of_one_key_never_overlap_and_others_run_past_them() -> None:
+    log: list[tuple[str, Any, str]] = []
+    wf = logged("mem-queue", log, run_limit=RunLimit("$.input.c", max_runs=2))
+    async with anyio.create_task_group() as tg:
+        for i in range(12):
+            tg.start_soon(wf.run, {"c": i % 3, "tag": str(i)})
+    assert max(overlaps(log).values()) == 2
+    assert len([e for e in log if e[0] == "end"]) == 12
+
+
+async def test_in_memory_queue_keeps_submit_order_within_a_key() -> None:
+    log: list[tuple[str, Any, str]] = []
+    wf = logged("mem-order", log, run_limit=RunLimit("$.input.c"))
+    async with anyio.create_task_group() as tg:
+        for i in range(6):
+            tg.start_soon(wf.run, {"c": 1, "tag": str(i)})
+            await anyio.sleep(0)  # each submitted (queued) before the next
+    assert [tag for event, _, tag in log if event == "start"] == [str(i) for i in range(6)]
+
+
+async def test_in_memory_cancel_newest_raises_limit_reached_naming_the_holder() -> None:
+    started, release = anyio.Event(), anyio.Event()
+    wf = Workflow("mem-newest", run_limit=RunLimit(strategy="cancel_newest"))
+
+    @wf.node
+    async def hold() -> int:
+        started.set()
+        await release.wait()
+        return 1
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(functools.partial(wf.run, run_id="holder"))
+        await started.wait()
+        with pytest.raises(LimitReached, match="'holder'"):
+            await wf.run()
+        release.set()
+    assert (await wf.run()).status == "success"  # the key is free again
+
+
+async def test_in_memory_cancel_in_progress_supersedes_the_old_run_first() -> None:
+    log: list[str] = []
+    started = anyio.Event()
+    wf = Workflow("mem-supersede", run_limit=RunLimit("$.input.c", strategy="cancel_in_progress"))
+
+    @wf.node
+    async def deploy(n: int) -> int:
+        log.append(f"start {n}")
+        started.set()
+        try:
+            await anyio.sleep(0 if n == 2 else 60)
+        finally:
+            log.append(f"end {n}")
+        return n
+
+    async def old() -> None:
+        with pytest.raises(Superseded, match="'new'"):
+            await wf.run({"c": "x", "n": 1})
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(old)
+        await started.wait()
+        result = await wf.run({"c": "x", "n": 2}, run_id="new")
+    assert result.output == {"deploy": 2}
+    assert log == ["start 1", "end 1", "start 2", "end 2"]
+
+
+async def test_stored_plain_runs_of_a_key_wait_queued_and_never_overlap(any_store: Any) -> None:
+    log: list[tuple[str, Any, str]] = []
+    wf = logged("plain", log, run_limit=RunLimit("$.input.c"), store=any_store)
+    async with anyio.create_task_group() as tg:
+        for i in range(8):
+            tg.start_soon(wf.run, {"c": i % 2, "tag": str(i)})
+    assert overlaps(log) == {0: 1, 1: 1}
+    runs = await any_store.list_runs()
+    assert [run.status for run in runs] == ["success"] * 8
+
+
+async def test_workers_start_a_key_in_submit_order_and_other_keys_run_past_it(
+    any_store: Any,
+) -> None:
+    log: list[tuple[str, Any, str]] = []
+    wf = logged("order", log, run_limit=RunLimit("$.input.c"))
+    for i in range(5):
+        await wf.submit({"c": "a", "tag": f"a{i}"}, store=any_store, run_id=f"a{i}")
+    await wf.submit({"c": "b", "tag": "b0"}, store=any_store, run_id="b0")
+    blockers = await any_store.blockers("a3")
+    assert [(b.key, b.holders, b.ahead) for b in blockers] == [
+        ("order:$.input.c=\"a\"", (), ("a0", "a1", "a2"))
+    ]
+    assert await any_store.blockers("a0") == []
+    await Worker(any_store, [wf], concurrency=4, poll_seconds=0.05).drain()
+    starts = [tag for event, _, tag in log if event == "start"]
+    assert [tag for tag in starts if tag.startswith("a")] == ["a0", "a1", "a2", "a3", "a4"]
+    assert starts.index("b0") < starts.index("a1")  # not held up behind key a
+    assert overlaps(log)["a"] == 1
+
+
+async def test_stored_cancel_newest_ends_the_extra_run_at_submit(any_store: Any) -> None:
+    wf = logged("newest", [], run_limit=RunLimit("$.input.c", strategy="cancel_newest"))
+    first = await wf.submit({"c": 1}, store=any_store, run_id="first")
+    extra = await wf.submit({"c": 1}, store=any_store, run_id="extra")
+    other = await wf.submit({"c": 2}, store=any_store, run_id="other")
+    row = await any_store.load_run(extra)
+    assert row.status == "cancelled"
+    assert row.error["type"] == "LimitReached"
+    assert "'first'" in row.error["message"]
+    with pytest.raises(LimitReached):
+        await wf.result(extra, store=any_store)
+    await Worker(any_store, [wf], poll_seconds=0.05).drain()
+    assert (await any_store.load_run(first)).status == "success"
+    assert (await any_store.load_run(other)).status == "success"
+    await wf.submit({"c": 3}, store=any_store, run_id="held")  # queued: it counts
+    with pytest.raises(LimitReached, match="'held'"):
+        await wf.run({"c": 3}, store=any_store)
+
+
+async def test_stored_cancel_in_progress_starts_the_new_run_after_the_old_ends(
+    any_store: Any,
+) -> None:
+    log: list[str] = []
+    wf = Workflow("deploy", run_limit=RunLimit("$.input.c", strategy="cancel_in_progress"))
+
+    @wf.node
+    async def deploy(n: int) -> int:
+        log.append(f"start {n}")
+        try:
+            await anyio.sleep(0 if n == 3 else 60)
+        finally:
+            log.append(f"end {n}")
+        return n
+
+    any_store.heartbeat_seconds = 0.05
+    await wf.submit({"c": "x", "n": 1}, store=any_store, run_id="old")
+    worker = Worker(any_store, [wf], concurrency=3, poll_seconds=0.05)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(worker.serve)
+        await until(lambda: "start 1" in log)
+        await wf.submit({"c": "x", "n": 2}, store=any_store, run_id="queued")
+        await wf.submit({"c": "x", "n": 3}, store=any_store, run_id="new")
+        await until(lambda: "end 3" in log)
+        tg.cancel_scope.cancel()
+    assert log == ["start 1", "end 1", "start 3", "end 3"]
+    old, queued = await any_store.load_run("old"), await any_store.load_run("queued")
+    assert (old.status, old.error["type"]) == ("cancelled", "Superseded")
+    assert "'new'" in old.error["message"]
+    assert (queued.status, queued.error["type"]) == ("cancelled", "Superseded")
+    assert (await any_store.load_run("new")).status == "success"
+    with pytest.raises(Superseded):
+        await wf.result("old", store=any_store)
+
+
+async def test_a_parked_holder_keeps_its_key(any_store: Any) -> None:
+    log: list[tuple[str, Any, str]] = []
+    wf = logged("parked", log, run_limit=RunLimit("$.input.c"))
+    nap = wf.sleep("nap", seconds=0.6, depends=["work"])
+    assert nap is not None
+    any_store.park_after_seconds = 0.1
+    await wf.submit({"c": 1, "tag": "holder"}, store=any_store, run_id="holder")
+    worker = Worker(any_store, [wf], concurrency=2, poll_seconds=0.05)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(worker.serve)
+        await until(lambda: _status(any_store, "holder", "waiting"))
+        await wf.submit({"c": 1, "tag": "next"}, store=any_store, run_id="next")
+        probe = await any_store.claim("next", "probe", queued=True)
+        assert probe.outcome == "queued"  # the key is held by a parked run
+        assert [b.holders for b in await any_store.blockers("next")] == [("holder",)]
+        await until(lambda: _status(any_store, "next", "success"))
+        tg.cancel_scope.cancel()
+    holder = await any_store.load_run("holder")
+    assert holder.status == "success"
+    assert holder.finished_at <= (await any_store.load_run("next")).finished_at
+
+
+async def _status(store: Any, run_id: str, status: str) -> bool:
+    run = await store.load_run(run_id)
+    return run is not None and run.status == status
+
+
+async def test_a_dead_holder_keeps_its_key_until_it_is_resumed_and_ends(
+    tmp_path: Path, vanishing: None
+) -> None:
+    log: list[tuple[str, Any, str]] = []
+    wf = logged("dead", log, pause=60, run_limit=RunLimit("$.input.c"))
+    async with SQLiteStore(tmp_path / "runs.db", lease_seconds=0.2) as store:
+        wf.store = store
+        with anyio.move_on_after(0.3):  # its process "dies" mid-node: nothing more written
+            await wf.run({"c": 1, "tag": "dead"}, run_id="dead")
+        await until(lambda: _status(store, "dead", "interrupted"))
+        await wf.submit({"c": 1, "tag": "next"}, run_id="next")
+        assert [b.holders for b in await store.blockers("next")] == [("dead",)]
+        claims = await store.claim_ready("someone", ["dead"], 5)
+        assert [claim.run.run_id for claim in claims] == ["dead"]  # resumed, not passed
+        assert (await store.load_run("next")).status == "queued"
