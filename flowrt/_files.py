@@ -92,6 +92,25 @@ class ChildCall(_File):
     call: CallRef
 
 
+class RunLimitFile(_File):
+    """``{key, max_runs, strategy}``: see ``flowrt.RunLimit``."""
+
+    key: str | None = None
+    max_runs: int = 1
+    strategy: Literal["queue", "cancel_newest", "cancel_in_progress"] = "queue"
+
+
+class RateLimitFile(_File):
+    """``{name, limit, per_seconds, key, burst, max_wait_seconds}``: see ``flowrt.RateLimit``."""
+
+    name: str
+    limit: int
+    per_seconds: float = 1.0
+    key: str | None = None
+    burst: int = 0
+    max_wait_seconds: float | None = None
+
+
 class NodeFile(_File):
     """One node: ``call`` (a task, or with ``map``/``loop``), ``choice``, ``wait``, ``sleep``
     or ``workflow`` (a sub-workflow: a file relative to this one, ``{call: "pkg.mod:wf"}``,
@@ -114,6 +133,7 @@ class NodeFile(_File):
     error_handling: ErrorHandlingFile | None = None
     trigger: Trigger = "all"
     executor: str | dict[str, dict[str, Any]] | None = None
+    rate_limit: RateLimitFile | list[RateLimitFile] | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> Self:
@@ -139,5 +159,6 @@ class WorkflowFile(_File):
     max_concurrency: int | None = Field(default=None, ge=1)
     fail_fast: bool = False
     executor: str | dict[str, dict[str, Any]] | None = None
+    run_limit: RunLimitFile | list[RunLimitFile] | None = None
     paths: list[str] = Field(default_factory=list)
     nodes: list[NodeFile] = Field(min_length=1)

@@ -32,11 +32,13 @@ from ._files import (
     NodeFile,
     WorkflowFile,
 )
+from ._limits import RateLimit, RunLimit
 from ._loader_children import add_child, child_data
 from ._models import ErrorHandling, WorkflowRetry, place, reason
 from ._nodes import AnyNode, Choice, Node
 
 D = TypeVar("D", bound=Definition)
+L = TypeVar("L", RunLimit, RateLimit)
 
 
 def load_call(ref: str, where: str) -> Any:
@@ -107,8 +109,10 @@ def _add(wf: Definition, spec: NodeFile, where: str) -> None:
         return
     if spec.workflow is not None:
         add_child(wf, spec, where, options, (from_dict, load_call, read_yaml))
-        return
-    _add_call(wf, spec, where, options)
+    else:
+        _add_call(wf, spec, where, options)
+    if spec.rate_limit is not None:  # compiling refuses one on a kind that takes none
+        wf.nodes[spec.name].rate_limit = _limits(spec.rate_limit, RateLimit)
 
 
 def _add_call(wf: Definition, spec: NodeFile, where: str, options: dict[str, Any]) -> None:
@@ -170,6 +174,20 @@ def _add_waiting(wf: Definition, spec: NodeFile, where: str, options: dict[str, 
     node.call = wait.schema_ if isinstance(wait.schema_, str) else None
 
 
+def _limits(data: Any, kind: type[L]) -> L | list[L]:
+    """A ``run_limit:`` or ``rate_limit:`` of a file (one, or a list) as limits."""
+    if isinstance(data, list):
+        return [kind(**item.model_dump()) for item in data]
+    return kind(**data.model_dump())
+
+
+def _limits_data(given: Any) -> Any:
+    """Limits as a file holds them: one as a mapping, several as a list."""
+    if isinstance(given, list | tuple):
+        return [limit.to_dict() for limit in given]
+    return given.to_dict()
+
+
 def from_dict(data: Any, kind: type[D]) -> D:
     """Build a definition of class ``kind`` from plain data (unvalidated: compiling it checks
     the rest); see ``Workflow.from_dict``.
@@ -196,6 +214,8 @@ def from_dict(data: Any, kind: type[D]) -> D:
     )
     wf.paths = list(spec.paths)
     wf.executor = named(spec.executor, "executor") or "thread"
+    if spec.run_limit is not None:
+        wf.run_limit = _limits(spec.run_limit, RunLimit)
     for i, node in enumerate(spec.nodes):
         _add(wf, node, f"nodes[{i}]")
     return wf
@@ -295,6 +315,8 @@ def _node_data(node: AnyNode) -> dict[str, Any]:
         data["trigger"] = node.trigger
     if node.executor is not None:
         data["executor"] = as_data(node.executor, node.name)
+    if node.rate_limit is not None:
+        data["rate_limit"] = _limits_data(node.rate_limit)
     return data
 
 
@@ -353,6 +375,8 @@ def to_dict(wf: Definition) -> dict[str, Any]:
         data["fail_fast"] = True
     if wf.executor != "thread":
         data["executor"] = as_data(wf.executor, None)
+    if wf.run_limit is not None:
+        data["run_limit"] = _limits_data(wf.run_limit)
     if wf.paths:
         data["paths"] = list(wf.paths)
     data["nodes"] = [_node_data(node) for node in wf.nodes.values()]

@@ -291,3 +291,42 @@ async def test_a_dead_holder_keeps_its_key_until_it_is_resumed_and_ends(
         claims = await store.claim_ready("someone", ["dead"], 5)
         assert [claim.run.run_id for claim in claims] == ["dead"]  # resumed, not passed
         assert (await store.load_run("next")).status == "queued"
+
+
+YAML = """
+name: sync-customer
+run_limit: {key: $.input.customer_id, max_runs: 1, strategy: queue}
+nodes:
+  - name: fetch
+    call: test_run_limits:fetch
+    rate_limit: {name: crm, limit: 50, per_seconds: 1, burst: 5}
+  - name: summarize
+    call: test_run_limits:fetch
+    depends: [fetch]
+    rate_limit:
+      - {name: llm, limit: 500, per_seconds: 60, key: "{{ input.customer_id }}"}
+      - {name: crm, limit: 50, per_seconds: 1, burst: 5, max_wait_seconds: 30}
+"""
+
+
+def fetch(customer_id: int) -> int:
+    return customer_id
+
+
+async def test_yaml_run_and_rate_limits_load_round_trip_and_hold(tmp_path: Path) -> None:
+    path = tmp_path / "sync.yaml"
+    path.write_text(YAML)
+    wf = Workflow.from_yaml(path)
+    assert wf.run_limit == RunLimit("$.input.customer_id")
+    again = Workflow.from_dict(wf.to_dict())
+    assert again.to_dict() == wf.to_dict()
+    assert [r.name for r in again.nodes["summarize"].rate_limit] == ["llm", "crm"]
+    async with SQLiteStore(tmp_path / "runs.db") as store:
+        wf.store = store
+        async with anyio.create_task_group() as tg:
+            for _ in range(3):
+                tg.start_soon(wf.run, {"customer_id": 7})
+        assert [run.status for run in await store.list_runs()] == ["success"] * 3
+    path.write_text(YAML.replace("strategy: queue", "strategy: later"))
+    with pytest.raises(DefinitionError, match="run_limit"):
+        Workflow.from_yaml(path)
