@@ -185,7 +185,7 @@ async def test_workers_start_a_key_in_submit_order_and_other_keys_run_past_it(
     await wf.submit({"c": "b", "tag": "b0"}, store=any_store, run_id="b0")
     blockers = await any_store.blockers("a3")
     assert [(b.key, b.holders, b.ahead) for b in blockers] == [
-        ("order:$.input.c=\"a\"", (), ("a0", "a1", "a2"))
+        ('order:$.input.c="a"', (), ("a0", "a1", "a2"))
     ]
     assert await any_store.blockers("a0") == []
     await Worker(any_store, [wf], concurrency=4, poll_seconds=0.05).drain()
@@ -330,3 +330,27 @@ async def test_yaml_run_and_rate_limits_load_round_trip_and_hold(tmp_path: Path)
     path.write_text(YAML.replace("strategy: queue", "strategy: later"))
     with pytest.raises(DefinitionError, match="run_limit"):
         Workflow.from_yaml(path)
+
+
+def test_runs_list_and_show_say_what_keeps_a_queued_run_waiting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from flowrt.cli import main as cli
+
+    wf = logged("listed", [], run_limit=RunLimit("$.input.c"))
+
+    async def submit() -> None:
+        async with SQLiteStore(tmp_path / "runs.db") as store:
+            for name in ("one", "two", "three"):
+                await wf.submit({"c": 1}, store=store, run_id=name)
+            await store.claim_ready("holder", ["listed"], 5)  # "one" holds the key
+
+    anyio.run(submit)
+    assert cli(["runs", "list", "--store", str(tmp_path / "runs.db")]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "waits for key 'listed:$.input.c=1' (max_runs=1): held by 'one'; queued before "
+        "it: 'two'" in out
+    )
+    assert cli(["runs", "show", "two", "--store", str(tmp_path / "runs.db")]) == 0
+    assert "held by 'one'" in capsys.readouterr().out

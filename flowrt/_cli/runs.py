@@ -153,8 +153,16 @@ def _show(store: AnyStore, run: RunRow) -> None:
     children = anyio.run(lambda: store.list_runs(limit=500, parent=run.run_id))
     for child in sorted(children, key=lambda found: found.run_id):
         print(f"child run {child.run_id} (node {child.parent_node}): {child.status}")
+    _blockers(store, run)
     print()
     print(stored_result(run).table())
+
+
+def _blockers(store: AnyStore, run: RunRow) -> None:
+    """A queued run's run-limit keys that keep it waiting, one line each."""
+    if run.status == "queued":
+        for blocker in anyio.run(store.blockers, run.run_id):
+            print(f"    {blocker.describe()}")
 
 
 def _workflow(run: RunRow, file: str | None) -> Workflow:
@@ -196,6 +204,7 @@ def _on(store: AnyStore, args: argparse.Namespace) -> int:
         print(f"{'run':32}  {'workflow':24}  {'status':9}  {'attempts':8}  started (UTC)")
         for run in runs:
             print(_line(run))
+            _blockers(store, run)
         return 0
     if args.command == "runs" and args.runs_command == "cancel":
         return _cancel(store, args.run_id, args.reason)

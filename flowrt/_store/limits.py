@@ -45,6 +45,14 @@ class Blocker:
     holders: tuple[str, ...]
     ahead: tuple[str, ...]
 
+    def describe(self) -> str:
+        """One line for people: ``waits for key ... (max_runs=1): held by 'a'; queued
+        before it: 'b'``."""
+        parts = [f"held by {', '.join(map(repr, self.holders))}"] if self.holders else []
+        if self.ahead:
+            parts.append(f"queued before it: {', '.join(map(repr, self.ahead))}")
+        return f"waits for key {self.key!r} (max_runs={self.max_runs}): {'; '.join(parts)}"
+
 
 def no_lock(db: Any, keys: Sequence[str], wait: bool) -> bool:
     """A store whose transactions are serial (SQLite's ``BEGIN IMMEDIATE``) locks nothing."""

@@ -75,13 +75,15 @@ class StoredRun(BaseModel):
 
 
 class StoredRunState(BaseModel):
-    """``GET /runs/{run_id}`` with a store: its status, its RunResult once it has ended, and the
-    nodes that wait now (``waiting``: signal and due time)."""
+    """``GET /runs/{run_id}`` with a store: its status, its RunResult once it has ended, the
+    nodes that wait now (``waiting``: signal and due time), and for a queued run what keeps it
+    waiting (``blocked_by``: one line per full run-limit key)."""
 
     run_id: str
     status: str
     result: RunResult | None = None
     waiting: list[Waiting] = []
+    blocked_by: list[str] = []
 
 
 def _listed(run: RunRow) -> StoredRun:
@@ -216,6 +218,8 @@ class StoredRuns:
         result = stored_result(run) if run.status in ENDED else None
         waiting = [] if run.status in ENDED else await waiting_of(self.store, run_id)
         state = StoredRunState(run_id=run_id, status=run.status, result=result, waiting=waiting)
+        if run.status == "queued":
+            state.blocked_by = [b.describe() for b in await self.store.blockers(run_id)]
         return Response(state.model_dump_json(), media_type="application/json")
 
     async def cancel(
