@@ -10,12 +10,11 @@ from typing import Any
 
 import anyio
 import pytest
-from conftest import until
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from trio.testing import MockClock
 
-from flowrt import DefinitionError, ErrorHandling, RateLimit, Worker, Workflow
+from flowrt import DefinitionError, ErrorHandling, RateLimit, Workflow
 from flowrt._store.rates import turn
 
 pytestmark = pytest.mark.anyio

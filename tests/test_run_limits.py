@@ -89,12 +89,12 @@ async def test_a_key_that_is_no_json_scalar_is_an_input_error_with_nothing_store
     wf = logged("bad-key", [], run_limit=RunLimit("$.input.c"))
     given = {} if value is None else {"c": value}
     async with SQLiteStore(tmp_path / "runs.db") as store:
-        with pytest.raises(InputError, match="run_limit key|NaN"):
+        with pytest.raises(InputError, match=r"run_limit key|NaN"):
             await wf.submit(given, store=store)
-        with pytest.raises(InputError, match="run_limit key|NaN"):
+        with pytest.raises(InputError, match=r"run_limit key|NaN"):
             await wf.run(given, store=store)
         assert await store.list_runs() == []
-    with pytest.raises(InputError, match="run_limit key|NaN"):
+    with pytest.raises(InputError, match=r"run_limit key|NaN"):
         await wf.run(given)
 
 
