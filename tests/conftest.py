@@ -107,6 +107,7 @@ SLOW_MODULES = frozenset(
         "test_cli_signals",
         "test_crash",
         "test_examples",
+        "test_limit_processes",
         "test_owners",
         "test_pg_restart",
         "test_poison",

@@ -354,3 +354,34 @@ def test_runs_list_and_show_say_what_keeps_a_queued_run_waiting(
     )
     assert cli(["runs", "show", "two", "--store", str(tmp_path / "runs.db")]) == 0
     assert "held by 'one'" in capsys.readouterr().out
+
+
+async def test_the_viewer_and_the_http_status_show_what_a_queued_run_waits_for(
+    tmp_path: Path,
+) -> None:
+    import httpx
+    from fastapi import FastAPI
+
+    from flowrt._web.pages import viewer_router
+    from flowrt.fastapi import workflow_router
+
+    wf = logged("viewed", [], run_limit=RunLimit("$.input.c"))
+    async with SQLiteStore(tmp_path / "runs.db") as store:
+        for name in ("one", "two"):
+            await wf.submit({"c": 1}, store=store, run_id=name)
+        await store.claim_ready("holder", ["viewed"], 1)
+        app = FastAPI()
+        app.include_router(viewer_router(store))
+        app.include_router(workflow_router(wf, store=store), prefix="/api")
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            page = (await client.get("/ui/runs/two")).text
+            listing = (await client.get("/ui", params={"status": "queued"})).text
+            status = (await client.get("/api/runs/two")).json()
+    assert 'id="blocked-by"' in page
+    assert 'href="../../ui/runs/one"' in page
+    assert "held by &#39;one&#39;" in listing
+    assert status["status"] == "queued"
+    assert status["blocked_by"] == [
+        "waits for key 'viewed:$.input.c=1' (max_runs=1): held by 'one'"
+    ]

@@ -145,6 +145,10 @@ class Viewer:
             {**vars_of(run), "duration": seconds_between(run.started_at, run.finished_at, now)}
             for run in found[:limit]
         ]
+        for row in rows:  # a queued run says what keeps it waiting
+            if row["status"] == "queued":
+                found_blockers = await self.store.blockers(row["run_id"])
+                row["blocked"] = "; ".join(b.describe() for b in found_blockers)
 
         def query(number: int) -> str:
             size = None if limit == PAGE_SIZE else limit
@@ -177,7 +181,10 @@ class Viewer:
         view = await self._run_view(run, plan)
         children = await self.store.list_runs(limit=500, parent=run_id)
         children.sort(key=lambda child: child.run_id)
-        return await self._html(template, root="../../", view=view, note=note, children=children)
+        blockers = await self.store.blockers(run_id) if run.status == "queued" else []
+        return await self._html(
+            template, root="../../", view=view, note=note, children=children, blockers=blockers
+        )
 
     async def _run_view(self, run: RunRow, plan: Plan | None) -> RunView:
         """The run's page, with what its nodes wait for when it is still going."""
