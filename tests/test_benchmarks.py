@@ -116,3 +116,20 @@ def test_plan_memory_reports_bytes_per_node(results_in_tmp: Path) -> None:
         assert set(record[shape]) == {"definition", "plan", "baseline"}
         assert all(value > 0 for value in record[shape].values())
     assert json.loads((results_in_tmp / "S12-200.json").read_text())["n"] == 200
+
+
+def test_limits_benchmark_reports_claims_and_rate_accuracy(
+    results_in_tmp: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("psycopg")
+    from benchmarks import s15_limits
+
+    monkeypatch.setenv("FLOWRT_BENCH_POSTGRES_DSN", postgres_url)
+    record = s15_limits.run(n=20, seconds=2.0)
+    claims, rate = record["claims"], record["rate"]
+    assert claims["limited_runs_per_s"] > 0
+    assert claims["low"] <= claims["ratio"] <= claims["high"]
+    assert rate["permits"] > 0
+    assert rate["most_turns_in_1s"] <= 50  # the rule itself, on the database's clock
+    assert 0 < rate["use"] <= 1.05
+    assert (results_in_tmp / "S15-20.json").exists()

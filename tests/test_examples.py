@@ -38,6 +38,7 @@ def test_every_example_is_covered() -> None:
         "ray_primes.py",
         "approval.py",
         "onboarding.py",
+        "limits.py",
     }
     assert {path.name for path in EXAMPLES.glob("*.py")} <= covered
 
@@ -179,3 +180,11 @@ def test_onboarding_runs_a_child_and_a_map_of_children_in_one_worker_slot() -> N
     assert (
         "child runs: acme:company, acme:directors[0], acme:directors[1], acme:directors[2]" in out
     )
+
+
+def test_limits_runs_one_sync_per_customer_within_the_llm_budget() -> None:
+    out = run_example("limits.py")
+    assert "40 syncs queued; the newest waits for key 'sync-customer:$.input.customer_id=5'" in out
+    assert "40 syncs done; at most 1 sync of one customer at once" in out
+    most = int(out.split("at most ")[2].split(" in any second")[0])
+    assert most <= 22

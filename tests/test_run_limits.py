@@ -34,8 +34,10 @@ def logged(name: str, log: list[tuple[str, Any, str]], pause: float = 0.02, **kw
     @wf.node
     async def work(c: Any, tag: str = "") -> str:
         log.append(("start", c, tag))
-        await anyio.sleep(pause)
-        log.append(("end", c, tag))
+        try:
+            await anyio.sleep(pause)
+        finally:
+            log.append(("end", c, tag))  # cancelled too (superseded)
         return tag
 
     return wf
@@ -385,3 +387,47 @@ async def test_the_viewer_and_the_http_status_show_what_a_queued_run_waits_for(
     assert status["blocked_by"] == [
         "waits for key 'viewed:$.input.c=1' (max_runs=1): held by 'one'"
     ]
+
+
+async def test_a_hundred_in_memory_runs_keep_max_runs_of_each_key() -> None:
+    log: list[tuple[str, Any, str]] = []
+    wf = logged("hundred", log, pause=0.005, run_limit=RunLimit("$.input.c", max_runs=3))
+    async with anyio.create_task_group() as tg:
+        for i in range(100):
+            tg.start_soon(wf.run, {"c": i % 4, "tag": str(i)})
+    assert overlaps(log) == {0: 3, 1: 3, 2: 3, 3: 3}
+    assert len(log) == 200
+
+
+@pytest.mark.parametrize("pause", [0.0, 0.005, 0.01, 0.02, 0.04])
+async def test_cancel_in_progress_against_a_holder_that_is_just_ending(
+    tmp_path: Path, pause: float
+) -> None:
+    """The new run arrives as the old one ends (swept across its end): either way the new run
+    succeeds after the old one's end, and the old one either succeeded or was superseded."""
+    log: list[tuple[str, Any, str]] = []
+    wf = logged(
+        "race", log, pause=pause, run_limit=RunLimit("$.input.c", strategy="cancel_in_progress")
+    )
+    for store in (None, SQLiteStore(tmp_path / f"runs-{pause}.db", heartbeat_seconds=0.01)):
+        log.clear()
+        outcomes: list[str] = []
+
+        async def old(store: Any = store) -> None:
+            try:
+                await wf.run({"c": 1, "tag": "old"}, store=store)
+                outcomes.append("success")
+            except Superseded:
+                outcomes.append("superseded")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(old)
+            await until(lambda: ("start", 1, "old") in log)
+            await anyio.sleep(0.01)
+            new = await wf.run({"c": 1, "tag": "new"}, store=store)
+        assert new.status == "success"
+        assert outcomes in (["success"], ["superseded"])
+        assert overlaps(log) == {1: 1}
+        assert log[-2:] == [("start", 1, "new"), ("end", 1, "new")]
+        if store is not None:
+            store.close()
