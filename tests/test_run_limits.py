@@ -413,7 +413,7 @@ async def test_cancel_in_progress_against_a_holder_that_is_just_ending(
         log.clear()
         outcomes: list[str] = []
 
-        async def old(store: Any = store) -> None:
+        async def old(store: Any = store, outcomes: list[str] = outcomes) -> None:
             try:
                 await wf.run({"c": 1, "tag": "old"}, store=store)
                 outcomes.append("success")
