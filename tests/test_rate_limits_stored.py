@@ -13,6 +13,7 @@ import pytest
 from conftest import until
 
 from flowrt import RateLimit, Worker, Workflow
+from flowrt._web.stored_runs import events_of
 
 pytestmark = pytest.mark.anyio
 
@@ -59,6 +60,9 @@ async def test_a_long_turn_parks_the_run_frees_its_slot_and_keeps_its_permit(
     async with anyio.create_task_group() as tg:
         tg.start_soon(worker.serve)
         await until(lambda: _status(any_store, "second", "waiting"))
+        parked = await any_store.load_run("second")
+        throttled = [e for e in events_of(parked) if e.kind == "node.throttled"]
+        assert [(e.node, e.attempt) for e in throttled] == [("call", 1)]
         await other.submit(None, store=any_store, run_id="other")
         await until(lambda: _status(any_store, "second", "success"))
         tg.cancel_scope.cancel()

@@ -100,15 +100,18 @@ def _listed(run: RunRow) -> StoredRun:
 def events_of(run: RunRow, waits: Sequence[OpenWait] = ()) -> list[Event]:
     """The events of a stored run, as its records tell them: ``run.started``, each node's
     last record (``node.waiting`` for a wait or a sleep in ``waits``, with its signal and the
-    seconds until its due time; ``node.retrying`` for a node in a retry wait; else
-    ``node.finished``), and ``run.finished`` with its result once it has ended."""
+    seconds until its due time; ``node.throttled`` for a node waiting for its turn under a
+    rate limit; ``node.retrying`` for a node in a retry wait; else ``node.finished``), and
+    ``run.finished`` with its result once it has ended."""
     events = [Event(kind="run.started", run_id=run.run_id, attempt=run.attempts)]
     open_waits = {wait.node: wait for wait in waits}
     for node in run.nodes:
         kind: EventKind = "node.retrying" if node.status == "waiting" else "node.finished"
         wait = open_waits.get(node.name) if node.status == "waiting" else None
         left = None
-        if wait is not None:
+        if node.status == "waiting" and node.reason == "throttled":
+            kind = "node.throttled"
+        elif wait is not None:
             kind = "node.waiting"
             left = None if wait.due is None else max(0.0, wait.due - time.time())
         events.append(
@@ -116,7 +119,7 @@ def events_of(run: RunRow, waits: Sequence[OpenWait] = ()) -> list[Event]:
                 kind=kind,
                 run_id=run.run_id,
                 node=node.name,
-                attempt=node.attempts,
+                attempt=node.attempts + 1 if kind == "node.throttled" else node.attempts,
                 status=node.status if kind == "node.finished" else None,
                 error=ErrorInfo(**node.error) if node.error else None,
                 signal=None if wait is None else wait.signal,
