@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from typing import Any, Literal
 
 from ._errors import DefinitionError
@@ -73,6 +73,7 @@ class RateLimit:
     name: str
     limit: int
     per_seconds: float = 1.0
+    _: KW_ONLY
     key: str | None = None
     burst: int = 0
     max_wait_seconds: float | None = None
