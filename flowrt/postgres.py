@@ -28,6 +28,7 @@ from psycopg_pool import ConnectionPool
 from ._errors import LeaseLost
 from ._store import claims as _claims
 from ._store import family as _family
+from ._store import limits as _limits
 from ._store import postgres_limits as _lim
 from ._store.claims import CancelOutcome, Dialect
 from ._store.family import ENDED
@@ -181,7 +182,7 @@ class PostgresStore(PostgresMail, PostgresLimits, Closing):
                         return created
                 elif new is not None and insert_running(db, new, owner, lease):
                     return Claim("created", 1)
-                keys = _lim.lock_own_keys(db, run_id)  # before the run's row (see _lim)
+                _lim.lock_own_keys(db, run_id)  # before the run's row (see _lim)
                 found = load(db, run_id, lock=True)
                 if found is None:
                     return Claim("missing")
@@ -189,7 +190,7 @@ class PostgresStore(PostgresMail, PostgresLimits, Closing):
                 decision = _claims.decide(found, now, reopen=reopen, due=due, queued=queued)
                 if decision != "claimed":
                     return Claim(decision, found.claim, found)
-                if found.status not in HOLDS and not _lim.may_start(db, found, keys, wait=True):
+                if found.status not in HOLDS and not _lim.may_start(db, found):
                     return Claim("queued", found.claim, found)
                 _claims.take(db, _SQL, run_id, owner, now + lease, by_hand=True)
                 return Claim("claimed", found.claim + 1, found)
@@ -242,7 +243,7 @@ class PostgresStore(PostgresMail, PostgresLimits, Closing):
         def insert(db: psycopg.Connection[Any]) -> bool:
             with db.transaction():
                 if run.limits:
-                    _lim.lock_keys(db, [limit.key for limit in run.limits], True)
+                    _lim.lock_keys(db, [limit.key for limit in run.limits])
                 if db.execute(_lim.INSERT_QUEUED, new_values(run)).rowcount != 1:
                     return False
                 if run.limits:
@@ -266,18 +267,18 @@ class PostgresStore(PostgresMail, PostgresLimits, Closing):
             with db.transaction():
                 now = db_now(db)
                 _claims.expire_dead(db, _SQL, now)
-                claims = []
-                picked = {"w": list(workflows), "n": limit, "m": limit + 64}
-                for row in db.execute(PICK_READY, picked).fetchall():
-                    run = run_row(row)
+                claims, chosen = [], {"w": list(workflows), "n": limit, "m": limit + 64}
+                picked = [run_row(row) for row in db.execute(PICK_READY, chosen).fetchall()]
+                allowed = _limits.startable(db, _SQL, picked, _lim.try_keys)
+                for run in picked:
                     verdict = _claims.verdict(run, max_claims)
                     if verdict != "claim":
                         _claims.end_unclaimed(db, _SQL, run, verdict, max_claims or 0)
                         continue
                     if run.status != "queued":
                         run.nodes = nodes_of(db, run)
-                    elif not _lim.may_start(db, run, None, wait=False):
-                        continue  # its key is taken (by this batch, or being locked)
+                    elif run.run_id not in allowed:
+                        continue  # its key is full, or being locked by another claim
                     _claims.take(db, _SQL, run.run_id, owner, now + lease, by_hand=False)
                     claims.append(Claim("claimed", run.claim + 1, run))
                 return claims
@@ -380,7 +381,7 @@ def _released(db: psycopg.Connection[Any], run: RunRow) -> None:
     parent = _family.child_ended(db, _SQL, run, db_now(db))
     parent_woken(db, [parent] if parent else [])
     if run.status in ENDED:
-        _lim.notify_freed(db, run.run_id)
+        _lim.notify_freed(db, run)
 
 
 __all__: Sequence[str] = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresStore", "migrate"]

@@ -1,22 +1,17 @@
-"""A process for tests/test_limit_processes.py and benchmarks/s15_limits.py:
-``python limit_app.py URL MODE STRATEGY CONCURRENCY [SECONDS]``.
-
-Modes: ``worker`` serves workflow ``limited`` (run limit on ``$.input.k`` with STRATEGY; its one
-node logs its span, start and end on the database's clock, in table ``spans``, and sleeps
-``$.input.pause`` seconds) until SIGTERM; ``rate`` runs CONCURRENCY plain runs at a time of
-workflow ``rated`` (rate limit ``shared``: 50 per second) for SECONDS, each attempt logging its
-start in table ``permits``, then exits."""
+"""A worker process for tests/test_limit_processes.py:
+``python limit_app.py URL worker STRATEGY CONCURRENCY``: it serves workflow ``limited`` (run
+limit on ``$.input.k`` with STRATEGY; its one node logs its span, start and end on the
+database's clock, in table ``spans``, and sleeps ``$.input.pause`` seconds) until SIGTERM."""
 
 from __future__ import annotations
 
 import os
 import sys
-import time
 
 import anyio
 import psycopg
 
-from flowrt import RateLimit, RunLimit, Worker, Workflow, current
+from flowrt import RunLimit, Worker, Workflow, current
 from flowrt.postgres import PostgresStore
 
 URL, MODE, STRATEGY, CONCURRENCY = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
@@ -46,36 +41,7 @@ def limited() -> Workflow:
     return wf
 
 
-def rated() -> Workflow:
-    wf = Workflow("rated")
-
-    @wf.node(rate_limit=RateLimit("shared", limit=50, per_seconds=1.0))
-    async def call() -> None:
-        query = "INSERT INTO permits (pid) VALUES (%s)"
-        await anyio.to_thread.run_sync(log, query, os.getpid())
-
-    return wf
-
-
-async def rate(seconds: float) -> None:
-    wf = rated()
-    deadline = time.monotonic() + seconds
-    async with PostgresStore(URL) as store:
-        wf.store = store
-
-        async def loop() -> None:
-            while time.monotonic() < deadline:
-                await wf.run()
-
-        async with anyio.create_task_group() as tg:
-            for _ in range(CONCURRENCY):
-                tg.start_soon(loop)
-
-
 async def main() -> None:
-    if MODE == "rate":
-        await rate(float(sys.argv[5]))
-        return
     store = PostgresStore(URL, lease_seconds=1.0, heartbeat_seconds=0.2)
     async with store:
         await Worker(store, [limited()], concurrency=CONCURRENCY, poll_seconds=0.1).serve()

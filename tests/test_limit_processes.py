@@ -34,10 +34,6 @@ def tables(url: str) -> None:
             "started DOUBLE PRECISION DEFAULT extract(epoch from clock_timestamp()), "
             "ended TIMESTAMPTZ)"
         )
-        db.execute(
-            "CREATE TABLE permits (pid INTEGER, "
-            "at DOUBLE PRECISION DEFAULT extract(epoch from clock_timestamp()))"
-        )
 
 
 def start(url: str, mode: str, strategy: str, concurrency: int, *more: str) -> Any:
@@ -160,15 +156,13 @@ def test_cancel_in_progress_across_two_worker_processes(postgres_url: str) -> No
 
 
 def test_four_processes_share_one_rate_limit(postgres_url: str) -> None:
-    tables(postgres_url)
-    seconds = 4.0
-    procs = [start(postgres_url, "rate", "queue", 8, str(seconds)) for _ in range(4)]
-    for proc in procs:
-        assert proc.wait(timeout=120) == 0
-    with psycopg.connect(postgres_url) as db:
-        times = [at for (at,) in db.execute("SELECT at FROM permits ORDER BY at")]
-        pids = {pid for (pid,) in db.execute("SELECT DISTINCT pid FROM permits")}
-    assert len(pids) == 4
-    most = max(sum(1 for t in times[i:] if t < start_ + 1.0) for i, start_ in enumerate(times))
-    assert most <= 50 + 2  # the limit; + 2 for the jitter of logging after the turn
-    assert len(times) >= 0.9 * 50 * (seconds - 0.5)  # used, not starved
+    """Each of 4 processes runs 8 runs at a time of a node under 50 permits a second for 4 s,
+    recording the turn of each permit it is granted (the database's clock) and each attempt's
+    start (logged by the node, a little later)."""
+    from benchmarks.s15_limits import rate_accuracy
+
+    found = rate_accuracy(postgres_url, 4.0)
+    assert found["most_turns_in_1s"] <= 50  # limit 50, burst 0
+    assert found["most_starts_in_1s"] <= 50 + 5  # + the jitter of logging after the turn
+    assert found["use"] >= 0.95
+    assert found["permits"] >= 0.95 * 50 * 3.5

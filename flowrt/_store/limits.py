@@ -30,9 +30,9 @@ from .records import RunKey, RunRow
 HOLDS = ("running", "waiting", "retrying")  # the statuses of a run that holds its keys
 HOLDING = "('running', 'waiting', 'retrying')"
 Admission = Literal["free", "queued", "cancelled"]
-# Locks ``keys`` for the rest of the transaction (PostgreSQL: advisory locks, in sorted order);
-# ``wait=False`` gives up at once, returning False, when one is taken.
-Locker = Callable[[Any, Sequence[str], bool], bool]
+# Tries to lock ``keys`` for the rest of the transaction (PostgreSQL: advisory locks), without
+# waiting; returns those it locked.
+Locker = Callable[[Any, Sequence[str]], set[str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,11 +52,6 @@ class Blocker:
         if self.ahead:
             parts.append(f"queued before it: {', '.join(map(repr, self.ahead))}")
         return f"waits for key {self.key!r} (max_runs={self.max_runs}): {'; '.join(parts)}"
-
-
-def no_lock(db: Any, keys: Sequence[str], wait: bool) -> bool:
-    """A store whose transactions are serial (SQLite's ``BEGIN IMMEDIATE``) locks nothing."""
-    return True
 
 
 def save_keys(db: Any, d: Dialect, run: RunRow) -> None:
@@ -108,14 +103,58 @@ def blockers(db: Any, d: Dialect, run: RunRow) -> list[Blocker]:
     return found
 
 
-def may_start(db: Any, d: Dialect, run: RunRow, lock: Locker, *, wait: bool) -> bool:
-    """Whether run ``run`` (not holding its keys: queued, or ended and reopened) may take them
-    now; its keys are locked first (without ``wait``: False at once if one is taken)."""
-    if not run.limits:
-        return True
-    if not lock(db, sorted(limit.key for limit in run.limits), wait):
-        return False
-    return not blockers(db, d, run)
+def startable(db: Any, d: Dialect, runs: Sequence[RunRow], lock: Locker | None) -> set[str]:
+    """Of ``runs`` (picked to be claimed, in claim order), the ids of those that may be: a run
+    that holds its keys already always; any other only if each of its keys is locked here
+    (``lock`` tries them; None: they are, or the store is serial) and has room for it, each
+    run admitted taking its keys before the next is looked at. Sets each run's ``limits``.
+    Three statements for the whole batch, whatever its size."""
+    keys = limited(db, d, [run.run_id for run in runs])
+    for run in runs:
+        run.limits = keys.get(run.run_id, ())
+    waiting = [run for run in runs if run.status not in HOLDS and run.limits]
+    wanted = sorted({limit.key for run in waiting for limit in run.limits})
+    locked = set(wanted) if lock is None or not wanted else lock(db, wanted)
+    lines = _lines(db, d, wanted)
+    allowed = {run.run_id for run in runs if run.status in HOLDS or not run.limits}
+    for run in waiting:
+        if all(
+            limit.key in locked and _ahead(lines.get(limit.key, []), run) < limit.max_runs
+            for limit in run.limits
+        ):
+            allowed.add(run.run_id)
+            for limit in run.limits:  # it holds them now: the next runs of the batch see it
+                lines.setdefault(limit.key, []).append((run.run_id, "running", run.started_at))
+    return allowed
+
+
+def _lines(db: Any, d: Dialect, keys: Sequence[str]) -> dict[str, list[tuple[str, str, str]]]:
+    """Each of ``keys``' runs that hold it or are queued for it: ``(run_id, status,
+    started_at)``."""
+    if not keys:
+        return {}
+    m = d.mark
+    found: dict[str, list[tuple[str, str, str]]] = {}
+    for key, run_id, status, started in db.execute(
+        f"SELECT k.key, r.run_id, r.status, r.started_at FROM {d.named('run_keys')} AS k "
+        f"JOIN {d.table} AS r ON r.run_id = k.run_id WHERE k.key IN ({', '.join([m] * len(keys))}) "
+        f"AND r.status IN ('queued', 'running', 'waiting', 'retrying')",
+        tuple(keys),
+    ).fetchall():
+        found.setdefault(key, []).append((run_id, status, started))
+    return found
+
+
+def _ahead(line: Sequence[tuple[str, str, str]], run: RunRow) -> int:
+    """How many of a key's runs come before ``run``: its holders, and the runs queued for it
+    earlier (``started_at``, then ``run_id``)."""
+    mine = (run.started_at, run.run_id)
+    return sum(
+        1
+        for run_id, status, started in line
+        if run_id != run.run_id
+        and (status in HOLDS or (status == "queued" and (started, run_id) < mine))
+    )
 
 
 def admit(db: Any, d: Dialect, run: RunRow, load: Load, now: float) -> tuple[Admission, list[str]]:
@@ -186,9 +225,8 @@ __all__: Sequence[str] = [
     "blockers",
     "keys_of",
     "limited",
-    "may_start",
-    "no_lock",
     "occupants",
     "ready_filter",
     "save_keys",
+    "startable",
 ]

@@ -22,7 +22,7 @@ from .claims import Dialect
 from .postgres_db import db_now, load
 from .postgres_sql import NEW
 from .protocol import Claim
-from .records import RunKey, RunRow, new_values
+from .records import RunRow, new_values
 
 T = TypeVar("T")
 
@@ -33,15 +33,22 @@ INSERT_QUEUED = (
 )
 
 
-def lock_keys(db: psycopg.Connection[Any], keys: Sequence[str], wait: bool) -> bool:
-    """Lock ``keys`` until the transaction ends (advisory locks, sorted); without ``wait``,
-    False at once when another transaction holds one."""
-    call = "pg_advisory_xact_lock" if wait else "pg_try_advisory_xact_lock"
+def lock_keys(db: psycopg.Connection[Any], keys: Sequence[str]) -> None:
+    """Lock ``keys`` until the transaction ends (advisory locks, in sorted order: waiting for
+    another transaction that holds one)."""
     for key in sorted(keys):
-        row = db.execute(f"SELECT {call}(hashtextextended(%s, 0))::text", (key,)).fetchone()
-        if not wait and row is not None and row[0] != "true":
-            return False
-    return True
+        db.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))::text", (key,))
+
+
+def try_keys(db: psycopg.Connection[Any], keys: Sequence[str]) -> set[str]:
+    """Lock those of ``keys`` no other transaction holds, until the transaction ends, without
+    waiting; return them."""
+    rows = db.execute(
+        "SELECT k FROM unnest(%s::text[]) AS k "
+        "WHERE pg_try_advisory_xact_lock(hashtextextended(k, 0))",
+        (list(keys),),
+    ).fetchall()
+    return {key for (key,) in rows}
 
 
 def _locked_load(db: Any, run_id: str) -> RunRow | None:
@@ -91,7 +98,7 @@ def create(db: psycopg.Connection[Any], run: RunRow, owner: str, lease: float) -
     """``claim(new=run)`` of a run with keys: inserted ``queued``, then started (``created``)
     if its keys are free, else left ``queued`` (or ended ``cancelled`` by its limit); None if a
     run of that id exists."""
-    lock_keys(db, [limit.key for limit in run.limits], True)
+    lock_keys(db, [limit.key for limit in run.limits])
     if db.execute(INSERT_QUEUED, new_values(run)).rowcount != 1:
         return None
     admission, _ = admitted(db, run)
@@ -101,32 +108,21 @@ def create(db: psycopg.Connection[Any], run: RunRow, owner: str, lease: float) -
     return Claim(admission, 0, load(db, run.run_id, lock=False))
 
 
-def lock_own_keys(db: psycopg.Connection[Any], run_id: str) -> tuple[RunKey, ...]:
-    """Lock stored run ``run_id``'s keys (before its row: see the module); return them."""
-    keys = _limits.keys_of(db, _SQL, run_id)
-    lock_keys(db, [limit.key for limit in keys], True)
-    return keys
+def lock_own_keys(db: psycopg.Connection[Any], run_id: str) -> None:
+    """Lock stored run ``run_id``'s keys (before its row: see the module)."""
+    lock_keys(db, [limit.key for limit in _limits.keys_of(db, _SQL, run_id)])
 
 
-def may_start(
-    db: psycopg.Connection[Any], run: RunRow, keys: tuple[RunKey, ...] | None, *, wait: bool
-) -> bool:
-    """Whether stored run ``run``, not holding its keys, may take them now (``keys``: known
-    already, and locked; None: read and locked here, waiting for them only with ``wait``)."""
-    if keys is None:
-        run.limits = _limits.keys_of(db, _SQL, run.run_id)
-        return _limits.may_start(db, _SQL, run, lock_keys, wait=wait)
-    run.limits = keys
-    return _limits.may_start(db, _SQL, run, _limits.no_lock, wait=wait)
+def may_start(db: psycopg.Connection[Any], run: RunRow) -> bool:
+    """Whether stored run ``run``, not holding its keys (locked: ``lock_own_keys``), may take
+    them now."""
+    return run.run_id in _limits.startable(db, _SQL, [run], None)
 
 
-def notify_freed(db: psycopg.Connection[Any], run_id: str) -> None:
-    """Run ``run_id`` ended: wake idle workers if it held keys (queued runs may start)."""
-    db.execute(
-        "SELECT pg_notify('flowrt_work', '') WHERE EXISTS "
-        "(SELECT 1 FROM flowrt_run_keys WHERE run_id = %s)",
-        (run_id,),
-    )
+def notify_freed(db: psycopg.Connection[Any], run: RunRow) -> None:
+    """Run ``run`` ended: wake idle workers if it held keys (queued runs may start)."""
+    if run.limits:
+        db.execute("NOTIFY flowrt_work")
 
 
 __all__: Sequence[str] = [
@@ -138,4 +134,5 @@ __all__: Sequence[str] = [
     "lock_own_keys",
     "may_start",
     "notify_freed",
+    "try_keys",
 ]

@@ -21,6 +21,7 @@ import anyio.to_thread
 from .._errors import LeaseLost
 from . import claims as _claims
 from . import family as _family
+from . import limits as _limits
 from . import mailbox as _mail
 from . import sqlite_limits as _lim
 from .claims import CancelOutcome, Dialect
@@ -250,16 +251,17 @@ class SQLiteStore(SQLiteMail, SQLiteLimits, Closing):
                     f"AND {FREE} ORDER BY started_at LIMIT ?",
                     (*workflows, now, now, now, limit),
                 ).fetchall()
-                claims = []
-                for run in map(run_row, found):
+                claims, picked = [], list(map(run_row, found))
+                allowed = _limits.startable(db, _SQL, picked, None)  # by their run limits
+                for run in picked:
                     verdict = _claims.verdict(run, max_claims)
                     if verdict != "claim":
                         _claims.end_unclaimed(db, _SQL, run, verdict, max_claims or 0)
                         continue
                     if run.status != "queued":
                         run.nodes = _nodes(db, run)
-                    elif not _lim.may_start(db, run):
-                        continue  # an earlier run of this batch took its key
+                    elif run.run_id not in allowed:
+                        continue  # its key is full (an earlier run of this batch took it)
                     lease = now + self.lease_seconds
                     _claims.take(db, _SQL, run.run_id, owner, lease, by_hand=False)
                     claims.append(Claim("claimed", run.claim + 1, run))
