@@ -31,7 +31,6 @@ from ._store import family as _family
 from ._store import limits as _limits
 from ._store import postgres_limits as _lim
 from ._store.claims import CancelOutcome, Dialect
-from ._store.family import ENDED
 from ._store.limits import HOLDS
 from ._store.postgres_db import (
     db_now,
@@ -193,6 +192,7 @@ class PostgresStore(PostgresMail, PostgresLimits, Closing):
                 if found.status not in HOLDS and not _lim.may_start(db, found):
                     return Claim("queued", found.claim, found)
                 _claims.take(db, _SQL, run_id, owner, now + lease, by_hand=True)
+                _limits.taken(db, _SQL, [found])
                 return Claim("claimed", found.claim + 1, found)
 
         return await self._call(claim)
@@ -281,6 +281,7 @@ class PostgresStore(PostgresMail, PostgresLimits, Closing):
                         continue  # its key is full, or being locked by another claim
                     _claims.take(db, _SQL, run.run_id, owner, now + lease, by_hand=False)
                     claims.append(Claim("claimed", run.claim + 1, run))
+                _limits.taken(db, _SQL, [claim.run for claim in claims])
                 return claims
 
         return await self._call(claim)
@@ -376,12 +377,11 @@ class PostgresStore(PostgresMail, PostgresLimits, Closing):
 
 
 def _released(db: psycopg.Connection[Any], run: RunRow) -> None:
-    """Run ``run`` was given up by its owner: a child that ended wakes its parent; a run that
-    ended wakes idle workers when it held run-limit keys."""
+    """Run ``run`` was given up by its owner: a child that ended wakes its parent. (A run that
+    ended freeing run-limit keys wakes nobody: its worker's slot is free, and it claims at
+    once; other workers look at their next poll.)"""
     parent = _family.child_ended(db, _SQL, run, db_now(db))
     parent_woken(db, [parent] if parent else [])
-    if run.status in ENDED:
-        _lim.notify_freed(db, run)
 
 
 __all__: Sequence[str] = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresStore", "migrate"]

@@ -124,6 +124,10 @@ def end(db: Connection, d: Dialect, run_id: str, status: str, error: dict[str, s
         f"WHERE run_id = {m}",
         (status, json.dumps(error), datetime.now(UTC).isoformat(), run_id),
     )
+    db.execute(  # no longer queued for its run limits' keys, if it was (``_store.limits``)
+        f"UPDATE {d.named('run_keys')} SET queued = 0 WHERE run_id = {m} AND queued = 1",
+        (run_id,),
+    )
 
 
 def end_unclaimed(db: Connection, d: Dialect, run: RunRow, why: Verdict, limit: int) -> None:

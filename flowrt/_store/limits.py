@@ -55,13 +55,32 @@ class Blocker:
 
 
 def save_keys(db: Any, d: Dialect, run: RunRow) -> None:
-    """Keep new run ``run``'s keys (``run.limits``)."""
+    """Keep new run ``run``'s keys (``run.limits``), marked queued (``queued = 1`` until the
+    run is first claimed or ends: ``left_queue``), with its submit time."""
     m = d.mark
     for limit in run.limits:
         db.execute(
-            f"INSERT INTO {d.named('run_keys')} (run_id, key, max_runs, strategy) "
-            f"VALUES ({m}, {m}, {m}, {m})",
-            (run.run_id, limit.key, limit.max_runs, limit.strategy),
+            f"INSERT INTO {d.named('run_keys')} (run_id, key, max_runs, strategy, started_at) "
+            f"VALUES ({m}, {m}, {m}, {m}, {m})",
+            (run.run_id, limit.key, limit.max_runs, limit.strategy, run.started_at),
+        )
+
+
+def taken(db: Any, d: Dialect, runs: Sequence[RunRow | None]) -> None:
+    """``runs`` (as they were) were just claimed: those that were queued with keys left the
+    queue."""
+    left_queue(db, d, [r.run_id for r in runs if r and r.status == "queued" and r.limits])
+
+
+def left_queue(db: Any, d: Dialect, run_ids: Sequence[str]) -> None:
+    """Runs ``run_ids`` are no longer queued (claimed, or ended): their keys' ``queued``
+    marks go (they index the queue that ``blocked_runs`` ranks; the rules read the runs)."""
+    if run_ids:
+        m = d.mark
+        db.execute(
+            f"UPDATE {d.named('run_keys')} SET queued = 0 WHERE queued = 1 "
+            f"AND run_id IN ({', '.join([m] * len(run_ids))})",
+            tuple(run_ids),
         )
 
 
@@ -184,19 +203,28 @@ def _supersede(db: Any, d: Dialect, old: str, new: str, load: Load, now: float) 
     return cancel_family(db, d, (old, load(db, old)), load, now, request)[1]
 
 
-def ready_filter(d: Dialect) -> str:
-    """SQL: the run of the enclosing query (``{table}``) is not a queued run that its keys'
-    holders and earlier queued runs keep waiting (its keys are checked again, locked,
-    before it is claimed)."""
+def blocked_runs(d: Dialect) -> str:
+    """SQL: common table expressions ending in ``blocked (run_id)``, the queued runs that
+    their keys keep waiting: a run's place among its key's queued runs (submit order) plus
+    the key's holders reaching its ``max_runs``. Read once per claim, in time proportional to
+    the runs holding keys and the runs queued with keys (an index holds only those)."""
     keys, runs = d.named("run_keys"), d.table
     return (
-        f"({runs}.status <> 'queued' OR NOT EXISTS (SELECT 1 FROM {keys} AS k "
-        f"WHERE k.run_id = {runs}.run_id AND k.max_runs <= (SELECT count(*) FROM {keys} AS o "
-        f"JOIN {runs} AS h ON h.run_id = o.run_id WHERE o.key = k.key AND o.run_id <> k.run_id "
-        f"AND (h.status IN {HOLDING} OR (h.status = 'queued' AND (h.started_at < "
-        f"{runs}.started_at OR (h.started_at = {runs}.started_at AND h.run_id < {runs}.run_id)))"
-        "))))"
+        f"held AS (SELECT o.key AS key, count(*) AS n FROM {runs} AS h "
+        f"JOIN {keys} AS o ON o.run_id = h.run_id WHERE h.status IN {HOLDING} GROUP BY o.key), "
+        f"places AS (SELECT run_id, key, max_runs, row_number() OVER (PARTITION BY key "
+        f"ORDER BY started_at, run_id) - 1 AS place FROM {keys} WHERE queued = 1), "
+        "blocked AS (SELECT p.run_id AS run_id FROM places AS p LEFT JOIN held "
+        "ON held.key = p.key WHERE p.place + coalesce(held.n, 0) >= p.max_runs)"
     )
+
+
+def ready_filter(d: Dialect) -> str:
+    """SQL: the run of the enclosing query (``{table}``, with ``blocked_runs`` in its
+    ``WITH``) is not a queued run that its keys keep waiting. It is checked again with its
+    keys locked, before it is claimed (``startable``)."""
+    runs = d.table
+    return f"({runs}.status <> 'queued' OR {runs}.run_id NOT IN (SELECT run_id FROM blocked))"
 
 
 def limited(db: Any, d: Dialect, run_ids: Sequence[str]) -> dict[str, tuple[RunKey, ...]]:
@@ -222,11 +250,14 @@ __all__: Sequence[str] = [
     "Blocker",
     "Locker",
     "admit",
+    "blocked_runs",
     "blockers",
     "keys_of",
+    "left_queue",
     "limited",
     "occupants",
     "ready_filter",
     "save_keys",
     "startable",
+    "taken",
 ]

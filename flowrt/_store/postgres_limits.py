@@ -104,6 +104,7 @@ def create(db: psycopg.Connection[Any], run: RunRow, owner: str, lease: float) -
     admission, _ = admitted(db, run)
     if admission == "free":
         _claims.take(db, _SQL, run.run_id, owner, db_now(db) + lease, by_hand=True)
+        _limits.left_queue(db, _SQL, [run.run_id])
         return Claim("created", 1)
     return Claim(admission, 0, load(db, run.run_id, lock=False))
 
@@ -119,12 +120,6 @@ def may_start(db: psycopg.Connection[Any], run: RunRow) -> bool:
     return run.run_id in _limits.startable(db, _SQL, [run], None)
 
 
-def notify_freed(db: psycopg.Connection[Any], run: RunRow) -> None:
-    """Run ``run`` ended: wake idle workers if it held keys (queued runs may start)."""
-    if run.limits:
-        db.execute("NOTIFY flowrt_work")
-
-
 __all__: Sequence[str] = [
     "INSERT_QUEUED",
     "PostgresLimits",
@@ -133,6 +128,5 @@ __all__: Sequence[str] = [
     "lock_keys",
     "lock_own_keys",
     "may_start",
-    "notify_freed",
     "try_keys",
 ]

@@ -4,12 +4,13 @@ its methods."""
 from __future__ import annotations
 
 from .claims import Dialect
-from .limits import ready_filter
+from .limits import blocked_runs, ready_filter
 from .sqlite_sql import (
     PARKED,
     RATE_LIMITS,
     RUN_KEYS,
     RUN_KEYS_BY_KEY,
+    RUN_KEYS_QUEUED,
     SIGNAL_KEYS,
     SIGNALS,
     WAITS,
@@ -80,6 +81,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (  # 4: each run's keys under its run limits; each rate limit's GCRA row
         RUN_KEYS.format(prefix="flowrt_"),
         RUN_KEYS_BY_KEY.format(prefix="flowrt_"),
+        RUN_KEYS_QUEUED.format(prefix="flowrt_"),
         RATE_LIMITS.format(prefix="flowrt_"),
     ),
 )
@@ -109,14 +111,15 @@ READY = (
     f"AND (owner IS NULL OR lease_until IS NULL OR lease_until <= {NOW})))"
 )
 
+_PG = Dialect("flowrt_runs", "%s")
 # Ready runs to claim (parameters: w workflows, n limit, m candidates of each kind), by the
 # order they were enqueued, locked (``FOR UPDATE SKIP LOCKED``: concurrent workers each get
 # others, none waits for another). Parked runs are looked up apart (by due time), so that many
 # of them cost a claim nothing: the others come from an index without them.
 # Queued runs whose keys are full are passed over (``_store.limits``).
-PICK_READY = f"""SELECT {COLUMNS} FROM flowrt_runs WHERE run_id IN (
+PICK_READY = f"""WITH {blocked_runs(_PG)} SELECT {COLUMNS} FROM flowrt_runs WHERE run_id IN (
         (SELECT run_id FROM flowrt_runs WHERE workflow = ANY(%(w)s) AND status <> 'waiting'
-         AND {READY} AND {ready_filter(Dialect("flowrt_runs", "%s"))}
+         AND {READY} AND {ready_filter(_PG)}
          ORDER BY started_at LIMIT %(m)s)
         UNION ALL
         (SELECT run_id FROM flowrt_runs WHERE workflow = ANY(%(w)s) AND status = 'waiting'

@@ -25,7 +25,7 @@ from . import limits as _limits
 from . import mailbox as _mail
 from . import sqlite_limits as _lim
 from .claims import CancelOutcome, Dialect
-from .limits import HOLDS, ready_filter
+from .limits import HOLDS, blocked_runs, ready_filter
 from .protocol import Claim, Closing, listed
 from .records import NodeRow, RunRow, new_values, node_rows, run_row, update_values
 from .sqlite_limits import SQLiteLimits
@@ -43,7 +43,7 @@ from .sqlite_sql import (
 )
 
 _SQL = Dialect("runs", "?")
-FREE = ready_filter(_SQL)
+FREE, BLOCKED = ready_filter(_SQL), blocked_runs(_SQL)
 
 T = TypeVar("T")
 
@@ -177,6 +177,7 @@ class SQLiteStore(SQLiteMail, SQLiteLimits, Closing):
                 if found.status not in HOLDS and not _lim.may_start(db, found):
                     return Claim("queued", found.claim, found)
                 _claims.take(db, _SQL, run_id, owner, now + self.lease_seconds, by_hand=True)
+                _limits.taken(db, _SQL, [found])
                 return Claim("claimed", found.claim + 1, found)
 
         return await self._call(claim)
@@ -247,8 +248,8 @@ class SQLiteStore(SQLiteMail, SQLiteLimits, Closing):
                 now = time.time()
                 _claims.expire_dead(db, _SQL, now)
                 found = db.execute(
-                    f"SELECT {COLUMNS} FROM runs WHERE workflow IN ({names}) AND {READY} "
-                    f"AND {FREE} ORDER BY started_at LIMIT ?",
+                    f"WITH {BLOCKED} SELECT {COLUMNS} FROM runs WHERE workflow IN ({names}) "
+                    f"AND {READY} AND {FREE} ORDER BY started_at LIMIT ?",
                     (*workflows, now, now, now, limit),
                 ).fetchall()
                 claims, picked = [], list(map(run_row, found))
@@ -265,6 +266,7 @@ class SQLiteStore(SQLiteMail, SQLiteLimits, Closing):
                     lease = now + self.lease_seconds
                     _claims.take(db, _SQL, run.run_id, owner, lease, by_hand=False)
                     claims.append(Claim("claimed", run.claim + 1, run))
+                _limits.taken(db, _SQL, [claim.run for claim in claims])
                 return claims
 
         return await self._call(claim)

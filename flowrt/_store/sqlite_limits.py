@@ -71,6 +71,7 @@ def create(db: sqlite3.Connection, run: RunRow, owner: str, lease: float, load: 
     admission = admitted(db, run, load, time.time())
     if admission == "free":
         _claims.take(db, _SQL, run.run_id, owner, lease, by_hand=True)
+        _limits.left_queue(db, _SQL, [run.run_id])
         return Claim("created", 1)
     return Claim(admission, 0, load(db, run.run_id))
 

@@ -37,8 +37,12 @@ WAITS = """CREATE TABLE IF NOT EXISTS {prefix}waits (
     PRIMARY KEY (run_id, attempt, node))"""
 RUN_KEYS = """CREATE TABLE IF NOT EXISTS {prefix}run_keys (
     run_id TEXT NOT NULL, key TEXT NOT NULL, max_runs INTEGER NOT NULL, strategy TEXT NOT NULL,
-    PRIMARY KEY (run_id, key))"""
+    started_at TEXT NOT NULL, queued INTEGER NOT NULL DEFAULT 1, PRIMARY KEY (run_id, key))"""
 RUN_KEYS_BY_KEY = "CREATE INDEX IF NOT EXISTS {prefix}run_keys_key ON {prefix}run_keys (key)"
+RUN_KEYS_QUEUED = (
+    "CREATE INDEX IF NOT EXISTS {prefix}run_keys_queued ON {prefix}run_keys "
+    "(key, started_at, run_id) WHERE queued = 1"
+)
 RATE_LIMITS = """CREATE TABLE IF NOT EXISTS {prefix}rate_limits (
     name TEXT NOT NULL, key TEXT NOT NULL, tat DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (name, key))"""
@@ -83,6 +87,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (  # 5: each run's keys under its run limits; each rate limit's GCRA row
         RUN_KEYS.format(prefix=""),
         RUN_KEYS_BY_KEY.format(prefix=""),
+        RUN_KEYS_QUEUED.format(prefix=""),
         RATE_LIMITS.format(prefix=""),
     ),
 )
