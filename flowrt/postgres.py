@@ -268,8 +268,8 @@ class PostgresStore(PostgresMail, PostgresLimits, Closing):
                 now = db_now(db)
                 _claims.expire_dead(db, _SQL, now)
                 claims, chosen = [], {"w": list(workflows), "n": limit, "m": limit + 64}
-                picked = [run_row(row) for row in db.execute(PICK_READY, chosen).fetchall()]
-                allowed = _limits.startable(db, _SQL, picked, _lim.try_keys)
+                picked, locked = _lim.picked(db.execute(PICK_READY, chosen).fetchall())
+                allowed = _limits.startable(db, _SQL, picked, locked)
                 for run in picked:
                     verdict = _claims.verdict(run, max_claims)
                     if verdict != "claim":

@@ -19,13 +19,14 @@ transaction (see ``claims`` for the connection and ``Dialect``).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from .claims import Dialect, end
 from .family import Load, cancel_family
-from .records import RunKey, RunRow
+from .records import RunKey, RunRow, run_row
 
 HOLDS = ("running", "waiting", "retrying")  # the statuses of a run that holds its keys
 HOLDING = "('running', 'waiting', 'retrying')"
@@ -123,14 +124,11 @@ def blockers(db: Any, d: Dialect, run: RunRow) -> list[Blocker]:
 
 
 def startable(db: Any, d: Dialect, runs: Sequence[RunRow], lock: Locker | None) -> set[str]:
-    """Of ``runs`` (picked to be claimed, in claim order), the ids of those that may be: a run
-    that holds its keys already always; any other only if each of its keys is locked here
-    (``lock`` tries them; None: they are, or the store is serial) and has room for it, each
-    run admitted taking its keys before the next is looked at. Sets each run's ``limits``.
-    Three statements for the whole batch, whatever its size."""
-    keys = limited(db, d, [run.run_id for run in runs])
-    for run in runs:
-        run.limits = keys.get(run.run_id, ())
+    """Of ``runs`` (picked to be claimed, in claim order, with their ``limits``), the ids of
+    those that may be: a run that holds its keys already always; any other only if each of
+    its keys is locked here (``lock`` tries them; None: they are, or the store is serial) and
+    has room for it, each run admitted taking its keys before the next is looked at. Two
+    statements for the whole batch, whatever its size; none when no run waits for keys."""
     waiting = [run for run in runs if run.status not in HOLDS and run.limits]
     wanted = sorted({limit.key for run in waiting for limit in run.limits})
     locked = set(wanted) if lock is None or not wanted else lock(db, wanted)
@@ -227,6 +225,32 @@ def ready_filter(d: Dialect) -> str:
     return f"({runs}.status <> 'queued' OR {runs}.run_id NOT IN (SELECT run_id FROM blocked))"
 
 
+def keys_from(value: Any) -> tuple[RunKey, ...]:
+    """A run's keys from the JSON array of ``[key, max_runs, strategy]`` that a store's pick
+    returns with it (``keys_column``: text on SQLite, decoded on PostgreSQL; None: none)."""
+    if isinstance(value, str):
+        value = json.loads(value)
+    return tuple(RunKey(key, max_runs, strategy) for key, max_runs, strategy in value or ())
+
+
+def keyed(row: Sequence[Any]) -> RunRow:
+    """A run a store picked, from its columns followed by its keys (``keys_column``)."""
+    run = run_row(tuple(row[:-1]))
+    run.limits = keys_from(row[-1])
+    return run
+
+
+def keys_column(d: Dialect, aggregate: str, array: str) -> str:
+    """SQL: the keys of the run of the enclosing query (``{table}``) as a JSON array of
+    ``[key, max_runs, strategy]``, with the store's JSON functions (``aggregate``: SQLite's
+    ``json_group_array``, PostgreSQL's ``json_agg``; ``array``: ``json_array``,
+    ``json_build_array``)."""
+    return (
+        f"(SELECT {aggregate}({array}(k.key, k.max_runs, k.strategy)) "
+        f"FROM {d.named('run_keys')} AS k WHERE k.run_id = {d.table}.run_id)"
+    )
+
+
 def limited(db: Any, d: Dialect, run_ids: Sequence[str]) -> dict[str, tuple[RunKey, ...]]:
     """The keys of those of ``run_ids`` that have any."""
     if not run_ids:
@@ -252,6 +276,9 @@ __all__: Sequence[str] = [
     "admit",
     "blocked_runs",
     "blockers",
+    "keyed",
+    "keys_column",
+    "keys_from",
     "keys_of",
     "left_queue",
     "limited",

@@ -40,15 +40,16 @@ def lock_keys(db: psycopg.Connection[Any], keys: Sequence[str]) -> None:
         db.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))::text", (key,))
 
 
-def try_keys(db: psycopg.Connection[Any], keys: Sequence[str]) -> set[str]:
-    """Lock those of ``keys`` no other transaction holds, until the transaction ends, without
-    waiting; return them."""
-    rows = db.execute(
-        "SELECT k FROM unnest(%s::text[]) AS k "
-        "WHERE pg_try_advisory_xact_lock(hashtextextended(k, 0))",
-        (list(keys),),
-    ).fetchall()
-    return {key for (key,) in rows}
+def picked(rows: Sequence[Sequence[Any]]) -> tuple[list[RunRow], _limits.Locker]:
+    """The runs ``PICK_READY`` picked (columns, keys, whether their keys were locked), and
+    what tells ``startable`` which keys are locked (those of the runs that locked all)."""
+    runs, locked = [], set[str]()
+    for row in rows:
+        run = _limits.keyed(row[:-1])
+        runs.append(run)
+        if row[-1]:
+            locked.update(limit.key for limit in run.limits)
+    return runs, lambda db, keys: locked.intersection(keys)
 
 
 def _locked_load(db: Any, run_id: str) -> RunRow | None:
@@ -117,6 +118,7 @@ def lock_own_keys(db: psycopg.Connection[Any], run_id: str) -> None:
 def may_start(db: psycopg.Connection[Any], run: RunRow) -> bool:
     """Whether stored run ``run``, not holding its keys (locked: ``lock_own_keys``), may take
     them now."""
+    run.limits = _limits.keys_of(db, _SQL, run.run_id)
     return run.run_id in _limits.startable(db, _SQL, [run], None)
 
 
@@ -128,5 +130,5 @@ __all__: Sequence[str] = [
     "lock_keys",
     "lock_own_keys",
     "may_start",
-    "try_keys",
+    "picked",
 ]

@@ -4,7 +4,7 @@ its methods."""
 from __future__ import annotations
 
 from .claims import Dialect
-from .limits import blocked_runs, ready_filter
+from .limits import blocked_runs, keys_column, ready_filter
 from .sqlite_sql import (
     PARKED,
     RATE_LIMITS,
@@ -112,12 +112,22 @@ READY = (
 )
 
 _PG = Dialect("flowrt_runs", "%s")
+# Whether a picked queued run's keys are all locked now (advisory locks, tried: never waited
+# for); a run without keys has none to lock (NULL).
+TRY_KEYS = (
+    "CASE WHEN flowrt_runs.status = 'queued' THEN (SELECT bool_and(pg_try_advisory_xact_lock("
+    "hashtextextended(k.key, 0))) FROM flowrt_run_keys AS k "
+    "WHERE k.run_id = flowrt_runs.run_id) END"
+)
 # Ready runs to claim (parameters: w workflows, n limit, m candidates of each kind), by the
 # order they were enqueued, locked (``FOR UPDATE SKIP LOCKED``: concurrent workers each get
 # others, none waits for another). Parked runs are looked up apart (by due time), so that many
 # of them cost a claim nothing: the others come from an index without them.
-# Queued runs whose keys are full are passed over (``_store.limits``).
-PICK_READY = f"""WITH {blocked_runs(_PG)} SELECT {COLUMNS} FROM flowrt_runs WHERE run_id IN (
+# Queued runs whose keys are full are passed over; each run comes with its keys and whether
+# they are locked, last (``_store.limits``).
+PICK_READY = f"""WITH {blocked_runs(_PG)} SELECT {COLUMNS},
+    {keys_column(_PG, "json_agg", "json_build_array")}, {TRY_KEYS}
+    FROM flowrt_runs WHERE run_id IN (
         (SELECT run_id FROM flowrt_runs WHERE workflow = ANY(%(w)s) AND status <> 'waiting'
          AND {READY} AND {ready_filter(_PG)}
          ORDER BY started_at LIMIT %(m)s)

@@ -25,7 +25,7 @@ from . import limits as _limits
 from . import mailbox as _mail
 from . import sqlite_limits as _lim
 from .claims import CancelOutcome, Dialect
-from .limits import HOLDS, blocked_runs, ready_filter
+from .limits import HOLDS, blocked_runs, keys_column, ready_filter
 from .protocol import Claim, Closing, listed
 from .records import NodeRow, RunRow, new_values, node_rows, run_row, update_values
 from .sqlite_limits import SQLiteLimits
@@ -44,6 +44,7 @@ from .sqlite_sql import (
 
 _SQL = Dialect("runs", "?")
 FREE, BLOCKED = ready_filter(_SQL), blocked_runs(_SQL)
+KEYS = keys_column(_SQL, "json_group_array", "json_array")
 
 T = TypeVar("T")
 
@@ -248,11 +249,12 @@ class SQLiteStore(SQLiteMail, SQLiteLimits, Closing):
                 now = time.time()
                 _claims.expire_dead(db, _SQL, now)
                 found = db.execute(
-                    f"WITH {BLOCKED} SELECT {COLUMNS} FROM runs WHERE workflow IN ({names}) "
-                    f"AND {READY} AND {FREE} ORDER BY started_at LIMIT ?",
+                    f"WITH {BLOCKED} SELECT {COLUMNS}, {KEYS} FROM runs "
+                    f"WHERE workflow IN ({names}) AND {READY} AND {FREE} "
+                    "ORDER BY started_at LIMIT ?",
                     (*workflows, now, now, now, limit),
                 ).fetchall()
-                claims, picked = [], list(map(run_row, found))
+                claims, picked = [], list(map(_limits.keyed, found))
                 allowed = _limits.startable(db, _SQL, picked, None)  # by their run limits
                 for run in picked:
                     verdict = _claims.verdict(run, max_claims)

@@ -78,6 +78,7 @@ def create(db: sqlite3.Connection, run: RunRow, owner: str, lease: float, load: 
 
 def may_start(db: sqlite3.Connection, run: RunRow) -> bool:
     """Whether stored run ``run``, not holding its keys, may take them now."""
+    run.limits = _limits.keys_of(db, _SQL, run.run_id)
     return run.run_id in _limits.startable(db, _SQL, [run], None)
 
 
