@@ -200,3 +200,10 @@ def test_file_errors_speak_of_the_file_not_of_pydantic(data: Any, says: str) -> 
     assert str(raised.value) == says
     for internal in ("WorkflowFile", "NodeFile", "Input should", "^[A-Za-z"):
         assert internal not in str(raised.value)
+
+
+def test_the_limits_file_is_the_python_example() -> None:
+    import limits
+
+    from_file = Workflow.from_yaml(EXAMPLES / "limits.yaml")
+    assert from_file.to_dict() == limits.sync.to_dict()

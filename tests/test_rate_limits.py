@@ -6,6 +6,7 @@ slot and does not take a second permit when resumed."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import anyio
@@ -174,3 +175,35 @@ async def test_keys_give_each_value_its_own_limit() -> None:
         for i in range(4):
             tg.start_soon(wf.run, {"n": i})
     assert sorted(round(s - t0, 6) for s in starts) == [0, 0, 5.0, 5.0]
+
+
+async def test_each_start_of_a_sub_workflow_takes_a_permit() -> None:
+    starts: list[float] = []
+    child = Workflow("child")
+
+    @child.node
+    async def work() -> float:
+        starts.append(anyio.current_time())
+        return anyio.current_time()
+
+    parent = Workflow("parent")
+    parent.subworkflow(child, name="call", rate_limit=RateLimit("children", 1, per_seconds=2.0))
+    t0 = anyio.current_time()
+    async with anyio.create_task_group() as tg:
+        for i in range(3):
+            tg.start_soon(functools.partial(parent.run, run_id=f"p{i}"))
+    assert sorted(round(s - t0, 6) for s in starts) == [0, 2.0, 4.0]
+
+
+async def test_a_turn_counts_against_the_run_deadline_not_the_attempt_timeout() -> None:
+    starts: list[float] = []
+    wf = rated("deadline", starts, limit=1, per_seconds=5.0)
+    wf.nodes["call"].error_handling = ErrorHandling(timeout_seconds=0.5)
+    t0 = anyio.current_time()
+    assert (await wf.run()).status == "success"
+    late = await wf.run(timeout=1.0)  # its turn is 5 s away: the run's deadline comes first
+    assert late.status == "failure"
+    assert late.error.type == "TimeoutError"
+    assert round(anyio.current_time() - t0, 6) == 1.0
+    assert (await wf.run(timeout=10.0)).status == "success"  # a 9 s wait, 0.5 s attempt timeout
+    assert [round(s - t0, 6) for s in starts] == [0, 10.0]  # the timed-out run's turn is spent
