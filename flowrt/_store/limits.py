@@ -123,6 +123,18 @@ def blockers(db: Any, d: Dialect, run: RunRow) -> list[Blocker]:
     return found
 
 
+def queued_blockers(db: Any, d: Dialect, run_id: str) -> list[Blocker]:
+    """``RunStore.blockers``: what keeps stored run ``run_id`` queued (none if it is not)."""
+    found = db.execute(
+        f"SELECT started_at, status FROM {d.table} WHERE run_id = {d.mark}", (run_id,)
+    ).fetchone()
+    if found is None or found[1] != "queued":
+        return []
+    run = RunRow(run_id, "", "", "queued", found[0])
+    run.limits = keys_of(db, d, run_id)
+    return blockers(db, d, run)
+
+
 def startable(db: Any, d: Dialect, runs: Sequence[RunRow], lock: Locker | None) -> set[str]:
     """Of ``runs`` (picked to be claimed, in claim order, with their ``limits``), the ids of
     those that may be: a run that holds its keys already always; any other only if each of
@@ -283,6 +295,7 @@ __all__: Sequence[str] = [
     "left_queue",
     "limited",
     "occupants",
+    "queued_blockers",
     "ready_filter",
     "save_keys",
     "startable",

@@ -65,17 +65,7 @@ class PostgresLimits:
     async def blockers(self, run_id: str) -> list[_limits.Blocker]:
         """See ``RunStore.blockers``."""
 
-        def read(db: psycopg.Connection[Any]) -> list[_limits.Blocker]:
-            found = db.execute(
-                "SELECT started_at, status FROM flowrt_runs WHERE run_id = %s", (run_id,)
-            ).fetchone()
-            if found is None or found[1] != "queued":
-                return []
-            run = RunRow(run_id, "", "", "queued", found[0])
-            run.limits = _limits.keys_of(db, _SQL, run_id)
-            return _limits.blockers(db, _SQL, run)
-
-        return await self._call(read)
+        return await self._call(lambda db: _limits.queued_blockers(db, _SQL, run_id))
 
     async def take_permit(
         self, limit: tuple[str, str], shape: tuple[float, int, float | None]
