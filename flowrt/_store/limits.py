@@ -153,7 +153,8 @@ def startable(db: Any, d: Dialect, runs: Sequence[RunRow], lock: Locker | None) 
         ):
             allowed.add(run.run_id)
             for limit in run.limits:  # it holds them now: the next runs of the batch see it
-                lines.setdefault(limit.key, []).append((run.run_id, "running", run.started_at))
+                line = [entry for entry in lines.get(limit.key, []) if entry[0] != run.run_id]
+                lines[limit.key] = [*line, (run.run_id, "running", run.started_at)]
     return allowed
 
 
@@ -263,22 +264,6 @@ def keys_column(d: Dialect, aggregate: str, array: str) -> str:
     )
 
 
-def limited(db: Any, d: Dialect, run_ids: Sequence[str]) -> dict[str, tuple[RunKey, ...]]:
-    """The keys of those of ``run_ids`` that have any."""
-    if not run_ids:
-        return {}
-    m = d.mark
-    marks = ", ".join([m] * len(run_ids))
-    found: dict[str, list[RunKey]] = {}
-    for run_id, key, max_runs, strategy in db.execute(
-        f"SELECT run_id, key, max_runs, strategy FROM {d.named('run_keys')} "
-        f"WHERE run_id IN ({marks}) ORDER BY run_id, key",
-        tuple(run_ids),
-    ).fetchall():
-        found.setdefault(run_id, []).append(RunKey(key, max_runs, strategy))
-    return {run_id: tuple(keys) for run_id, keys in found.items()}
-
-
 __all__: Sequence[str] = [
     "HOLDING",
     "HOLDS",
@@ -293,7 +278,6 @@ __all__: Sequence[str] = [
     "keys_from",
     "keys_of",
     "left_queue",
-    "limited",
     "occupants",
     "queued_blockers",
     "ready_filter",
