@@ -431,3 +431,35 @@ async def test_cancel_in_progress_against_a_holder_that_is_just_ending(
         assert log[-2:] == [("start", 1, "new"), ("end", 1, "new")]
         if store is not None:
             store.close()
+
+
+@pytest.mark.parametrize(("seed", "stored"), [(0, False), (1, False), (2, False), (3, True)])
+async def test_two_limits_hold_together(tmp_path: Path, seed: int, stored: bool) -> None:
+    import random
+
+    rng = random.Random(seed)
+    store = SQLiteStore(tmp_path / "two.db") if stored else None
+    spans: list[tuple[str, int, int]] = []
+    wf = Workflow(
+        "two-limits", run_limit=[RunLimit("$.input.a"), RunLimit("$.input.b", max_runs=2)]
+    )
+
+    @wf.node
+    async def work(a: int, b: int) -> None:
+        spans.append(("start", a, b))
+        await anyio.sleep(rng.uniform(0, 0.01))
+        spans.append(("end", a, b))
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(30):
+            tg.start_soon(
+                functools.partial(wf.run, store=store),
+                {"a": rng.randrange(3), "b": rng.randrange(2)},
+            )
+    by_a = overlaps([(event, a, "") for event, a, _ in spans])
+    by_b = overlaps([(event, b, "") for event, _, b in spans])
+    assert max(by_a.values()) == 1
+    assert max(by_b.values()) <= 2
+    assert len(spans) == 60
+    if store is not None:
+        store.close()
