@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Annotated, Any, Literal
 
 import anyio
@@ -31,11 +31,14 @@ from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from ._engine.limits import run_keys
 from ._engine.native import alongside
-from ._errors import RunInProgress
+from ._errors import InputError, RunCancelled, RunInProgress
 from ._models import ErrorInfo, Event, RunResult
 from ._report import jsonable, result_json, safe_result
 from ._store.protocol import RunStore
+from ._web.background import Background
+from ._web.background import RunState as RunState
 from ._web.idempotency import Replies, canonical, check_stored, conflict, keyed_run_id
 from ._web.input_model import input_model as input_model
 from ._web.pages import viewer_router
@@ -48,15 +51,6 @@ Key = Annotated[
 ]
 _GRACE = 3.0
 """Seconds an open event stream has at server shutdown to deliver its run's cancellation."""
-
-
-class RunState(BaseModel):
-    """A background run: ``status`` is ``running`` until it ends (``success``, ``failure``, or
-    ``cancelled`` when the app shut down first); ``result`` is then its RunResult."""
-
-    run_id: str
-    status: Literal["running", "success", "failure", "cancelled"]
-    result: RunResult | None = None
 
 
 class RunAnswer(BaseModel):
@@ -79,25 +73,6 @@ def _answer_json(result: RunResult) -> str:
         return answer.model_copy(update={"output": jsonable(result.output)}).model_dump_json()
 
 
-class _Run:
-    """A background run's state and its events so far; followers wait on ``changed``."""
-
-    def __init__(self, run_id: str, body: str = "") -> None:
-        self.body = body  # the request's, for a repeat with its Idempotency-Key
-        self.state = RunState(run_id=run_id, status="running")
-        self.events: list[Event] = []
-        self.changed = anyio.Event()
-        self.scope = anyio.CancelScope()
-
-    def add(self, event: Event) -> None:
-        self.events.append(event)
-        if event.kind == "run.finished":
-            self.state.result = event.result
-            self.state.status = "cancelled" if event.status == "cancelled" else event.result.status  # type: ignore[union-attr]
-        changed, self.changed = self.changed, anyio.Event()
-        changed.set()
-
-
 async def _run_until_disconnect(
     wf: Workflow,
     request: Request,
@@ -106,8 +81,14 @@ async def _run_until_disconnect(
     run_id: str | None = None,
 ) -> RunResult | None:
     """Run ``wf`` (as ``run_id``); if the client disconnects first, cancel the run and return
-    None."""
+    None.
+
+    Raises:
+        InputError: a run-limit key without a JSON scalar value.
+        RunCancelled: the run was cancelled (``LimitReached``...).
+    """
     result: RunResult | None = None
+    refused: Exception | None = None
     with anyio.CancelScope() as scope:
 
         async def watch() -> None:
@@ -117,7 +98,12 @@ async def _run_until_disconnect(
             scope.cancel()
 
         async with alongside(watch):
-            result = await wf.run(data, timeout=timeout, run_id=run_id)
+            try:
+                result = await wf.run(data, timeout=timeout, run_id=run_id)
+            except (InputError, RunCancelled) as exc:  # raised as itself, not in a group
+                refused = exc
+    if refused is not None:
+        raise refused
     return result
 
 
@@ -149,7 +135,7 @@ class _Service:
             )
         self.wf, self.timeout, self.keep, self.ping = wf, timeout, keep, ping
         self.compact = response == "output"
-        self.runs: OrderedDict[str, _Run] = OrderedDict()
+        self.runs: OrderedDict[str, Background] = OrderedDict()
         self.owner: list[anyio.abc.TaskGroup] = []
         self.stopping: anyio.Event | None = None
         self.replies: Replies[Response] = Replies(keep)  # POST /run by Idempotency-Key
@@ -201,11 +187,14 @@ class _Service:
         text = _answer_json(result) if self.compact else result_json(result)
         return Response(text, code, media_type="application/json")
 
-    async def background(self, state: _Run, data: dict[str, Any]) -> None:
+    async def background(self, state: Background, data: dict[str, Any]) -> None:
         """A background run; cancelled at shutdown, it ends with a "cancelled" run.finished."""
         run_id = state.state.run_id
-        with state.scope:
-            await self.wf.run(data, timeout=self.timeout, run_id=run_id, listener=state.add)
+        try:
+            with state.scope:
+                await self.wf.run(data, timeout=self.timeout, run_id=run_id, listener=state.add)
+        except RunCancelled as exc:  # LimitReached, Superseded
+            state.refused(exc)
 
     def start(self, request: Request, data: dict[str, Any], key: str | None = None) -> RunStarted:
         """``POST /runs``: start a background run (forgetting the oldest finished ones); with
@@ -218,7 +207,7 @@ class _Service:
             if started.body != canonical(data):
                 raise conflict(key)
             return started_at(request, run_id)
-        state = _Run(run_id, canonical(data))
+        state = Background(run_id, canonical(data))
         runs = self.runs
         runs[state.state.run_id] = state
         while len(runs) > self.keep and (oldest := next(iter(runs.values()))).state.status != (
@@ -228,7 +217,7 @@ class _Service:
         self.owner[0].start_soon(self.background, state, data)
         return started_at(request, run_id)
 
-    def find(self, run_id: str) -> _Run:
+    def find(self, run_id: str) -> Background:
         state = self.runs.get(run_id)
         if state is None:
             raise HTTPException(404, f"no run {run_id!r}")
@@ -316,17 +305,33 @@ def _handlers(
     """``POST /run`` and ``POST /runs``, their body typed with the workflow's input model."""
 
     async def run(request: Request, body: BaseModel, idempotency_key: Key = None) -> Response:
-        return await service.run_now(request, body.model_dump(exclude_unset=True), idempotency_key)
+        with _refused():
+            data = body.model_dump(exclude_unset=True)
+            return await service.run_now(request, data, idempotency_key)
 
     async def start(request: Request, body: BaseModel, idempotency_key: Key = None) -> RunStarted:
         data = body.model_dump(exclude_unset=True)
-        if stored is not None:
-            return await stored.start(request, data, idempotency_key)
-        return service.start(request, data, idempotency_key)
+        with _refused():
+            if stored is not None:
+                return await stored.start(request, data, idempotency_key)
+            run_keys(service.wf.compiled().limits, data)  # a bad key: 422, before it starts
+            return service.start(request, data, idempotency_key)
 
     # The body model is made here, at run time: give FastAPI the class, not a string annotation.
     run.__annotations__["body"] = start.__annotations__["body"] = input_model(service.wf)
     return run, start
+
+
+@contextmanager
+def _refused() -> Iterator[None]:
+    """A run refused: 422 for an input its run limit cannot key (``InputError``), 409 for a
+    run cancelled (by its run limit: ``LimitReached``, ``Superseded``; or by a request)."""
+    try:
+        yield
+    except InputError as exc:
+        raise HTTPException(422, str(exc)) from None
+    except RunCancelled as exc:
+        raise HTTPException(409, str(exc)) from None
 
 
 def _routes(

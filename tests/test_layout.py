@@ -47,6 +47,7 @@ BACKEND = {
     "_web.pages",
     "_web.stored_runs",
     "_web.idempotency",
+    "_web.background",
     "_cli.runs",
     "_cli.worker",
     "_cli.signals",

@@ -463,3 +463,77 @@ async def test_two_limits_hold_together(tmp_path: Path, seed: int, stored: bool)
     assert len(spans) == 60
     if store is not None:
         store.close()
+
+
+async def test_http_a_bad_key_is_422_and_a_full_key_409_or_a_cancelled_background_run(
+    tmp_path: Path,
+) -> None:
+    import httpx
+    from fastapi import FastAPI
+
+    from flowrt.fastapi import workflow_router
+
+    started, release = anyio.Event(), anyio.Event()
+    wf = Workflow("served", run_limit=RunLimit("$.input.c", strategy="cancel_newest"))
+
+    @wf.node
+    async def hold(c: Any) -> Any:
+        started.set()
+        await release.wait()
+        return c
+
+    app = FastAPI()
+    app.include_router(workflow_router(wf))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            bad = await client.post("/run", json={"c": {"not": "a scalar"}})
+            assert bad.status_code == 422
+            assert "run_limit key" in bad.json()["detail"]
+            assert (await client.post("/runs", json={})).status_code == 422
+            first = (await client.post("/runs", json={"c": 1})).json()["run_id"]
+            await started.wait()
+            full = await client.post("/run", json={"c": 1})
+            assert full.status_code == 409
+            assert first in full.json()["detail"]
+            extra = (await client.post("/runs", json={"c": 1})).json()["run_id"]
+
+            async def refused() -> bool:
+                state = (await client.get(f"/runs/{extra}")).json()
+                return state["status"] == "cancelled"
+
+            await until(refused)
+            state = (await client.get(f"/runs/{extra}")).json()
+            assert state["error"]["type"] == "LimitReached"
+            release.set()
+
+            async def done() -> bool:
+                return (await client.get(f"/runs/{first}")).json()["status"] == "success"
+
+            await until(done)
+
+
+async def test_http_with_a_store_refuses_a_bad_key_with_nothing_stored(tmp_path: Path) -> None:
+    import httpx
+    from fastapi import FastAPI
+
+    from flowrt.fastapi import workflow_router
+
+    wf = Workflow("served-stored", run_limit=RunLimit("$.input.c", strategy="cancel_newest"))
+    wf.node(lambda c: c, name="echo")
+    async with SQLiteStore(tmp_path / "runs.db") as store:
+        app = FastAPI()
+        app.include_router(workflow_router(wf, store=store, worker=False))
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                bad = await client.post("/runs", json={"c": [1, 2]})
+                first = await client.post("/runs", json={"c": 1})
+                extra = await client.post("/runs", json={"c": 1})
+                state = (await client.get(f"/runs/{extra.json()['run_id']}")).json()
+        assert bad.status_code == 422
+        assert "run_limit key" in bad.json()["detail"]
+        assert first.status_code == extra.status_code == 202
+        assert state["status"] == "cancelled"
+        assert state["error"]["type"] == "LimitReached"
+        assert len(await store.list_runs()) == 2

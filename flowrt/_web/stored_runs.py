@@ -76,14 +76,16 @@ class StoredRun(BaseModel):
 
 class StoredRunState(BaseModel):
     """``GET /runs/{run_id}`` with a store: its status, its RunResult once it has ended, the
-    nodes that wait now (``waiting``: signal and due time), and for a queued run what keeps it
-    waiting (``blocked_by``: one line per full run-limit key)."""
+    nodes that wait now (``waiting``: signal and due time), for a queued run what keeps it
+    waiting (``blocked_by``: one line per full run-limit key), and for a cancelled run why
+    (``error``: ``Cancelled``, ``LimitReached``, ``Superseded``, with who asked)."""
 
     run_id: str
     status: str
     result: RunResult | None = None
     waiting: list[Waiting] = []
     blocked_by: list[str] = []
+    error: dict[str, str] | None = None
 
 
 def _listed(run: RunRow) -> StoredRun:
@@ -223,6 +225,8 @@ class StoredRuns:
         state = StoredRunState(run_id=run_id, status=run.status, result=result, waiting=waiting)
         if run.status == "queued":
             state.blocked_by = [b.describe() for b in await self.store.blockers(run_id)]
+        elif run.status == "cancelled":
+            state.error = run.error
         return Response(state.model_dump_json(), media_type="application/json")
 
     async def cancel(
