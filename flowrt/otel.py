@@ -102,6 +102,13 @@ class _RunSpans(Observer):
         self.tokens[node] = otel_context.attach(trace.set_span_in_context(span))
 
     def node_waiting(self, node: str, state: Any, wait: Wait) -> None:
+        if wait.kind == "throttled":  # before its attempt starts: an event on the run's span
+            if self.span is not None:
+                limit = {"flowrt.rate_limit": wait.rate_limit or "", "flowrt.node": node}
+                self.span.add_event(
+                    "flowrt.throttled", {**limit, "flowrt.wait.seconds": wait.seconds}
+                )
+            return
         if wait.kind != "retry":  # a wait or sleep node: an event on its (open) span
             span = self.attempts.get(node)
             if span is not None:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -192,3 +193,22 @@ async def test_a_wait_is_one_node_span_with_what_it_waits_for(
     else:
         assert approve.status.status_code == StatusCode.ERROR
         assert approve.attributes["error.type"] == "SignalTimeout"
+
+
+async def test_a_wait_for_a_rate_limits_turn_is_an_event_on_the_run_span(
+    exporter: InMemorySpanExporter, provider: TracerProvider
+) -> None:
+    from flowrt import RateLimit
+
+    wf = Workflow("throttled-traced")
+    wf.node(lambda: 1, name="call", rate_limit=RateLimit("otel-api", limit=1, per_seconds=30))
+    instrument(wf, provider)
+    await wf.run()
+    with anyio.move_on_after(0.2):  # its turn is 30 s away: it waits, then is cancelled
+        await wf.run()
+    runs = [s for s in exporter.get_finished_spans() if s.name == "flowrt.run throttled-traced"]
+    events = [e for span in runs for e in span.events if e.name == "flowrt.throttled"]
+    assert len(events) == 1
+    assert events[0].attributes["flowrt.rate_limit"] == "otel-api"  # type: ignore[index]
+    assert events[0].attributes["flowrt.node"] == "call"  # type: ignore[index]
+    assert 25 < events[0].attributes["flowrt.wait.seconds"] <= 30  # type: ignore[index,operator]
