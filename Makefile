@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast test-lowest lint bench bench-peers clean browser screenshots
+.PHONY: demo test test-fast test-lowest lint bench bench-peers clean browser screenshots docs docs-serve
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "flowrt needs Python 3.11+")'
@@ -60,6 +60,13 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
+# The documentation site (mkdocs.yml, docs/): strict, so a broken link or reference fails it.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs-serve: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --strict
+
 # LangGraph goes into its own environment, never into the project's.
 PEERS := .venv-peers
 $(PEERS)/.installed: pyproject.toml
@@ -72,4 +79,4 @@ bench-peers: $(PEERS)/.installed
 	$(PEERS)/bin/python -m benchmarks.peers_langgraph
 
 clean:
-	rm -rf $(VENV) $(PEERS) $(LOWEST) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(PEERS) $(LOWEST) build site *.egg-info .pytest_cache .mypy_cache .ruff_cache

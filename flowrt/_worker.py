@@ -31,8 +31,10 @@ class Worker:
             processes of one host).
         workflows: the workflows this worker executes, matched to runs by name.
         concurrency: how many runs it executes at once.
-        heartbeat_seconds, lease_seconds, park_after_seconds: when given, they replace the
-            store's settings (they apply to every run executed against that store object).
+        heartbeat_seconds: when given, replaces the store's (it applies to every run
+            executed against that store object; so do the next two).
+        lease_seconds: when given, replaces the store's.
+        park_after_seconds: when given, replaces the store's.
         poll_seconds: how long an idle worker waits for a notification (PostgreSQL) before it
             looks for ready runs again; SQLite cannot notify, so its workers poll at this pace.
         timeout: the deadline (seconds) of runs stored without one (``submit(timeout=)``

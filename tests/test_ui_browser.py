@@ -22,7 +22,7 @@ from typing import Any
 import anyio
 import pytest
 import viewer_flows
-from test_readme import served
+from test_docs import served
 
 from benchmarks.fastapi_load import free_port
 from flowrt import SQLiteStore

@@ -1,6 +1,8 @@
-"""Every shell command and code sample of README.md, run as a reader would: commands through the
+"""Every shell command and code sample of README.md and of the documentation site's pages
+(``docs/``, in the order of ``mkdocs.yml``'s nav), run as a reader would: commands through the
 installed ``flowrt`` in a copy of ``examples/``, Python samples (top-level ``await`` allowed) in
-a fresh folder, the YAML sample loaded. A sample that stops working fails here."""
+a fresh folder, YAML samples loaded as workflows. A sample that stops working fails here; a
+sample that cannot run here is a ``text`` block, and its page says why."""
 
 from __future__ import annotations
 
@@ -21,7 +23,19 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-BLOCKS = re.findall(r"```(\w+)\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+
+
+def pages() -> list[Path]:
+    """README.md, then every page of the site in the order of its nav."""
+    nav = re.findall(r"^\s*- (?:[^:\n]+: )?(\S+\.md)$", (ROOT / "mkdocs.yml").read_text(), re.M)
+    return [ROOT / "README.md", *(ROOT / "docs" / page for page in nav)]
+
+
+BLOCKS = [
+    block
+    for page in pages()
+    for block in re.findall(r"```(\w+)\n(.*?)```", page.read_text(encoding="utf-8"), re.S)
+]
 FLOWRT = str(Path(sys.executable).parent / "flowrt")
 
 
@@ -30,9 +44,10 @@ def blocks(language: str) -> list[str]:
 
 
 def commands() -> list[str]:
-    """Each command line of the shell samples, without its comment."""
+    """Each command line of the shell samples, without its comment (once: the README and a
+    page may show the same one)."""
     lines = [line.split("  #")[0].strip() for code in blocks("sh") for line in code.splitlines()]
-    return [line for line in lines if line]
+    return list(dict.fromkeys(line for line in lines if line))
 
 
 @pytest.fixture(scope="module")
@@ -54,10 +69,13 @@ def argv(line: str, run_id: str) -> list[str]:
     return words
 
 
-def test_the_readme_has_samples_of_every_kind() -> None:
+def test_the_pages_are_in_the_nav_and_have_samples_of_every_kind() -> None:
+    on_disk = {p.relative_to(ROOT / "docs") for p in (ROOT / "docs").rglob("*.md")}
+    assert on_disk == {p.relative_to(ROOT / "docs") for p in pages()[1:]}  # none left out
     assert len(commands()) >= 14
-    assert len(blocks("python")) >= 3
-    assert blocks("yaml")
+    assert len(blocks("python")) >= 8
+    assert len(blocks("yaml")) >= 1
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 150
 
 
 SAMPLE_URL = "postgresql://app@db.internal/app"  # the README's; the tests' own server here
@@ -120,7 +138,7 @@ def test_every_shell_command_runs(workdir: Path, postgres_url: str) -> None:
 def run_sample(code: str, cwd: Path, names: dict[str, Any]) -> dict[str, Any]:
     """Run a Python sample (top-level await allowed) in ``cwd``; return its namespace."""
     namespace: dict[str, Any] = {"__name__": "readme", **names}
-    compiled = compile(code, "README.md", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    compiled = compile(code, "sample.md", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
 
     async def main() -> None:
         result = eval(compiled, namespace)
@@ -172,8 +190,9 @@ def test_every_python_sample_runs(
             ns["store"].close()
 
 
-def test_the_yaml_sample_is_the_example_file() -> None:
-    (sample,) = blocks("yaml")
-    assert sample.startswith("# examples/fallback_choice.yaml")
-    on_disk = yaml.safe_load((ROOT / "examples" / "fallback_choice.yaml").read_text())
-    assert yaml.safe_load(sample) == on_disk
+def test_the_yaml_samples_are_example_files() -> None:
+    for sample in blocks("yaml"):
+        name = sample.splitlines()[0].removeprefix("# ").split(":")[0]
+        assert name.startswith("examples/"), sample[:80]  # each is a file the examples test
+        on_disk = yaml.safe_load((ROOT / name).read_text())
+        assert yaml.safe_load(sample) == on_disk
