@@ -81,3 +81,26 @@ async def test_a_durable_run_on_uvloop(tmp_path: Path) -> None:
     assert result.status == "success"
     assert stored is not None
     assert stored.status == "success"
+
+
+async def test_durations_on_uvloop_are_finer_than_its_millisecond_clock() -> None:
+    wf = Workflow("fine-durations")
+
+    @wf.node
+    def spin() -> int:  # 0.3 ms of work in its thread, well inside one libuv millisecond tick
+        end = time.perf_counter() + 0.0003
+        while time.perf_counter() < end:
+            pass
+        return 1
+
+    @wf.node
+    async def quick() -> int:
+        return 2
+
+    durations = []
+    for _ in range(5):
+        result = await wf.run()
+        durations.append(result["spin"].duration)
+        assert result["quick"].duration < 0.001
+    assert all(0.0003 <= d < 0.5 for d in durations), durations
+    assert len({round(d, 6) for d in durations}) > 1  # measured, not multiples of 1 ms

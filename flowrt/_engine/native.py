@@ -13,7 +13,6 @@ import asyncio
 import functools
 import itertools
 import time
-import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -31,32 +30,21 @@ def _on_asyncio() -> bool:
 
 Tools = tuple[Callable[[], float], Callable[[], Coroutine[Any, Any, None]]]
 _CHECKPOINT = functools.partial(asyncio.sleep, 0)
-_last: list[Any] = [None, None]  # the asyncio loop last asked about (a weak reference), its tools
+_ASYNCIO: Tools = (time.monotonic, _CHECKPOINT)
 
 
 def loop_tools() -> Tools:
-    """``clock()`` and ``checkpoint()`` of the running loop (the asyncio loop's are kept for
-    the next run on the same loop)."""
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:  # not asyncio: trio
-        # optional: trio is only imported when the running loop is trio's
-        import trio
+    """``clock()`` (what durations and trace times are read from) and ``checkpoint()`` of the
+    running loop. On asyncio the clock is ``time.monotonic`` on every loop: what asyncio's own
+    loop reads, and not uvloop's ``loop.time()``, which libuv caches once per loop turn to the
+    millisecond (a node's duration read from it is 0.0). On trio it is trio's, so that trio's
+    ``MockClock`` rules a test's times."""
+    if _on_asyncio():
+        return _ASYNCIO
+    # optional: trio is only imported when the running loop is trio's
+    import trio
 
-        return trio.current_time, trio.lowlevel.checkpoint
-    seen, tools = _last
-    if seen is not None and seen() is loop:
-        return tools  # type: ignore[no-any-return]
-    tools = _asyncio_clock(loop), _CHECKPOINT
-    if tools[0] is time.monotonic:  # (uvloop's clock is a bound method: it would keep the loop)
-        _last[:] = weakref.ref(loop), tools
-    return tools
-
-
-def _asyncio_clock(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
-    if type(loop).time is asyncio.BaseEventLoop.time:
-        return time.monotonic  # what that method returns, without a Python-level call
-    return loop.time
+    return trio.current_time, trio.lowlevel.checkpoint
 
 
 class LoopGroup:
