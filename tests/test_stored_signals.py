@@ -239,6 +239,7 @@ async def _waits(store: Any, run_id: str) -> bool:
 TRIALS = 200
 
 
+@pytest.mark.timeout(120)  # 200 real-clock trials: about 4 s alone, far more on a busy machine
 async def test_a_signal_racing_its_timeout_is_decided_once(store: Any) -> None:
     """200 trials, 10 at a time, each sending the signal around the wait's due time: the wait
     either succeeds with the signal consumed, or times out with it left unconsumed; never

@@ -194,6 +194,7 @@ CAPPED = Workflow("w_capped")
 CAPPED.map(SLOW_CHILD, name="each", items="$.input.items", concurrency=2)
 
 
+@pytest.mark.timeout(120)  # three workers in one process; it waits up to 60 s for the run
 async def test_a_map_of_children_keeps_its_cap_across_workers(store: Any) -> None:
     ACTIVE[:] = [0, 0]
     run_id = await CAPPED.submit({"items": [{} for _ in range(6)]}, store=store)
