@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._models import ErrorHandling
 from ._nodes import AnyNode, Branch, Node, SleepSpec, Trigger, WaitSpec
@@ -14,8 +14,9 @@ from ._nodes import AnyNode, Branch, Node, SleepSpec, Trigger, WaitSpec
 class WaitingNodes:
     """``Definition``'s ``wait`` and ``sleep``."""
 
-    def _add(self, node: AnyNode) -> AnyNode:
-        raise NotImplementedError  # the definition's: records the node
+    if TYPE_CHECKING:  # the definition's own: it records the node
+
+        def _add(self, node: AnyNode) -> AnyNode: ...
 
     def wait(
         self,

@@ -11,7 +11,7 @@ transaction has locked is left for the next claim, and no two transactions wait 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 
@@ -59,8 +59,9 @@ def _locked_load(db: Any, run_id: str) -> RunRow | None:
 class PostgresLimits:
     """The limit methods of ``PostgresStore`` (see ``RunStore``)."""
 
-    async def _call(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
-        raise NotImplementedError  # the store's: a pooled connection in a worker thread
+    if TYPE_CHECKING:  # the store's own (a pooled connection in a worker thread)
+
+        async def _call(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T: ...
 
     async def blockers(self, run_id: str) -> list[_limits.Blocker]:
         """See ``RunStore.blockers``."""

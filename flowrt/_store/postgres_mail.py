@@ -9,7 +9,7 @@ worker thread, in steps of at most 0.2 s) and wakes the others whose run was nam
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -79,8 +79,9 @@ class PostgresMail:
     _signal_waiters: dict[str, list[anyio.Event]]
     _signal_reader: anyio.Lock | None
 
-    async def _call(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
-        raise NotImplementedError  # the store's: a pooled connection in a worker thread
+    if TYPE_CHECKING:  # the store's own (a pooled connection in a worker thread)
+
+        async def _call(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T: ...
 
     async def _write(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
         def write(db: psycopg.Connection[Any]) -> T:

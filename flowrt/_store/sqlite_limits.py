@@ -8,7 +8,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from . import claims as _claims
 from . import limits as _limits
@@ -27,8 +27,9 @@ _SQL = Dialect("runs", "?")
 class SQLiteLimits:
     """The limit methods of ``SQLiteStore`` (see ``RunStore``)."""
 
-    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        raise NotImplementedError  # the store's: one call at a time on its worker thread
+    if TYPE_CHECKING:  # the store's own (one call at a time on its worker thread)
+
+        async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
 
     async def blockers(self, run_id: str) -> list[_limits.Blocker]:
         """See ``RunStore.blockers``."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 
@@ -26,8 +26,9 @@ class SQLiteMail:
 
     poll_seconds: float
 
-    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        raise NotImplementedError  # the store's: one call at a time on its worker thread
+    if TYPE_CHECKING:  # the store's own (one call at a time on its worker thread)
+
+        async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
 
     async def _write(self, fn: Callable[[sqlite3.Connection, float], T]) -> T:
         """``fn(db, now)`` in one ``BEGIN IMMEDIATE`` transaction."""
