@@ -95,27 +95,11 @@ def keys_of(db: Any, d: Dialect, run_id: str) -> tuple[RunKey, ...]:
     return tuple(RunKey(key, max_runs, strategy) for key, max_runs, strategy in rows)
 
 
-def occupants(db: Any, d: Dialect, key: str, run: RunRow) -> list[tuple[str, str]]:
-    """The runs other than ``run`` that hold ``key`` or are queued for it before ``run``
-    (``(run_id, status)``, oldest first)."""
-    m = d.mark
-    return [
-        (run_id, status)
-        for run_id, status in db.execute(
-            f"SELECT r.run_id, r.status FROM {d.named('run_keys')} AS k "
-            f"JOIN {d.table} AS r ON r.run_id = k.run_id WHERE k.key = {m} AND r.run_id <> {m} "
-            f"AND (r.status IN {HOLDING} OR (r.status = 'queued' AND (r.started_at < {m} "
-            f"OR (r.started_at = {m} AND r.run_id < {m})))) ORDER BY r.started_at, r.run_id",
-            (key, run.run_id, run.started_at, run.started_at, run.run_id),
-        ).fetchall()
-    ]
-
-
 def blockers(db: Any, d: Dialect, run: RunRow) -> list[Blocker]:
     """The keys that keep queued run ``run`` from starting now (none: it may)."""
-    found = []
+    lines, found = _lines(db, d, [limit.key for limit in run.limits]), []
     for limit in run.limits:
-        ahead = occupants(db, d, limit.key, run)
+        ahead = _ahead(lines.get(limit.key, []), run)
         if len(ahead) >= limit.max_runs:
             holders = tuple(rid for rid, status in ahead if status != "queued")
             queued = tuple(rid for rid, status in ahead if status == "queued")
@@ -148,7 +132,7 @@ def startable(db: Any, d: Dialect, runs: Sequence[RunRow], lock: Locker | None) 
     allowed = {run.run_id for run in runs if run.status in HOLDS or not run.limits}
     for run in waiting:
         if all(
-            limit.key in locked and _ahead(lines.get(limit.key, []), run) < limit.max_runs
+            limit.key in locked and len(_ahead(lines.get(limit.key, []), run)) < limit.max_runs
             for limit in run.limits
         ):
             allowed.add(run.run_id)
@@ -160,7 +144,7 @@ def startable(db: Any, d: Dialect, runs: Sequence[RunRow], lock: Locker | None) 
 
 def _lines(db: Any, d: Dialect, keys: Sequence[str]) -> dict[str, list[tuple[str, str, str]]]:
     """Each of ``keys``' runs that hold it or are queued for it: ``(run_id, status,
-    started_at)``."""
+    started_at)``, oldest first."""
     if not keys:
         return {}
     m = d.mark
@@ -168,23 +152,24 @@ def _lines(db: Any, d: Dialect, keys: Sequence[str]) -> dict[str, list[tuple[str
     for key, run_id, status, started in db.execute(
         f"SELECT k.key, r.run_id, r.status, r.started_at FROM {d.named('run_keys')} AS k "
         f"JOIN {d.table} AS r ON r.run_id = k.run_id WHERE k.key IN ({', '.join([m] * len(keys))}) "
-        f"AND r.status IN ('queued', 'running', 'waiting', 'retrying')",
+        f"AND r.status IN ('queued', 'running', 'waiting', 'retrying') "
+        "ORDER BY r.started_at, r.run_id",
         tuple(keys),
     ).fetchall():
         found.setdefault(key, []).append((run_id, status, started))
     return found
 
 
-def _ahead(line: Sequence[tuple[str, str, str]], run: RunRow) -> int:
-    """How many of a key's runs come before ``run``: its holders, and the runs queued for it
-    earlier (``started_at``, then ``run_id``)."""
+def _ahead(line: Sequence[tuple[str, str, str]], run: RunRow) -> list[tuple[str, str]]:
+    """The runs of a key that come before ``run`` (``(run_id, status)``, oldest first): its
+    holders, and the runs queued for it earlier (``started_at``, then ``run_id``)."""
     mine = (run.started_at, run.run_id)
-    return sum(
-        1
+    return [
+        (run_id, status)
         for run_id, status, started in line
         if run_id != run.run_id
         and (status in HOLDS or (status == "queued" and (started, run_id) < mine))
-    )
+    ]
 
 
 def admit(db: Any, d: Dialect, run: RunRow, load: Load, now: float) -> tuple[Admission, list[str]]:
@@ -193,7 +178,7 @@ def admit(db: Any, d: Dialect, run: RunRow, load: Load, now: float) -> tuple[Adm
     runs cancelled here (to notify)."""
     woken: list[str] = []
     for limit in run.limits:
-        ahead = occupants(db, d, limit.key, run)
+        ahead = _ahead(_lines(db, d, [limit.key]).get(limit.key, []), run)  # read anew each
         extra = len(ahead) - limit.max_runs + 1
         if extra <= 0:
             continue
@@ -278,7 +263,6 @@ __all__: Sequence[str] = [
     "keys_from",
     "keys_of",
     "left_queue",
-    "occupants",
     "queued_blockers",
     "ready_filter",
     "save_keys",
