@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast test-lowest lint bench bench-peers clean browser screenshots docs docs-serve
+.PHONY: demo test test-fast test-lowest lint bench bench-pythons bench-peers clean browser screenshots docs docs-serve
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "flowrt needs Python 3.11+")'
@@ -60,6 +60,10 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
+# The same benchmarks on Python 3.12 and 3.13, where this machine has them (benchmarks/pythons.sh).
+bench-pythons:
+	bash benchmarks/pythons.sh
+
 # The documentation site (mkdocs.yml, docs/): strict, so a broken link or reference fails it.
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
@@ -79,4 +83,4 @@ bench-peers: $(PEERS)/.installed
 	$(PEERS)/bin/python -m benchmarks.peers_langgraph
 
 clean:
-	rm -rf $(VENV) $(PEERS) $(LOWEST) build site *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-bench-* $(PEERS) $(LOWEST) build site *.egg-info .pytest_cache .mypy_cache .ruff_cache

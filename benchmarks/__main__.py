@@ -12,10 +12,12 @@ from benchmarks import (
     s6_timeouts,
     s8_store,
     s12_plan_memory,
+    s16_direct,
 )
 
 
 def main() -> None:
+    s16_direct.run(10)
     s1_fanout.run(1000)
     s1_fanout.run(10_000)
     s2_chain.run(1000)
@@ -25,7 +27,8 @@ def main() -> None:
     s6_timeouts.run(10_000)
     s8_store.run(1000)
     s12_plan_memory.run(10_000)
-    fastapi_load.run(500)
+    fastapi_load.run(500)  # uvicorn with httptools and uvloop
+    fastapi_load.run(500, http="h11", loop="asyncio")
 
 
 if __name__ == "__main__":

@@ -123,6 +123,8 @@ def compare(
         "flowrt": _side(ours),
         "baseline": _side(base),
         "ratio": ours.median_s / base.median_s,
+        # each round's ratio (the two sides ran one after the other): the spread of the ratio
+        "ratio_spread": _spread(ours.runs_s, base.runs_s),
         "per_node_us": {"flowrt": ours.median_s / n * 1e6, "baseline": base.median_s / n * 1e6},
         "extra_bytes_per_node": (ours.peak_bytes - base.peak_bytes) / n,
         "python": sys.version.split()[0],
@@ -135,10 +137,18 @@ def compare(
     return record
 
 
+def _spread(ours: list[float], base: list[float]) -> list[float]:
+    """The lowest and the highest of the rounds' ratios."""
+    ratios = [a / b for a, b in zip(ours, base, strict=True)]
+    return [min(ratios), max(ratios)]
+
+
 def save(name: str, record: dict[str, Any]) -> None:
-    """Write ``record`` to ``RESULTS/<name>.json`` (``RESULTS`` read now: tests move it)."""
+    """Write ``record`` to ``RESULTS/<name><suffix>.json`` (``RESULTS`` read now: tests move
+    it; the suffix, ``FLOWRT_BENCH_SUFFIX``, names another Python's results: ``-py3.12``)."""
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(record, indent=2))
+    suffix = os.environ.get("FLOWRT_BENCH_SUFFIX", "")
+    (RESULTS / f"{name}{suffix}.json").write_text(json.dumps(record, indent=2))
 
 
 def _loop_factory(loop: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -179,7 +189,8 @@ def render(record: dict[str, Any]) -> str:
             f"{fig['gc_s'] * 1000:7.1f} {fig['full_gcs']:9d}"
         )
     lines.append(
-        f"  flowrt / {record.get('against', 'baseline')} = {record['ratio']:.2f}x; "
+        f"  flowrt / {record.get('against', 'baseline')} = {record['ratio']:.2f}x "
+        f"({record['ratio_spread'][0]:.2f}-{record['ratio_spread'][1]:.2f}); "
         f"memory above baseline {record['extra_bytes_per_node'] / 1024:.2f} KiB/node"
     )
     return "\n".join(lines)

@@ -109,7 +109,11 @@ async def measure(port: int, requests: int, rounds: int) -> dict[str, dict[str, 
     return {side: figures(lat, walls, requests) for side, (lat, walls) in samples.items()}
 
 
-def run(requests: int = 500, rounds: int = 5) -> dict[str, Any]:
+def run(
+    requests: int = 500, rounds: int = 5, http: str = "httptools", loop: str = "uvloop"
+) -> dict[str, Any]:
+    """Serve the app with uvicorn (one worker; its ``http`` parser and event ``loop``) and
+    measure every side."""
     port = free_port()
     command = [
         sys.executable,
@@ -118,6 +122,10 @@ def run(requests: int = 500, rounds: int = 5) -> dict[str, Any]:
         "benchmarks._fastapi_app:app",
         "--port",
         str(port),
+        "--http",
+        http,
+        "--loop",
+        loop,
         "--log-level",
         "warning",
         "--no-access-log",
@@ -141,6 +149,7 @@ def run(requests: int = 500, rounds: int = 5) -> dict[str, Any]:
     record = {
         "shape": "S7",
         "title": f"FastAPI, {requests} concurrent POST /run of a 10-node workflow",
+        "server": f"uvicorn, 1 worker, --http {http}, --loop {loop}",
         "n": requests,
         **result,
         "p50_ratio": result["flowrt"]["p50_ms"] / result["bare"]["p50_ms"],
@@ -152,7 +161,7 @@ def run(requests: int = 500, rounds: int = 5) -> dict[str, Any]:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    print(f"S7 {record['title']} (uvicorn on loopback)")
+    print(f"S7 {record['title']} ({record['server']}, on loopback)")
     print(f"  {'':14} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}")
     for side in SIDES:
         fig = record[side]
@@ -161,9 +170,11 @@ def run(requests: int = 500, rounds: int = 5) -> dict[str, Any]:
         p50 = record[side]["p50_ms"] / record["bare"]["p50_ms"]
         speed = record[side]["throughput_rps"] / record["bare"]["throughput_rps"]
         print(f"  {side} / bare: p50 {p50:.2f}x, throughput {speed:.2f}x")
-    save(f"S7-{requests}", record)
+    save(f"S7-{requests}-{http}-{loop}", record)
     return record
 
 
 if __name__ == "__main__":
-    run(int(sys.argv[1]) if len(sys.argv) > 1 else 500)
+    size = int(sys.argv[1]) if len(sys.argv) > 1 else 500
+    run(size, http=sys.argv[2] if len(sys.argv) > 2 else "httptools")
+

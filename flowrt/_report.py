@@ -97,21 +97,3 @@ def _jsonable(value: Any) -> Any:
             pass
     kind = type(value)
     return {"$unserializable": f"{kind.__module__}.{kind.__qualname__}", "repr": _REPR.repr(value)}
-
-
-def result_json(result: Any) -> str:
-    """A RunResult as JSON text: ``model_dump_json()``, or, when an output cannot be encoded,
-    the same with the outputs in their JSON-safe form."""
-    try:
-        return str(result.model_dump_json())
-    except Exception:  # pydantic's serialization error: some output JSON cannot hold
-        return str(safe_result(result).model_dump_json())
-
-
-def safe_result(result: Any) -> Any:
-    """A copy of a RunResult whose run output and node outputs are JSON-safe."""
-    nodes = {
-        name: node.model_copy(update={"output": jsonable(node.output)})
-        for name, node in result.nodes.items()
-    }
-    return result.model_copy(update={"output": jsonable(result.output), "nodes": nodes})

@@ -42,9 +42,10 @@ from ._cli.worker import main as worker_main
 from ._engine.events import configure_logging
 from ._engine.invoke import still_running
 from ._errors import FlowError
+from ._fast import result_json
 from ._files import WorkflowFile
 from ._models import RunResult
-from ._report import jsonable, result_json
+from ._report import jsonable
 from ._store.mask import masked
 from ._workflow import Workflow
 

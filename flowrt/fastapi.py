@@ -32,13 +32,14 @@ from pydantic import BaseModel
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from ._engine.limits import run_keys
-from ._engine.native import alongside
 from ._errors import InputError, RunCancelled, RunInProgress
+from ._fast import result_json, safe_result
 from ._models import ErrorInfo, Event, RunResult
-from ._report import jsonable, result_json, safe_result
+from ._report import jsonable
 from ._store.protocol import RunStore
 from ._web.background import Background
 from ._web.background import RunState as RunState
+from ._web.disconnect import run_until_disconnect
 from ._web.idempotency import Replies, canonical, check_stored, conflict, keyed_run_id
 from ._web.input_model import input_model as input_model
 from ._web.pages import viewer_router
@@ -71,40 +72,6 @@ def _answer_json(result: RunResult) -> str:
         return answer.model_dump_json()
     except Exception:  # an output JSON cannot hold: send it in the fallback form
         return answer.model_copy(update={"output": jsonable(result.output)}).model_dump_json()
-
-
-async def _run_until_disconnect(
-    wf: Workflow,
-    request: Request,
-    data: dict[str, Any],
-    timeout: float | None,
-    run_id: str | None = None,
-) -> RunResult | None:
-    """Run ``wf`` (as ``run_id``); if the client disconnects first, cancel the run and return
-    None.
-
-    Raises:
-        InputError: a run-limit key without a JSON scalar value.
-        RunCancelled: the run was cancelled (``LimitReached``...).
-    """
-    result: RunResult | None = None
-    refused: Exception | None = None
-    with anyio.CancelScope() as scope:
-
-        async def watch() -> None:
-            # The body has been read: the next ASGI message is the client going away.
-            while (await request.receive())["type"] != "http.disconnect":
-                pass
-            scope.cancel()
-
-        async with alongside(watch):
-            try:
-                result = await wf.run(data, timeout=timeout, run_id=run_id)
-            except (InputError, RunCancelled) as exc:  # raised as itself, not in a group
-                refused = exc
-    if refused is not None:
-        raise refused
-    return result
 
 
 def _json(model: Event | RunState) -> str:
@@ -177,7 +144,7 @@ class _Service:
 
     async def _answer(self, request: Request, data: dict[str, Any], run_id: str | None) -> Response:
         try:
-            result = await _run_until_disconnect(self.wf, request, data, self.timeout, run_id)
+            result = await run_until_disconnect(self.wf, request, data, self.timeout, run_id)
         except RunInProgress:  # a repeat while the first is running: answer when it ends
             assert run_id is not None
             result = await self.wf.result(run_id)

@@ -54,17 +54,35 @@ def test_shape_reports_every_figure(
     assert "full GCs" in table
 
 
-def test_fastapi_load_reports_every_figure(results_in_tmp: Path) -> None:
+@pytest.mark.parametrize(("http", "loop"), [("httptools", "uvloop"), ("h11", "asyncio")])
+def test_fastapi_load_reports_every_figure(results_in_tmp: Path, http: str, loop: str) -> None:
     from benchmarks import fastapi_load
 
-    record = fastapi_load.run(requests=5, rounds=1)
+    record = fastapi_load.run(requests=5, rounds=1, http=http, loop=loop)
     for side in ("flowrt", "flowrt-output", "bare"):
         assert record[side]["p50_ms"] > 0
         assert record[side]["p99_ms"] >= record[side]["p50_ms"]
         assert record[side]["throughput_rps"] > 0
     assert record["p50_ratio"] > 0
     assert record["output_throughput_ratio"] > 0
-    assert (results_in_tmp / "S7-5.json").exists()
+    assert record["server"] == f"uvicorn, 1 worker, --http {http}, --loop {loop}"
+    assert (results_in_tmp / f"S7-5-{http}-{loop}.json").exists()
+
+
+@pytest.mark.parametrize("yields", ["1", "0"])
+def test_direct_awaits_report_their_figures(
+    results_in_tmp: Path, monkeypatch: pytest.MonkeyPatch, yields: str
+) -> None:
+    from benchmarks import s16_direct
+
+    monkeypatch.setenv("FLOWRT_BENCH_YIELD", yields)
+    monkeypatch.setenv("FLOWRT_BENCH_SUFFIX", "-tag")
+    record = s16_direct.run(nodes=3, runs=20, repeats=2)
+    low, high = record["ratio_spread"]
+    assert 0 < low <= record["ratio"] <= high  # the median's ratio lies within the rounds'
+    assert record["against"] == "direct"
+    shape = "S16" if yields == "1" else "S16-bare"
+    assert (results_in_tmp / f"{shape}-20-tag.json").exists()
 
 
 def test_small_runs_and_uvloop_report_their_figures(

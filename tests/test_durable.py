@@ -578,9 +578,9 @@ async def _ask() -> Any:
 
 
 async def test_a_new_attempt_forgets_the_waits_of_the_last_one(store: SQLiteStore) -> None:
-    from flowrt._engine.attempt import NodeState
     from flowrt._engine.durable import DurableRun
     from flowrt._engine.observe import Wait
+    from flowrt._engine.states import NodeState
     from flowrt._store.records import RunRow
 
     durable = DurableRun(store, RunRow("w", "wf", "{}", "running", "2026-01-01T00:00:00"))

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flowrt import Event, NodeResult, RunResult, Workflow
 
@@ -122,3 +124,89 @@ def test_a_lazy_result_raises_for_status_with_its_cause() -> None:
     plain = RunResult.model_validate_json(result.model_dump_json())
     assert plain == result
     assert plain.nodes == result.nodes
+
+
+# result_text: a fresh result's JSON, written without building its nodes ----------------------
+
+
+def _shapes() -> dict[str, Workflow]:
+    """Workflows whose results hold every part a NodeResult has: retries with waits, final
+    failures with tracebacks, skips with reasons, handlers, Choice, map, loop, sync nodes in
+    threads, a sub-workflow's child run id, outputs of every JSON kind."""
+    from flowrt import Condition, ErrorHandling, Final
+
+    flaky_calls: list[int] = []
+
+    async def flaky() -> float:
+        flaky_calls.append(1)
+        if len(flaky_calls) % 3:
+            raise ConnectionError("again")
+        return 5.29790049768053e-05
+
+    def boom(x: Any) -> None:
+        raise ValueError(f"bad {x!r} ünïcödé \n\t \u2028 \x1f")
+
+    def values() -> dict[str, Any]:
+        return {"big": 2**80, "neg": -0.0, "tiny": 1e-7, "s": 'é"\\', "l": [None, True]}
+
+    retried = ErrorHandling(max_retries=3, retry_interval_seconds=0)
+    wf = Workflow("shapes")
+    wf.node(flaky, name="flaky", error_handling=retried)
+    wf.node(values, name="values")
+    wf.node(boom, name="boom", inputs={"x": "$.values.output"})
+    wf.node(lambda: "never", name="after", depends=["boom"])
+    wf.node(lambda: "handled", name="handler", depends=["boom"], trigger="on_failure")
+    pick = wf.choice("pick", options={"high": Condition("$.flaky.status", "==", "success")})
+    wf.node(lambda: "high!", name="high", depends=[pick["high"]])
+    wf.map(lambda item: item * 2, name="doubled", items=[1, 2, 3])
+
+    async def step(state: dict[str, Any]) -> Any:
+        n = state.get("n", 0) + 1
+        return Final(n) if n >= 3 else {"n": n}
+
+    wf.loop(step, name="looped")
+    child = Workflow("child")
+    child.node(lambda: 1.5, name="inner")
+    wf.subworkflow(child, name="sub")
+    failing = Workflow("failing")
+    failing.node(boom, name="boom", inputs={"x": 1})
+    return {"shapes": wf, "failing": failing}
+
+
+@pytest.mark.parametrize("name", ["shapes", "failing"])
+def test_result_text_is_the_result_json(name: str) -> None:
+    from flowrt._fast import result_text
+
+    for _ in range(3):  # the flaky node fails a different number of times each run
+        result = _shapes()[name].run_sync()
+        text = result_text(result)  # before anything reads the nodes
+        assert text is not None
+        assert text == result.model_dump_json()
+        assert result_text(result) is None  # nodes built: the plain way from now on
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**100), max_value=2**100)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=json_values, fails=st.booleans())
+def test_result_text_writes_any_output_as_pydantic_does(value: Any, fails: bool) -> None:
+    from flowrt._fast import result_text
+
+    def node() -> Any:
+        if fails:
+            raise RuntimeError(repr(value)[:200])
+        return value
+
+    wf = Workflow("any-output")
+    wf.node(node, name="node", error_handling={"behavior": "return"})
+    result = wf.run_sync()
+    assert result_text(result) == result.model_dump_json()

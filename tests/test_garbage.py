@@ -255,7 +255,7 @@ def _walk(tb: Any) -> Iterator[tuple[Any, int]]:
 def test_the_collector_case_is_real() -> None:
     # The check itself can fail: reference cycles made on purpose, through a run's record
     # and through a frame of this file, are found.
-    from flowrt._engine.attempt import NodeState
+    from flowrt._engine.states import NodeState
 
     gc.collect()
     gc.disable()

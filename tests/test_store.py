@@ -252,8 +252,8 @@ async def test_resume_keeps_a_success_whose_output_was_none(store: SQLiteStore) 
 async def test_a_clean_success_is_recorded_as_the_general_record_would_be(
     store: SQLiteStore,
 ) -> None:
-    from flowrt._engine.attempt import NodeState
     from flowrt._engine.durable import DurableRun
+    from flowrt._engine.states import NodeState
     from flowrt._store.records import RunRow, node_text, trace_json, trace_of
 
     done = NodeState()

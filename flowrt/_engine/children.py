@@ -34,8 +34,8 @@ from .result import stored_result
 if TYPE_CHECKING:
     from .._models import ErrorInfo, RunResult
     from .._store.protocol import RunStore
-    from .attempt import RunState
     from .durable import DurableRun
+    from .states import RunState
 
 WHOLE = "__input__"
 """The input key of a child's input given as one selector or template (not a dict)."""
@@ -154,19 +154,18 @@ SPAWNING: ContextVar[tuple[str, str] | None] = ContextVar("flowrt_spawning", def
 
 
 @contextmanager
-def parented(children: bool, durable: DurableRun | None, state: RunState) -> Iterator[Parent]:
-    """The context of a run's children while it executes (set only when it has sub-workflow
-    nodes): its store, the ids its nodes give their children, and for a worker's run
-    (``handover``) what parks it while its children run on any worker."""
+def parented(durable: DurableRun | None, state: RunState) -> Iterator[Parent]:
+    """The context of a run's children while it executes (entered only when it has
+    sub-workflow nodes): its store, the ids its nodes give their children, and for a worker's
+    run (``handover``) what parks it while its children run on any worker."""
     parent = Parent(None if durable is None else durable.store)
     if durable is not None and durable.handover:
         parent.queued = (durable, state)
-    token = PARENT.set(parent) if children else None
+    token = PARENT.set(parent)
     try:
         yield parent
     finally:
-        if token is not None:
-            PARENT.reset(token)
+        PARENT.reset(token)
 
 
 def take_link() -> tuple[str, str] | None:

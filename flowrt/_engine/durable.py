@@ -32,8 +32,8 @@ from .._store.outage import Outage
 from .._store.owners import describe, owner_id
 from .._store.protocol import Claim, RunStore
 from .._store.records import RunRow, node_text, to_json, trace_json, unencodable
-from .attempt import NodeState
 from .observe import Observer, Wait
+from .states import NodeState
 
 COMMIT_DELAY = 0.01  # seconds a finished node may wait before its batch is written
 HANDS_OVER: ContextVar[bool] = ContextVar("flowrt_hands_over", default=False)

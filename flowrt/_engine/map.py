@@ -12,11 +12,12 @@ import anyio
 from .._errors import InputError, TooManyFailures
 from .._fast import error_of
 from .._models import AttemptRecord
-from .attempt import NodeState, RunState, attempt, item_envelope
+from .attempt import attempt, item_envelope
 from .context import CURRENT
 from .encode import settle_output
 from .failures import as_failure
 from .native import task_group
+from .states import NodeState, RunState
 
 if TYPE_CHECKING:
     from .invoke import Invoke

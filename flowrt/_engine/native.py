@@ -20,7 +20,8 @@ from typing import Any
 Spawn = Callable[[Callable[[Any], Coroutine[Any, Any, Any]], Any], None]  # spawn(async_fn, arg)
 
 
-def _on_asyncio() -> bool:
+def on_asyncio() -> bool:
+    """Whether the running loop is asyncio's (or uvloop's), not trio's."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -39,7 +40,7 @@ def loop_tools() -> Tools:
     loop reads, and not uvloop's ``loop.time()``, which libuv caches once per loop turn to the
     millisecond (a node's duration read from it is 0.0). On trio it is trio's, so that trio's
     ``MockClock`` rules a test's times."""
-    if _on_asyncio():
+    if on_asyncio():
         return _ASYNCIO
     # optional: trio is only imported when the running loop is trio's
     import trio
@@ -155,7 +156,7 @@ class LoopGroup:
 
 def task_group() -> AbstractAsyncContextManager[Spawn]:
     """A structured task group of the running loop; its block gets ``spawn(async_fn, arg)``."""
-    return LoopGroup() if _on_asyncio() else _nursery()
+    return LoopGroup() if on_asyncio() else _nursery()
 
 
 @asynccontextmanager
@@ -170,7 +171,7 @@ async def _nursery() -> AsyncIterator[Spawn]:
 @asynccontextmanager
 async def alongside(fn: Callable[[], Coroutine[Any, Any, Any]]) -> AsyncIterator[None]:
     """Run ``fn()`` as a child task while the block runs; cancel it when the block ends."""
-    if _on_asyncio():
+    if on_asyncio():
         async with asyncio.TaskGroup() as group:
             task = group.create_task(fn())
             try:

@@ -24,6 +24,7 @@ from .invoke import invoker
 from .limits import compile_limits
 from .planned import Plan as Plan
 from .planned import PlanNode as PlanNode
+from .planned import starter
 from .rates import check_shapes, compile_rates
 from .waiting import waiting_node
 
@@ -44,6 +45,7 @@ def compile_plan(definition: Definition) -> Plan:
         nodes = [_compile_node(i, node, known, default) for i, node in enumerate(sources)]
     _connect(nodes, sources, index)
     _rates(nodes, sources)
+    _shortcuts(nodes)
     output = None
     if definition.output is not None:
         output = {
@@ -66,6 +68,19 @@ def compile_plan(definition: Definition) -> Plan:
     plan.children = any(node.sub is not None for node in sources)
     plan.limits = compile_limits(definition.name, definition.run_limit)
     return plan
+
+
+def _shortcuts(nodes: list[PlanNode]) -> None:
+    """What the scheduler's shortcuts read: a task node without timeout or rate limit is
+    ``direct`` (its first attempt is awaited by the scheduler itself, started by ``starter``);
+    a node with one dependency, not a Choice option, that runs when it succeeds is ``lone``
+    (a chain's next node: released without settling)."""
+    for pn in nodes:
+        pn.direct = pn.kind == "task" and pn.timeout is None and not pn.rates
+        if pn.direct:
+            pn.start = starter(pn)
+        lone = len(pn.edges) == 1 and pn.edges[0][1] is None
+        pn.lone = lone and pn.trigger in ("all", "any", "always")
 
 
 def _rates(nodes: list[PlanNode], sources: list[AnyNode]) -> None:

@@ -3,7 +3,7 @@ compiles them from a ``Definition``; a run never writes into them)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +54,9 @@ class PlanNode:
     retry_types: tuple[type[BaseException], ...] | None = None  # retry_on, when not a predicate
     waits: tuple[float, ...] | None = None  # the wait before each retry, when there is no jitter
     rates: tuple[PlannedRate, ...] = ()  # its rate limits: each attempt takes their permits
+    direct: bool = False  # a task node without timeout or rate limit: its first call is inline
+    lone: bool = False  # one dependency (not a Choice option) whose success lets it run
+    start: Callable[[Mapping[str, Any]], Awaitable[Any]] | None = None  # see ``starter``
 
     @property
     def raises(self) -> bool:
@@ -88,6 +91,30 @@ class PlanNode:
                         field=name,
                     )
         return args, kwargs
+
+
+def starter(pn: PlanNode) -> Callable[[Mapping[str, Any]], Awaitable[Any]]:
+    """What starts a task node's attempt from the run's results: its arguments resolved
+    (``arguments``) and its invoker called, made once per plan for the node's shape (a node
+    whose arguments are all plain keywords builds their dict directly).
+
+    Raises (when called):
+        InputError: an argument could not be resolved.
+    """
+    invoke = pn.invoke
+    assert invoke is not None
+    if pn.positional or pn.from_input or pn.needs_view or not pn.keywords:
+
+        def start(results: Mapping[str, Any]) -> Awaitable[Any]:
+            args, kwargs = pn.arguments(results)
+            return invoke(*args, **kwargs)
+
+        return start
+    if len(pn.keywords) == 1:
+        ((name, value),) = pn.keywords
+        return lambda results: invoke(**{name: value(results)})
+    keywords = pn.keywords
+    return lambda results: invoke(**{name: value(results) for name, value in keywords})
 
 
 @dataclass(slots=True)

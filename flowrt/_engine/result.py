@@ -12,9 +12,9 @@ from .._errors import InputError
 from .._fast import as_error_info, construct, lazy_result
 from .._models import ErrorInfo, NodeResult, RunResult
 from .._store.records import RunRow, trace_of
-from .attempt import NodeState
 from .planned import Plan
 from .scheduler import Scheduler
+from .states import NodeState
 
 
 def run_result(
@@ -82,6 +82,22 @@ class NodeResults:
                     found.child_run_id = given.get(pn.name, f"{run_id}:{pn.name}")
         return results
 
+    def plain(self) -> dict[str, dict[str, Any]]:
+        """What ``__call__`` builds, as plain dicts in the same order (``_fast.result_text``
+        writes a result's JSON from them)."""
+        results = {
+            pn.name: plain_node(state)
+            for pn, state in zip(self.plan.nodes, self.states, strict=True)
+            if state is not None
+        }
+        if self.children is not None:
+            run_id, given = self.children
+            for pn in self.plan.nodes:
+                found = results.get(pn.name)
+                if pn.kind == "subworkflow" and found is not None and found["attempts"]:
+                    found["child_run_id"] = given.get(pn.name, f"{run_id}:{pn.name}")
+        return results
+
 
 def output_of(plan: Plan, results: dict[str, Any]) -> tuple[Any, dict[str, str] | None]:
     """The run's output, and the error that fails the run when an output value could not be
@@ -115,6 +131,56 @@ def node_result(state: NodeState) -> NodeResult:
             "child_run_id": None,
         },
     )
+
+
+def plain_node(state: NodeState) -> dict[str, Any]:
+    """``node_result(state)`` as a plain dict (its trace records too)."""
+    error = state["error"]
+    if state.untraced:  # one attempt, succeeded: its record, without making it
+        assert state.first is not None
+        trace = [_plain_attempt(1, state.first, state.duration, None, None, None)]
+    else:
+        trace = [
+            _plain_attempt(a.attempt, a.started, a.duration, a.error, a.wait, a.held)
+            for a in state.trace
+        ]
+    return {
+        "status": state["status"],
+        "output": state["output"],
+        "error": None if error is None else _plain_error(error),
+        "attempts": state.attempts,
+        "duration": state.duration,
+        "reason": state.reason,
+        "trace": trace,
+        "child_run_id": None,
+    }
+
+
+def _plain_attempt(
+    attempt: int,
+    started: float,
+    duration: float,
+    error: ErrorInfo | None,
+    wait: float | None,
+    held: float | None,
+) -> dict[str, Any]:
+    info = None if error is None else _plain_error(error.model_dump())
+    return {
+        "attempt": attempt,
+        "started": started,
+        "duration": duration,
+        "error": info,
+        "wait": wait,
+        "held": held,
+    }
+
+
+def _plain_error(error: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": error["type"],
+        "message": error["message"],
+        "traceback": error.get("traceback"),
+    }
 
 
 def stored_result(run: RunRow) -> RunResult:

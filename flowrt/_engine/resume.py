@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .._store.records import RunRow, trace_of
-from .attempt import NodeState
 from .planned import Plan
+from .states import NodeState
 
 
 @dataclass(slots=True)

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .attempt import NodeState
     from .planned import PlanNode
+    from .states import NodeState
 
 Skip = tuple[str, str]  # (the reason a node skips, the root cause carried down a cascade)
 NO_SUCCESS: Skip = ("no dependency succeeded", "no dependency succeeded")

@@ -52,7 +52,7 @@ class Environment:
     source: str | None = None
 
 
-async def run(
+def run(
     plan: Plan,
     env: Environment,
     input: Any,
@@ -60,19 +60,38 @@ async def run(
     timeout: float | None = None,
     listener: Listener | None = None,
     run_id: str | None = None,
-) -> RunResult:
+) -> Coroutine[Any, Any, RunResult]:
     """Run ``plan`` with workflow-level retries; see ``Workflow.run``. With a store the run is
-    durable, and an existing ``run_id`` is returned (ended), refused (owned) or resumed."""
+    durable, and an existing ``run_id`` is returned (ended), refused (owned) or resumed. (A
+    plain function returning the run's coroutine: no frame of its own under the nodes.)
+
+    Raises:
+        ValueError: ``timeout`` is not a number of seconds.
+    """
     link = take_link()  # a sub-workflow node's child: linked to its parent (when stored)
     if timeout is not None:
         timeout = seconds(timeout, "timeout")
     input = plain_input(input)
-    store = env.store
-    if store is None:
+    if env.store is None:
         ex = Execution(plan, input, run_id or new_id(), timeout)  # positional: the hot path
         if plan.limits:
-            return await _held_here(ex, env, listener)
-        return await _execute(ex, env, listener)
+            return _held_here(ex, env, listener)
+        return _execute(ex, env, listener)
+    return _stored(plan, env, input, timeout, listener, run_id, link)
+
+
+async def _stored(
+    plan: Plan,
+    env: Environment,
+    input: Any,
+    timeout: float | None,
+    listener: Listener | None,
+    run_id: str | None,
+    link: tuple[str, str] | None,
+) -> RunResult:
+    """``run`` with a store: a durable run."""
+    store = env.store
+    assert store is not None
     row = new_row(plan, env, input, status="running", run_id=run_id, timeout=timeout, link=link)
     if run_id is not None:
         await _check_workflow(store, row.run_id, plan.name, must_exist=False)

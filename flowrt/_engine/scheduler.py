@@ -7,20 +7,24 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from .._errors import InputError
-from .attempt import NodeState, RunState, attempt
+from .attempt import attempt, failed_attempt, pause, started
+from .context import CURRENT
+from .encode import settle_output
+from .ending import Ending
 from .kinds import PREPARE
 from .map import run_map
-from .native import Spawn, task_group
-from .rules import blocked_by, taken_before, taken_failures
+from .native import LoopGroup, Spawn, on_asyncio, task_group
+from .parking import Waits
+from .rules import blocked_by, taken_failures
+from .states import NodeState, RunState
 
 if TYPE_CHECKING:
-    from .observe import Wait
     from .planned import Plan, PlanNode
     from .resume import Parked, Restart
 
@@ -31,16 +35,17 @@ if TYPE_CHECKING:
 YIELD_AFTER = 0.0002
 
 
-class Scheduler:
+class Scheduler(Ending, Waits):
     """Executes a plan once against one input; ``states[i]`` is node i's state."""
 
     __slots__ = (
         "cap",
         "ctx",
         "fail_fast",
+        "failed",
+        "group",
         "handled",
         "index",
-        "long",
         "nodes",
         "observers",
         "order",
@@ -88,69 +93,68 @@ class Scheduler:
         self.running = 0
         self.queue: deque[int] = deque()
         self.spawn: Spawn | None = None
+        self.group: LoopGroup | None = None
         self.run_node: Callable[[int | None], Coroutine[Any, Any, None]] | None = None
         self.fail_fast = plan.fail_fast
+        self.failed = False  # a raise node failed (recorded by _note)
         self.stopped: int | None = None  # the node whose failure stopped the run (fail_fast)
         self.scope: anyio.CancelScope | None = None
 
-    async def execute(self, timeout: float | None) -> bool:
-        """Run every node; return False if the run's deadline expired first."""
-        # One bound method for every task (a task group keeps it while the task runs); the
-        # reference cycle it makes is broken when the run ends.
+    def execute(self, timeout: float | None) -> Coroutine[Any, Any, bool]:
+        """Run every node; return False if the run's deadline expired first. (A plain
+        function returning the coroutine: one frame fewer under every node's await.)"""
+        run = self._grouped() if on_asyncio() else self._nursery()
+        if timeout is None and not self.fail_fast:  # no cancel scope to enter and leave
+            return run
+        return self._scoped(run, timeout)
+
+    async def _scoped(self, run: Coroutine[Any, Any, bool], timeout: float | None) -> bool:
+        """``run`` under the run's deadline (``timeout``) and the scope fail_fast cancels."""
+        with anyio.move_on_after(math.inf if timeout is None else timeout) as scope:
+            self.scope = scope
+            await run
+        if self.stopped is not None:
+            self._halt(self.nodes[self.stopped].name)
+        elif scope.cancelled_caught:
+            self._expire(timeout)
+            return False
+        return True
+
+    def _begin(self) -> int | None:
+        """Start the run: settle the ready nodes and return the first to run in this task, as
+        code awaiting it would (a run of one node, or of a chain, starts no task at all). One
+        bound method serves every task; the reference cycle it makes is broken by ``_end``."""
         self.run_node = self._run
         self.ctx.scheduler = self  # a node's wait comes here (``waiting``)
+        return self._settle(list(self.ready), follow=True)
+
+    def _end(self) -> None:
+        self.run_node = self.spawn = self.group = self.scope = self.ctx.scheduler = None
+
+    async def _grouped(self) -> bool:
+        """The run on asyncio: its task group (``LoopGroup``) is made by the first node that
+        needs a task of its own (``_start``), and waited for at the end."""
         try:
-            if timeout is None and not self.fail_fast:  # no cancel scope to enter and leave
-                await self._all()
-                return True
-            with anyio.move_on_after(math.inf if timeout is None else timeout) as scope:
-                self.scope = scope
-                await self._all()
-            if self.stopped is not None:
-                self._halt(self.nodes[self.stopped].name)
-            elif scope.cancelled_caught:
-                self._expire(timeout)
-                return False
-            return True
+            try:
+                first = self._begin()
+                if first is not None:
+                    await self._run(first)
+            except BaseException:
+                if self.group is not None:
+                    self.group.abort()
+                raise
+            finally:
+                if self.group is not None:
+                    await self.group.wait()
         finally:
-            self.run_node = self.spawn = self.scope = self.ctx.scheduler = None
+            self._end()
+        return True
 
-    def waiting(self, node: str, state: NodeState, wait: Wait) -> None:
-        """Node ``node`` waits (``wait``): the observers are told; when every running node is
-        in a wait of at least ``park_after`` seconds, a worker's run is parked: stopped, to be
-        continued when due by whichever worker is free."""
-        for observer in self.observers:
-            observer.node_waiting(node, state, wait)
-        ctx = self.ctx
-        if ctx.park_after is not None and wait.seconds >= ctx.park_after:
-            self.long += 1
-            self._park_if_all_wait()
-
-    def _park_if_all_wait(self) -> None:
-        """Park the run (a worker's) when every running node is in a long wait."""
-        ctx = self.ctx
-        if self.long >= self.running and ctx.scope is not None and not ctx.parking:
-            ctx.parking = True
-            ctx.scope.cancel()
-
-    def node_waits(self, node: str, wait: Wait) -> None:
-        """Running node ``node`` (a wait or a sleep node) waits: see ``waiting``."""
-        state = self.states[self.index[node]]
-        assert state is not None
-        self.waiting(node, state, wait)
-
-    def woke(self, wait: Wait) -> None:
-        """A wait that ``waiting`` was told of is over."""
-        park_after = self.ctx.park_after
-        if park_after is not None and wait.seconds >= park_after:
-            self.long -= 1
-
-    async def _all(self) -> None:
+    async def _nursery(self) -> bool:
+        """The run on trio: in a nursery."""
         try:
             async with task_group() as self.spawn:
-                # The first ready node runs in this task, as code awaiting it would: a run of
-                # one node (or of a chain) starts no task at all.
-                first = self._settle(list(self.ready), follow=True)
+                first = self._begin()
                 if first is not None:
                     await self._run(first)
         except BaseExceptionGroup as group:
@@ -159,48 +163,124 @@ class Scheduler:
             if len(group.exceptions) == 1:
                 raise group.exceptions[0] from None
             raise
+        finally:
+            self._end()
+        return True
 
     def _start(self, i: int) -> None:
         if self.cap is not None and self.running >= self.cap:
             self.queue.append(i)
             return
         self.running += 1
-        assert self.spawn is not None
         assert self.run_node is not None
+        if self.spawn is None:  # asyncio: the run's first task makes its group
+            self.group = LoopGroup()
+            self.spawn = self.group.spawn
         self.spawn(self.run_node, i)
 
     async def _run(self, i: int | None) -> None:
         """Run node i; then, while a node it released can run, run that one in this same task
-        (the others get tasks of their own): a chain costs one task, not one per node."""
+        (the others get tasks of their own): a chain costs one task, not one per node. A plain
+        task node's first attempt is awaited right here (``_first``); others go through
+        ``_node``. The clock is read once per node: one node's end is the next one's start."""
         ctx = self.ctx
         clock = ctx.clock
-        turn = clock()  # when this task last let the loop run others
+        turn = start = clock()  # turn: when this task last let the loop run others
         while i is not None:
             pn = self.nodes[i]
-            if self.parked and i in self.parked:  # resumed in a retry wait: the rest of it first
-                state = self.states[i] = await self._unpark(self.parked.pop(i))
+            call = self._first(i, pn) if pn.direct and not self.parked else None
+            if call is None:
+                start = await self._node(i, pn, start)
             else:
-                state = self.states[i] = NodeState()
-            start = clock()
-            if (kind := pn.kind) == "map":
-                await run_map(pn, self.results, state, ctx)
-            else:
+                here = CURRENT.set((ctx.run_id, ctx.workflow, pn.name, 1, None))
                 try:
-                    fn, args, kwargs = PREPARE[kind](pn, self.results)
-                except InputError as exc:
-                    state.attempts = 1
-                    state.fail(exc)
+                    output = await call
+                except BaseException as caught:
+                    CURRENT.reset(here)
+                    call = self._failed_first(pn, caught, start)
                 else:
-                    await attempt(pn, fn, args, kwargs, state, ctx)
+                    CURRENT.reset(here)
+                    self._succeeded(pn, output, start - ctx.origin)
+                    call = None
+                if call is not None:  # its retries, awaited outside the except block: their
+                    await call  # failures are not chained to the first one's
             end = clock()
-            state.duration = end - start
-            self.running -= 1
-            i = self._finish(i, state)
-            if self.queue or self.long:
-                self._after(i)
+            i = self._finish(i, end - start)
             if i is not None and end - turn > YIELD_AFTER:
                 await ctx.checkpoint()  # let the loop run others before the next node
-                turn = clock()
+                end = turn = clock()
+            start = end
+
+    def _first(self, i: int, pn: PlanNode) -> Awaitable[Any] | None:
+        """Plain task node i's state, and its first attempt's call (None: its arguments could
+        not be resolved, and it failed)."""
+        state = self.states[i] = NodeState()
+        state.attempts = 1
+        assert pn.start is not None
+        assert pn.invoke is not None
+        try:
+            if not self.observers:
+                return pn.start(self.results)
+            args, kwargs = pn.arguments(self.results)
+        except InputError as exc:
+            state.fail(exc)
+            return None
+        started(self.observers, pn.name, 1)  # told before the call is made: it may raise
+        return pn.invoke(*args, **kwargs)
+
+    def _succeeded(self, pn: PlanNode, output: Any, start: float) -> None:
+        """A plain task node's first attempt (started at ``start``, from the run's start)
+        returned ``output``."""
+        state = self.states[pn.index]
+        assert state is not None
+        state.first_succeeded(start, output)
+        settle_output(pn.name, state)
+
+    def _failed_first(
+        self, pn: PlanNode, caught: BaseException, start: float
+    ) -> Coroutine[Any, Any, None] | None:
+        """A plain task node's first attempt raised ``caught``: record it; return what makes
+        the attempts its policy allows next (None: it was the last)."""
+        ctx = self.ctx
+        state = self.states[pn.index]
+        assert state is not None
+        try:
+            wait = failed_attempt(pn, caught, state, ctx, start - ctx.origin)
+        finally:  # a cancellation's traceback holds this frame: no cycle through the local
+            del caught
+        return None if wait is None else self._again(pn, state, wait)
+
+    async def _again(self, pn: PlanNode, state: NodeState, wait: float) -> None:
+        """After ``wait`` (``pause``), a plain task node's next attempts (``attempt``, its
+        arguments resolved again: the same values)."""
+        await pause(pn, state, wait, self.ctx)
+        fn, args, kwargs = PREPARE["task"](pn, self.results)
+        await attempt(pn, fn, args, kwargs, state, self.ctx)
+
+    async def _node(self, i: int, pn: PlanNode, start: float) -> float:
+        """Run node i of any kind (a map, or through ``attempt``), unless it has ended
+        already (a plain task node whose arguments failed, ``_first``); return when it started
+        (``start``, or, for a node resumed in a retry wait, when that wait ended)."""
+        ctx = self.ctx
+        state = self.states[i]
+        if state is not None:
+            return start
+        if self.parked and i in self.parked:  # resumed in a retry wait: the rest of it first
+            state = self.states[i] = await self._unpark(self.parked.pop(i))
+            start = ctx.clock()
+        else:
+            state = self.states[i] = NodeState()
+        if pn.kind == "map":
+            await run_map(pn, self.results, state, ctx)
+            return start
+        try:
+            fn, args, kwargs = PREPARE[pn.kind](pn, self.results)
+        except InputError as exc:
+            state.attempts = 1
+            state.fail(exc)
+        else:
+            await attempt(pn, fn, args, kwargs, state, ctx)
+        return start
 
     def _after(self, follow: int | None) -> None:
         """After a node's end: start queued nodes; park the run if the nodes left running all
@@ -222,11 +302,32 @@ class Scheduler:
             await anyio.sleep(wait)
         return parked.state
 
-    def _finish(self, i: int, state: NodeState) -> int | None:
-        """Record node i, settle every dependent whose last dependency it was, and return one
-        of them for this task to run next (or None)."""
+    def _finish(self, i: int, duration: float) -> int | None:
+        """Node i ended after ``duration`` seconds: record it, settle every dependent whose
+        last dependency it was, and return one of them for this task to run next (or None);
+        start queued nodes, park the run if the nodes left running all wait long."""
+        state = self.states[i]
+        assert state is not None
+        state.duration = duration
+        self.running -= 1
         ready = self._note(i, state, None)
-        return self._settle(ready, follow=True) if ready else None
+        follow = None if ready is None else self._follow(ready, state)
+        if self.queue or self.long:
+            self._after(follow)
+        return follow
+
+    def _follow(self, ready: list[int], state: NodeState) -> int | None:
+        """Settle the nodes a node (``state``) released; return the one to run next here."""
+        if (  # one node released, that runs when this one succeeded: a chain's next node
+            len(ready) == 1
+            and state["status"] == "success"
+            and self.nodes[ready[0]].lone
+            and self.stopped is None
+            and not self.queue
+        ):
+            self.running += 1
+            return ready[0]
+        return self._settle(ready, follow=True)
 
     def _note(self, i: int, state: NodeState, ready: list[int] | None) -> list[int] | None:
         """Store node i's envelope and return ``ready`` plus the dependents it released (the
@@ -237,10 +338,12 @@ class Scheduler:
                 observer.node_finished(pn.name, state)
         self.results[pn.name] = state  # the state is its own envelope
         self.order.append(i)
-        if self.fail_fast and state["status"] == "failure" and pn.raises and self.stopped is None:
-            self.stopped = i  # stop the run: cancel every running node, start no other
-            if self.scope is not None:
-                self.scope.cancel()
+        if state["status"] == "failure" and pn.raises:
+            self.failed = True  # first_failure has one to look for
+            if self.fail_fast and self.stopped is None:
+                self.stopped = i  # stop the run: cancel every running node, start no other
+                if self.scope is not None:
+                    self.scope.cancel()
         pending = self.pending
         for dependent in pn.dependents:
             pending[dependent] -= 1
@@ -276,62 +379,3 @@ class Scheduler:
                 )
                 self._note(i, state, ready)
         return next_node
-
-    def _expire(self, timeout: float | None) -> None:
-        """The deadline passed: running nodes fail with TimeoutError, unstarted ones skip."""
-        self._end_unfinished(
-            f"the run timed out after {timeout:g}s before it started",
-            lambda pn, state: {
-                "type": "TimeoutError",
-                "message": f"node {pn.name!r} was cancelled at attempt {state.attempts}: "
-                f"the run timed out after {timeout:g}s",
-            },
-        )
-
-    def _halt(self, failed: str) -> None:
-        """fail_fast: node ``failed`` failed; running nodes fail with ``Cancelled``, unstarted
-        ones skip, both with the reason naming it."""
-        why = f"'{failed}' failed (fail_fast)"
-        self._end_unfinished(
-            why,
-            lambda pn, state: {
-                "type": "Cancelled",
-                "message": f"node {pn.name!r} was cancelled at attempt {state.attempts}: node "
-                f"{failed!r} failed and the workflow stops at its first failure (fail_fast)",
-            },
-            why,
-        )
-
-    def _end_unfinished(
-        self,
-        skipped: str,
-        failure: Callable[[PlanNode, NodeState], dict[str, str]],
-        reason: str | None = None,
-    ) -> None:
-        """End every node the run did not finish: a running one fails with ``failure``, one
-        that never started skips with reason ``skipped``."""
-        for pn in self.nodes:
-            state = self.states[pn.index]
-            if state is None:
-                state = self.states[pn.index] = NodeState("skip", skipped, skipped)
-            elif state.status is None:
-                state.failed(failure(pn, state))
-                state.reason = reason
-            else:
-                continue
-            self._note(pn.index, state, None)
-
-    def first_failure(self) -> NodeState | None:
-        """The earliest failure of a raise node not taken by an on_failure handler (one that
-        ran now, or one kept from before a resume: see ``_rules.taken_before``)."""
-        for i in self.order:
-            state = self.states[i]
-            if (
-                state is not None
-                and state.status == "failure"
-                and self.nodes[i].raises
-                and i not in self.handled
-                and not taken_before(self.nodes, self.pending, i)
-            ):
-                return state
-        return None

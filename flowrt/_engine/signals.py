@@ -31,7 +31,7 @@ from .observe import Wait
 from .payloads import validated
 
 if TYPE_CHECKING:
-    from .attempt import RunState
+    from .states import RunState
 
 
 @dataclass(slots=True)

@@ -31,8 +31,8 @@ from .signals import Mailbox
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from .attempt import RunState
     from .durable import DurableRun
+    from .states import RunState
 
 T = TypeVar("T")
 Records = tuple[Callable[[str], str], str]
