@@ -9,7 +9,8 @@ from typing import Any
 import anyio
 import pytest
 
-from flowrt._engine.native import LoopGroup, task_group
+from flowrt import Workflow
+from flowrt._engine.native import EAGER, LoopGroup, task_group
 
 
 @pytest.fixture
@@ -143,11 +144,11 @@ async def test_tasks_cancelled_before_they_start_do_not_hang_the_wait() -> None:
 
     group = LoopGroup()
     for i in range(3):
-        group.spawn(node, i)
-    group.abort()  # before any task had a turn
-    group.spawn(node, 3)  # and one started after the abort is cancelled too
+        group.spawn(node, i)  # on 3.12+ each has run already (eager start), up to its end
+    group.abort()  # before any task had a turn (before 3.12)
+    group.spawn(node, 3)  # and one started after the abort is cancelled too, on any Python
     await group.wait()
-    assert started == []
+    assert started == ([0, 1, 2] if EAGER else [])
     assert not others()
 
 
@@ -205,3 +206,78 @@ def test_loop_tools_kept_for_a_loop_answer_as_found_afresh_and_free_the_loop() -
     gc.collect()
     assert gone() is None  # the kept tools do not keep a closed loop alive
     asyncio.run(tools())  # a new loop gets tools of its own
+
+
+# Eager starts (Python 3.12+; the same code runs, lazily, on 3.11) ----------------------------
+
+
+@pytest.mark.anyio
+async def test_a_task_starts_eagerly_on_312_and_nested_starts_wait_their_turn() -> None:
+    order: list[str] = []
+    group = LoopGroup()
+
+    async def inner(_: None) -> None:
+        order.append("inner")
+
+    async def outer(_: None) -> None:
+        order.append("outer")
+        group.spawn(inner, None)  # from inside an eager start: it waits for a loop turn
+        order.append("outer spawned")
+
+    group.spawn(outer, None)
+    order.append("spawned")
+    await group.wait()
+    if EAGER:
+        assert order == ["outer", "outer spawned", "spawned", "inner"]
+    else:
+        assert order == ["spawned", "outer", "outer spawned", "inner"]
+    assert not others()
+
+
+
+
+@pytest.mark.anyio
+async def test_a_deep_graph_of_eager_starts_does_not_grow_the_stack() -> None:
+    async def at_once(x: int) -> int:
+        return x
+
+    wf = Workflow("ladder")
+    wf.node(at_once, name="r0", inputs={"x": 0})
+    for i in range(1, 3000):  # far beyond the recursion limit
+        wf.node(at_once, name=f"r{i}", inputs={"x": f"$.r{i - 1}.output"})
+        wf.node(at_once, name=f"side{i}", inputs={"x": f"$.r{i - 1}.output"})
+    result = await wf.run()
+    assert result.status == "success"
+    assert result.output["r2999"] == 0
+    assert len(result.nodes) == 5999
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("failing", [0, 4, 9])
+async def test_fail_fast_starts_nothing_after_the_failure_with_eager_starts(failing: int) -> None:
+    log: list[str] = []
+    wf = Workflow("fan", fail_fast=True)
+
+    async def root() -> None:
+        log.append("root")
+
+    def leaf(i: int) -> Any:
+        async def run() -> int:
+            log.append(f"start {i}")
+            if i == failing:
+                log.append("failed")
+                raise RuntimeError(f"leaf {i}")
+            return i
+
+        return run
+
+    wf.node(root, name="root")
+    for i in range(10):
+        wf.node(leaf(i), name=f"leaf{i}", depends=["root"])
+    result = await wf.run()
+    assert result.status == "failure"
+    assert log[log.index("failed") + 1 :] == []  # nothing started once it failed
+    started = {entry.split()[1] for entry in log if entry.startswith("start")}
+    for i in range(10):
+        status = result.nodes[f"leaf{i}"].status
+        assert (status == "skip") == (str(i) not in started)

@@ -12,10 +12,20 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
+
+EAGER = sys.version_info >= (3, 12)
+"""Whether ``LoopGroup`` starts its tasks eagerly (``asyncio.Task(eager_start=True)``)."""
+
+
+def _eager(coro: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop) -> asyncio.Task[None]:
+    """A task of ``coro`` on ``loop``, started at once (Python 3.12+)."""
+    return asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
+
 
 Spawn = Callable[[Callable[[Any], Coroutine[Any, Any, Any]], Any], None]  # spawn(async_fn, arg)
 
@@ -60,7 +70,7 @@ class LoopGroup:
     reuse its memory (TaskGroup holds every finished task until a later loop turn).
     """
 
-    __slots__ = ("_aborting", "_errors", "_idle", "_keys", "_loop", "_tasks")
+    __slots__ = ("_aborting", "_errors", "_idle", "_keys", "_loop", "_starting", "_tasks")
 
     def __init__(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -69,6 +79,7 @@ class LoopGroup:
         self._idle: asyncio.Future[None] | None = None  # set when the last task ends
         self._errors: list[BaseException] = []
         self._aborting = False
+        self._starting = False  # a task of the group is starting eagerly (3.12+)
 
     async def __aenter__(self) -> Spawn:
         return self.spawn
@@ -79,9 +90,22 @@ class LoopGroup:
         await self.wait()
 
     def spawn(self, fn: Callable[[Any], Coroutine[Any, Any, Any]], arg: Any) -> None:
-        """Start ``fn(arg)`` in a task of this group (one argument: no tuple kept per task)."""
+        """Start ``fn(arg)`` in a task of this group (one argument: no tuple kept per task).
+
+        On Python 3.12+ the task starts eagerly: it runs at once, in the spawning call, up to
+        its first wait (a node that never waits runs to its end without a loop turn). Not
+        while another of the group's tasks is starting so (nested starts take a loop turn: the
+        stack never grows with the graph), nor once the group is aborting (the task is
+        cancelled before it runs any of its code)."""
         key = next(self._keys)
-        task = self._loop.create_task(self._child(fn, arg, key))
+        if EAGER and not self._starting and not self._aborting:
+            self._starting = True
+            try:
+                task = _eager(self._child(fn, arg, key), self._loop)
+            finally:
+                self._starting = False
+        else:
+            task = self._loop.create_task(self._child(fn, arg, key))
         if not task.done():  # an eager task factory (3.12+) may have run it to its end already
             self._tasks[key] = task
             if self._aborting:

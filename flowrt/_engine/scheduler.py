@@ -187,6 +187,9 @@ class Scheduler(Ending, Waits):
         clock = ctx.clock
         turn = start = clock()  # turn: when this task last let the loop run others
         while i is not None:
+            if self.stopped is not None:  # fail_fast, from a task started eagerly meanwhile
+                self.running -= 1  # i never starts: it is skipped with the others (_halt)
+                return
             pn = self.nodes[i]
             call = self._first(i, pn) if pn.direct and not self.parked else None
             if call is None:
