@@ -177,4 +177,3 @@ def run(
 if __name__ == "__main__":
     size = int(sys.argv[1]) if len(sys.argv) > 1 else 500
     run(size, http=sys.argv[2] if len(sys.argv) > 2 else "httptools")
-

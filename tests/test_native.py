@@ -234,8 +234,6 @@ async def test_a_task_starts_eagerly_on_312_and_nested_starts_wait_their_turn() 
     assert not others()
 
 
-
-
 @pytest.mark.anyio
 async def test_a_deep_graph_of_eager_starts_does_not_grow_the_stack() -> None:
     async def at_once(x: int) -> int:
