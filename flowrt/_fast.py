@@ -40,6 +40,14 @@ def construct(cls: type[M], values: dict[str, Any]) -> M:
     """Build ``cls`` from ``values`` that name every field and are known to be valid: what
     ``model_construct`` does, without its per-field default handling, and with one fields-set
     shared by every instance (all fields are set, so adding to it changes nothing)."""
+    obj = _shell(cls, values)
+    private = _PRIVATE.get(cls)
+    _set_private(obj, None if private is None else dict(private))
+    return obj
+
+
+def _shell(cls: type[M], values: dict[str, Any]) -> M:
+    """``construct`` but for the private attributes, left for the caller to set."""
     obj = object.__new__(cls)
     _set_values(obj, values)
     fields = _all_fields.get(cls)
@@ -47,8 +55,6 @@ def construct(cls: type[M], values: dict[str, Any]) -> M:
         fields = _all_fields[cls] = set(cls.model_fields)
     _set_fields(obj, fields)
     _set_extra(obj, None)
-    private = _PRIVATE.get(cls)
-    _set_private(obj, None if private is None else dict(private))
     return obj
 
 
@@ -131,7 +137,7 @@ def lazy_result(
 ) -> LazyRunResult:
     """A RunResult of ``values`` (every field but ``nodes``), whose ``raise_for_status``
     chains ``cause``, and whose nodes ``nodes()`` builds when first read."""
-    result = construct(LazyRunResult, values)
+    result = _shell(LazyRunResult, values)
     _set_private(result, {"_cause": cause, "_nodes_from": nodes})
     return result
 

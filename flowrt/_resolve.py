@@ -101,6 +101,21 @@ class Path(Value):
         return value
 
 
+class Pair(Path):
+    """A plain path of two keys (``$.node.output``, the most common): ``Path``'s walk, with
+    the two lookups of a hit spelled out."""
+
+    __slots__ = ()
+
+    def __call__(self, data: Mapping[str, Any]) -> Any:
+        if isinstance(data, dict):
+            first = data.get(self.keys[0], _MISSING)
+            if isinstance(first, dict):
+                value = first.get(self.keys[1], _MISSING)
+                return None if value is _MISSING else value
+        return Path.__call__(self, data)
+
+
 class Selector(Value):
     """Any other JSONPath: one match -> the value, several -> a list, none -> None."""
 
@@ -205,7 +220,7 @@ def compile_selector(spec: str, known: Collection[str]) -> Path | Selector:
             next(group for group in match.groups() if group is not None)
             for match in _SEGMENT.finditer(simple.group(1))
         )
-        return Path(keys)
+        return Pair(keys) if len(keys) == 2 else Path(keys)
     _check_syntax(spec)
     # optional: jsonpath-python is imported by the first selector that needs it (import time)
     from jsonpath import JSONPath

@@ -289,3 +289,31 @@ def test_an_app_without_logging_sees_nothing_from_flowrt() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert (done.stdout, done.stderr) == ("failure\n", "")
+
+
+@pytest.mark.parametrize(
+    ("setup", "observed"),
+    [
+        ("", False),  # nothing configured: no emitter at all
+        ("logging.getLogger('flowrt').addHandler(logging.NullHandler())", False),
+        ("logging.getLogger('flowrt').addHandler(logging.StreamHandler())", True),
+        ("logging.basicConfig()", True),
+        ("logging.basicConfig(); logging.getLogger('flowrt').setLevel(logging.ERROR)", False),
+        ("logging.basicConfig(); logging.disable(logging.CRITICAL)", False),
+    ],
+)
+def test_each_run_asks_whether_logging_is_configured_now(setup: str, observed: bool) -> None:
+    """The per-run check (a cheap first test, then the general one) answers as configured
+    at the moment the run starts: set up after import, it is seen by the next run."""
+    import subprocess
+    import sys
+
+    code = (
+        "import logging, flowrt\n"
+        "from flowrt._engine.events import emitter_for\n"
+        "assert emitter_for('w', 'r', [], lambda: 0.0) is None\n"  # before: nothing set up
+        f"{setup}\n"
+        "print(emitter_for('w', 'r', [], lambda: 0.0) is not None)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == str(observed)

@@ -105,6 +105,16 @@ async def test_the_docs_show_the_input_schema() -> None:
     assert schema["properties"]["amount"]["default"] == 1.0
 
 
+async def test_the_docs_show_the_idempotency_key_header_of_both_run_routes() -> None:
+    async with asgi_client(app_for(order_workflow())) as client:
+        paths = (await client.get("/openapi.json")).json()["paths"]
+    now, later = paths["/run"]["post"]["parameters"], paths["/runs"]["post"]["parameters"]
+    assert now == later  # read from the request by POST /run, declared by POST /runs
+    assert [(p["name"], p["in"], p["required"]) for p in now] == [
+        ("Idempotency-Key", "header", False)
+    ]
+
+
 async def test_a_background_run_completes_and_is_readable() -> None:
     async with asgi_client(app_for(order_workflow())) as client:
         started = await client.post("/runs", json={"order_id": 3})

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flowrt import DefinitionError, ErrorHandling, Workflow
 from flowrt._resolve import compile_value
@@ -215,3 +217,36 @@ async def test_a_template_cannot_change_the_results_or_the_run_input() -> None:
     assert result["attacker"].error.type == "InputError"
     assert "unsafe" in result["attacker"].error.message
     assert result["later"].output == ["kept", "failure"]  # nothing changed for later nodes
+
+
+json_like = st.recursive(
+    st.none() | st.integers() | st.text(max_size=3) | st.booleans(),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(["a", "b", "0", "1", "output"]), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+keys = st.sampled_from(["a", "b", "0", "1", "output", "x"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=json_like, first=keys, second=keys)
+def test_a_two_key_path_walks_as_any_plain_path(data: Any, first: str, second: str) -> None:
+    from flowrt._resolve import Pair, Path
+
+    pair, path = Pair((first, second)), Path((first, second))
+    assert pair(data) == path(data)
+    if isinstance(data, dict):  # and through a dict subclass (a node's envelope is one)
+        from flowrt._engine.states import NodeState
+
+        envelope = NodeState()
+        envelope.update(data)
+        assert pair({first: envelope}) == path({first: envelope})
+
+
+def test_a_two_key_selector_compiles_to_the_pair() -> None:
+    from flowrt._resolve import Pair, Path
+
+    assert type(compile_value("$.node.output", frozenset({"node"}))) is Pair
+    assert type(compile_value("$.node.output.x", frozenset({"node"}))) is Path

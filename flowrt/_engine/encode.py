@@ -30,13 +30,17 @@ class NodeState(Protocol):
     def fail(self, exc: BaseException) -> Any: ...
 
 
+PLAIN = frozenset({str, int, bool, type(None)})
+"""The types whose values are JSON as they are (an int subclass, an enum, goes the long way)."""
+
+
 def settle_output(name: str, state: NodeState) -> None:
     """Put succeeded node ``name``'s output in its JSON form (keeping its text on
     ``state.text``), or fail the node with ``OutputError``."""
     value = state["output"]
     kind = type(value)
-    if kind is str or kind is int or kind is bool or value is None:
-        return  # JSON as it is (an int subclass, an enum, goes the long way)
+    if kind in PLAIN:
+        return
     try:
         state.text = to_json(value)
         return

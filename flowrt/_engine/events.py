@@ -22,7 +22,8 @@ from .invoke import still_running
 from .observe import Observer, Wait
 
 _stdlib_log = logging.getLogger("flowrt")
-_stdlib_log.addHandler(logging.NullHandler())
+_QUIET = [logging.NullHandler()]  # flowrt's own handlers while nobody configured logging
+_stdlib_log.addHandler(_QUIET[0])
 _LEVELS = {"node.retrying": "warning", "run.retrying": "warning"}
 
 
@@ -47,12 +48,16 @@ class _StdlibLogger:
             _stdlib_log.log(level, "%s %s", event, text, extra={"flowrt": fields})
 
 
+_STDLIB = _StdlibLogger()  # it holds nothing: one serves every run
+
+
 def _stdlib_configured() -> bool:
     """Whether the application configured stdlib logging so that flowrt's warnings show."""
-    if not logging.root.handlers and all(
-        isinstance(h, logging.NullHandler) for h in _stdlib_log.handlers
+    handlers = _stdlib_log.handlers
+    if not logging.root.handlers and (
+        handlers == _QUIET or all(isinstance(h, logging.NullHandler) for h in handlers)
     ):
-        return False  # nothing configured (checked first: every run asks)
+        return False  # nothing configured (checked first, and cheaply: every run asks)
     return _stdlib_log.isEnabledFor(logging.WARNING)
 
 
@@ -61,7 +66,7 @@ def _structlog_logger() -> Any:
     structlog = sys.modules.get("structlog")
     if structlog is not None and structlog.is_configured():
         return structlog.get_logger("flowrt")
-    return _StdlibLogger() if _stdlib_configured() else None
+    return _STDLIB if _stdlib_configured() else None
 
 
 _ASK = object()  # Emitter(logger=...) not given: find out

@@ -14,6 +14,7 @@ import functools
 import itertools
 import sys
 import time
+from asyncio.events import _get_running_loop
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -31,17 +32,15 @@ Spawn = Callable[[Callable[[Any], Coroutine[Any, Any, Any]], Any], None]  # spaw
 
 
 def on_asyncio() -> bool:
-    """Whether the running loop is asyncio's (or uvloop's), not trio's."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
+    """Whether the running loop is asyncio's (or uvloop's), not trio's (asyncio's own
+    ``_get_running_loop``, meant for loops and their tools: None where no asyncio loop runs)."""
+    return _get_running_loop() is not None
 
 
 Tools = tuple[Callable[[], float], Callable[[], Coroutine[Any, Any, None]]]
 _CHECKPOINT = functools.partial(asyncio.sleep, 0)
-_ASYNCIO: Tools = (time.monotonic, _CHECKPOINT)
+ASYNCIO_TOOLS: Tools = (time.monotonic, _CHECKPOINT)
+"""``loop_tools()`` on asyncio (a run whose checkpoint is this one runs on asyncio)."""
 
 
 def loop_tools() -> Tools:
@@ -51,7 +50,7 @@ def loop_tools() -> Tools:
     millisecond (a node's duration read from it is 0.0). On trio it is trio's, so that trio's
     ``MockClock`` rules a test's times."""
     if on_asyncio():
-        return _ASYNCIO
+        return ASYNCIO_TOOLS
     # optional: trio is only imported when the running loop is trio's
     import trio
 

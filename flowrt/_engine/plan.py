@@ -67,6 +67,7 @@ def compile_plan(definition: Definition) -> Plan:
         plan.signals = {pn.wait.signal: pn.wait.schema for pn in nodes if pn.wait is not None}
     plan.children = any(node.sub is not None for node in sources)
     plan.limits = compile_limits(definition.name, definition.run_limit)
+    plan.indegrees = tuple(len(pn.deps) for pn in nodes)
     return plan
 
 

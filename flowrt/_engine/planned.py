@@ -137,3 +137,4 @@ class Plan:
     signals: dict[str, Any] | None = None
     children: bool = False
     limits: tuple[PlannedLimit, ...] = ()  # its run limits (``_engine.limits``)
+    indegrees: tuple[int, ...] = ()  # each node's number of dependencies, by index

@@ -142,6 +142,8 @@ def plain_input(input: Any) -> Any:
     """The run input as selectors walk it: ``{}`` for None, a pydantic model's ``model_dump()``."""
     if input is None:
         return {}
+    if type(input) is dict:  # the common case, without asking pydantic's metaclass
+        return input
     return input.model_dump() if isinstance(input, BaseModel) else input
 
 

@@ -15,11 +15,11 @@ import anyio
 from .._errors import InputError
 from .attempt import attempt, failed_attempt, pause, started
 from .context import CURRENT
-from .encode import settle_output
+from .encode import PLAIN, settle_output
 from .ending import Ending
 from .kinds import PREPARE
 from .map import run_map
-from .native import LoopGroup, Spawn, on_asyncio, task_group
+from .native import ASYNCIO_TOOLS, LoopGroup, Spawn, task_group
 from .parking import Waits
 from .rules import blocked_by, taken_failures
 from .states import NodeState, RunState
@@ -76,7 +76,7 @@ class Scheduler(Ending, Waits):
         self.states: list[NodeState | None] = [None] * len(plan.nodes)
         self.parked: dict[int, Parked] = {}
         if where is None:
-            self.pending = [len(pn.deps) for pn in plan.nodes]
+            self.pending = list(plan.indegrees)
             self.ready = plan.roots
         else:  # a resumed run: its kept nodes count as finished (see _resume)
             self.pending, self.ready = list(where.pending), where.ready
@@ -103,7 +103,8 @@ class Scheduler(Ending, Waits):
     def execute(self, timeout: float | None) -> Coroutine[Any, Any, bool]:
         """Run every node; return False if the run's deadline expired first. (A plain
         function returning the coroutine: one frame fewer under every node's await.)"""
-        run = self._grouped() if on_asyncio() else self._nursery()
+        native = self.ctx.checkpoint is ASYNCIO_TOOLS[1]  # asyncio's (loop_tools): not trio's
+        run = self._grouped() if native else self._nursery()
         if timeout is None and not self.fail_fast:  # no cancel scope to enter and leave
             return run
         return self._scoped(run, timeout)
@@ -237,7 +238,8 @@ class Scheduler(Ending, Waits):
         state = self.states[pn.index]
         assert state is not None
         state.first_succeeded(start, output)
-        settle_output(pn.name, state)
+        if output.__class__ not in PLAIN:  # else it is JSON as it is
+            settle_output(pn.name, state)
 
     def _failed_first(
         self, pn: PlanNode, caught: BaseException, start: float
