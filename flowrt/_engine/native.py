@@ -32,9 +32,10 @@ Spawn = Callable[[Callable[[Any], Coroutine[Any, Any, Any]], Any], None]  # spaw
 
 
 def on_asyncio() -> bool:
-    """Whether the running loop is asyncio's (or uvloop's), not trio's (asyncio's own
-    ``_get_running_loop``, meant for loops and their tools: None where no asyncio loop runs)."""
-    return _get_running_loop() is not None
+    """Whether the running loop (the caller is async code) is asyncio's or uvloop's, not
+    trio's: the only other loop flowrt runs on. Where trio was never imported, no question is
+    asked (asking costs a system call on 3.11: asyncio checks the process id)."""
+    return "trio" not in sys.modules or _get_running_loop() is not None
 
 
 Tools = tuple[Callable[[], float], Callable[[], Coroutine[Any, Any, None]]]

@@ -68,6 +68,7 @@ def compile_plan(definition: Definition) -> Plan:
     plan.children = any(node.sub is not None for node in sources)
     plan.limits = compile_limits(definition.name, definition.run_limit)
     plan.indegrees = tuple(len(pn.deps) for pn in nodes)
+    plan.leaf_names = tuple(nodes[i].name for i in leaves)
     return plan
 
 
@@ -75,13 +76,16 @@ def _shortcuts(nodes: list[PlanNode]) -> None:
     """What the scheduler's shortcuts read: a task node without timeout or rate limit is
     ``direct`` (its first attempt is awaited by the scheduler itself, started by ``starter``);
     a node with one dependency, not a Choice option, that runs when it succeeds is ``lone``
-    (a chain's next node: released without settling)."""
+    (a chain's next node: released without settling), and its dependency's ``after``."""
     for pn in nodes:
         pn.direct = pn.kind == "task" and pn.timeout is None and not pn.rates
         if pn.direct:
             pn.start = starter(pn)
         lone = len(pn.edges) == 1 and pn.edges[0][1] is None
         pn.lone = lone and pn.trigger in ("all", "any", "always")
+    for pn in nodes:
+        if len(pn.dependents) == 1 and nodes[pn.dependents[0]].lone:
+            pn.after = pn.dependents[0]
 
 
 def _rates(nodes: list[PlanNode], sources: list[AnyNode]) -> None:

@@ -56,6 +56,7 @@ class PlanNode:
     rates: tuple[PlannedRate, ...] = ()  # its rate limits: each attempt takes their permits
     direct: bool = False  # a task node without timeout or rate limit: its first call is inline
     lone: bool = False  # one dependency (not a Choice option) whose success lets it run
+    after: int | None = None  # its one dependent, when that is ``lone``: a chain's next node
     start: Callable[[Mapping[str, Any]], Awaitable[Any]] | None = None  # see ``starter``
 
     @property
@@ -138,3 +139,4 @@ class Plan:
     children: bool = False
     limits: tuple[PlannedLimit, ...] = ()  # its run limits (``_engine.limits``)
     indegrees: tuple[int, ...] = ()  # each node's number of dependencies, by index
+    leaf_names: tuple[str, ...] = ()  # the leaves' names (the output without a mapping)

@@ -103,9 +103,7 @@ def output_of(plan: Plan, results: dict[str, Any]) -> tuple[Any, dict[str, str] 
     """The run's output, and the error that fails the run when an output value could not be
     resolved (its key is then None)."""
     if plan.output is None:
-        return {
-            plan.nodes[i].name: results[plan.nodes[i].name]["output"] for i in plan.leaves
-        }, None
+        return {name: results[name]["output"] for name in plan.leaf_names}, None
     output, error = {}, None
     for key, value in plan.output.items():
         try:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .._engine.native import alongside
+from .._engine.native import alongside, on_asyncio
 from .._errors import InputError, RunCancelled
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ class Watch:
     def start(self) -> bool:
         """Step ``receive()`` to its first wait; False when it cannot be stepped by hand (then
         nothing is watched)."""
-        if not (_on_asyncio() and steppable(self._receive)):
+        if not (on_asyncio() and steppable(self._receive)):
             return False
         self._coro = self._next()
         return self._step(first=True)
@@ -120,14 +120,6 @@ def steppable(receive: Receive) -> bool:
 
 
 _SERVERS = ("uvicorn.protocols.http.",)
-
-
-def _on_asyncio() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 async def run_until_disconnect(
