@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast test-lowest lint bench bench-pythons bench-peers clean browser screenshots docs docs-serve
+.PHONY: demo test test-fast test-lowest lint bench bench-pythons test-pythons bench-peers clean browser screenshots docs docs-serve
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "flowrt needs Python 3.11+")'
@@ -60,9 +60,13 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
-# The same benchmarks on Python 3.12 and 3.13, where this machine has them (benchmarks/pythons.sh).
+# The benchmarks, and the engine's semantics tests, on Python 3.12 and 3.13 where this machine
+# has them (ci/pythons.sh: an environment each, .venv-py3.12 and .venv-py3.13).
 bench-pythons:
-	bash benchmarks/pythons.sh
+	bash ci/pythons.sh bench
+
+test-pythons:
+	bash ci/pythons.sh test
 
 # The documentation site (mkdocs.yml, docs/): strict, so a broken link or reference fails it.
 docs: $(STAMP)
@@ -83,4 +87,4 @@ bench-peers: $(PEERS)/.installed
 	$(PEERS)/bin/python -m benchmarks.peers_langgraph
 
 clean:
-	rm -rf $(VENV) .venv-bench-* $(PEERS) $(LOWEST) build site *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-py3.* $(PEERS) $(LOWEST) build site *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -74,7 +74,8 @@ async def attempt(
             wait = failed_attempt(pn, caught, state, ctx, start, item)
             if wait is None:
                 return state
-            await pause(pn, state, wait, ctx, item)
+            if wait > 0 or pn.in_thread or observers or ctx.park_after is not None:
+                await _before_retry(pn, state, wait, ctx, item)  # else: at once, unobserved
         else:
             CURRENT.reset(here)
             return _succeeded(pn, state, start, clock() - origin, output, item)
@@ -101,20 +102,6 @@ def failed_attempt(
     wait = _failed(pn, exc, state, ctx, start)
     del exc, caught  # the same
     return wait
-
-
-async def pause(
-    pn: PlanNode, state: NodeState, wait: float, ctx: RunState, item: int | None = None
-) -> None:
-    """Before the next attempt: ``_before_retry``, unless there is nothing to wait for and
-    nobody to tell (the next attempt then starts at once)."""
-    if (
-        wait > 0
-        or pn.in_thread
-        or (ctx.observers if item is None else ())
-        or (ctx.park_after is not None)
-    ):
-        await _before_retry(pn, state, wait, ctx, item)
 
 
 def started(observers: Observers, node: str, number: int) -> None:
@@ -162,7 +149,7 @@ async def _before_retry(
     never overlaps its own retry): that time goes on the attempt's trace (``held``)."""
     scheduler = ctx.scheduler if item is None else None
     if scheduler is not None and (ctx.observers or ctx.park_after is not None):
-        info = state.trace[-1].error
+        info = state.records[-1].error
         error = None if info is None else {"type": info.type, "message": info.message}
         announced = Wait("retry", wait, time.time() + wait, error)
         scheduler.waiting(pn.name, state, announced)
@@ -174,7 +161,7 @@ async def _before_retry(
     if pn.in_thread:
         begin = ctx.clock()
         if await thread_done(ctx.run_id, pn.name, item):
-            state.trace[-1].held = ctx.clock() - begin
+            state.records[-1].held = ctx.clock() - begin
 
 
 async def _timed(
@@ -221,7 +208,7 @@ def _failed(
         state.attempt_failed(start, ctx.clock() - ctx.origin, info, None)
         state.failed_with(exc)
         return None
-    state.trace.append(AttemptRecord(number, start, ctx.clock() - ctx.origin - start, info, wait))
+    state.records.append(AttemptRecord(number, start, ctx.clock() - ctx.origin - start, info, wait))
     if pn.in_thread:  # anyio's thread call keeps it in a frame of its path: a cycle
         release_frames(exc)
     return wait

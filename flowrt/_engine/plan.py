@@ -73,12 +73,13 @@ def compile_plan(definition: Definition) -> Plan:
 
 
 def _shortcuts(nodes: list[PlanNode]) -> None:
-    """What the scheduler's shortcuts read: a task node without timeout or rate limit is
-    ``direct`` (its first attempt is awaited by the scheduler itself, started by ``starter``);
+    """What the scheduler's shortcuts read: a task node without retries, timeout or rate limit
+    is ``direct`` (its one attempt is awaited by the scheduler itself, started by ``starter``);
     a node with one dependency, not a Choice option, that runs when it succeeds is ``lone``
     (a chain's next node: released without settling), and its dependency's ``after``."""
     for pn in nodes:
-        pn.direct = pn.kind == "task" and pn.timeout is None and not pn.rates
+        plain = pn.timeout is None and not pn.rates and pn.policy.max_retries == 0
+        pn.direct = pn.kind == "task" and plain
         if pn.direct:
             pn.start = starter(pn)
         lone = len(pn.edges) == 1 and pn.edges[0][1] is None

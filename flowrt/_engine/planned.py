@@ -54,7 +54,7 @@ class PlanNode:
     retry_types: tuple[type[BaseException], ...] | None = None  # retry_on, when not a predicate
     waits: tuple[float, ...] | None = None  # the wait before each retry, when there is no jitter
     rates: tuple[PlannedRate, ...] = ()  # its rate limits: each attempt takes their permits
-    direct: bool = False  # a task node without timeout or rate limit: its first call is inline
+    direct: bool = False  # a task node without retries, timeout or rate limit: called inline
     lone: bool = False  # one dependency (not a Choice option) whose success lets it run
     after: int | None = None  # its one dependent, when that is ``lone``: a chain's next node
     start: Callable[[Mapping[str, Any]], Awaitable[Any]] | None = None  # see ``starter``

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .._errors import InputError
-from .attempt import attempt, failed_attempt, pause, started
+from .attempt import attempt, failed_attempt, started
 from .context import CURRENT
 from .encode import PLAIN, settle_output
 from .ending import Ending
@@ -182,8 +182,9 @@ class Scheduler(Ending, Waits):
     async def _run(self, i: int | None) -> None:
         """Run node i; then, while a node it released can run, run that one in this same task
         (the others get tasks of their own): a chain costs one task, not one per node. A plain
-        task node's first attempt is awaited right here (``_first``); others go through
-        ``_node``. The clock is read once per node: one node's end is the next one's start."""
+        task node's one attempt is awaited right here (``_first``); others through what
+        ``_prepared`` gives. The clock is read once per node: one node's end is the next
+        one's start."""
         ctx = self.ctx
         clock = ctx.clock
         turn = start = clock()  # turn: when this task last let the loop run others
@@ -192,22 +193,22 @@ class Scheduler(Ending, Waits):
                 self.running -= 1  # i never starts: it is skipped with the others (_halt)
                 return
             pn = self.nodes[i]
-            call = self._first(i, pn) if pn.direct and not self.parked else None
-            if call is None:
-                start = await self._node(i, pn, start)
-            else:
+            if self.parked and i in self.parked:  # resumed in a retry wait: the rest of it first
+                start = await self._unpark(i)
+            if not pn.direct:  # (a parked node is not: it has retries)
+                call = self._prepared(i, pn)
+                if call is not None:
+                    await call
+            elif (call := self._first(i, pn)) is not None:
                 here = CURRENT.set((ctx.run_id, ctx.workflow, pn.name, 1, None))
                 try:
                     output = await call
                 except BaseException as caught:
                     CURRENT.reset(here)
-                    call = self._failed_first(pn, caught, start)
+                    self._failed_first(pn, caught, start)
                 else:
                     CURRENT.reset(here)
                     self._succeeded(pn, output, start - ctx.origin)
-                    call = None
-                if call is not None:  # its retries, awaited outside the except block: their
-                    await call  # failures are not chained to the first one's
             end = clock()
             i = self._finish(i, end - start)
             if i is not None and end - turn > YIELD_AFTER:
@@ -241,51 +242,32 @@ class Scheduler(Ending, Waits):
         if output.__class__ not in PLAIN:  # else it is JSON as it is
             settle_output(pn.name, state)
 
-    def _failed_first(
-        self, pn: PlanNode, caught: BaseException, start: float
-    ) -> Coroutine[Any, Any, None] | None:
-        """A plain task node's first attempt raised ``caught``: record it; return what makes
-        the attempts its policy allows next (None: it was the last)."""
+    def _failed_first(self, pn: PlanNode, caught: BaseException, start: float) -> None:
+        """A plain task node's one attempt (it has no retries) raised ``caught``: it fails
+        (a cancellation, or KeyboardInterrupt..., is raised again)."""
         ctx = self.ctx
         state = self.states[pn.index]
         assert state is not None
         try:
-            wait = failed_attempt(pn, caught, state, ctx, start - ctx.origin)
+            failed_attempt(pn, caught, state, ctx, start - ctx.origin)
         finally:  # a cancellation's traceback holds this frame: no cycle through the local
             del caught
-        return None if wait is None else self._again(pn, state, wait)
 
-    async def _again(self, pn: PlanNode, state: NodeState, wait: float) -> None:
-        """After ``wait`` (``pause``), a plain task node's next attempts (``attempt``, its
-        arguments resolved again: the same values)."""
-        await pause(pn, state, wait, self.ctx)
-        fn, args, kwargs = PREPARE["task"](pn, self.results)
-        await attempt(pn, fn, args, kwargs, state, self.ctx)
-
-    async def _node(self, i: int, pn: PlanNode, start: float) -> float:
-        """Run node i of any kind (a map, or through ``attempt``), unless it has ended
-        already (a plain task node whose arguments failed, ``_first``); return when it started
-        (``start``, or, for a node resumed in a retry wait, when that wait ended)."""
-        ctx = self.ctx
+    def _prepared(self, i: int, pn: PlanNode) -> Awaitable[Any] | None:
+        """What runs node i, of any kind but a plain task (a map, or ``attempt``): a
+        coroutine for ``_run`` to await; None when it failed at once (its arguments)."""
         state = self.states[i]
-        if state is not None:
-            return start
-        if self.parked and i in self.parked:  # resumed in a retry wait: the rest of it first
-            state = self.states[i] = await self._unpark(self.parked.pop(i))
-            start = ctx.clock()
-        else:
+        if state is None:  # (a node resumed in a retry wait has its state)
             state = self.states[i] = NodeState()
         if pn.kind == "map":
-            await run_map(pn, self.results, state, ctx)
-            return start
+            return run_map(pn, self.results, state, self.ctx)
         try:
             fn, args, kwargs = PREPARE[pn.kind](pn, self.results)
         except InputError as exc:
             state.attempts = 1
             state.fail(exc)
-        else:
-            await attempt(pn, fn, args, kwargs, state, ctx)
-        return start
+            return None
+        return attempt(pn, fn, args, kwargs, state, self.ctx)
 
     def _after(self, follow: int | None) -> None:
         """After a node's end: start queued nodes; park the run if the nodes left running all
@@ -300,12 +282,15 @@ class Scheduler(Ending, Waits):
         while self.queue and self.stopped is None and (self.cap is None or self.running < self.cap):
             self._start(self.queue.popleft())
 
-    async def _unpark(self, parked: Parked) -> NodeState:
-        """A node resumed in a retry wait: wait until its next attempt is due."""
+    async def _unpark(self, i: int) -> float:
+        """Node i, resumed in a retry wait, waits until its next attempt is due; return when
+        that was (the node's time counts from it)."""
+        parked = self.parked.pop(i)
         wait = parked.due - time.time()
         if wait > 0:
             await anyio.sleep(wait)
-        return parked.state
+        self.states[i] = parked.state
+        return self.ctx.clock()
 
     def _finish(self, i: int, duration: float) -> int | None:
         """Node i ended after ``duration`` seconds: record it, settle every dependent whose

@@ -22,7 +22,6 @@ class NodeState(dict[str, Any]):
     finishes; a skipped node has a ``reason`` and the root ``cause`` of its skip."""
 
     __slots__ = (
-        "_trace",
         "attempts",
         "cause",
         "duration",
@@ -30,6 +29,7 @@ class NodeState(dict[str, Any]):
         "first",
         "permit",
         "reason",
+        "records",
         "text",
     )
 
@@ -43,8 +43,8 @@ class NodeState(dict[str, Any]):
         self.duration = 0.0
         self.reason = reason
         self.cause = cause
-        self._trace: list[AttemptRecord] | None = None  # made when read (``trace``)
-        self.first: float | None = None  # the start of a first attempt that succeeded
+        self.records: list[AttemptRecord] = []  # the attempts' records, as they are made
+        self.first: float | None = None  # the start of a first attempt whose record is owed
         self.exception: BaseException | None = None  # the final failure's exception
         self.text: str | None = None  # the output as JSON text, when it was encoded
         self.permit = False  # its next attempt has its rate-limit permits (resumed in its turn)
@@ -66,23 +66,21 @@ class NodeState(dict[str, Any]):
 
     @property
     def trace(self) -> list[AttemptRecord]:
-        """Each attempt's record. A node whose first attempt succeeded (``first_succeeded``)
+        """Each attempt's record. A node whose one attempt succeeded (``first_succeeded``)
         gets its record when this is first read: it is its node's, with the node's duration."""
-        trace = self._trace
-        if trace is None:
-            trace = self._trace = []
-            if self.first is not None:
-                trace.append(AttemptRecord(1, self.first, self.duration))
-        return trace
+        if self.first is not None:
+            self.records.append(AttemptRecord(1, self.first, self.duration))
+            self.first = None
+        return self.records
 
     @trace.setter
     def trace(self, records: list[AttemptRecord]) -> None:
-        self._trace, self.first = records, None
+        self.records, self.first = records, None
 
     @property
     def untraced(self) -> bool:
         """Whether the node's one attempt succeeded and its record is still to be made."""
-        return self._trace is None and self.first is not None
+        return self.first is not None
 
     def first_succeeded(self, start: float, output: Any) -> None:
         """Finish with ``output`` as the first attempt, started at ``start`` (from the run's
@@ -93,7 +91,7 @@ class NodeState(dict[str, Any]):
 
     def attempted(self, start: float, end: float, output: Any) -> NodeState:
         """Record a successful attempt (``start`` and ``end`` on the run's clock) and finish."""
-        self.trace.append(AttemptRecord(self.attempts, start, end - start))
+        self.records.append(AttemptRecord(self.attempts, start, end - start))
         self["status"] = "success"  # what succeed() does, without a second call per node
         self["output"] = output
         return self
@@ -101,7 +99,7 @@ class NodeState(dict[str, Any]):
     def attempt_failed(self, start: float, end: float, info: ErrorInfo, wait: float | None) -> None:
         """Record a failed attempt with error ``info``, followed by ``wait`` (None: it was the
         last, and the node fails)."""
-        self.trace.append(AttemptRecord(self.attempts, start, end - start, info, wait))
+        self.records.append(AttemptRecord(self.attempts, start, end - start, info, wait))
         if wait is None:
             self.failed({"type": info.type, "message": info.message})
 
