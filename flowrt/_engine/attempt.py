@@ -149,7 +149,7 @@ async def _before_retry(
     never overlaps its own retry): that time goes on the attempt's trace (``held``)."""
     scheduler = ctx.scheduler if item is None else None
     if scheduler is not None and (ctx.observers or ctx.park_after is not None):
-        info = state.records[-1].error
+        info = state.trace[-1].error
         error = None if info is None else {"type": info.type, "message": info.message}
         announced = Wait("retry", wait, time.time() + wait, error)
         scheduler.waiting(pn.name, state, announced)
@@ -161,7 +161,7 @@ async def _before_retry(
     if pn.in_thread:
         begin = ctx.clock()
         if await thread_done(ctx.run_id, pn.name, item):
-            state.records[-1].held = ctx.clock() - begin
+            state.trace[-1].held = ctx.clock() - begin
 
 
 async def _timed(
@@ -208,7 +208,7 @@ def _failed(
         state.attempt_failed(start, ctx.clock() - ctx.origin, info, None)
         state.failed_with(exc)
         return None
-    state.records.append(AttemptRecord(number, start, ctx.clock() - ctx.origin - start, info, wait))
+    state.record(AttemptRecord(number, start, ctx.clock() - ctx.origin - start, info, wait))
     if pn.in_thread:  # anyio's thread call keeps it in a frame of its path: a cycle
         release_frames(exc)
     return wait

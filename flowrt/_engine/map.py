@@ -39,7 +39,7 @@ async def run_map(
         settle_output(pn.name, state)  # the list of item envelopes, in its one JSON form
     error = state.error
     info = None if error is None else error_of(error["type"], error["message"])
-    state.records.append(AttemptRecord(1, start, ctx.clock() - ctx.origin - start, info))
+    state.record(AttemptRecord(1, start, ctx.clock() - ctx.origin - start, info))
     return state
 
 

@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 # (seconds) without: other tasks wait at most this (plus one node), and a chain of nodes that
 # finish without awaiting does not pay a loop turn each.
 YIELD_AFTER = 0.0002
+# Shared, never written: a fresh run has no node parked (``_unpark`` pops only a node it has).
+_NOTHING_PARKED: dict[int, Parked] = {}
 
 
 class Scheduler(Ending, Waits):
@@ -74,7 +76,7 @@ class Scheduler(Ending, Waits):
         self.index = plan.index
         self.results: dict[str, Any] = {"input": input}
         self.states: list[NodeState | None] = [None] * len(plan.nodes)
-        self.parked: dict[int, Parked] = {}
+        self.parked: dict[int, Parked] = _NOTHING_PARKED
         if where is None:
             self.pending = list(plan.indegrees)
             self.ready = plan.roots

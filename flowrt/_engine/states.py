@@ -43,7 +43,7 @@ class NodeState(dict[str, Any]):
         self.duration = 0.0
         self.reason = reason
         self.cause = cause
-        self.records: list[AttemptRecord] = []  # the attempts' records, as they are made
+        self.records: list[AttemptRecord] | None = None  # made with the first (``record``)
         self.first: float | None = None  # the start of a first attempt whose record is owed
         self.exception: BaseException | None = None  # the final failure's exception
         self.text: str | None = None  # the output as JSON text, when it was encoded
@@ -68,14 +68,25 @@ class NodeState(dict[str, Any]):
     def trace(self) -> list[AttemptRecord]:
         """Each attempt's record. A node whose one attempt succeeded (``first_succeeded``)
         gets its record when this is first read: it is its node's, with the node's duration."""
+        records = self.records
+        if records is None:
+            records = self.records = []
         if self.first is not None:
-            self.records.append(AttemptRecord(1, self.first, self.duration))
+            records.append(AttemptRecord(1, self.first, self.duration))
             self.first = None
-        return self.records
+        return records
 
     @trace.setter
     def trace(self, records: list[AttemptRecord]) -> None:
         self.records, self.first = records, None
+
+    def record(self, attempt: AttemptRecord) -> None:
+        """Add an attempt's record (the list is made with the first: a node whose one
+        attempt succeeded, the common case, never has one until its trace is read)."""
+        if self.records is None:
+            self.records = [attempt]
+        else:
+            self.records.append(attempt)
 
     @property
     def untraced(self) -> bool:
@@ -91,7 +102,7 @@ class NodeState(dict[str, Any]):
 
     def attempted(self, start: float, end: float, output: Any) -> NodeState:
         """Record a successful attempt (``start`` and ``end`` on the run's clock) and finish."""
-        self.records.append(AttemptRecord(self.attempts, start, end - start))
+        self.record(AttemptRecord(self.attempts, start, end - start))
         self["status"] = "success"  # what succeed() does, without a second call per node
         self["output"] = output
         return self
@@ -99,7 +110,7 @@ class NodeState(dict[str, Any]):
     def attempt_failed(self, start: float, end: float, info: ErrorInfo, wait: float | None) -> None:
         """Record a failed attempt with error ``info``, followed by ``wait`` (None: it was the
         last, and the node fails)."""
-        self.records.append(AttemptRecord(self.attempts, start, end - start, info, wait))
+        self.record(AttemptRecord(self.attempts, start, end - start, info, wait))
         if wait is None:
             self.failed({"type": info.type, "message": info.message})
 
