@@ -78,9 +78,10 @@ async def burst(connections: list[Connection], path: str) -> tuple[list[float], 
     return latencies, time.perf_counter() - start
 
 
-def figures(latencies: list[float], walls: list[float], requests: int) -> dict[str, float]:
+def figures(latencies: list[float], walls: list[float], requests: int) -> dict[str, Any]:
     ordered = sorted(latencies)
     return {
+        "walls_s": walls,
         "p50_ms": statistics.median(ordered) * 1000,
         "p99_ms": ordered[int(len(ordered) * 0.99) - 1] * 1000,
         "throughput_rps": requests / statistics.median(walls),
@@ -92,7 +93,7 @@ def figures(latencies: list[float], walls: list[float], requests: int) -> dict[s
 SIDES = {"flowrt": "/flowrt/run", "flowrt-output": "/flowrt-output/run", "bare": "/bare/run"}
 
 
-async def measure(port: int, requests: int, rounds: int) -> dict[str, dict[str, float]]:
+async def measure(port: int, requests: int, rounds: int) -> dict[str, dict[str, Any]]:
     connections = [await Connection.open(port) for _ in range(requests)]
     try:
         for path in SIDES.values():  # warm-up
@@ -110,7 +111,7 @@ async def measure(port: int, requests: int, rounds: int) -> dict[str, dict[str, 
 
 
 def run(
-    requests: int = 500, rounds: int = 5, http: str = "httptools", loop: str = "uvloop"
+    requests: int = 500, rounds: int = 9, http: str = "httptools", loop: str = "uvloop"
 ) -> dict[str, Any]:
     """Serve the app with uvicorn (one worker; its ``http`` parser and event ``loop``) and
     measure every side."""
@@ -157,6 +158,8 @@ def run(
         "output_throughput_ratio": (
             result["flowrt-output"]["throughput_rps"] / result["bare"]["throughput_rps"]
         ),
+        # each round's throughput against bare's in the same round: the ratios' spread
+        "throughput_spread": {side: _spread(result, side) for side in ("flowrt", "flowrt-output")},
         "python": sys.version.split()[0],
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -169,9 +172,17 @@ def run(
     for side in ("flowrt", "flowrt-output"):
         p50 = record[side]["p50_ms"] / record["bare"]["p50_ms"]
         speed = record[side]["throughput_rps"] / record["bare"]["throughput_rps"]
-        print(f"  {side} / bare: p50 {p50:.2f}x, throughput {speed:.2f}x")
+        low, high = record["throughput_spread"][side]
+        print(f"  {side} / bare: p50 {p50:.2f}x, throughput {speed:.2f}x ({low:.2f}-{high:.2f})")
     save(f"S7-{requests}-{http}-{loop}", record)
     return record
+
+
+def _spread(result: dict[str, Any], side: str) -> list[float]:
+    """The lowest and highest of the rounds' throughput ratios (``side`` over bare)."""
+    pairs = zip(result["bare"]["walls_s"], result[side]["walls_s"], strict=True)
+    ratios = [bare / ours for bare, ours in pairs]
+    return [min(ratios), max(ratios)]
 
 
 if __name__ == "__main__":
