@@ -25,7 +25,7 @@ for version in 3.12 3.13; do
   if [ ! -f "$venv/.installed" ] || [ pyproject.toml -nt "$venv/.installed" ]; then
     "$python" -m venv "$venv"
     "$venv/bin/pip" install --quiet --upgrade pip
-    "$venv/bin/pip" install --quiet -e '.[otel,fastapi,uvloop]' opentelemetry-sdk httpx \
+    "$venv/bin/pip" install --quiet -e '.[otel,fastapi,uvloop,postgres]' opentelemetry-sdk httpx \
       httptools pytest pytest-timeout hypothesis trio
     touch "$venv/.installed"
   fi
