@@ -6,18 +6,16 @@ cancels its run and the others are answered."""
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any
 
 import anyio
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_fastapi import uvicorn_server
 
 from flowrt import Workflow
 from flowrt._web import disconnect
@@ -220,25 +218,6 @@ def held_workflow(release: anyio.Event, started: list[int], stopped: list[int]) 
     return wf
 
 
-@asynccontextmanager
-async def serve(app: FastAPI, http: str, loop: str) -> AsyncIterator[str]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", http=http, loop=loop)
-    server = uvicorn.Server(config)
-    with sock:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(server.serve, [sock])
-            with anyio.fail_after(10):
-                while not server.started:
-                    await anyio.sleep(0.01)
-            try:
-                yield f"http://127.0.0.1:{port}"
-            finally:
-                server.should_exit = True
-
-
 async def requests(url: str, started: list[int], stopped: list[int], n: int) -> dict[int, int]:
     """``n`` requests at once; the odd ones' clients go away once every request has started."""
     answers: dict[int, int] = {}
@@ -280,7 +259,7 @@ def test_clients_that_go_away_cancel_their_runs_and_the_others_are_answered(
         release, started, stopped = anyio.Event(), [], []
         app = FastAPI()
         app.include_router(workflow_router(held_workflow(release, started, stopped)))
-        async with serve(app, http, loop) as url:
+        async with uvicorn_server(app, http=http) as (url, _):
             answers = await requests(url, started, stopped, n)
         return answers, stopped, release
 

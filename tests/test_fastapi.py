@@ -164,11 +164,13 @@ async def test_background_runs_need_the_lifespan() -> None:
 
 
 @asynccontextmanager
-async def uvicorn_server(app: FastAPI) -> AsyncIterator[tuple[str, uvicorn.Server]]:
+async def uvicorn_server(app: FastAPI, **options: Any) -> AsyncIterator[tuple[str, uvicorn.Server]]:
+    """``app`` served on a free loopback port (``options``: uvicorn's, such as ``http=``)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", **options)
+    server = uvicorn.Server(config)
     with sock:  # uvicorn does not close sockets it is handed
         async with anyio.create_task_group() as tg:
             tg.start_soon(server.serve, [sock])

@@ -74,12 +74,8 @@ class NodeResults:
             for pn, state in zip(self.plan.nodes, self.states, strict=True)
             if state is not None
         }
-        if self.children is not None:
-            run_id, given = self.children
-            for pn in self.plan.nodes:
-                found = results.get(pn.name)
-                if pn.kind == "subworkflow" and found is not None and found.attempts:
-                    found.child_run_id = given.get(pn.name, f"{run_id}:{pn.name}")
+        for name, child in self._child_runs().items():
+            results[name].child_run_id = child
         return results
 
     def plain(self) -> dict[str, dict[str, Any]]:
@@ -90,13 +86,20 @@ class NodeResults:
             for pn, state in zip(self.plan.nodes, self.states, strict=True)
             if state is not None
         }
-        if self.children is not None:
-            run_id, given = self.children
-            for pn in self.plan.nodes:
-                found = results.get(pn.name)
-                if pn.kind == "subworkflow" and found is not None and found["attempts"]:
-                    found["child_run_id"] = given.get(pn.name, f"{run_id}:{pn.name}")
+        for name, child in self._child_runs().items():
+            results[name]["child_run_id"] = child
         return results
+
+    def _child_runs(self) -> dict[str, str]:
+        """The run id of the child each sub-workflow node that started one gave it."""
+        if self.children is None:
+            return {}
+        run_id, given = self.children
+        return {
+            pn.name: given.get(pn.name, f"{run_id}:{pn.name}")
+            for pn, state in zip(self.plan.nodes, self.states, strict=True)
+            if pn.kind == "subworkflow" and state is not None and state.attempts
+        }
 
 
 def output_of(plan: Plan, results: dict[str, Any]) -> tuple[Any, dict[str, str] | None]:
