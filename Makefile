@@ -57,8 +57,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check flowrt tests benchmarks examples
 	$(BIN)/mypy
 
+# Every benchmark, then again on Python 3.12 and 3.13 where this machine has them.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+	bash ci/pythons.sh bench
 
 # The benchmarks, and the engine's semantics tests, on Python 3.12 and 3.13 where this machine
 # has them (ci/pythons.sh: an environment each, .venv-py3.12 and .venv-py3.13).
