@@ -250,3 +250,25 @@ def test_a_two_key_selector_compiles_to_the_pair() -> None:
 
     assert type(compile_value("$.node.output", frozenset({"node"}))) is Pair
     assert type(compile_value("$.node.output.x", frozenset({"node"}))) is Path
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=json_like, present=st.booleans(), as_envelope=st.booleans())
+def test_a_node_started_on_a_two_key_input_gets_what_the_path_reads(
+    data: Any, present: bool, as_envelope: bool
+) -> None:
+    """``planned.starter`` reads a lone two-key input itself (the speed trick beside
+    ``Pair``): the function gets exactly what the path resolves to."""
+    from flowrt._engine.planned import PlanNode, starter
+    from flowrt._engine.states import NodeState
+    from flowrt._resolve import Pair
+
+    value = Pair(("a", "output"))
+    pn = PlanNode(0, "n", "task", ErrorHandling(), "all", keywords=(("x", value),))
+    pn.invoke = lambda **kwargs: kwargs  # type: ignore[assignment,return-value]
+    if as_envelope and isinstance(data, dict):
+        envelope = NodeState()
+        envelope.update(data)
+        data = envelope
+    results = {"input": {}, "a": data} if present else {"input": {}}
+    assert starter(pn)(results) == {"x": value(results)}

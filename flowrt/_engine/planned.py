@@ -12,11 +12,13 @@ from .._errors import InputError
 from .._executors import ExecutorSpec
 from .._models import ErrorHandling, WorkflowRetry
 from .._nodes import Kind, LoopSpec, MapSpec, Trigger, WaitSpec
-from .._resolve import Value, view
+from .._resolve import Pair, Value, view
 from .invoke import Invoke
 from .limits import PlannedLimit
 from .rates import PlannedRate
+from .states import NodeState
 
+_MISSING = object()
 _NO_ARGS: tuple[Any, ...] = ()
 _NO_KWARGS: Mapping[str, Any] = {}  # never mutated: ``**`` unpacking copies it (a proxy is slower)
 
@@ -97,7 +99,8 @@ class PlanNode:
 def starter(pn: PlanNode) -> Callable[[Mapping[str, Any]], Awaitable[Any]]:
     """What starts a task node's attempt from the run's results: its arguments resolved
     (``arguments``) and its invoker called, made once per plan for the node's shape (a node
-    whose arguments are all plain keywords builds their dict directly).
+    whose arguments are all plain keywords builds their dict directly; one whose one input is
+    a two-key path reads it itself: ``_pair_start``).
 
     Raises (when called):
         InputError: an argument could not be resolved.
@@ -113,9 +116,29 @@ def starter(pn: PlanNode) -> Callable[[Mapping[str, Any]], Awaitable[Any]]:
         return start
     if len(pn.keywords) == 1:
         ((name, value),) = pn.keywords
+        if type(value) is Pair:
+            return _pair_start(invoke, name, value)
         return lambda results: invoke(**{name: value(results)})
     keywords = pn.keywords
     return lambda results: invoke(**{name: value(results) for name, value in keywords})
+
+
+def _pair_start(
+    invoke: Invoke, name: str, value: Pair
+) -> Callable[[Mapping[str, Any]], Awaitable[Any]]:
+    """``starter`` for a node whose one input is a two-key path (``$.node.output``): the two
+    keys read here, as ``Pair`` reads them (anything but a plain dict or an envelope: by
+    ``Pair`` itself). tests/test_resolve.py checks it against the path."""
+    node, key = value.keys
+
+    def start(results: Mapping[str, Any]) -> Awaitable[Any]:
+        found = results.get(node)
+        if found.__class__ is dict or found.__class__ is NodeState:
+            got = found.get(key, _MISSING)
+            return invoke(**{name: None if got is _MISSING else got})
+        return invoke(**{name: value(results)})
+
+    return start
 
 
 @dataclass(slots=True)
