@@ -210,3 +210,59 @@ def test_result_text_writes_any_output_as_pydantic_does(value: Any, fails: bool)
     wf.node(node, name="node", error_handling={"behavior": "return"})
     result = wf.run_sync()
     assert result_text(result) == result.model_dump_json()
+
+
+# the times of a fresh result: made from two clock readings when first read --------------------
+
+
+@pytest.mark.parametrize(
+    "first",
+    ["duration", "started_at", "finished_at", "nodes", "json", "dump", "repr", "pickle"],
+)
+def test_a_results_times_are_the_same_whichever_part_is_read_first(first: str) -> None:
+    from datetime import UTC
+
+    result = _wide_run()
+    reads = {
+        "duration": lambda: result.duration,
+        "started_at": lambda: result.started_at,
+        "finished_at": lambda: result.finished_at,
+        "nodes": lambda: result.nodes,
+        "json": result.model_dump_json,
+        "dump": result.model_dump,
+        "repr": lambda: repr(result),
+        "pickle": lambda: pickle.dumps(result),
+    }
+    reads[first]()
+    assert result.started_at.tzinfo is UTC
+    assert result.started_at <= result.finished_at
+    assert result.duration == (result.finished_at - result.started_at).total_seconds()
+    # the fields in one order whatever was read first: the JSON of a result read another way
+    plain = RunResult.model_validate_json(result.model_dump_json())
+    assert list(json.loads(result.model_dump_json())) == list(
+        json.loads(_wide_run().model_dump_json())
+    )
+    assert plain == result
+    assert plain.duration == result.duration
+    assert plain.started_at == result.started_at
+
+
+def test_a_results_times_are_read_from_the_wall_clock_around_the_run() -> None:
+    from datetime import UTC, datetime
+
+    before = datetime.now(UTC)
+    result = _wide_run()
+    after = datetime.now(UTC)
+    assert before <= result.started_at <= result.finished_at <= after
+    assert vars(result)["duration"] == result.duration  # made once, then kept
+
+
+def test_result_text_writes_the_times_as_the_result_json_does() -> None:
+    from flowrt._fast import result_text
+
+    fresh, read = _wide_run(), _wide_run()
+    assert read.duration >= 0  # its times made before its JSON is written
+    for result in (fresh, read):
+        text = result_text(result)
+        assert text is not None
+        assert text == result.model_dump_json()

@@ -272,3 +272,138 @@ def test_a_node_started_on_a_two_key_input_gets_what_the_path_reads(
         data = envelope
     results = {"input": {}, "a": data} if present else {"input": {}}
     assert starter(pn)(results) == {"x": value(results)}
+
+
+def _started(fn: Any, value: Any) -> Any:
+    """What ``planned.starter`` passes ``fn`` for its one input ``x`` (``$.a.output``)."""
+    from flowrt._engine.planned import PlanNode, starter
+    from flowrt._resolve import Pair
+
+    pn = PlanNode(0, "n", "task", ErrorHandling(), "all", keywords=(("x", Pair(("a", "output"))),))
+    pn.fn = pn.invoke = fn
+    return starter(pn)({"input": {}, "a": {"status": "success", "output": value, "error": None}})
+
+
+def _wrapped(fn: Any) -> Any:
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return ("args", args, "kwargs", kwargs)  # what a decorator sees
+
+    return wrapper
+
+
+class _Callable:
+    def __call__(self, x: Any) -> Any:
+        return ("called", x)
+
+
+class _Method:
+    def take(self, x: Any, y: int = 2) -> Any:
+        return ("method", x, y)
+
+
+def _first(x: Any, y: int = 2) -> Any:
+    return ("first", x, y)
+
+
+def _second(y: int = 2, x: Any = None) -> Any:
+    return ("second", x, y)
+
+
+def _keyword_only(*, x: Any) -> Any:
+    return ("keyword-only", x)
+
+
+def _rest(x: Any, *args: Any, **kwargs: Any) -> Any:
+    return ("rest", x, args, kwargs)
+
+
+def _any(**kwargs: Any) -> Any:
+    return ("any", kwargs)
+
+
+@settings(max_examples=50, deadline=None)
+@given(value=json_like)
+@pytest.mark.parametrize(
+    ("fn", "positional"),
+    [
+        (_first, True),
+        (_rest, True),
+        (lambda x: ("lambda", x), True),
+        (_second, False),
+        (_keyword_only, False),
+        (_any, False),
+        (_wrapped(_first), False),
+        (_Callable(), False),
+        (_Method().take, False),
+    ],
+    ids=["first", "rest", "lambda", "second", "kw-only", "kwargs", "wrapped", "callable", "method"],
+)
+def test_a_nodes_one_input_is_passed_by_position_only_where_it_is_the_same_call(
+    fn: Any, positional: bool, value: Any
+) -> None:
+    """``planned.by_position``: a plain function whose first parameter is the input gets it
+    by position, the same call as by keyword; anything else (a wrapper, whose ``*args,
+    **kwargs`` would see the difference, a callable, a method, another parameter) by
+    keyword, as before."""
+    from flowrt._engine.planned import PlanNode, by_position
+
+    pn = PlanNode(0, "n", "task", ErrorHandling(), "all")
+    pn.fn = pn.invoke = fn
+    assert by_position(pn, "x") is positional
+    assert _started(fn, value) == fn(x=value)
+
+
+def test_a_node_called_through_its_invoker_gets_its_input_by_keyword() -> None:
+    """A sync function runs through an invoker (a worker thread, a process, an executor),
+    not called directly: its input goes by keyword, whatever its parameters."""
+    from flowrt._engine.planned import PlanNode, by_position
+
+    pn = PlanNode(0, "n", "task", ErrorHandling(), "all")
+    pn.fn, pn.invoke = _first, lambda **kwargs: kwargs  # type: ignore[assignment,return-value]
+    assert not by_position(pn, "x")
+    assert _started_through(pn) == {"x": 7}
+
+
+def _started_through(pn: Any) -> Any:
+    from flowrt._engine.planned import starter
+    from flowrt._resolve import Pair
+
+    pn.keywords = (("x", Pair(("a", "output"))),)
+    return starter(pn)({"input": {}, "a": {"status": "success", "output": 7, "error": None}})
+
+
+async def _async_first(x: Any, y: int = 2) -> Any:
+    return ["first", x, y]
+
+
+async def _async_second(y: int = 2, x: Any = None) -> Any:
+    return ["second", x, y]
+
+
+async def _async_keyword_only(*, x: Any) -> Any:
+    return ["keyword-only", x]
+
+
+async def _async_rest(x: Any, *args: Any, **kwargs: Any) -> Any:
+    return ["rest", x, list(args), kwargs]
+
+
+@pytest.mark.parametrize(
+    "fn", [_async_first, _async_second, _async_keyword_only, _async_rest], ids=lambda f: f.__name__
+)
+@pytest.mark.parametrize("source", ["$.src.output", "$.src.output.v"])
+def test_whole_runs_give_each_function_shape_what_a_call_by_keyword_gives(
+    fn: Any, source: str
+) -> None:
+    """The same through whole runs (async functions are called directly, by position where
+    ``by_position`` allows), fed by a two-key path and by a longer one."""
+    import asyncio
+
+    wf = Workflow("shapes")
+    wf.node(lambda: {"v": 3}, name="src")
+    wf.node(fn, name="n", inputs={"x": source})
+    value = {"v": 3} if source == "$.src.output" else 3
+    assert wf.run_sync()["n"].output == asyncio.run(fn(x=value))

@@ -4,8 +4,8 @@ start, retries and end, and the ``RunResult``."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import anyio
@@ -60,25 +60,26 @@ async def execute(
     rng: random.Random,
 ) -> RunResult:
     """Execute ``ex``: its events go to ``listeners`` (and logging), its life to the durable
-    writer and to the observers ``instruments`` make for it. Cancelled, the observers hear
-    ``run_cancelled`` and the cancellation goes on.
+    writer and to the observers ``instruments`` make (told ``run_cancelled`` if it is).
 
     Raises:
         LeaseLost: another owner took the run over; it was stopped.
         RunCancelled: a cancel request stopped it.
         RunParked: a worker's run was set aside until a wait is due.
     """
-    started_at = datetime.now(UTC)
+    started_at = time.time()
     state = _state(ex, listeners, instruments, rng)
     for observer in state.observers:
         observer.run_started(ex.attempts + 1)
-    if ex.plan.children:  # its sub-workflow nodes' children see it as their parent
-        with parented(ex.durable, state) as parent:
-            scheduler, attempts, error = await _carried_out(ex, state)
-        children: dict[str, str] | None = parent.children
+    children: dict[str, str] | None = None
+    if ex.plan.children:
+        (scheduler, attempts, error), children = await _as_parent(ex, state)
+    elif _alone(ex, state):  # the scheduler's coroutine awaited right here: a frame fewer
+        scheduler = Scheduler(ex.plan, ex.input, state, ex.plan.max_concurrency, ex.restart)
+        in_time = await scheduler.execute(ex.timeout)
+        attempts, error = ex.attempts + 1, _run_error(ex.plan, scheduler, in_time, ex.timeout)
     else:
         scheduler, attempts, error = await _carried_out(ex, state)
-        children = None
     result = run_result(
         ex.plan,
         scheduler,
@@ -91,6 +92,26 @@ async def execute(
     for observer in state.observers:
         await observer.run_finished(result)
     return result
+
+
+async def _as_parent(ex: Execution, state: RunState) -> tuple[Outcome, dict[str, str]]:
+    """``_carried_out`` for a run with sub-workflow nodes, whose children see it as their
+    parent; with the run ids they were given, by node."""
+    with parented(ex.durable, state) as parent:
+        outcome = await _carried_out(ex, state)
+    return outcome, parent.children
+
+
+def _alone(ex: Execution, state: RunState) -> bool:
+    """Whether ``ex`` is one attempt (no workflow-level retry) with nobody to tell of it (not
+    durable, no observer) and no mailbox: its scheduler is all there is to await."""
+    plan = ex.plan
+    return (
+        ex.durable is None
+        and not state.observers
+        and plan.signals is None
+        and not plan.retry.max_retries
+    )
 
 
 def _carried_out(ex: Execution, state: RunState) -> Coroutine[Any, Any, Outcome]:

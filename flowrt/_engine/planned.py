@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import FunctionType
 from typing import Any
 
 from .._conditions import CompiledCondition
@@ -21,6 +22,11 @@ from .states import NodeState
 _MISSING = object()
 _NO_ARGS: tuple[Any, ...] = ()
 _NO_KWARGS: Mapping[str, Any] = {}  # never mutated: ``**`` unpacking copies it (a proxy is slower)
+
+
+def _unstartable(results: Mapping[str, Any]) -> Awaitable[Any]:
+    """The start of a node that is not ``direct`` (none: ``attempt`` calls it)."""
+    raise AssertionError("only a direct node is started by its starter")
 
 
 @dataclass(slots=True)
@@ -59,7 +65,7 @@ class PlanNode:
     direct: bool = False  # a task node without retries, timeout or rate limit: called inline
     lone: bool = False  # one dependency (not a Choice option) whose success lets it run
     after: int | None = None  # its one dependent, when that is ``lone``: a chain's next node
-    start: Callable[[Mapping[str, Any]], Awaitable[Any]] | None = None  # see ``starter``
+    start: Callable[[Mapping[str, Any]], Awaitable[Any]] = _unstartable  # ``starter``
 
     @property
     def raises(self) -> bool:
@@ -100,7 +106,8 @@ def starter(pn: PlanNode) -> Callable[[Mapping[str, Any]], Awaitable[Any]]:
     """What starts a task node's attempt from the run's results: its arguments resolved
     (``arguments``) and its invoker called, made once per plan for the node's shape (a node
     whose arguments are all plain keywords builds their dict directly; one whose one input is
-    a two-key path reads it itself: ``_pair_start``).
+    a two-key path reads it itself: ``_pair_start``; a plain function's one input is passed by
+    position when that is its first parameter: ``by_position``).
 
     Raises (when called):
         InputError: an argument could not be resolved.
@@ -116,27 +123,44 @@ def starter(pn: PlanNode) -> Callable[[Mapping[str, Any]], Awaitable[Any]]:
         return start
     if len(pn.keywords) == 1:
         ((name, value),) = pn.keywords
+        call = invoke if by_position(pn, name) else _by_keyword(invoke, name)
         if type(value) is Pair:
-            return _pair_start(invoke, name, value)
-        return lambda results: invoke(**{name: value(results)})
+            return _pair_start(call, value)
+        return lambda results: call(value(results))
     keywords = pn.keywords
     return lambda results: invoke(**{name: value(results) for name, value in keywords})
 
 
+def by_position(pn: PlanNode, name: str) -> bool:
+    """Whether node ``pn``'s invoker can take its input ``name`` as the first positional
+    argument, the same call as by keyword (and a dict fewer: a third of a plain call): it is
+    the function itself (async), a plain ``def`` (not a wrapper, whose ``*args, **kwargs``
+    would see the difference) whose first parameter is ``name``, positional or keyword."""
+    fn = pn.fn
+    if pn.invoke is not fn or type(fn) is not FunctionType or hasattr(fn, "__wrapped__"):
+        return False
+    code = fn.__code__
+    return code.co_argcount > code.co_posonlyargcount == 0 and code.co_varnames[0] == name
+
+
+def _by_keyword(invoke: Invoke, name: str) -> Callable[[Any], Awaitable[Any]]:
+    return lambda argument: invoke(**{name: argument})
+
+
 def _pair_start(
-    invoke: Invoke, name: str, value: Pair
+    call: Callable[[Any], Awaitable[Any]], value: Pair
 ) -> Callable[[Mapping[str, Any]], Awaitable[Any]]:
-    """``starter`` for a node whose one input is a two-key path (``$.node.output``): the two
-    keys read here, as ``Pair`` reads them (anything but a plain dict or an envelope: by
-    ``Pair`` itself). tests/test_resolve.py checks it against the path."""
+    """``starter`` for a node whose one input is a two-key path (``$.node.output``), given
+    to ``call``: the two keys read here, as ``Pair`` reads them (anything but a plain dict or
+    an envelope: by ``Pair`` itself). tests/test_resolve.py checks it against the path."""
     node, key = value.keys
 
     def start(results: Mapping[str, Any]) -> Awaitable[Any]:
         found = results.get(node)
         if found.__class__ is dict or found.__class__ is NodeState:
             got = found.get(key, _MISSING)
-            return invoke(**{name: None if got is _MISSING else got})
-        return invoke(**{name: value(results)})
+            return call(None if got is _MISSING else got)
+        return call(value(results))
 
     return start
 

@@ -5,7 +5,8 @@ and one rebuilt from a stored run."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+import time
+from datetime import datetime
 from typing import Any
 
 from .._errors import InputError
@@ -24,14 +25,13 @@ def run_result(
     run_id: str,
     error: dict[str, str] | None,
     attempts: int,
-    started_at: datetime,
+    started_at: float,
     children: dict[str, str] | None = None,
 ) -> RunResult:
     """The RunResult of ``plan``'s run ``run_id`` that ``scheduler`` just finished: failed
     with ``error`` (the deadline's or a node's; None: see the output mapping), after
-    ``attempts`` workflow-level attempts, started at ``started_at``; ``children`` are the run
-    ids its sub-workflow nodes gave their children."""
-    finished_at = datetime.now(UTC)
+    ``attempts`` workflow-level attempts, started at ``started_at`` (``time.time()``);
+    ``children`` are the run ids its sub-workflow nodes gave their children."""
     output, output_error = output_of(plan, scheduler.results)
     error = error or output_error
     values = {
@@ -41,9 +41,6 @@ def run_result(
         "output": output,
         "error": as_error_info(error),
         "attempts": attempts,
-        "started_at": started_at,
-        "finished_at": finished_at,
-        "duration": (finished_at - started_at).total_seconds(),
     }
     cause = None
     if error is not None:  # the exception that failed the run, for raise_for_status
@@ -52,7 +49,7 @@ def run_result(
     nodes = NodeResults(plan, scheduler.states)
     if plan.children:
         nodes.children = (run_id, children or {})
-    return lazy_result(values, cause, nodes)
+    return lazy_result(values, cause, nodes, (started_at, time.time()))
 
 
 class NodeResults:

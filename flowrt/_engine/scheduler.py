@@ -13,9 +13,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .._errors import InputError
-from .attempt import attempt, failed_attempt, started
-from .context import CURRENT
-from .encode import PLAIN, settle_output
+from .attempt import attempt
+from .direct import Direct
 from .ending import Ending
 from .kinds import PREPARE
 from .map import run_map
@@ -37,7 +36,7 @@ YIELD_AFTER = 0.0002
 _NOTHING_PARKED: dict[int, Parked] = {}
 
 
-class Scheduler(Ending, Waits):
+class Scheduler(Direct, Ending, Waits):
     """Executes a plan once against one input; ``states[i]`` is node i's state."""
 
     __slots__ = (
@@ -96,7 +95,7 @@ class Scheduler(Ending, Waits):
         self.queue: deque[int] = deque()
         self.spawn: Spawn | None = None
         self.group: LoopGroup | None = None
-        self.run_node: Callable[[int | None], Coroutine[Any, Any, None]] | None = None
+        self.run_node: Callable[[int | None], Coroutine[Any, Any, bool]] | None = None
         self.fail_fast = plan.fail_fast
         self.failed = False  # a raise node failed (recorded by _note)
         self.stopped: int | None = None  # the node whose failure stopped the run (fail_fast)
@@ -106,7 +105,7 @@ class Scheduler(Ending, Waits):
         """Run every node; return False if the run's deadline expired first. (A plain
         function returning the coroutine: one frame fewer under every node's await.)"""
         native = self.ctx.checkpoint is ASYNCIO_TOOLS[1]  # asyncio's (loop_tools): not trio's
-        run = self._grouped() if native else self._nursery()
+        run = self._run(None, main=True) if native else self._nursery()
         if timeout is None and not self.fail_fast:  # no cancel scope to enter and leave
             return run
         return self._scoped(run, timeout)
@@ -134,24 +133,18 @@ class Scheduler(Ending, Waits):
     def _end(self) -> None:
         self.run_node = self.spawn = self.group = self.scope = self.ctx.scheduler = None
 
-    async def _grouped(self) -> bool:
-        """The run on asyncio: its task group (``LoopGroup``) is made by the first node that
-        needs a task of its own (``_start``), and waited for at the end."""
+    def _aborted(self, main: bool) -> None:
+        """The run's task (``main``) is stopped by an exception: cancel every node task."""
+        if main and self.group is not None:
+            self.group.abort()
+
+    async def _closed(self) -> None:
+        """The run's task is done with its nodes: wait for the node tasks, then let go."""
         try:
-            try:
-                first = self._begin()
-                if first is not None:
-                    await self._run(first)
-            except BaseException:
-                if self.group is not None:
-                    self.group.abort()
-                raise
-            finally:
-                if self.group is not None:
-                    await self.group.wait()
+            if self.group is not None:
+                await self.group.wait()
         finally:
             self._end()
-        return True
 
     async def _nursery(self) -> bool:
         """The run on trio: in a nursery."""
@@ -181,79 +174,66 @@ class Scheduler(Ending, Waits):
             self.spawn = self.group.spawn
         self.spawn(self.run_node, i)
 
-    async def _run(self, i: int | None) -> None:
+    async def _run(self, i: int | None, main: bool = False) -> bool:
         """Run node i; then, while a node it released can run, run that one in this same task
         (the others get tasks of their own): a chain costs one task, not one per node. A plain
-        task node's one attempt is awaited right here (``_first``); others through what
-        ``_prepared`` gives. The clock is read once per node: one node's end is the next
-        one's start."""
-        ctx = self.ctx
-        clock = ctx.clock
-        turn = start = clock()  # turn: when this task last let the loop run others
-        while i is not None:
-            if self.stopped is not None:  # fail_fast, from a task started eagerly meanwhile
-                self.running -= 1  # i never starts: it is skipped with the others (_halt)
-                return
-            pn = self.nodes[i]
-            if self.parked and i in self.parked:  # resumed in a retry wait: the rest of it first
-                start = await self._unpark(i)
-            if not pn.direct:  # (a parked node is not: it has retries)
-                call = self._prepared(i, pn)
-                if call is not None:
-                    await call
-            elif (call := self._first(i, pn)) is not None:
-                here = CURRENT.set((ctx.run_id, ctx.workflow, pn.name, 1, None))
-                try:
-                    output = await call
-                except BaseException as caught:
-                    CURRENT.reset(here)
-                    self._failed_first(pn, caught, start)
+        task node's one attempt is awaited right here (``Direct``), others in ``_other``. The
+        clock is read once per node: one node's end is the next one's start. The run's own
+        task (``main``, on asyncio) begins the run (``_begin``) and waits for the node tasks
+        at its end (``_closed``): no frame of its own above every node's await."""
+        clock = self.ctx.clock
+        try:
+            if main:
+                i = self._begin()
+            turn = start = clock()  # turn: when this task last let the loop run others
+            while i is not None:
+                pn = self.nodes[i]
+                if (
+                    self.stopped is not None
+                    or not pn.direct
+                    or (call := self._first(i, pn)) is None
+                ):
+                    i = await self._other(i, pn, start)
+                    end = clock()
                 else:
-                    CURRENT.reset(here)
-                    self._succeeded(pn, output, start - ctx.origin)
-            end = clock()
-            i = self._finish(i, end - start)
-            if i is not None and end - turn > YIELD_AFTER:
-                await ctx.checkpoint()  # let the loop run others before the next node
-                end = turn = clock()
-            start = end
+                    try:
+                        output = await call
+                    except BaseException as caught:
+                        self._failed_first(pn, caught, start)
+                        output = None
+                    end = clock()
+                    i = self._ended(i, pn, output, start, end)
+                if i is not None and end - turn > YIELD_AFTER:
+                    end = turn = await self._turn()  # let the loop run others first
+                start = end
+        except BaseException:
+            self._aborted(main)
+            raise
+        finally:
+            if main:
+                await self._closed()
+        return True
 
-    def _first(self, i: int, pn: PlanNode) -> Awaitable[Any] | None:
-        """Plain task node i's state, and its first attempt's call (None: its arguments could
-        not be resolved, and it failed)."""
-        state = self.states[i] = NodeState()
-        state.attempts = 1
-        assert pn.start is not None
-        assert pn.invoke is not None
-        try:
-            if not self.observers:
-                return pn.start(self.results)
-            args, kwargs = pn.arguments(self.results)
-        except InputError as exc:
-            state.fail(exc)
+    async def _turn(self) -> float:
+        """Let the loop run other tasks; return the clock after."""
+        await self.ctx.checkpoint()
+        return self.ctx.clock()
+
+    async def _other(self, i: int, pn: PlanNode, start: float) -> int | None:
+        """Run node i, unless a stop overtook it (fail_fast, while this task waited: it never
+        starts, ``_halt`` skips it), when ``_run`` does not call it itself: of another kind (a
+        map, ``attempt``'s loop), or a plain task whose arguments failed (it failed). Return
+        what ``_finish`` gives."""
+        if self.stopped is not None:
+            self.running -= 1
             return None
-        started(self.observers, pn.name, 1)  # told before the call is made: it may raise
-        return pn.invoke(*args, **kwargs)
-
-    def _succeeded(self, pn: PlanNode, output: Any, start: float) -> None:
-        """A plain task node's first attempt (started at ``start``, from the run's start)
-        returned ``output``."""
-        state = self.states[pn.index]
-        assert state is not None
-        state.first_succeeded(start, output)
-        if output.__class__ not in PLAIN:  # else it is JSON as it is
-            settle_output(pn.name, state)
-
-    def _failed_first(self, pn: PlanNode, caught: BaseException, start: float) -> None:
-        """A plain task node's one attempt (it has no retries) raised ``caught``: it fails
-        (a cancellation, or KeyboardInterrupt..., is raised again)."""
-        ctx = self.ctx
-        state = self.states[pn.index]
-        assert state is not None
-        try:
-            failed_attempt(pn, caught, state, ctx, start - ctx.origin)
-        finally:  # a cancellation's traceback holds this frame: no cycle through the local
-            del caught
+        if self.parked and i in self.parked:  # resumed in a retry wait: the rest of it first
+            start = await self._unpark(i)
+        if not pn.direct:  # (a parked node is not: it has retries)
+            call = self._prepared(i, pn)
+            if call is not None:
+                await call
+        return self._finish(i, self.ctx.clock() - start)
 
     def _prepared(self, i: int, pn: PlanNode) -> Awaitable[Any] | None:
         """What runs node i, of any kind but a plain task (a map, or ``attempt``): a

@@ -5,6 +5,7 @@ attempts, duration and trace), filled in by ``attempt`` and the scheduler."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from contextvars import Token
 from typing import Any, Protocol
 
 import anyio
@@ -31,7 +32,9 @@ class NodeState(dict[str, Any]):
         "reason",
         "records",
         "text",
+        "token",
     )
+    token: Token[Any]  # set while its direct attempt runs (``Direct._first``), else unset
 
     def __init__(
         self, status: Status | None = None, reason: str | None = None, cause: str | None = None

@@ -1,0 +1,101 @@
+"""A plain task node's one attempt, as the scheduler's own task runs it: no ``attempt`` loop,
+no task, no frame between the scheduler and the node's coroutine. ``Direct._first`` makes the
+node's state and its call (and sets ``flowrt.current()`` for it); the scheduler awaits the
+call; ``_ended`` records what it returned, ``_failed_first`` what it raised. The node is
+``PlanNode.direct``: a task node without retries, timeout or rate limit."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any
+
+from .._errors import InputError
+from .attempt import failed_attempt, started
+from .context import CURRENT
+from .encode import PLAIN, settle_output
+from .states import NodeState, RunState
+
+if TYPE_CHECKING:
+    from collections import deque
+
+    from .observe import Observers
+    from .planned import PlanNode
+
+
+class Direct:
+    """The scheduler's plain task nodes (a mixin of ``Scheduler``, whose state they read)."""
+
+    __slots__ = ()
+
+    if TYPE_CHECKING:  # the scheduler's own
+        ctx: RunState
+        observers: Observers
+        states: list[NodeState | None]
+        results: dict[str, Any]
+        order: list[int]
+        pending: list[int]
+        queue: deque[int]
+        long: int
+        stopped: int | None
+
+        def _finish(self, i: int, duration: float) -> int | None: ...
+
+    def _first(self, i: int, pn: PlanNode) -> Awaitable[Any] | None:
+        """Plain task node i's state, and its first attempt's call, with ``flowrt.current()``
+        answering for it from now on (None: its arguments could not be resolved, and it
+        failed)."""
+        state = self.states[i] = NodeState()
+        state.attempts = 1
+        try:
+            if not self.observers:
+                call = pn.start(self.results)
+            else:
+                args, kwargs = pn.arguments(self.results)
+                started(self.observers, pn.name, 1)  # told before the call is made: it may raise
+                assert pn.invoke is not None  # (a task node has one)
+                call = pn.invoke(*args, **kwargs)
+        except InputError as exc:
+            state.fail(exc)
+            return None
+        ctx = self.ctx
+        state.token = CURRENT.set((ctx.run_id, ctx.workflow, pn.name, 1, None))
+        return call
+
+    def _ended(self, i: int, pn: PlanNode, output: Any, start: float, end: float) -> int | None:
+        """Plain task node i's attempt (from ``start`` to ``end``) ended: it failed (its status
+        is set: ``_failed_first``), or it returned ``output`` and succeeded. Record it (a
+        chain's link in one step) and return the node to run next in this task (``_finish``)."""
+        state = self.states[i]
+        assert state is not None
+        if state["status"] is None:  # it returned
+            CURRENT.reset(state.token)
+            state.first = start - self.ctx.origin  # its trace record is made when read
+            state["status"] = "success"
+            state["output"] = output
+            if output.__class__ not in PLAIN:  # else it is JSON as it is
+                settle_output(pn.name, state)  # (which may fail it)
+        after = pn.after
+        if (  # a chain's link: what _note and _follow make of it, in one step
+            after is not None
+            and state["status"] == "success"
+            and not (self.observers or self.queue or self.long)
+            and self.stopped is None
+        ):
+            state.duration = end - start
+            self.results[pn.name] = state
+            self.order.append(i)
+            self.pending[after] = 0  # its one dependency has finished; it runs in this task
+            return after
+        return self._finish(i, end - start)
+
+    def _failed_first(self, pn: PlanNode, caught: BaseException, start: float) -> None:
+        """Plain task node ``pn``'s attempt (it has no retries) raised ``caught``: it fails
+        (a cancellation, or KeyboardInterrupt..., is raised again)."""
+        ctx = self.ctx
+        state = self.states[pn.index]
+        assert state is not None
+        CURRENT.reset(state.token)
+        try:
+            failed_attempt(pn, caught, state, ctx, start - ctx.origin)
+        finally:  # a cancellation's traceback holds this frame: no cycle through the local
+            del caught
