@@ -33,7 +33,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from ._engine.limits import run_keys
 from ._errors import InputError, RunCancelled, RunInProgress
-from ._fast import result_json, safe_result
+from ._fast import answer_text, result_json, safe_result
 from ._models import ErrorInfo, Event, RunResult
 from ._report import jsonable
 from ._store.protocol import RunStore
@@ -43,6 +43,7 @@ from ._web.disconnect import run_until_disconnect
 from ._web.idempotency import Replies, canonical, check_stored, conflict, keyed_run_id
 from ._web.input_model import input_model as input_model
 from ._web.pages import viewer_router
+from ._web.plain_route import plain_route
 from ._web.stored_runs import RunStarted as RunStarted
 from ._web.stored_runs import StoredRuns, started_at
 from ._workflow import Workflow
@@ -65,13 +66,12 @@ class RunAnswer(BaseModel):
 
 
 def _answer_json(result: RunResult) -> str:
-    answer = RunAnswer.model_construct(
-        run_id=result.run_id, status=result.status, output=result.output, error=result.error
-    )
+    """``RunAnswer``'s JSON of ``result`` (``_fast.answer_text``); when its output JSON cannot
+    hold, the same with the output in its JSON-safe form."""
     try:
-        return answer.model_dump_json()
+        return answer_text(result.run_id, result.status, result.output, result.error)
     except Exception:  # an output JSON cannot hold: send it in the fallback form
-        return answer.model_copy(update={"output": jsonable(result.output)}).model_dump_json()
+        return answer_text(result.run_id, result.status, jsonable(result.output), result.error)
 
 
 def _json(model: Event | RunState) -> str:
@@ -128,14 +128,19 @@ class _Service:
         for state in list(self.runs.values()):
             state.scope.cancel()
 
-    async def run_now(
+    def run_now(
         self, request: Request, data: dict[str, Any], key: str | None = None
-    ) -> Response:
+    ) -> Awaitable[Response]:
         """``POST /run``: 200 or 500 with the RunResult; 499 when the client went away. With
         an ``Idempotency-Key``, a repeat answers for the first request's run (stored with the
-        workflow's store, else remembered here); another body with the key is 409."""
+        workflow's store, else remembered here); another body with the key is 409. (A plain
+        function: no frame of its own under the run's awaits.)"""
         if key is None:
-            return await self._answer(request, data, None)
+            return self._answer(request, data, None)
+        return self._keyed(request, data, key)
+
+    async def _keyed(self, request: Request, data: dict[str, Any], key: str) -> Response:
+        """``run_now`` with an ``Idempotency-Key``."""
         if self.wf.store is None:
             return await self.replies.once(key, data, lambda: self._answer(request, data, None))
         run_id = keyed_run_id(self.wf.name, key)
@@ -334,6 +339,7 @@ def _routes(
         "/run",
         run,
         methods=["POST"],
+        route_class_override=plain_route(run.__annotations__["body"]),
         response_model=answer,
         responses={500: {"model": answer, "description": "The run failed"}},
         summary=f"Run workflow {wf.name!r} and return its result",

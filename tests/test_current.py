@@ -134,3 +134,34 @@ async def test_outside_a_node_it_raises_and_nothing_leaks_between_nodes() -> Non
     assert (result["first"].output, result["second"].output) == ("first", "second")
     with pytest.raises(FlowError, match="only available inside a node"):
         flowrt.current()
+
+
+def test_a_finished_run_holds_no_context_of_its_nodes() -> None:
+    """Each node's ``flowrt.current()`` is set for its call and reset after it: a result, kept
+    as long as the caller likes, holds no token of it (a token holds the context's previous
+    value), whether the node succeeded or failed."""
+    import contextvars
+    import gc
+
+    wf = Workflow("held")
+    wf.node(lambda: 1, name="a")
+
+    async def fails(x: int) -> None:
+        raise ValueError(x)
+
+    wf.node(fails, name="b", inputs={"x": "$.a.output"}, error_handling={"behavior": "return"})
+
+    async def reads(x: Any) -> str:
+        return flowrt.current().node
+
+    wf.node(reads, name="c", inputs={"x": "$.a.output"})
+    result = wf.run_sync()
+    assert result.status == "success"  # (its node results not built: it holds their states)
+    gc.collect()
+    tokens = [
+        thing
+        for thing in gc.get_referents(*gc.get_objects())
+        if type(thing) is contextvars.Token and thing.var.name == "flowrt_current"
+    ]
+    assert tokens == []
+    assert result["c"].output == "c"

@@ -212,6 +212,40 @@ def test_result_text_writes_any_output_as_pydantic_does(value: Any, fails: bool)
     assert result_text(result) == result.model_dump_json()
 
 
+odd_outputs = (
+    json_values
+    | st.floats()  # inf and nan: written null
+    | st.sets(st.integers(), max_size=3)
+    | st.binary(max_size=8)
+    | st.tuples(st.integers(), st.text(max_size=3))
+    | st.builds(object)  # JSON cannot hold it: both raise
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    output=odd_outputs,
+    error=st.none() | st.builds(dict, type=st.text(), message=st.text()),
+    status=st.sampled_from(["success", "failure"]),
+)
+def test_answer_text_is_the_run_answer_json(output: Any, error: Any, status: str) -> None:
+    """``_fast.answer_text`` (``POST /run`` with ``response="output"``) writes what the
+    ``RunAnswer`` model writes, for any output; where the model cannot write it, neither
+    can it."""
+    from flowrt._fast import answer_text, as_error_info
+    from flowrt.fastapi import RunAnswer
+
+    info = as_error_info(error)
+    model = RunAnswer.model_construct(run_id="r", status=status, output=output, error=info)
+    try:
+        expected = model.model_dump_json()
+    except Exception as exc:
+        with pytest.raises(type(exc)):
+            answer_text("r", status, output, info)
+        return
+    assert answer_text("r", status, output, info) == expected
+
+
 # the times of a fresh result: made from two clock readings when first read --------------------
 
 

@@ -69,6 +69,7 @@ class Direct:
         assert state is not None
         if state["status"] is None:  # it returned
             CURRENT.reset(state.token)
+            del state.token  # (it holds the context's previous value)
             state.first = start - self.ctx.origin  # its trace record is made when read
             state["status"] = "success"
             state["output"] = output
@@ -95,6 +96,7 @@ class Direct:
         state = self.states[pn.index]
         assert state is not None
         CURRENT.reset(state.token)
+        del state.token
         try:
             failed_attempt(pn, caught, state, ctx, start - ctx.origin)
         finally:  # a cancellation's traceback holds this frame: no cycle through the local

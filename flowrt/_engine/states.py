@@ -34,7 +34,7 @@ class NodeState(dict[str, Any]):
         "text",
         "token",
     )
-    token: Token[Any]  # set while its direct attempt runs (``Direct._first``), else unset
+    token: Token[Any]  # only while its direct attempt runs (``Direct._first``): else unset
 
     def __init__(
         self, status: Status | None = None, reason: str | None = None, cause: str | None = None
