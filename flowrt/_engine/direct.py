@@ -7,12 +7,15 @@ call; ``_ended`` records what it returned, ``_failed_first`` what it raised. The
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
 from .._errors import InputError
 from .attempt import failed_attempt, started
 from .context import CURRENT
 from .encode import PLAIN, settle_output
+from .native import ASYNCIO_TOOLS
+from .probe import Probe
 from .states import NodeState, RunState
 
 if TYPE_CHECKING:
@@ -32,7 +35,6 @@ class Direct:
         observers: Observers
         states: list[NodeState | None]
         results: dict[str, Any]
-        order: list[int]
         pending: list[int]
         queue: deque[int]
         long: int
@@ -40,10 +42,13 @@ class Direct:
 
         def _finish(self, i: int, duration: float) -> int | None: ...
 
-    def _first(self, i: int, pn: PlanNode) -> Awaitable[Any] | None:
+    def _first(self, i: int, pn: PlanNode, late: bool) -> Awaitable[Any] | None:
         """Plain task node i's state, and its first attempt's call, with ``flowrt.current()``
-        answering for it from now on (None: its arguments could not be resolved, and it
-        failed)."""
+        answering for it from now on; ``late`` (it starts late in this task's turn, on asyncio):
+        the call in a ``Probe``. None: not a plain task (or a stop overtook it: ``_other``), or
+        its arguments could not be resolved, and it failed."""
+        if self.stopped is not None or not pn.direct:
+            return None
         state = self.states[i] = NodeState()
         state.attempts = 1
         try:
@@ -59,6 +64,8 @@ class Direct:
             return None
         ctx = self.ctx
         state.token = CURRENT.set((ctx.run_id, ctx.workflow, pn.name, 1, None))
+        if late and call.__class__ is CoroutineType and ctx.checkpoint is ASYNCIO_TOOLS[1]:
+            return Probe(call)
         return call
 
     def _ended(self, i: int, pn: PlanNode, output: Any, start: float, end: float) -> int | None:
@@ -84,7 +91,6 @@ class Direct:
         ):
             state.duration = end - start
             self.results[pn.name] = state
-            self.order.append(i)
             self.pending[after] = 0  # its one dependency has finished; it runs in this task
             return after
         return self._finish(i, end - start)

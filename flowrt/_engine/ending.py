@@ -22,10 +22,9 @@ class Ending:
     if TYPE_CHECKING:  # the scheduler's own
         nodes: list[PlanNode]
         states: list[NodeState | None]
-        order: list[int]
+        failures: list[int]
         handled: set[int]
         pending: list[int]
-        failed: bool
 
         def _note(self, i: int, state: NodeState, ready: list[int] | None) -> list[int] | None: ...
 
@@ -75,18 +74,10 @@ class Ending:
 
     def first_failure(self) -> NodeState | None:
         """The earliest failure of a raise node not taken by an on_failure handler (one that
-        ran now, or one kept from before a resume: see ``_rules.taken_before``). Only looked
-        for when a raise node failed in this attempt (``_note`` says so)."""
-        if not self.failed:
-            return None
-        for i in self.order:
+        ran now, or one kept from before a resume: see ``_rules.taken_before``), among the raise
+        nodes that failed in this attempt, in the order their failures were noted."""
+        for i in self.failures:
             state = self.states[i]
-            if (
-                state is not None
-                and state.status == "failure"
-                and self.nodes[i].raises
-                and i not in self.handled
-                and not taken_before(self.nodes, self.pending, i)
-            ):
+            if i not in self.handled and not taken_before(self.nodes, self.pending, i):
                 return state
         return None

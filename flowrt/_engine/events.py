@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypedDict, Unpack
 
 from .._fast import as_error_info
@@ -90,14 +90,14 @@ class Fields(TypedDict, total=False):
 def emitter_for(
     workflow: str,
     run_id: str,
-    listeners: list[Callable[[Event], None]],
+    listeners: Sequence[Callable[[Event], None]],
     clock: Callable[[], float],
 ) -> Emitter | None:
     """The run's emitter, or None when nobody listens (no listener, no logging configured)."""
     logger = _structlog_logger()
     if not listeners and logger is None:
         return None
-    return Emitter(workflow, run_id, listeners, clock, logger)
+    return Emitter(workflow, run_id, list(listeners), clock, logger)
 
 
 class Emitter(Observer):

@@ -145,18 +145,14 @@ def _state(
     """The run's shared state: its observers (the durable writer first, the emitter when
     someone listens, then the others) and, for a worker's durable run, its parking."""
     clock, checkpoint = loop_tools()
-    emitter = emitter_for(ex.plan.name, ex.run_id, list(listeners), clock)
-    found: list[Observer] = [] if ex.durable is None else [ex.durable]
-    if emitter is not None:
-        found.append(emitter)
-    for instrument in instruments:
-        observer = instrument.observe(ex.run_id, ex.plan.name)
-        if observer is not None:
-            found.append(observer)
+    emitter = emitter_for(ex.plan.name, ex.run_id, listeners, clock)
+    observers: tuple[Observer, ...] = ()  # the common case: nobody to tell
+    if ex.durable is not None or emitter is not None or instruments:
+        observers = _observers(ex, emitter, instruments)
     state = RunState(
         clock,
         checkpoint,
-        observers=tuple(found),
+        observers=observers,
         rng=rng,
         run_id=ex.run_id,
         workflow=ex.plan.name,
@@ -168,6 +164,20 @@ def _state(
         if durable.handover:  # a worker's run is parked when every running node waits long
             state.park_after = durable.store.park_after_seconds
     return state
+
+
+def _observers(
+    ex: Execution, emitter: Observer | None, instruments: Sequence[Instrument]
+) -> tuple[Observer, ...]:
+    """The run's observers: the durable writer first, the emitter, then the instruments'."""
+    found: list[Observer] = [] if ex.durable is None else [ex.durable]
+    if emitter is not None:
+        found.append(emitter)
+    for instrument in instruments:
+        observer = instrument.observe(ex.run_id, ex.plan.name)
+        if observer is not None:
+            found.append(observer)
+    return tuple(found)
 
 
 async def _beside_writer(

@@ -157,7 +157,7 @@ def _pair_start(
 
     def start(results: Mapping[str, Any]) -> Awaitable[Any]:
         found = results.get(node)
-        if found.__class__ is dict or found.__class__ is NodeState:
+        if found.__class__ is NodeState or found.__class__ is dict:  # (a node's, mostly)
             got = found.get(key, _MISSING)
             return call(None if got is _MISSING else got)
         return call(value(results))

@@ -103,7 +103,10 @@ def output_of(plan: Plan, results: dict[str, Any]) -> tuple[Any, dict[str, str] 
     """The run's output, and the error that fails the run when an output value could not be
     resolved (its key is then None)."""
     if plan.output is None:
-        return {name: results[name]["output"] for name in plan.leaf_names}, None
+        leaves = {}
+        for name in plan.leaf_names:  # (a loop: no comprehension's function per run)
+            leaves[name] = results[name]["output"]
+        return leaves, None
     output, error = {}, None
     for key, value in plan.output.items():
         try:

@@ -20,6 +20,7 @@ from .kinds import PREPARE
 from .map import run_map
 from .native import ASYNCIO_TOOLS, LoopGroup, Spawn, task_group
 from .parking import Waits
+from .probe import Probe
 from .rules import blocked_by, taken_failures
 from .states import NodeState, RunState
 
@@ -32,8 +33,13 @@ if TYPE_CHECKING:
 # (seconds) without: other tasks wait at most this (plus one node), and a chain of nodes that
 # finish without awaiting does not pay a loop turn each.
 YIELD_AFTER = 0.0002
+# A plain task node that starts this long after the task's last turn is awaited in a ``Probe``
+# (on asyncio): if it suspends, it was the task's turn, and no checkpoint is needed after it.
+PROBE_AFTER = YIELD_AFTER / 2
 # Shared, never written: a fresh run has no node parked (``_unpark`` pops only a node it has).
 _NOTHING_PARKED: dict[int, Parked] = {}
+_NONE_HANDLED: set[int] = set()  # shared, never written: _settle makes a run its own set
+_NO_QUEUE: deque[int] = deque()  # shared, never written: nothing queues without a cap
 
 
 class Scheduler(Direct, Ending, Waits):
@@ -43,13 +49,12 @@ class Scheduler(Direct, Ending, Waits):
         "cap",
         "ctx",
         "fail_fast",
-        "failed",
+        "failures",
         "group",
         "handled",
         "index",
         "nodes",
         "observers",
-        "order",
         "parked",
         "pending",
         "queue",
@@ -85,19 +90,18 @@ class Scheduler(Direct, Ending, Waits):
             for i, state in where.seeds.items():
                 self.states[i] = state
                 self.results[self.nodes[i].name] = state
-        self.order: list[int] = []
-        self.handled: set[int] = set()
+        self.handled: set[int] = _NONE_HANDLED  # (a set of its own once one is: _settle)
         self.ctx = ctx
         self.observers = ctx.observers
         self.long = 0  # running nodes in a wait of at least ``ctx.park_after`` seconds
         self.cap = cap
         self.running = 0
-        self.queue: deque[int] = deque()
+        self.queue: deque[int] = _NO_QUEUE if cap is None else deque()  # (only a cap queues)
         self.spawn: Spawn | None = None
         self.group: LoopGroup | None = None
         self.run_node: Callable[[int | None], Coroutine[Any, Any, bool]] | None = None
         self.fail_fast = plan.fail_fast
-        self.failed = False  # a raise node failed (recorded by _note)
+        self.failures: list[int] = []  # raise nodes that failed, in the order noted (_note)
         self.stopped: int | None = None  # the node whose failure stopped the run (fail_fast)
         self.scope: anyio.CancelScope | None = None
 
@@ -188,11 +192,7 @@ class Scheduler(Direct, Ending, Waits):
             turn = start = clock()  # turn: when this task last let the loop run others
             while i is not None:
                 pn = self.nodes[i]
-                if (
-                    self.stopped is not None
-                    or not pn.direct
-                    or (call := self._first(i, pn)) is None
-                ):
+                if (call := self._first(i, pn, start - turn > PROBE_AFTER)) is None:
                     i = await self._other(i, pn, start)
                     end = clock()
                 else:
@@ -204,7 +204,8 @@ class Scheduler(Direct, Ending, Waits):
                     end = clock()
                     i = self._ended(i, pn, output, start, end)
                 if i is not None and end - turn > YIELD_AFTER:
-                    end = turn = await self._turn()  # let the loop run others first
+                    turn = await self._turn(call, start, end)
+                    end = clock()
                 start = end
         except BaseException:
             self._aborted(main)
@@ -214,10 +215,16 @@ class Scheduler(Direct, Ending, Waits):
                 await self._closed()
         return True
 
-    async def _turn(self) -> float:
-        """Let the loop run other tasks; return the clock after."""
+    async def _turn(self, call: Awaitable[Any] | None, start: float, end: float) -> float:
+        """The task has gone ``YIELD_AFTER`` without a turn of the loop, by the node that ran
+        from ``start`` to ``end`` (called by ``call``): unless that node let the loop run
+        (its ``Probe`` saw it suspend), let the loop run other tasks now. Return when the
+        loop's turn is taken to be: the node's start, or the checkpoint's (a loop that took
+        long to come back is a busy one: the next node is probed)."""
+        if call.__class__ is Probe and call.suspended:
+            return start
         await self.ctx.checkpoint()
-        return self.ctx.clock()
+        return end
 
     async def _other(self, i: int, pn: PlanNode, start: float) -> int | None:
         """Run node i, unless a stop overtook it (fail_fast, while this task waited: it never
@@ -291,7 +298,6 @@ class Scheduler(Direct, Ending, Waits):
             and self.stopped is None
         ):
             self.results[pn.name] = state
-            self.order.append(i)
             self.pending[after] = 0  # its one dependency has finished
             self.running += 1
             return after
@@ -322,9 +328,8 @@ class Scheduler(Direct, Ending, Waits):
             for observer in self.observers:
                 observer.node_finished(pn.name, state)
         self.results[pn.name] = state  # the state is its own envelope
-        self.order.append(i)
         if state["status"] == "failure" and pn.raises:
-            self.failed = True  # first_failure has one to look for
+            self.failures.append(i)  # first_failure looks among these
             if self.fail_fast and self.stopped is None:
                 self.stopped = i  # stop the run: cancel every running node, start no other
                 if self.scope is not None:
@@ -352,7 +357,7 @@ class Scheduler(Direct, Ending, Waits):
             blocked = blocked_by(pn, self.nodes, self.states)
             if blocked is None:
                 if pn.trigger == "on_failure":  # it runs: the failures it handles are taken
-                    self.handled.update(taken_failures(pn, self.states))
+                    self.handled = self.handled.union(taken_failures(pn, self.states))
                 if follow and next_node is None and not self.queue:
                     next_node = i
                     self.running += 1
