@@ -4,6 +4,8 @@ awaits the same ten coroutines itself."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import time
 
 from fastapi import FastAPI
 
@@ -39,3 +41,23 @@ async def bare(body: dict[str, int]) -> dict[str, int]:
 @app.get("/health")
 async def health() -> str:
     return "ok"
+
+
+_collecting = [0.0, 0.0]  # seconds spent in the collector so far, and the current one's start
+
+
+def _collector(phase: str, info: dict[str, int]) -> None:
+    if phase == "start":
+        _collecting[1] = time.perf_counter()
+    else:
+        _collecting[0] += time.perf_counter() - _collecting[1]
+
+
+gc.callbacks.append(_collector)
+
+
+@app.get("/cpu")
+async def cpu() -> list[float]:
+    """The server's CPU seconds so far, and those the garbage collector took (the load
+    benchmark reads them around each burst: what each side costs the server per request)."""
+    return [time.process_time(), _collecting[0]]

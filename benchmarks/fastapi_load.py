@@ -1,10 +1,13 @@
 """FastAPI load: 500 concurrent POST /run of a 10-node workflow against a real uvicorn server on
 loopback, beside a bare FastAPI handler in the same server awaiting the same ten coroutines.
-Reports p50/p99 latency and throughput for both, and their ratio."""
+Reports p50/p99 latency and throughput for both, and their ratio; and the server's own CPU time
+per request for each (read from the server around each burst: the client shares the machine's
+cores, so its walls are noisier), with the garbage collector's share."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import platform
 import socket
@@ -46,6 +49,14 @@ class Connection:
             f"content-length: {len(body)}\r\n\r\n".encode()
             + body
         )
+        return (await self._answer())[0]
+
+    async def get(self, path: str) -> Any:
+        """GET ``path``: its JSON."""
+        self.writer.write(f"GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n".encode())
+        return json.loads((await self._answer())[1])
+
+    async def _answer(self) -> tuple[int, bytes]:
         head = await self.reader.readuntil(b"\r\n\r\n")
         status = int(head.split(b" ", 2)[1])
         length = next(
@@ -53,8 +64,7 @@ class Connection:
             for line in head.split(b"\r\n")
             if line.lower().startswith(b"content-length:")
         )
-        await self.reader.readexactly(length)
-        return status
+        return status, await self.reader.readexactly(length)
 
     def close(self) -> None:
         self.writer.close()
@@ -95,23 +105,55 @@ SIDES = {"flowrt": "/flowrt/run", "flowrt-output": "/flowrt-output/run", "bare":
 
 async def measure(port: int, requests: int, rounds: int) -> dict[str, dict[str, Any]]:
     connections = [await Connection.open(port) for _ in range(requests)]
+    probe = await Connection.open(port)  # reads the server's CPU time around each burst
     try:
         for path in SIDES.values():  # warm-up
             await burst(connections, path)
-        samples: dict[str, tuple[list[float], list[float]]] = {side: ([], []) for side in SIDES}
+        samples: dict[str, Samples] = {side: Samples() for side in SIDES}
         for _ in range(rounds):  # alternate, so drift hits every side alike
             for side, path in SIDES.items():
+                before = await probe.get("/cpu")
                 latencies, wall = await burst(connections, path)
-                samples[side][0].extend(latencies)
-                samples[side][1].append(wall)
+                after = await probe.get("/cpu")
+                samples[side].add(latencies, wall, before, after, requests)
     finally:
-        for connection in connections:
+        for connection in (*connections, probe):
             connection.close()
-    return {side: figures(lat, walls, requests) for side, (lat, walls) in samples.items()}
+    return {side: s.figures(requests) for side, s in samples.items()}
+
+
+class Samples:
+    """One side's samples: latencies, each burst's wall, and the server's CPU microseconds per
+    request in each burst (without the collector's) and in the collector."""
+
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.walls: list[float] = []
+        self.cpu: list[float] = []
+        self.gc: list[float] = []
+
+    def add(
+        self, latencies: list[float], wall: float, before: Any, after: Any, requests: int
+    ) -> None:
+        self.latencies.extend(latencies)
+        self.walls.append(wall)
+        collected = (after[1] - before[1]) / requests * 1e6
+        self.gc.append(collected)
+        self.cpu.append((after[0] - before[0]) / requests * 1e6 - collected)
+
+    def figures(self, requests: int) -> dict[str, Any]:
+        # The collector's time falls on whichever burst crosses its threshold: its mean per
+        # request is the side's share; the rest of the CPU time is steadier (its median).
+        return {
+            **figures(self.latencies, self.walls, requests),
+            "cpu_us": statistics.median(self.cpu),
+            "gc_us": statistics.mean(self.gc),
+            "server_us": statistics.median(self.cpu) + statistics.mean(self.gc),
+        }
 
 
 def run(
-    requests: int = 500, rounds: int = 9, http: str = "httptools", loop: str = "uvloop"
+    requests: int = 500, rounds: int = 21, http: str = "httptools", loop: str = "uvloop"
 ) -> dict[str, Any]:
     """Serve the app with uvicorn (one worker; its ``http`` parser and event ``loop``) and
     measure every side."""
@@ -158,6 +200,11 @@ def run(
         "output_throughput_ratio": (
             result["flowrt-output"]["throughput_rps"] / result["bare"]["throughput_rps"]
         ),
+        # the server's CPU time per request, bare's over each side's: what it could serve
+        "server_ratio": {
+            side: result["bare"]["server_us"] / result[side]["server_us"]
+            for side in ("flowrt", "flowrt-output")
+        },
         # each round's throughput against bare's in the same round: the ratios' spread
         "throughput_spread": {side: _spread(result, side) for side in ("flowrt", "flowrt-output")},
         "python": sys.version.split()[0],
@@ -165,15 +212,22 @@ def run(
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     print(f"S7 {record['title']} ({record['server']}, on loopback)")
-    print(f"  {'':14} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}")
+    print(f"  {'':14} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'server µs':>10} {'GC µs':>6}")
     for side in SIDES:
         fig = record[side]
-        print(f"  {side:14} {fig['p50_ms']:8.1f} {fig['p99_ms']:8.1f} {fig['throughput_rps']:8.0f}")
+        print(
+            f"  {side:14} {fig['p50_ms']:8.1f} {fig['p99_ms']:8.1f} {fig['throughput_rps']:8.0f}"
+            f" {fig['server_us']:10.1f} {fig['gc_us']:6.1f}"
+        )
     for side in ("flowrt", "flowrt-output"):
         p50 = record[side]["p50_ms"] / record["bare"]["p50_ms"]
         speed = record[side]["throughput_rps"] / record["bare"]["throughput_rps"]
         low, high = record["throughput_spread"][side]
-        print(f"  {side} / bare: p50 {p50:.2f}x, throughput {speed:.2f}x ({low:.2f}-{high:.2f})")
+        cpu = record["server_ratio"][side]
+        print(
+            f"  {side} / bare: p50 {p50:.2f}x, throughput {speed:.2f}x ({low:.2f}-{high:.2f}),"
+            f" server CPU {cpu:.2f}x"
+        )
     save(f"S7-{requests}-{http}-{loop}", record)
     return record
 

@@ -63,7 +63,9 @@ def test_fastapi_load_reports_every_figure(results_in_tmp: Path, http: str, loop
         assert record[side]["p50_ms"] > 0
         assert record[side]["p99_ms"] >= record[side]["p50_ms"]
         assert record[side]["throughput_rps"] > 0
+        assert record[side]["server_us"] >= record[side]["gc_us"] >= 0
     assert record["p50_ratio"] > 0
+    assert set(record["server_ratio"]) == {"flowrt", "flowrt-output"}
     assert record["output_throughput_ratio"] > 0
     assert record["server"] == f"uvicorn, 1 worker, --http {http}, --loop {loop}"
     assert (results_in_tmp / f"S7-5-{http}-{loop}.json").exists()

@@ -32,9 +32,11 @@ class Probe:
 
 
 def _probed(probe: Probe) -> Generator[Any, Any, Any]:
-    """Step the coroutine once by hand: returned, its value; suspended, hand what it waits on
-    to the task and, when resumed, await the rest natively. What is thrown in meanwhile (a
-    cancellation) is thrown into the coroutine, as ``await`` would."""
+    """Step the coroutine by hand, as a task would: returned at once, its value; suspended,
+    hand each thing it waits on to the task and step it again when resumed (the task sends
+    None), or throw into it what is thrown in (a cancellation). No ``yield from``: a plain
+    generator may not delegate to a coroutine, and its wrapper would be one more object per
+    node."""
     coro = probe.coro
     try:
         waits = coro.send(None)
@@ -49,5 +51,8 @@ def _probed(probe: Probe) -> Generator[Any, Any, Any]:
                 waits = coro.throw(exc)
             except StopIteration as done:
                 return done.value
-        else:  # resumed (sent None, as the task sends): the rest as ``await`` goes on
-            return (yield from coro.__await__())
+        else:
+            try:
+                waits = coro.send(None)
+            except StopIteration as done:
+                return done.value
