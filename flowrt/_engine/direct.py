@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from .observe import Observers
     from .planned import PlanNode
+    from .resume import Parked
 
 
 class Direct:
@@ -39,16 +40,24 @@ class Direct:
         queue: deque[int]
         long: int
         stopped: int | None
+        parked: dict[int, Parked]
 
         def _finish(self, i: int, duration: float) -> int | None: ...
 
+        def _prepared(self, i: int, pn: PlanNode) -> Awaitable[Any] | None: ...
+
     def _first(self, i: int, pn: PlanNode, late: bool) -> Awaitable[Any] | None:
-        """Plain task node i's state, and its first attempt's call, with ``flowrt.current()``
-        answering for it from now on; ``late`` (it starts late in this task's turn, on asyncio):
-        the call in a ``Probe``. None: not a plain task (or a stop overtook it: ``_other``), or
-        its arguments could not be resolved, and it failed."""
-        if self.stopped is not None or not pn.direct:
+        """What ``_run`` awaits for node i: a plain task's one call (its state made, and
+        ``flowrt.current()`` answering for it from now on; ``late``, it starts late in this
+        task's turn, on asyncio: in a ``Probe``), or another kind's coroutine (``attempt``'s
+        loop, a map: ``_prepared``). None, for ``_other``: a stop overtook it, it was resumed
+        in a retry wait, or its arguments could not be resolved (it failed)."""
+        if self.stopped is not None:
             return None
+        if not pn.direct:
+            if self.parked and i in self.parked:
+                return None
+            return self._prepared(i, pn)
         state = self.states[i] = NodeState()
         state.attempts = 1
         try:
@@ -69,9 +78,11 @@ class Direct:
         return call
 
     def _ended(self, i: int, pn: PlanNode, output: Any, start: float, end: float) -> int | None:
-        """Plain task node i's attempt (from ``start`` to ``end``) ended: it failed (its status
-        is set: ``_failed_first``), or it returned ``output`` and succeeded. Record it (a
-        chain's link in one step) and return the node to run next in this task (``_finish``)."""
+        """What ``_run`` awaited for node i (from ``start`` to ``end``) ended: a plain task's
+        call returned ``output`` (it succeeded; its status is still None), or the node ended
+        with its status set (it failed: ``_failed_first``; another kind's coroutine filled it
+        in). Record it (a chain's link in one step) and return the node to run next in this
+        task (``_finish``)."""
         state = self.states[i]
         assert state is not None
         if state["status"] is None:  # it returned
@@ -96,14 +107,17 @@ class Direct:
         return self._finish(i, end - start)
 
     def _failed_first(self, pn: PlanNode, caught: BaseException, start: float) -> None:
-        """Plain task node ``pn``'s attempt (it has no retries) raised ``caught``: it fails
-        (a cancellation, or KeyboardInterrupt..., is raised again)."""
+        """What ``_run`` awaited for ``pn`` raised ``caught``: a plain task's attempt (it has
+        no retries) fails (a cancellation, or KeyboardInterrupt..., is raised again); what
+        comes out of another kind's coroutine (a cancellation) is raised again as it is."""
         ctx = self.ctx
         state = self.states[pn.index]
         assert state is not None
-        CURRENT.reset(state.token)
-        del state.token
         try:
+            if not pn.direct:
+                raise caught
+            CURRENT.reset(state.token)
+            del state.token
             failed_attempt(pn, caught, state, ctx, start - ctx.origin)
         finally:  # a cancellation's traceback holds this frame: no cycle through the local
             del caught

@@ -34,8 +34,10 @@ if TYPE_CHECKING:
 # finish without awaiting does not pay a loop turn each.
 YIELD_AFTER = 0.0002
 # A plain task node that starts this long after the task's last turn is awaited in a ``Probe``
-# (on asyncio): if it suspends, it was the task's turn, and no checkpoint is needed after it.
-PROBE_AFTER = YIELD_AFTER / 2
+# (on asyncio): if it suspends, it was the task's turn, and no checkpoint is needed after it. A
+# node starts that late only on a busy loop (after a checkpoint, or a node, that took this long);
+# nodes that never await on an idle loop start earlier than that, and are not probed.
+PROBE_AFTER = YIELD_AFTER
 # Shared, never written: a fresh run has no node parked (``_unpark`` pops only a node it has).
 _NOTHING_PARKED: dict[int, Parked] = {}
 _NONE_HANDLED: set[int] = set()  # shared, never written: _settle makes a run its own set
@@ -181,8 +183,9 @@ class Scheduler(Direct, Ending, Waits):
     async def _run(self, i: int | None, main: bool = False) -> bool:
         """Run node i; then, while a node it released can run, run that one in this same task
         (the others get tasks of their own): a chain costs one task, not one per node. A plain
-        task node's one attempt is awaited right here (``Direct``), others in ``_other``. The
-        clock is read once per node: one node's end is the next one's start. The run's own
+        task node's one call, and another kind's coroutine, are awaited right here
+        (``Direct._first``), the rest in ``_other``. The clock is read once per node: one
+        node's end is the next one's start. The run's own
         task (``main``, on asyncio) begins the run (``_begin``) and waits for the node tasks
         at its end (``_closed``): no frame of its own above every node's await."""
         clock = self.ctx.clock
@@ -227,16 +230,15 @@ class Scheduler(Direct, Ending, Waits):
         return end
 
     async def _other(self, i: int, pn: PlanNode, start: float) -> int | None:
-        """Run node i, unless a stop overtook it (fail_fast, while this task waited: it never
-        starts, ``_halt`` skips it), when ``_run`` does not call it itself: of another kind (a
-        map, ``attempt``'s loop), or a plain task whose arguments failed (it failed). Return
-        what ``_finish`` gives."""
+        """Node i, that ``_first`` gave no call: a stop overtook it (fail_fast, while this
+        task waited: it never starts, ``_halt`` skips it); it was resumed in a retry wait
+        (the rest of the wait, then its attempts); or its arguments could not be resolved
+        (it failed). Return what ``_finish`` gives."""
         if self.stopped is not None:
             self.running -= 1
             return None
-        if self.parked and i in self.parked:  # resumed in a retry wait: the rest of it first
+        if self.parked and i in self.parked:
             start = await self._unpark(i)
-        if not pn.direct:  # (a parked node is not: it has retries)
             call = self._prepared(i, pn)
             if call is not None:
                 await call
