@@ -290,19 +290,7 @@ class Scheduler(Direct, Ending, Waits):
         state = self.states[i]
         assert state is not None
         state.duration = duration
-        self.running -= 1
-        pn = self.nodes[i]
-        after = pn.after
-        if (  # a chain's link: what _note and _follow make of it, in one step
-            after is not None
-            and state["status"] == "success"
-            and not (self.observers or self.queue or self.long)
-            and self.stopped is None
-        ):
-            self.results[pn.name] = state
-            self.pending[after] = 0  # its one dependency has finished
-            self.running += 1
-            return after
+        self.running -= 1  # (a chain's link is recorded in one step by Direct._ended instead)
         ready = self._note(i, state, None)
         follow = None if ready is None else self._follow(ready, state)
         if self.queue or self.long:
