@@ -30,8 +30,12 @@ async def test_concurrent_runs_share_the_stored_limit(any_store: Any) -> None:
         for _ in range(25):
             tg.start_soon(wf.run)
     starts.sort()
-    for i, start in enumerate(starts):  # no 1 s window holds more than 10 starts (+ jitter)
-        assert len([s for s in starts[i:] if s < start + 0.95]) <= 10
+    # Permits are granted on the store's clock; a start is seen here after its grant, its
+    # commit and a loop turn, each later on a busy machine: no 0.8 s window of starts (1 s
+    # less 0.2 s of that jitter) holds more than 10 (a limiter letting 20/s through would
+    # put 11 starts within 0.5 s).
+    for i, start in enumerate(starts):
+        assert len([s for s in starts[i:] if s < start + 0.8]) <= 10
     assert starts[-1] - starts[0] >= 1.3  # 25 permits at 10/s: the last at 1.4 s
 
 
