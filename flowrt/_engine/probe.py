@@ -32,11 +32,12 @@ class Probe:
 
 
 def _probed(probe: Probe) -> Generator[Any, Any, Any]:
-    """Step the coroutine by hand, as a task would: returned at once, its value; suspended,
-    hand each thing it waits on to the task and step it again when resumed (the task sends
-    None), or throw into it what is thrown in (a cancellation). No ``yield from``: a plain
-    generator may not delegate to a coroutine, and its wrapper would be one more object per
-    node."""
+    """Step the coroutine once by hand: returned at once, its value; suspended, hand what it
+    waits on to the task and, when resumed (the task sends None), await the rest natively
+    through the coroutine's ``__await__`` (a plain generator may not delegate to a coroutine
+    itself; stepping it by hand to its end would raise a StopIteration, with its traceback,
+    per node). What is thrown in at that first wait (a cancellation) is thrown into the
+    coroutine, as ``await`` would."""
     coro = probe.coro
     try:
         waits = coro.send(None)
@@ -52,7 +53,4 @@ def _probed(probe: Probe) -> Generator[Any, Any, Any]:
             except StopIteration as done:
                 return done.value
         else:
-            try:
-                waits = coro.send(None)
-            except StopIteration as done:
-                return done.value
+            return (yield from coro.__await__())
