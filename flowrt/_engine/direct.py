@@ -88,7 +88,7 @@ class Direct:
         if state["status"] is None:  # it returned
             CURRENT.reset(state.token)
             del state.token  # (it holds the context's previous value)
-            state.first = start - self.ctx.origin  # its trace record is made when read
+            state.first = start - self.ctx.origin  # its trace record is made when read (trace)
             state["status"] = "success"
             state["output"] = output
             if output.__class__ not in PLAIN:  # else it is JSON as it is

@@ -69,8 +69,9 @@ class NodeState(dict[str, Any]):
 
     @property
     def trace(self) -> list[AttemptRecord]:
-        """Each attempt's record. A node whose one attempt succeeded (``first_succeeded``)
-        gets its record when this is first read: it is its node's, with the node's duration."""
+        """Each attempt's record. A node whose one attempt succeeded (``Direct._ended`` sets
+        ``first``) gets its record when this is first read: it is its node's, with the node's
+        duration."""
         records = self.records
         if records is None:
             records = self.records = []
@@ -95,13 +96,6 @@ class NodeState(dict[str, Any]):
     def untraced(self) -> bool:
         """Whether the node's one attempt succeeded and its record is still to be made."""
         return self.first is not None
-
-    def first_succeeded(self, start: float, output: Any) -> None:
-        """Finish with ``output`` as the first attempt, started at ``start`` (from the run's
-        start) and as long as the node, succeeded: its trace record is made when read."""
-        self.first = start
-        self["status"] = "success"
-        self["output"] = output
 
     def attempted(self, start: float, end: float, output: Any) -> NodeState:
         """Record a successful attempt (``start`` and ``end`` on the run's clock) and finish."""
