@@ -120,6 +120,14 @@ async def _saturate(url: str, seconds: float) -> None:
             await anyio.to_thread.run_sync(record, "turn", turn)
 
 
+def _early(starts: list[float], turns: list[float]) -> int:
+    """How many starts came before their turns (one start per turn, both on the database's
+    clock). Starts are not matched to turns: each start follows its own turn, so the k-th
+    start in time follows the k-th turn in time; this counts the k where it does not."""
+    pairs = zip(sorted(starts), sorted(turns), strict=True)
+    return sum(1 for start, turn in pairs if start < turn - 1e-5)
+
+
 def _most_in_a_second(times: list[float]) -> int:
     """The most times in any window [t, t + 1 s), to 10 µs: turns one interval apart come from
     adding the interval to epoch seconds, which rounds by ~0.1 µs each time."""
@@ -148,6 +156,7 @@ def rate_accuracy(url: str, seconds: float) -> dict[str, Any]:
         "permits": len(turns),
         "most_turns_in_1s": _most_in_a_second(turns),
         "most_starts_in_1s": _most_in_a_second(starts),
+        "starts_before_their_turn": _early(starts, turns),
         "use": len(turns) / span / 50 if span > 0 else 0.0,
     }
 

@@ -152,17 +152,18 @@ def test_cancel_in_progress_across_two_worker_processes(postgres_url: str) -> No
     assert stored["new"][0] == "success"
     old, new = spans(postgres_url)
     assert new[3] >= old[4]  # the new run started after the old one's node ended
-    assert old[4] - asked < 0.2 + 1 + 1.0  # heartbeat + 1 s (+ a loaded machine's slack)
+    assert old[4] - asked < 0.2 + 1 + 5.0  # heartbeat + 1 s + a loaded machine's slack (not 30 s)
 
 
 def test_four_processes_share_one_rate_limit(postgres_url: str) -> None:
     """Each of 4 processes runs 8 runs at a time of a node under 50 permits a second for 4 s,
     recording the turn of each permit it is granted (the database's clock) and each attempt's
-    start (logged by the node, a little later)."""
+    start (logged by the node, a little later: by as much as a busy machine adds, so starts are
+    checked against turns, not against a window of their own)."""
     from benchmarks.s15_limits import rate_accuracy
 
     found = rate_accuracy(postgres_url, 4.0)
     assert found["most_turns_in_1s"] <= 50  # limit 50, burst 0
-    assert found["most_starts_in_1s"] <= 50 + 5  # + the jitter of logging after the turn
+    assert found["starts_before_their_turn"] == 0  # each attempt waited for its turn
     assert found["use"] >= 0.95
     assert found["permits"] >= 0.95 * 50 * 3.5
