@@ -50,6 +50,7 @@ BACKEND = {
     "_web.idempotency",
     "_web.background",
     "_web.disconnect",
+    "_web.quiet_cancel",
     "_cli.runs",
     "_cli.worker",
     "_cli.signals",

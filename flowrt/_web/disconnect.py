@@ -24,6 +24,7 @@ import anyio
 
 from .._engine.native import alongside, on_asyncio
 from .._errors import InputError, RunCancelled
+from .quiet_cancel import Canceller, usable
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -122,22 +123,69 @@ def steppable(receive: Receive) -> bool:
 _SERVERS = ("uvicorn.protocols.http.",)
 
 
-async def run_until_disconnect(
+def run_until_disconnect(
     wf: Workflow,
     request: Request,
     data: dict[str, Any],
     timeout: float | None,
     run_id: str | None = None,
-) -> RunResult | None:
+) -> Coroutine[Any, Any, RunResult | None]:
     """Run ``wf`` (as ``run_id``); if the client disconnects first, cancel the run and return
     None. The disconnect is watched by stepping ``receive()`` by hand where that can be done
-    (``Watch``: nothing runs until the client goes), else by a task beside the run.
+    (``Watch``: nothing runs until the client goes), else by a task beside the run; where it
+    is watched by hand on asyncio, the run is cancelled by a ``Canceller`` (nothing entered
+    until the client goes), else by an anyio ``CancelScope``. (A plain function: no frame of
+    its own under the run.)
 
     Raises:
         InputError: a run-limit key without a JSON scalar value.
         RunCancelled: the run was cancelled (``LimitReached``...).
         Exception: what the request's ``receive()`` raised.
     """
+    if usable() and on_asyncio() and steppable(request.receive):
+        return _quietly(wf, request, data, timeout, run_id)
+    return _scoped(wf, request, data, timeout, run_id)
+
+
+async def _quietly(
+    wf: Workflow, request: Request, data: dict[str, Any], timeout: float | None, run_id: str | None
+) -> RunResult | None:
+    """``run_until_disconnect`` with ``receive()`` stepped by hand and a ``Canceller``."""
+    task = asyncio.current_task()
+    assert task is not None
+    canceller = Canceller(task)
+    watch = Watch(request.receive, canceller.cancel)
+    if not watch.start():  # receive() waited on something else: a task must watch it
+        return await _scoped(wf, request, data, timeout, run_id)
+    result: RunResult | None = None
+    refused: Exception | None = None
+    try:
+        result = await wf.run(data, timeout=timeout, run_id=run_id)
+    except asyncio.CancelledError:
+        if not canceller.close():  # not (only) the client going: it goes on
+            raise
+    except (InputError, RunCancelled) as exc:
+        refused = exc
+    finally:
+        watch.close()
+        canceller.close()
+    return _outcome(watch, refused, result)
+
+
+def _outcome(watch: Watch, refused: Exception | None, result: RunResult | None) -> RunResult | None:
+    """What ``run_until_disconnect`` returns or raises once the run is over."""
+    if watch.error is not None:
+        raise watch.error
+    if refused is not None:
+        raise refused
+    return result
+
+
+async def _scoped(
+    wf: Workflow, request: Request, data: dict[str, Any], timeout: float | None, run_id: str | None
+) -> RunResult | None:
+    """``run_until_disconnect`` in an anyio ``CancelScope`` (trio, another server, a
+    ``receive()`` that cannot be stepped by hand)."""
     result: RunResult | None = None
     refused: Exception | None = None
     with anyio.CancelScope() as scope:
@@ -151,11 +199,7 @@ async def run_until_disconnect(
             refused = exc
         finally:
             watch.close()
-    if watch.error is not None:
-        raise watch.error
-    if refused is not None:
-        raise refused
-    return result
+    return _outcome(watch, refused, result)
 
 
 async def _beside_watcher(
