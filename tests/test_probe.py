@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flowrt import Workflow
-from flowrt._engine.probe import Probe
+from flowrt._engine.probe import probe
 
 # A script: what the coroutine does, step by step, until it returns or raises.
 steps = st.lists(
@@ -54,12 +54,11 @@ async def outcome(probed: bool, script: tuple[str, ...], ending: str, cancel_at:
     """What awaiting the script (in a Probe or not) gives, cancelled after ``cancel_at`` loop
     turns (None: never)."""
     log: list[str] = []
-    probes: list[Probe] = []
+    seen = [False]
 
     async def awaiting() -> Any:
         if probed:
-            probes.append(Probe(scripted(script, ending, log)))
-            return await probes[0]
+            return await probe(scripted(script, ending, log), seen)
         return await scripted(script, ending, log)
 
     task = asyncio.ensure_future(awaiting())
@@ -73,7 +72,7 @@ async def outcome(probed: bool, script: tuple[str, ...], ending: str, cancel_at:
         result: Any = ("value", task.result())
     except BaseException as exc:  # the outcome is compared, whatever it is
         result = ("raised", type(exc).__name__, exc.args)
-    return result, log, probes[0].suspended if probes else None
+    return result, log, seen[0] if probed else None
 
 
 @settings(max_examples=300, deadline=None)
@@ -103,7 +102,7 @@ def test_a_probe_closed_while_it_waits_closes_the_coroutine() -> None:
         finally:
             closed.append("closed")
 
-    awaiting = Probe(waits()).__await__()
+    awaiting = probe(waits(), [False])
     next(awaiting)  # it waits on the future
     awaiting.close()
     assert closed == ["closed"]

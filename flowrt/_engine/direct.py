@@ -15,7 +15,7 @@ from .attempt import failed_attempt, started
 from .context import CURRENT
 from .encode import PLAIN, settle_output
 from .native import ASYNCIO_TOOLS
-from .probe import Probe
+from .probe import probe
 from .states import NodeState, RunState
 
 if TYPE_CHECKING:
@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from .observe import Observers
     from .planned import PlanNode
     from .resume import Parked
+
+
+ASYNCIO = ASYNCIO_TOOLS[1]  # asyncio's checkpoint: a run on asyncio (or uvloop)
 
 
 class Direct:
@@ -46,10 +49,11 @@ class Direct:
 
         def _prepared(self, i: int, pn: PlanNode) -> Awaitable[Any] | None: ...
 
-    def _first(self, i: int, pn: PlanNode, late: bool) -> Awaitable[Any] | None:
+    def _first(self, i: int, pn: PlanNode, seen: list[bool] | None) -> Awaitable[Any] | None:
         """What ``_run`` awaits for node i: a plain task's one call (its state made, and
-        ``flowrt.current()`` answering for it from now on; ``late``, it starts late in this
-        task's turn, on asyncio: in a ``Probe``), or another kind's coroutine (``attempt``'s
+        ``flowrt.current()`` answering for it from now on; given ``seen``, it starts late in
+        this task's turn: on asyncio, in a ``probe`` noting in ``seen`` whether it suspended),
+        or another kind's coroutine (``attempt``'s
         loop, a map: ``_prepared``). None, for ``_other``: a stop overtook it, it was resumed
         in a retry wait, or its arguments could not be resolved (it failed)."""
         if self.stopped is not None:
@@ -73,8 +77,8 @@ class Direct:
             return None
         ctx = self.ctx
         state.token = CURRENT.set((ctx.run_id, ctx.workflow, pn.name, 1, None))
-        if late and call.__class__ is CoroutineType and ctx.checkpoint is ASYNCIO_TOOLS[1]:
-            return Probe(call)
+        if seen is not None and call.__class__ is CoroutineType and ctx.checkpoint is ASYNCIO:
+            return probe(call, seen)
         return call
 
     def _ended(self, i: int, pn: PlanNode, output: Any, start: float, end: float) -> int | None:
@@ -106,10 +110,11 @@ class Direct:
             return after
         return self._finish(i, end - start)
 
-    def _failed_first(self, pn: PlanNode, caught: BaseException, start: float) -> None:
+    def _failed_first(self, pn: PlanNode, caught: BaseException, start: float) -> Any:
         """What ``_run`` awaited for ``pn`` raised ``caught``: a plain task's attempt (it has
         no retries) fails (a cancellation, or KeyboardInterrupt..., is raised again); what
-        comes out of another kind's coroutine (a cancellation) is raised again as it is."""
+        comes out of another kind's coroutine (a cancellation) is raised again as it is.
+        Returns None: the output ``_ended`` is then given (the node's status is set)."""
         ctx = self.ctx
         state = self.states[pn.index]
         assert state is not None
@@ -121,3 +126,4 @@ class Direct:
             failed_attempt(pn, caught, state, ctx, start - ctx.origin)
         finally:  # a cancellation's traceback holds this frame: no cycle through the local
             del caught
+        return None

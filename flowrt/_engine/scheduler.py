@@ -8,6 +8,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
+from types import GeneratorType
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -20,7 +21,6 @@ from .kinds import PREPARE
 from .map import run_map
 from .native import ASYNCIO_TOOLS, LoopGroup, Spawn, task_group
 from .parking import Waits
-from .probe import Probe
 from .rules import blocked_by, taken_failures
 from .states import NodeState, RunState
 
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 # (seconds) without: other tasks wait at most this (plus one node), and a chain of nodes that
 # finish without awaiting does not pay a loop turn each.
 YIELD_AFTER = 0.0002
-# A plain task node that starts this long after the task's last turn is awaited in a ``Probe``
+# A plain task node that starts this long after the task's last turn is awaited in a ``probe``
 # (on asyncio): if it suspends, it was the task's turn, and no checkpoint is needed after it. A
 # node starts that late only on a busy loop (after a checkpoint, or a node, that took this long);
 # nodes that never await on an idle loop start earlier than that, and are not probed.
@@ -190,25 +190,27 @@ class Scheduler(Direct, Ending, Waits):
         at its end (``_closed``): no frame of its own above every node's await."""
         clock = self.ctx.clock
         try:
-            if main:
-                i = self._begin()
+            i = self._begin() if main else i
             turn = start = clock()  # turn: when this task last let the loop run others
+            seen = [False]  # whether the last node probed suspended (``probe``)
             while i is not None:
                 pn = self.nodes[i]
-                if (call := self._first(i, pn, start - turn > PROBE_AFTER)) is None:
+                late = seen if start - turn > PROBE_AFTER else None  # (seen: see ``probe``)
+                if (call := self._first(i, pn, late)) is None:
                     i = await self._other(i, pn, start)
                     end = clock()
                 else:
                     try:
                         output = await call
                     except BaseException as caught:
-                        self._failed_first(pn, caught, start)
-                        output = None
+                        output = self._failed_first(pn, caught, start)
                     end = clock()
                     i = self._ended(i, pn, output, start, end)
-                if i is not None and end - turn > YIELD_AFTER:
-                    turn = await self._turn(call, start, end)
-                    end = clock()
+                if i is not None and end - turn > YIELD_AFTER:  # a turn is due: unless the
+                    # node let the loop run (that was the turn), let it run now (a loop slow
+                    # to come back is a busy one: the next node is probed)
+                    probed = isinstance(call, GeneratorType) and seen[0]  # (only a probe is)
+                    turn, end = (start, end) if probed else (end, await self._turn())
                 start = end
         except BaseException:
             self._aborted(main)
@@ -218,16 +220,11 @@ class Scheduler(Direct, Ending, Waits):
                 await self._closed()
         return True
 
-    async def _turn(self, call: Awaitable[Any] | None, start: float, end: float) -> float:
-        """The task has gone ``YIELD_AFTER`` without a turn of the loop, by the node that ran
-        from ``start`` to ``end`` (called by ``call``): unless that node let the loop run
-        (its ``Probe`` saw it suspend), let the loop run other tasks now. Return when the
-        loop's turn is taken to be: the node's start, or the checkpoint's (a loop that took
-        long to come back is a busy one: the next node is probed)."""
-        if call.__class__ is Probe and call.suspended:
-            return start
+    async def _turn(self) -> float:
+        """Let the loop run other tasks (the task went ``YIELD_AFTER`` without a turn, its
+        last node never suspended); return the time it came back."""
         await self.ctx.checkpoint()
-        return end
+        return self.ctx.clock()
 
     async def _other(self, i: int, pn: PlanNode, start: float) -> int | None:
         """Node i, that ``_first`` gave no call: a stop overtook it (fail_fast, while this
