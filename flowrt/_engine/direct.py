@@ -53,9 +53,9 @@ class Direct:
         """What ``_run`` awaits for node i: a plain task's one call (its state made, and
         ``flowrt.current()`` answering for it from now on; given ``seen``, it starts late in
         this task's turn: on asyncio, in a ``probe`` noting in ``seen`` whether it suspended),
-        or another kind's coroutine (``attempt``'s
-        loop, a map: ``_prepared``). None, for ``_other``: a stop overtook it, it was resumed
-        in a retry wait, or its arguments could not be resolved (it failed)."""
+        or another kind's coroutine (``attempt``'s loop, a map: ``_prepared``). None, for
+        ``_other``: a stop overtook it, it was resumed in a retry wait, or its arguments could
+        not be resolved (it failed)."""
         if self.stopped is not None:
             return None
         if not pn.direct:
