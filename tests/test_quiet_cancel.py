@@ -11,6 +11,7 @@ import asyncio
 from typing import Any
 
 import anyio
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -195,3 +196,38 @@ def test_a_shutdown_with_the_client_gone_is_not_swallowed() -> None:
 
     log, outcome = asyncio.run(main())
     assert (log, outcome) == ([], "cancelled")
+
+
+def test_without_anyios_record_of_scopes_the_run_is_in_a_cancel_scope(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(quiet_cancel, "_STATES", None)  # another anyio: nothing to read
+    taken: list[str] = []
+    real = disconnect._scoped
+
+    def spy(*args: Any) -> Any:
+        taken.append("_scoped")
+        return real(*args)
+
+    monkeypatch.setattr(disconnect, "_scoped", spy)
+    log, outcome = asyncio.run(one_way(Script([("sleep", 20)]), 2))
+    assert taken == ["_scoped"]
+    assert (log, outcome) == ([], (None, 0))  # the client went: the run was cancelled
+
+
+async def one_way(script: Script, gone_at: int) -> list[Any]:
+    """``one`` through ``run_until_disconnect`` itself (whichever way it takes)."""
+    cycle = Cycle()
+
+    async def request() -> tuple[Any, int]:
+        got = await disconnect.run_until_disconnect(script, Request(cycle), {}, None)  # type: ignore[arg-type]
+        current = asyncio.current_task()
+        assert current is not None
+        return got, current.cancelling()
+
+    task = asyncio.ensure_future(request())
+    for turn in range(40):
+        if turn == gone_at:
+            cycle.event.set()
+        await asyncio.sleep(0)
+    return [script.log, await task]
