@@ -130,7 +130,7 @@ async def one(how: str, script: Script, gone_at: int | None, stop_at: int | None
 turns = st.one_of(st.none(), st.integers(0, 12))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(script=steps, gone_at=turns, stop_at=turns)
 def test_a_canceller_does_what_a_cancel_scope_does(
     script: list[Step], gone_at: int | None, stop_at: int | None
@@ -141,13 +141,29 @@ def test_a_canceller_does_what_a_cancel_scope_does(
         return quiet, scoped
 
     quiet, scoped = asyncio.run(both())
-    if isinstance(scoped[1], tuple) and scoped[1][0] is None and scoped[1][1] > 0:
-        # The scope swallowed the task's own cancellation, which landed in the turn it
-        # cancelled: anyio's issue 1214 (4.7, the lowest version allowed, has it; 4.16 does
-        # not). The canceller lets the shutdown go on, as a fixed anyio does.
-        assert quiet == [scoped[0], "cancelled"]
+    assert quiet[0] == scoped[0]  # the same steps ran
+    if stop_at is None and isinstance(quiet[1], tuple):
+        assert quiet[1][1] == 0  # the canceller leaves no cancellation of its behind
+    if quiet[1] == scoped[1]:
+        return
+    # Where the answers differ, neither request was answered (the client had gone), and:
+    no_answer = [(None, 0), "cancelled"]
+    assert quiet[1] in no_answer
+    if scoped[1] not in no_answer:
+        # the scope swallowed a shutdown that landed in the turn it cancelled the run (its
+        # count of cancellations left above 0): anyio's issue 1214 (4.7, the lowest version
+        # allowed, has it; 4.16 does not); the canceller lets a shutdown go on
+        assert isinstance(scoped[1], tuple)
+        assert scoped[1][0] is None
+        assert scoped[1][1] > 0
     else:
-        assert quiet == scoped
+        # a task group's tasks end in another turn under the canceller (a turn later than a
+        # scope reaches them), so the run ends in another turn, and a shutdown landing in
+        # between cancels one of the two requests
+        assert any(kind == "group" for kind, _ in script)
+        assert gone_at is not None
+        assert stop_at is not None
+        assert stop_at > gone_at
 
 
 def test_the_quiet_way_is_taken_for_a_server_receive_on_asyncio() -> None:
