@@ -101,10 +101,15 @@ steps = st.lists(
 
 
 async def one(how: str, script: Script, gone_at: int | None, stop_at: int | None) -> list[Any]:
-    """Run ``script`` the ``how`` way in a task; the client goes at loop turn ``gone_at``, the
+    """Run ``script`` the ``how`` way (``quiet``, ``scoped``, or ``any``: whichever way
+    ``run_until_disconnect`` takes) in a task; the client goes at loop turn ``gone_at``, the
     task is cancelled at turn ``stop_at`` (None: never)."""
     cycle = Cycle()
-    fn = disconnect._quietly if how == "quiet" else disconnect._scoped
+    fn = {
+        "quiet": disconnect._quietly,
+        "scoped": disconnect._scoped,
+        "any": disconnect.run_until_disconnect,
+    }[how]
 
     async def request() -> tuple[Any, int]:
         got = await fn(script, Request(cycle), {}, None, None)  # type: ignore[arg-type]
@@ -226,24 +231,6 @@ def test_without_anyios_record_of_scopes_the_run_is_in_a_cancel_scope(
         return real(*args)
 
     monkeypatch.setattr(disconnect, "_scoped", spy)
-    log, outcome = asyncio.run(one_way(Script([("sleep", 20)]), 2))
+    log, outcome = asyncio.run(one("any", Script([("sleep", 20)]), 2, None))
     assert taken == ["_scoped"]
     assert (log, outcome) == ([], (None, 0))  # the client went: the run was cancelled
-
-
-async def one_way(script: Script, gone_at: int) -> list[Any]:
-    """``one`` through ``run_until_disconnect`` itself (whichever way it takes)."""
-    cycle = Cycle()
-
-    async def request() -> tuple[Any, int]:
-        got = await disconnect.run_until_disconnect(script, Request(cycle), {}, None)  # type: ignore[arg-type]
-        current = asyncio.current_task()
-        assert current is not None
-        return got, current.cancelling()
-
-    task = asyncio.ensure_future(request())
-    for turn in range(40):
-        if turn == gone_at:
-            cycle.event.set()
-        await asyncio.sleep(0)
-    return [script.log, await task]

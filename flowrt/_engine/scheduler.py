@@ -221,8 +221,8 @@ class Scheduler(Direct, Ending, Waits):
         return True
 
     async def _turn(self) -> float:
-        """Let the loop run other tasks (the task went ``YIELD_AFTER`` without a turn, its
-        last node never suspended); return the time it came back."""
+        """Let the loop run other tasks (the task went ``YIELD_AFTER`` without a turn, and its
+        last node was not seen to suspend); return the time it came back."""
         await self.ctx.checkpoint()
         return self.ctx.clock()
 
